@@ -1,0 +1,162 @@
+# preforkd - plain GNU make.
+#
+#   make                 build build/preforkd, build/apps/*.so, build/preforkd.pc
+#   make check           build and run every test
+#   make run             start preforkd in the foreground with conf/preforkd.ini
+#   make install         PREFIX=/usr/local DESTDIR= (binary, apps, header, .pc)
+#   make SANITIZE=1 ...  ASan + UBSan build in build/san (check, run too)
+#   make WERROR=1 ...    warnings are errors (CI)
+#   make V=1 ...         print every command
+#
+# Missing Debian build dependencies are installed by scripts/install-deps.sh
+# (with sudo when not root) the first time any target needs them.
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+SBINDIR   ?= $(PREFIX)/sbin
+LIBDIR    ?= $(PREFIX)/lib
+APPDIR    ?= $(LIBDIR)/preforkd/apps
+INCLUDEDIR ?= $(PREFIX)/include
+PCDIR     ?= $(LIBDIR)/pkgconfig
+SYSCONFDIR ?= /etc
+
+CC        ?= cc
+ifeq ($(origin CC),default)
+CC        := cc
+endif
+OPT       ?= -O2 -g
+CFLAGS    ?= $(OPT)
+WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+             -Wformat=2 -Wpointer-arith -Wcast-qual -Wwrite-strings \
+             -Wundef -Wvla -Wno-unused-parameter
+SANITIZE  ?=
+WERROR    ?=
+
+ifeq ($(SANITIZE),1)
+BUILD     ?= build/san
+SANFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize-recover=all
+else
+BUILD     ?= build
+SANFLAGS  :=
+endif
+ifeq ($(WERROR),1)
+WARN      += -Werror
+endif
+
+# Evaluated in recipes only (recursive =), i.e. after `deps` has run.
+DEP_CFLAGS = $(shell pkg-config --cflags inih)
+DEP_LIBS   = $(shell pkg-config --libs inih) -lev -lhttp_parser -lm
+CHECK_CFLAGS = $(shell pkg-config --cflags check)
+CHECK_LIBS   = $(shell pkg-config --libs check)
+
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) \
+             -I$(BUILD) -Isrc $(DEP_CFLAGS) -MMD -MP
+ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+SRCS      := $(wildcard src/*.c)
+OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+LIB_OBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+APP_SRCS  := $(wildcard src/apps/*.c)
+APPS      := $(APP_SRCS:src/apps/%.c=$(BUILD)/apps/%.so)
+TAPP_SRCS := $(wildcard tests/apps/*.c)
+TAPPS     := $(TAPP_SRCS:tests/apps/%.c=$(BUILD)/tests/apps/%.so)
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+THELP_SRCS := $(filter-out $(TEST_SRCS),$(wildcard tests/*.c))
+THELP_OBJS := $(THELP_SRCS:tests/%.c=$(BUILD)/tests/obj/%.o)
+
+.PHONY: all check run install uninstall clean deps
+all: $(BUILD)/preforkd $(APPS) $(BUILD)/preforkd.pc
+
+deps:
+	$(Q)sh scripts/install-deps.sh
+
+# Compiled-in paths live in a generated header that changes only when a
+# path changes, so `make install PREFIX=...` rebuilds exactly what uses it.
+$(BUILD)/paths.h: FORCE | $(BUILD)/.dir
+	$(Q)printf '#define PF_VERSION "%s"\n#define PF_APPDIR "%s"\n#define PF_SYSCONFDIR "%s"\n' \
+	  '$(VERSION)' '$(APPDIR)' '$(SYSCONFDIR)' > $@.tmp
+	$(Q)cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+FORCE:
+
+$(BUILD)/.dir:
+	$(Q)mkdir -p $(BUILD)/obj $(BUILD)/apps $(BUILD)/tests/obj $(BUILD)/tests/apps
+	$(Q)touch $@
+
+$(BUILD)/obj/%.o: src/%.c $(BUILD)/paths.h | deps $(BUILD)/.dir
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The executable exports the pf_* ABI (and nothing else) to app modules.
+$(BUILD)/preforkd: $(OBJS) src/exports.list
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -Wl,--dynamic-list=src/exports.list -o $@ $(OBJS) $(DEP_LIBS)
+
+$(BUILD)/apps/%.so: src/apps/%.c src/preforkd.h | deps $(BUILD)/.dir
+	@$(if $(Q),echo "  APP     $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared $(ALL_LDFLAGS) -o $@ $< -lev
+
+$(BUILD)/tests/apps/%.so: tests/apps/%.c src/preforkd.h | deps $(BUILD)/.dir
+	@$(if $(Q),echo "  APP     $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared $(ALL_LDFLAGS) -o $@ $< -lev
+
+$(BUILD)/tests/obj/%.o: tests/%.c $(BUILD)/paths.h | deps $(BUILD)/.dir
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/obj/test_%.o $(THELP_OBJS) $(LIB_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -Wl,--dynamic-list=src/exports.list -o $@ $^ $(DEP_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/preforkd.pc: Makefile | $(BUILD)/.dir
+	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$(INCLUDEDIR)' \
+	  'appdir=$(APPDIR)' '' 'Name: preforkd' \
+	  'Description: preforkd application module ABI' 'Version: $(VERSION)' \
+	  'Cflags: -I$${includedir} -fPIC' > $@
+
+# Every test binary runs even when one fails; the exit status is the sum.
+# Tests find the daemon and fixtures through these variables.
+TEST_ENV = PREFORKD_BIN=$(abspath $(BUILD)/preforkd) \
+           PREFORKD_APPS=$(abspath $(BUILD)/apps) \
+           PREFORKD_TEST_APPS=$(abspath $(BUILD)/tests/apps) \
+           PREFORKD_SRC=$(abspath .) \
+           PREFORKD_MAKE="$(MAKE) --no-print-directory SANITIZE=$(SANITIZE)"
+
+check: all $(TAPPS) $(TESTS)
+	$(Q)fail=0; for t in $(TESTS); do \
+	  echo "== $$t"; \
+	  env $(TEST_ENV) $$t || fail=1; \
+	done; \
+	for s in tests/*.sh; do [ -e "$$s" ] || continue; \
+	  echo "== $$s"; env $(TEST_ENV) sh $$s || fail=1; \
+	done; \
+	if [ $$fail -ne 0 ]; then echo "make check: FAILED"; exit 1; fi; \
+	echo "make check: all tests passed"
+
+run: all
+	$(BUILD)/preforkd -c conf/preforkd.ini
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(APPDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PCDIR)
+	install -m 0755 $(BUILD)/preforkd $(DESTDIR)$(SBINDIR)/preforkd
+	install -m 0644 $(APPS) $(DESTDIR)$(APPDIR)/
+	install -m 0644 src/preforkd.h $(DESTDIR)$(INCLUDEDIR)/preforkd.h
+	install -m 0644 $(BUILD)/preforkd.pc $(DESTDIR)$(PCDIR)/preforkd.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/preforkd $(DESTDIR)$(INCLUDEDIR)/preforkd.h \
+	  $(DESTDIR)$(PCDIR)/preforkd.pc
+	rm -rf $(DESTDIR)$(LIBDIR)/preforkd
+
+clean:
+	rm -rf build
+
+-include $(OBJS:.o=.d) $(THELP_OBJS:.o=.d) $(TESTS:$(BUILD)/tests/%=$(BUILD)/tests/obj/%.d)

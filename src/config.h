@@ -1,0 +1,127 @@
+/*
+ * config.h - the INI file as a struct. Pure: config_load reads a file and
+ * fills a struct config, nothing else (no sockets, no logging). Used by the
+ * master (start, -t, SIGHUP) and by unit tests.
+ * Convention: 0 / -1; on -1 *errors holds every problem found, one per line,
+ * each "FILE:LINE: [section] key: what was expected, got \"value\"".
+ */
+#ifndef PF_CONFIG_H
+#define PF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "listen.h"
+
+/* One "key = value" kept as written, e.g. the app's own [app] keys. */
+struct config_kv {
+    char *key;
+    char *value;
+    int line;
+    bool used; /* set by pf_config_get; unused [app] keys are errors */
+};
+
+enum memory_metric { METRIC_RSS = 0, METRIC_USS, METRIC_PSS };
+
+struct config_upstream {
+    char *name; /* from [upstream NAME] */
+    int line;   /* of the section header */
+    struct listen_addr *servers;
+    size_t nservers;
+    uint32_t max_idle;           /* default 32 */
+    uint32_t max_connections;    /* default 256 */
+    double connect_timeout;      /* seconds, default 2 */
+    double read_timeout;         /* default 30 */
+    double idle_timeout;         /* default 60 */
+    uint32_t keepalive_requests; /* default 1000 */
+    uint32_t retries;            /* default 1 */
+    uint32_t max_fails;          /* default 1; 0 = never mark down */
+    double fail_timeout;         /* default 10 */
+};
+
+struct config {
+    char *path; /* the file it came from */
+
+    struct {
+        struct listen_addr *listen; /* default 127.0.0.1:8000 */
+        size_t nlisten;
+        uint32_t workers;        /* "auto" resolved to online CPUs; default 2 */
+        uint32_t max_workers;    /* default 64; >= workers */
+        uint32_t worker_connections; /* default 1024 */
+        uint32_t backlog;            /* default 1024 */
+        bool preload;                /* default true */
+        char *pidfile;               /* NULL = none (default) */
+        char *user, *group;          /* NULL = keep */
+        double timeout;              /* default 30 */
+        double graceful_timeout;     /* default 30 */
+        double keepalive_timeout;    /* default 5; 0 = no keep-alive */
+        double header_timeout;       /* default 10 */
+        double body_timeout;         /* default 30: between body reads */
+        double send_timeout;         /* default 30: between response writes */
+        uint32_t max_request_line;   /* default 8190 */
+        uint32_t max_headers;        /* default 100 */
+        uint32_t max_header_size;    /* default 8190: one field line */
+        uint64_t max_body_size;      /* default 1M */
+    } server;
+
+    struct {
+        uint64_t max_requests;        /* 0 = off (default) */
+        uint64_t max_requests_jitter; /* default 0 */
+        uint64_t max_rss;             /* bytes, 0 = off (default) */
+        uint64_t max_rss_hard;        /* 0 = off (default) */
+        enum memory_metric memory_metric; /* default rss */
+        double max_lifetime;          /* 0 = off (default) */
+        double max_lifetime_jitter;   /* default 0 */
+        double min_lifetime;          /* default 0 */
+        uint32_t max_concurrent_recycles; /* default 1 */
+    } recycle;
+
+    struct {
+        char *module; /* required: built-in name or path to a .so */
+        struct config_kv *kv; /* every other [app] key, in file order */
+        size_t nkv;
+    } app;
+
+    struct config_upstream *upstreams;
+    size_t nupstreams;
+
+    struct {
+        char *error_log;  /* "stderr" (default) or a path */
+        int level;        /* enum log_level, default LOG_INFO */
+        char *access_log; /* NULL = off (default), "stderr" or a path */
+        char *access_log_format; /* default "combined" */
+    } log;
+
+    struct {
+        bool enabled; /* [admin] listen given */
+        struct listen_addr listen;
+    } admin;
+};
+
+/* Sets every default (no allocation beyond what config_free frees). */
+void config_defaults(struct config *c);
+
+/* Reads path into c (which is overwritten). 0 on success; -1 with
+ * *errors = malloc'd text (caller frees), one error per line, each naming
+ * file, line and key. A missing file is one error naming the path.
+ * On -1, c is left zeroed (nothing to free; config_free is harmless), so
+ * a failed reload never leaks. Errors come sorted by line, each ending
+ * in '\n'; *errors is NULL on success. errors may be NULL. */
+int config_load(const char *path, struct config *c, char **errors);
+
+void config_free(struct config *c);
+
+/* Unit parsers, shared with the app ABI (pf_config_get_size ...).
+ * Return 0, or -1 for a malformed or out-of-range value. */
+/* "1500", "1500ms", "2s", "5m", "1h", "0.5s": seconds, >= 0. */
+int config_parse_duration(const char *s, double *out);
+/* "1024", "64K", "256M", "1G" (powers of 1024; also "KB"/"k"...), >= 0. */
+int config_parse_size(const char *s, uint64_t *out);
+/* "true/false/yes/no/on/off/1/0" (case-insensitive). */
+int config_parse_bool(const char *s, bool *out);
+
+/* The [app] entry for key, or NULL. */
+struct config_kv *config_app_find(const struct config *c, const char *key);
+
+#endif

@@ -1,0 +1,429 @@
+/*
+ * conn.c - one client connection in a worker: read buffer, parsing, the
+ * app call, the output buffer, keep-alive, pipelining and every timeout.
+ * Runs in workers, on the loop; nothing here blocks (sockets are
+ * non-blocking). Owns the fd and both buffers; frees itself when done.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "conn.h"
+#include "log.h"
+
+#define IN_MIN_FREE 4096          /* read at least this much at once */
+#define IN_KEEP (16 * 1024)       /* shrink a grown buffer back to this */
+#define LINGER_TIME 2.0           /* discard input after an error this long */
+#define LINGER_MAX (1024 * 1024)  /* ... or at most this many bytes */
+
+static void process(struct conn *c);
+static void flush_out(struct conn *c);
+
+static ev_tstamp now(const struct conn *c)
+{
+    return ev_now(c->srv->loop);
+}
+
+/* Arms the one timer of c for `secs` from now. */
+static void set_timer(struct conn *c, double secs)
+{
+    c->deadline = now(c) + secs;
+    ev_timer_stop(c->srv->loop, &c->timer);
+    ev_timer_set(&c->timer, secs, 0.);
+    ev_timer_start(c->srv->loop, &c->timer);
+}
+
+/* Pushes the deadline out without touching the timer heap: the timer
+ * re-arms itself when it fires early (libev's "lazy" pattern). */
+static void touch_timer(struct conn *c, double secs)
+{
+    c->deadline = now(c) + secs;
+}
+
+static void rearm(struct conn *c, ev_tstamp left)
+{
+    ev_timer_stop(c->srv->loop, &c->timer);
+    ev_timer_set(&c->timer, left, 0.);
+    ev_timer_start(c->srv->loop, &c->timer);
+}
+
+static void unlink_conn(struct conn *c)
+{
+    struct conn_server *s = c->srv;
+
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+}
+
+static void free_conn(struct conn *c)
+{
+    struct conn_server *s = c->srv;
+
+    buf_free(&c->in);
+    buf_free(&c->out);
+    http_parse_free(&c->hp);
+    free(c->req.hdrs);
+    free(c);
+    if (s->on_conn_closed)
+        s->on_conn_closed(s);
+}
+
+/* Closes the socket. If the app still holds the request, the connection
+ * lives on as an orphan until the app ends it. */
+static void close_conn(struct conn *c)
+{
+    struct ev_loop *loop = c->srv->loop;
+
+    ev_io_stop(loop, &c->rio);
+    ev_io_stop(loop, &c->wio);
+    ev_timer_stop(loop, &c->timer);
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    if (c->req.state == REQ_APP || c->req.state == REQ_STREAMING) {
+        c->state = CONN_ORPHAN;
+        request_abort(c);
+        return;
+    }
+    unlink_conn(c);
+    free_conn(c);
+}
+
+void conn_release_orphan(struct conn *c)
+{
+    unlink_conn(c);
+    free_conn(c);
+}
+
+size_t conn_pending(const struct conn *c)
+{
+    return c->out.len - c->out_pos;
+}
+
+/* After an error response: stop sending, read and drop what the client
+ * still sends, so that closing does not reset the connection before the
+ * client has read our answer (a close with unread input sends RST). */
+static void start_linger(struct conn *c)
+{
+    c->state = CONN_LINGER;
+    shutdown(c->fd, SHUT_WR);
+    c->in.len = c->in_pos = 0;
+    ev_io_start(c->srv->loop, &c->rio);
+    set_timer(c, LINGER_TIME);
+}
+
+static void respond_error(struct conn *c, int status)
+{
+    log_debug("%s: %d (%s)", c->peer, status, c->hp.why ? c->hp.why : "");
+    c->out.len = c->out_pos = 0;
+    http_write_error(&c->out, status, (time_t)now(c));
+    c->close_after = true;
+    c->req.state = REQ_NONE;
+    flush_out(c);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct conn *c = w->data;
+    ev_tstamp left = c->deadline - ev_now(loop);
+    double send_timeout = c->srv->cfg->server.send_timeout;
+
+    if (left > 0.001) {
+        rearm(c, left);
+        return;
+    }
+    /* While output waits, the only question is whether the client reads. */
+    if (conn_pending(c) > 0) {
+        left = c->last_write + send_timeout - ev_now(loop);
+        if (left > 0.001) {
+            c->deadline = c->last_write + send_timeout;
+            rearm(c, left);
+            return;
+        }
+        log_info("%s: client read nothing for %.0fs, closing", c->peer,
+                 send_timeout);
+        close_conn(c);
+        return;
+    }
+    switch (c->state) {
+    case CONN_HEAD:
+        if (c->hp.started) { /* part of a request came: say why we close */
+            respond_error(c, 408);
+            return;
+        }
+        break;
+    case CONN_BODY:
+        respond_error(c, 408);
+        return;
+    case CONN_APP: /* a slow app is not the client's fault */
+        return;
+    default:
+        break;
+    }
+    close_conn(c);
+}
+
+/* Reads what is there. Returns bytes read, 0 on EOF, -1 on EAGAIN (or no
+ * room), -2 on a connection error. The buffer grows only when `grow`. */
+static ssize_t read_some(struct conn *c, bool grow)
+{
+    ssize_t n;
+
+    if (grow)
+        buf_reserve(&c->in, IN_MIN_FREE);
+    else if (c->in.cap == c->in.len)
+        return -1;
+    do
+        n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
+    while (n < 0 && errno == EINTR);
+    if (n > 0)
+        c->in.len += (size_t)n;
+    else if (n < 0)
+        return errno == EAGAIN ? -1 : -2;
+    return n;
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct conn *c = w->data;
+    /* While the app holds the request it holds pointers into c->in, so the
+     * buffer must not move: read only into the room it has. */
+    ssize_t n = read_some(c, c->state != CONN_APP);
+
+    if (n == -1) {
+        if (c->state == CONN_APP && c->in.cap == c->in.len)
+            ev_io_stop(loop, &c->rio);
+        return;
+    }
+    if (c->state == CONN_LINGER) {
+        if (n > 0 && c->in.len < LINGER_MAX) {
+            c->in_pos += c->in.len;
+            c->in.len = 0;
+            if (c->in_pos < LINGER_MAX)
+                return;
+        }
+        close_conn(c);
+        return;
+    }
+    if (n <= 0) {
+        /* EOF or reset. With the app holding a request, the client is
+         * gone: the app is told through its abort callback. */
+        close_conn(c);
+        return;
+    }
+    switch (c->state) {
+    case CONN_IDLE:
+        c->state = CONN_HEAD;
+        set_timer(c, c->srv->cfg->server.header_timeout);
+        break;
+    case CONN_BODY:
+        touch_timer(c, c->srv->cfg->server.body_timeout);
+        break;
+    case CONN_APP:
+        /* Pipelined bytes wait in the buffer; stop reading beyond a
+         * bound so a client cannot make us buffer without limit. */
+        if (c->in.len - c->in_pos > IN_KEEP)
+            ev_io_stop(loop, &c->rio);
+        return;
+    default:
+        break;
+    }
+    process(c);
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    flush_out(w->data);
+}
+
+/* Writes as much of out as the socket takes. May close c. */
+static void flush_out(struct conn *c)
+{
+    struct pf_request *r = &c->req;
+
+    while (conn_pending(c) > 0) {
+        ssize_t n = send(c->fd, c->out.p + c->out_pos, conn_pending(c),
+                         MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_pos += (size_t)n;
+            c->last_write = now(c);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            if (!ev_is_active(&c->wio)) {
+                ev_io_start(c->srv->loop, &c->wio);
+                c->last_write = now(c);
+                if (!ev_is_active(&c->timer))
+                    set_timer(c, c->srv->cfg->server.send_timeout);
+            }
+            break;
+        }
+        close_conn(c);
+        return;
+    }
+    if (conn_pending(c) == 0) {
+        c->out.len = c->out_pos = 0;
+        if (ev_is_active(&c->wio)) {
+            ev_io_stop(c->srv->loop, &c->wio);
+            if (c->state == CONN_IDLE) /* idle time counts from here */
+                set_timer(c, c->srv->cfg->server.keepalive_timeout);
+        }
+        if (c->close_after && r->state != REQ_APP && r->state != REQ_STREAMING) {
+            if (c->hp.error || (c->in.len > c->in_pos))
+                start_linger(c);
+            else
+                close_conn(c);
+            return;
+        }
+    }
+    if (r->drain_cb && r->state == REQ_STREAMING &&
+        conn_pending(c) < CONN_LOW_WATER) {
+        void (*cb)(pf_request *, void *) = r->drain_cb;
+        r->drain_cb = NULL;
+        cb(r, r->drain_arg);
+    }
+}
+
+/* The request is answered: prepare for the next one on this connection. */
+static void next_request(struct conn *c)
+{
+    struct conn_server *s = c->srv;
+
+    c->req.state = REQ_NONE;
+    /* A response that promised keep-alive is never followed by a close
+     * here: the client may already be sending the next request, which a
+     * retiring worker then answers with Connection: close. */
+    if (!c->req.resp.keepalive)
+        c->close_after = true;
+    if (c->close_after)
+        return;
+    buf_consume(&c->in, c->in_pos);
+    c->in_pos = 0;
+    if (c->in.len == 0)
+        buf_shrink(&c->in, IN_KEEP);
+    http_parse_next(&c->hp);
+    c->sent_continue = false;
+    if (!ev_is_active(&c->rio))
+        ev_io_start(s->loop, &c->rio);
+    if (c->in.len > 0) {
+        c->state = CONN_HEAD;
+        set_timer(c, s->cfg->server.header_timeout);
+    } else {
+        c->state = CONN_IDLE;
+        set_timer(c, s->cfg->server.keepalive_timeout);
+    }
+}
+
+void conn_response_done(struct conn *c)
+{
+    if (c->srv->on_request_done)
+        c->srv->on_request_done(c->srv);
+    next_request(c);
+    if (!c->in_dispatch)
+        conn_kick(c);
+}
+
+void conn_kick(struct conn *c)
+{
+    if (c->state == CONN_ORPHAN || c->fd < 0)
+        return;
+    if (c->req.state == REQ_NONE && !c->close_after)
+        process(c); /* pipelined requests buffered meanwhile */
+    else
+        flush_out(c);
+}
+
+/* Parses buffered input and runs every complete request, then writes all
+ * responses at once (one send for a pipelined batch). */
+static void process(struct conn *c)
+{
+    struct conn_server *s = c->srv;
+    struct http_parse *hp = &c->hp;
+
+    while (c->req.state == REQ_NONE && !c->close_after) {
+        if (c->in_pos < c->in.len)
+            c->in_pos += http_feed(hp, c->in.p, c->in_pos, c->in.len - c->in_pos);
+        if (hp->error) {
+            respond_error(c, hp->error);
+            return;
+        }
+        if (hp->req.head_done && c->state == CONN_HEAD) {
+            c->state = CONN_BODY;
+            if (!hp->req.complete)
+                set_timer(c, s->cfg->server.body_timeout);
+        }
+        if (hp->req.expect_continue && !c->sent_continue && !hp->req.complete) {
+            buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+            c->sent_continue = true;
+        }
+        if (!hp->req.complete)
+            break;
+        c->state = CONN_APP;
+        ev_timer_stop(s->loop, &c->timer);
+        request_prepare(c);
+        request_dispatch(c);
+        if (c->state == CONN_ORPHAN)
+            return;
+    }
+    flush_out(c);
+}
+
+void conn_accept(struct conn_server *s, int fd, const struct sockaddr *peer)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    int one = 1;
+
+    if (c == NULL) {
+        log_warn("conn: cannot allocate a connection");
+        close(fd);
+        return;
+    }
+    if (peer->sa_family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    listen_peer_text(peer, c->peer, sizeof(c->peer));
+    c->srv = s;
+    c->fd = fd;
+    c->state = CONN_HEAD;
+    http_parse_init(&c->hp, &s->limits);
+    ev_io_init(&c->rio, on_readable, fd, EV_READ);
+    ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
+    ev_init(&c->timer, on_timer);
+    c->rio.data = c->wio.data = c->timer.data = c;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    ev_io_start(s->loop, &c->rio);
+    set_timer(c, s->cfg->server.header_timeout);
+}
+
+void conn_retire_all(struct conn_server *s)
+{
+    s->retiring = true;
+    /* Idle keep-alive connections are left to their keepalive_timeout: a
+     * request may be racing toward us on them, and closing now would fail
+     * it. Busy ones answer with Connection: close (next_request). */
+}
+
+void conn_close_all(struct conn_server *s)
+{
+    while (s->conns) {
+        struct conn *c = s->conns;
+        close_conn(c);
+        if (s->conns == c) /* orphaned: the app never ends it now */
+            conn_release_orphan(c);
+    }
+}

@@ -1,0 +1,454 @@
+/*
+ * http.c - HTTP/1.x request parsing (http-parser callbacks that record
+ * offsets into the connection's buffer, so nothing is copied) and response
+ * framing. Runs in workers; owns no sockets and no timers.
+ * Returns: http_feed reports problems as HTTP status codes in hp->error.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include "http.h"
+#include "log.h"
+
+static struct http_parse *hp_of(http_parser *p)
+{
+    return p->data;
+}
+
+static int fail(struct http_parse *hp, int status, const char *why)
+{
+    hp->error = status;
+    hp->why = why;
+    return -1;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct http_parse *hp = hp_of(p);
+    struct http_hdr *keep = hp->req.hdrs;
+    uint32_t cap = hp->req.hdr_cap;
+
+    memset(&hp->req, 0, sizeof(hp->req));
+    hp->req.hdrs = keep;
+    hp->req.hdr_cap = cap;
+    hp->started = true;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct http_parse *hp = hp_of(p);
+    struct http_req *rq = &hp->req;
+    size_t off = (size_t)(at - hp->base);
+
+    if (rq->url_len == 0)
+        rq->url_off = off;
+    else if (off != rq->url_off + rq->url_len)
+        return fail(hp, 400, "request target split");
+    rq->url_len += len;
+    if (rq->url_len > hp->lim->max_request_line)
+        return fail(hp, 414, "request target too long");
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct http_parse *hp = hp_of(p);
+    struct http_req *rq = &hp->req;
+    size_t off = (size_t)(at - hp->base);
+    struct http_hdr *h;
+
+    if (rq->head_done) /* trailer fields of a chunked body: not kept */
+        return 0;
+    if (!rq->in_field) {
+        if (rq->nhdrs == hp->lim->max_headers)
+            return fail(hp, 431, "too many header fields");
+        if (rq->nhdrs == rq->hdr_cap) {
+            uint32_t cap = rq->hdr_cap ? rq->hdr_cap * 2 : 16;
+            h = realloc(rq->hdrs, cap * sizeof(*h));
+            if (h == NULL)
+                return fail(hp, 500, "out of memory");
+            rq->hdrs = h;
+            rq->hdr_cap = cap;
+        }
+        h = &rq->hdrs[rq->nhdrs++];
+        memset(h, 0, sizeof(*h));
+        h->name_off = (uint32_t)off;
+        rq->in_field = true;
+    }
+    h = &rq->hdrs[rq->nhdrs - 1];
+    if (off != (size_t)h->name_off + h->name_len)
+        return fail(hp, 400, "header name split");
+    h->name_len += (uint32_t)len;
+    if (h->name_len > hp->lim->max_header_size)
+        return fail(hp, 431, "header field too large");
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct http_parse *hp = hp_of(p);
+    struct http_req *rq = &hp->req;
+    size_t off = (size_t)(at - hp->base);
+    struct http_hdr *h;
+
+    if (rq->head_done)
+        return 0;
+    h = &rq->hdrs[rq->nhdrs - 1];
+    if (rq->in_field) {
+        rq->in_field = false;
+        h->value_off = (uint32_t)off;
+    } else if (off != (size_t)h->value_off + h->value_len) {
+        /* Pieces of one value are contiguous in our buffer unless the
+         * value was folded over several lines (obs-fold, RFC 9112 5.2). */
+        return fail(hp, 400, "obsolete line folding");
+    }
+    h->value_len += (uint32_t)len;
+    if ((uint64_t)h->name_len + h->value_len > hp->lim->max_header_size)
+        return fail(hp, 431, "header field too large");
+    return 0;
+}
+
+static bool value_is(const char *base, const struct http_hdr *h,
+                     const char *want)
+{
+    size_t n = strlen(want);
+    return h->value_len == n && strncasecmp(base + h->value_off, want, n) == 0;
+}
+
+/* Debian builds http-parser without HTTP_PARSER_STRICT, which lets
+ * "HTTX/1.1" pass as a version: check the text after the target ourselves
+ * (the head is still in the buffer). " HTTP/d.d" then CRLF or LF. */
+static bool version_text_ok(const struct http_parse *hp)
+{
+    const char *v = hp->base + hp->req.url_off + hp->req.url_len;
+    const char *want = " HTTP/";
+
+    /* Byte by byte: the head may end right after a short line. */
+    for (int i = 0; want[i]; i++)
+        if (v[i] != want[i])
+            return false;
+    return v[6] >= '0' && v[6] <= '9' &&
+           v[7] == '.' && v[8] >= '0' && v[8] <= '9' &&
+           (v[9] == '\n' || (v[9] == '\r' && v[10] == '\n'));
+}
+
+/* Checks that need the whole head: version, Host, Expect, body size. */
+static int on_headers_complete(http_parser *p)
+{
+    struct http_parse *hp = hp_of(p);
+    struct http_req *rq = &hp->req;
+    int hosts = 0;
+
+    if (!version_text_ok(hp))
+        return fail(hp, 400, "malformed request line");
+    if (p->http_major != 1)
+        return fail(hp, 505, "HTTP version not supported");
+    rq->version = (uint8_t)(10 + (p->http_minor >= 1));
+    rq->method = (uint8_t)p->method;
+    rq->in_field = false;
+    for (uint32_t i = 0; i < rq->nhdrs; i++) {
+        struct http_hdr *h = &rq->hdrs[i];
+        const char *name = hp->base + h->name_off;
+
+        /* http-parser keeps trailing white space of a value: drop it. */
+        while (h->value_len > 0 && (hp->base[h->value_off + h->value_len - 1] == ' ' ||
+                                    hp->base[h->value_off + h->value_len - 1] == '\t'))
+            h->value_len--;
+        if (h->name_len == 4 && strncasecmp(name, "host", 4) == 0)
+            hosts++;
+        else if (h->name_len == 6 && strncasecmp(name, "expect", 6) == 0) {
+            if (!value_is(hp->base, h, "100-continue"))
+                return fail(hp, 417, "unsupported expectation");
+            rq->expect_continue = rq->version == 11;
+        }
+    }
+    if (hosts > 1 || (hosts == 0 && rq->version == 11))
+        return fail(hp, 400, hosts ? "duplicate Host" : "missing Host");
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > hp->lim->max_body_size)
+        return fail(hp, 413, "declared body too large");
+    if (!(p->flags & (F_CONTENTLENGTH | F_CHUNKED)) || p->content_length == 0)
+        rq->expect_continue = rq->expect_continue && (p->flags & F_CHUNKED);
+    rq->keepalive = http_should_keep_alive(p) != 0;
+    rq->head_done = true;
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct http_parse *hp = hp_of(p);
+    struct http_req *rq = &hp->req;
+    size_t off = (size_t)(at - hp->base);
+
+    if (rq->body_len == 0)
+        rq->body_off = off;
+    else if (off != rq->body_off + rq->body_len)
+        /* Chunked: close the gap left by the chunk-size line. The source
+         * lies after the destination and both were parsed already. */
+        memmove(hp->base + rq->body_off + rq->body_len, at, len);
+    rq->body_len += len;
+    if (rq->body_len > hp->lim->max_body_size)
+        return fail(hp, 413, "body too large");
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct http_parse *hp = hp_of(p);
+
+    hp->req.complete = true;
+    /* One request at a time: the next one waits until this one is answered
+     * (pipelined responses must go out in order). */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void http_parse_init(struct http_parse *hp, const struct http_limits *lim)
+{
+    uint64_t head = (uint64_t)lim->max_request_line + 64 +
+                    (uint64_t)lim->max_headers * (lim->max_header_size + 4);
+
+    /* http-parser's own cap on the whole head: no lower than what our
+     * finer limits allow, so they decide (and answer 414/431). */
+    http_parser_set_max_header_size(head > UINT32_MAX ? UINT32_MAX : (uint32_t)head);
+    memset(hp, 0, sizeof(*hp));
+    http_parser_init(&hp->p, HTTP_REQUEST);
+    hp->p.data = hp;
+    hp->lim = lim;
+}
+
+void http_parse_free(struct http_parse *hp)
+{
+    free(hp->req.hdrs);
+    hp->req.hdrs = NULL;
+    hp->req.hdr_cap = 0;
+}
+
+static int parser_status(const struct http_parse *hp)
+{
+    switch (HTTP_PARSER_ERRNO(&hp->p)) {
+    case HPE_HEADER_OVERFLOW:
+        return 431;
+    case HPE_INVALID_VERSION:
+        return 505;
+    default:
+        return 400;
+    }
+}
+
+size_t http_feed(struct http_parse *hp, char *base, size_t off, size_t len)
+{
+    size_t n;
+
+    hp->base = base;
+    n = http_parser_execute(&hp->p, &settings, base + off, len);
+    switch (HTTP_PARSER_ERRNO(&hp->p)) {
+    case HPE_OK:
+    case HPE_PAUSED:
+        break;
+    default:
+        if (hp->error == 0) {
+            hp->error = parser_status(hp);
+            hp->why = http_errno_description(HTTP_PARSER_ERRNO(&hp->p));
+        }
+        break;
+    }
+    return n;
+}
+
+void http_parse_next(struct http_parse *hp)
+{
+    hp->req.complete = false;
+    hp->req.head_done = false;
+    hp->started = false;
+    http_parser_pause(&hp->p, 0);
+}
+
+int http_find_header(const struct http_parse *hp, const char *base,
+                     const char *name)
+{
+    size_t n = strlen(name);
+
+    for (uint32_t i = 0; i < hp->req.nhdrs; i++) {
+        const struct http_hdr *h = &hp->req.hdrs[i];
+        if (h->name_len == n && strncasecmp(base + h->name_off, name, n) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+const char *http_reason(int status)
+{
+    const char *s = http_status_str((enum http_status)status);
+
+    if (s[0] != '<')
+        return s;
+    switch (status / 100) {
+    case 1: return "Informational";
+    case 2: return "OK";
+    case 3: return "Redirection";
+    case 4: return "Client Error";
+    default: return "Server Error";
+    }
+}
+
+const char *http_date(time_t now)
+{
+    static char date[40];
+    static time_t cached = -1;
+    struct tm tm;
+
+    if (now != cached) {
+        gmtime_r(&now, &tm);
+        strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached = now;
+    }
+    return date;
+}
+
+static bool name_is(const pf_str *s, const char *want, size_t n)
+{
+    return s->len == n && strncasecmp(s->ptr, want, n) == 0;
+}
+
+static bool clean(const pf_str *s)
+{
+    for (size_t i = 0; i < s->len; i++)
+        if (s->ptr[i] == '\r' || s->ptr[i] == '\n' || s->ptr[i] == '\0')
+            return false;
+    return true;
+}
+
+int http_header_content_length(const pf_header *h, size_t n, uint64_t *len)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!name_is(&h[i].name, "content-length", 14))
+            continue;
+        uint64_t v = 0;
+        if (h[i].value.len == 0 || h[i].value.len > 19)
+            return -1;
+        for (size_t j = 0; j < h[i].value.len; j++) {
+            char c = h[i].value.ptr[j];
+            if (c < '0' || c > '9')
+                return -1;
+            v = v * 10 + (uint64_t)(c - '0');
+        }
+        *len = v;
+        return 1;
+    }
+    return 0;
+}
+
+/* The daemon writes these itself; an app's copy is dropped. */
+static bool owned(const pf_str *name, struct http_resp *r, const pf_str *value)
+{
+    switch (name->len) {
+    case 4:
+        return name_is(name, "date", 4);
+    case 6:
+        return name_is(name, "server", 6);
+    case 10:
+        if (!name_is(name, "connection", 10))
+            return false;
+        if (value->len == 5 && strncasecmp(value->ptr, "close", 5) == 0)
+            r->keepalive = false;
+        return true;
+    case 14:
+        return name_is(name, "content-length", 14);
+    case 17:
+        return name_is(name, "transfer-encoding", 17);
+    default:
+        return false;
+    }
+}
+
+int http_write_head(struct buf *out, struct http_resp *r,
+                    const pf_header *h, size_t n, time_t now)
+{
+    char line[96];
+    int k;
+
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name.len == 0 || !clean(&h[i].name) || !clean(&h[i].value))
+            return -1;
+    k = snprintf(line, sizeof(line), "HTTP/1.1 %03d ", r->status);
+    buf_append(out, line, (size_t)k);
+    buf_puts(out, http_reason(r->status));
+    buf_puts(out, "\r\nServer: preforkd\r\nDate: ");
+    buf_puts(out, http_date(now));
+    buf_append(out, "\r\n", 2);
+    for (size_t i = 0; i < n; i++) {
+        if (owned(&h[i].name, r, &h[i].value))
+            continue;
+        buf_append(out, h[i].name.ptr, h[i].name.len);
+        buf_append(out, ": ", 2);
+        buf_append(out, h[i].value.ptr, h[i].value.len);
+        buf_append(out, "\r\n", 2);
+    }
+    if (r->framing == FRAME_CHUNKED && r->version < 11)
+        r->framing = FRAME_CLOSE;
+    if (r->framing == FRAME_CLOSE)
+        r->keepalive = false;
+    if (r->status == 204 || r->status == 304 || r->status < 200)
+        r->framing = FRAME_NONE;
+    if (r->framing == FRAME_LENGTH) {
+        k = snprintf(line, sizeof(line), "Content-Length: %" PRIu64 "\r\n",
+                     r->content_length);
+        buf_append(out, line, (size_t)k);
+    } else if (r->framing == FRAME_CHUNKED) {
+        buf_puts(out, "Transfer-Encoding: chunked\r\n");
+    }
+    if (!r->keepalive)
+        buf_puts(out, "Connection: close\r\n\r\n");
+    else if (r->version < 11)
+        buf_puts(out, "Connection: keep-alive\r\n\r\n");
+    else
+        buf_append(out, "\r\n", 2);
+    return 0;
+}
+
+void http_write_chunk(struct buf *out, const void *data, size_t len)
+{
+    char line[24];
+    int k;
+
+    if (len == 0)
+        return;
+    k = snprintf(line, sizeof(line), "%zx\r\n", len);
+    buf_append(out, line, (size_t)k);
+    buf_append(out, data, len);
+    buf_append(out, "\r\n", 2);
+}
+
+void http_write_last_chunk(struct buf *out)
+{
+    buf_append(out, "0\r\n\r\n", 5);
+}
+
+void http_write_error(struct buf *out, int status, time_t now)
+{
+    struct http_resp r = {
+        .status = status, .version = 11, .framing = FRAME_LENGTH,
+    };
+    char body[96];
+    int k = snprintf(body, sizeof(body), "%d %s\n", status, http_reason(status));
+    static const pf_header ct[] = {
+        {{"Content-Type", 12}, {"text/plain", 10}},
+    };
+
+    r.content_length = (uint64_t)k;
+    http_write_head(out, &r, ct, 1, now);
+    buf_append(out, body, (size_t)k);
+}

@@ -1,0 +1,41 @@
+/*
+ * log.h - the error log, shared by master and workers (each line is one
+ * write(2) to an O_APPEND fd, so lines of different processes never mix).
+ * Line format:  2026-11-24T07:50:00.123+0000 [info] [1234] master: message
+ * log_warn/log_err append ": " strerror(errno); the *x variants do not.
+ * fatal/fatalx log at error level and exit(1): only before loops start.
+ */
+#ifndef PF_LOG_H
+#define PF_LOG_H
+
+#include <stdarg.h>
+
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+/* Parses "error", "warn", "info", "debug" (also "warning"). -1 if unknown. */
+int log_level_parse(const char *s);
+
+/* target: "stderr" or a file path (opened O_APPEND|O_CREAT, 0640).
+ * 0 / -1 with errno; on error the previous target stays in use. */
+int log_open(const char *target, int level);
+/* Reopens the current file target (logrotate, SIGUSR1). 0 / -1. */
+int log_reopen(void);
+void log_set_level(int level);
+int log_get_level(void);
+/* "master", "worker 3": put before every message. Copied. */
+void log_set_role(const char *role);
+
+void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_errx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_vmsg(int level, int with_errno, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+void fatal(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+#endif

@@ -1,0 +1,17 @@
+/*
+ * master.h - the master process: owns the config, the listening sockets,
+ * the preloaded app, the scoreboard and every decision to start, retire or
+ * kill a worker. Never handles a request.
+ */
+#ifndef PF_MASTER_H
+#define PF_MASTER_H
+
+#include "config.h"
+
+/* Binds, preloads, forks the workers and supervises them until a stop
+ * signal; cfg is owned by the master from here on. Returns the process
+ * exit code: 0 after a requested stop, 70 when the app cannot start,
+ * 78 on a configuration problem found late, 1 on other fatal errors. */
+int master_run(struct config *cfg);
+
+#endif

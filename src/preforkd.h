@@ -1,0 +1,168 @@
+/*
+ * preforkd.h - the public application ABI of preforkd.
+ *
+ * This is the only header an application module includes. A module is a
+ * shared object that exports one symbol, `pf_app_entry`, a const struct pf_app
+ * (use PF_APP_DEFINE). The daemon dlopen()s the module, refuses it when
+ * abi_version differs from the daemon's PF_ABI_VERSION, and calls:
+ *
+ *   load         once, in the master before fork (preload = true) or in each
+ *                worker after fork (preload = false). Reads the [app] keys.
+ *   worker_init  once in each worker after fork, before it accepts.
+ *   handle       once per request, on the worker's event loop. Must not block.
+ *   worker_exit  once in each worker before it exits (not on a crash).
+ *   unload       once where load ran, at the end.
+ *
+ * Every pf_* function below runs in a worker, on the worker's event loop
+ * thread, except pf_config_* (load only) and pf_log (anywhere).
+ *
+ * Strings handed to the app (pf_str) are NOT NUL-terminated: they point into
+ * the connection's buffer and stay valid until the response ends (pf_respond
+ * or pf_response_end returns).
+ */
+#ifndef PREFORKD_H
+#define PREFORKD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped on any incompatible change to this header. */
+#define PF_ABI_VERSION 1
+
+#define PF_APP_SYMBOL "pf_app_entry"
+
+typedef struct pf_request pf_request;       /* one HTTP request, opaque */
+typedef struct pf_app_config pf_app_config; /* the [app] section, opaque */
+struct ev_loop;                             /* libev's, see pf_loop() */
+
+typedef struct pf_str {
+    const char *ptr; /* NULL when absent */
+    size_t len;
+} pf_str;
+
+typedef struct pf_header {
+    pf_str name;
+    pf_str value;
+} pf_header;
+
+struct pf_app {
+    uint32_t abi_version; /* PF_ABI_VERSION the module was built with */
+    uint32_t size;        /* sizeof(struct pf_app) the module was built with */
+    const char *name;
+    const char *description;
+    /* 0 on success; -1 refuses to start (log why with pf_config_error or
+     * pf_log first). *state is handed to every later call. May be NULL. */
+    int (*load)(const pf_app_config *cfg, void **state);
+    /* 0 on success; -1 makes the worker exit 70 (the master stops
+     * respawning when no worker can boot). May be NULL. */
+    int (*worker_init)(void *state);
+    /* Respond now (pf_respond) or later (keep r, respond from a callback on
+     * pf_loop()). Return 0 when a response is given or pending; -1 when the
+     * request failed and nothing was sent: the daemon answers 500. */
+    int (*handle)(pf_request *r, void *state);
+    void (*worker_exit)(void *state); /* may be NULL */
+    void (*unload)(void *state);      /* may be NULL */
+};
+
+#if defined(__GNUC__)
+#define PF_EXPORT __attribute__((visibility("default")))
+#else
+#define PF_EXPORT
+#endif
+
+/* PF_APP_DEFINE(.name = "x", .handle = x_handle, ...) */
+#define PF_APP_DEFINE(...)                                                    \
+    PF_EXPORT const struct pf_app pf_app_entry = {                            \
+        .abi_version = PF_ABI_VERSION,                                        \
+        .size = sizeof(struct pf_app),                                        \
+        __VA_ARGS__}
+
+/* ---- configuration (in load only) ---------------------------------------
+ * Keys of [app] other than `module`. A key the app never asks for is an
+ * "unknown key" error once load returns, so typos never pass silently. */
+
+/* The value of key, NUL-terminated, or NULL when the key is absent. */
+const char *pf_config_get(const pf_app_config *cfg, const char *key);
+/* Size with optional K/M/G suffix; *out = dflt when absent.
+ * 0, or -1 after logging a file:line error naming the key. */
+int pf_config_get_size(const pf_app_config *cfg, const char *key,
+                       uint64_t dflt, uint64_t *out);
+/* Duration in seconds, with optional ms/s/m/h suffix; as above. */
+int pf_config_get_duration(const pf_app_config *cfg, const char *key,
+                           double dflt, double *out);
+/* Logs "FILE:LINE: [app] KEY: <message>" at error level and returns -1. */
+int pf_config_error(const pf_app_config *cfg, const char *key,
+                    const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- the request -------------------------------------------------------- */
+
+pf_str pf_request_method(const pf_request *r);
+pf_str pf_request_target(const pf_request *r); /* as sent: path[?query] */
+pf_str pf_request_path(const pf_request *r);   /* target before '?' */
+pf_str pf_request_query(const pf_request *r);  /* after '?', len 0 if none */
+int pf_request_version(const pf_request *r);   /* 10 or 11 */
+size_t pf_request_header_count(const pf_request *r);
+const pf_header *pf_request_header_at(const pf_request *r, size_t i);
+/* First header named name (case-insensitive); .ptr NULL when absent. */
+pf_str pf_request_header(const pf_request *r, const char *name);
+/* The whole body, de-chunked; len 0 when there is none. */
+pf_str pf_request_body(const pf_request *r);
+/* The client's address as text ("127.0.0.1", "::1", "unix"). */
+const char *pf_request_peer(const pf_request *r);
+
+/* Called once if the client goes away before the response ends. The request
+ * stays valid: the app must still end it (pf_respond / pf_response_end),
+ * which then only frees it. */
+void pf_request_on_abort(pf_request *r, void (*cb)(pf_request *, void *),
+                         void *arg);
+
+/* ---- the response ------------------------------------------------------- *
+ * The daemon writes the status line, Date, Server, Connection and the framing
+ * (Content-Length or chunked); headers the app passes with those names are
+ * ignored, except Content-Length in pf_response_start (see there) and
+ * "Connection: close", which closes the connection after the response.
+ * Header names and values must not contain CR, LF or NUL: -1.
+ *
+ * Return values: 0 done; -1 invalid use (response already started, bad
+ * header) or the request was aborted (the call is then a no-op that still
+ * ends the request where it would have). */
+
+/* A whole response: status, headers and body at once. Ends the request. */
+int pf_respond(pf_request *r, int status, const pf_header *headers,
+               size_t nheaders, const void *body, size_t len);
+
+/* A streamed response. With a Content-Length header in headers, exactly that
+ * many bytes must follow; without one, the body is chunked (HTTP/1.1) or
+ * delimited by closing the connection (HTTP/1.0). */
+int pf_response_start(pf_request *r, int status, const pf_header *headers,
+                      size_t nheaders);
+/* Queue body bytes (copied). 0: accepted, write more; 1: accepted, but the
+ * connection's buffer is above its high-water mark: wait for the drain
+ * callback before writing more; -1: aborted or not started. */
+int pf_response_write(pf_request *r, const void *data, size_t len);
+/* cb runs once the buffered output falls below the low-water mark. */
+void pf_response_on_drain(pf_request *r, void (*cb)(pf_request *, void *),
+                          void *arg);
+/* Ends a streamed response. The request must not be used afterwards. */
+int pf_response_end(pf_request *r);
+
+/* ---- the worker ---------------------------------------------------------- */
+
+/* The worker's libev loop, for the app's own timers and I/O watchers. */
+struct ev_loop *pf_loop(void);
+/* This worker's number, 1..max_workers (stable across its replacement). */
+int pf_worker_id(void);
+
+enum pf_log_level { PF_LOG_ERROR = 0, PF_LOG_WARN, PF_LOG_INFO, PF_LOG_DEBUG };
+void pf_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PREFORKD_H */

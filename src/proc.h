@@ -1,0 +1,39 @@
+/*
+ * proc.h - process mechanism: fork with signals held, the child's signal
+ * reset, privilege drop, and describing how a process ended. Runs in the
+ * master (proc_fork, proc_describe) and in a worker right after fork.
+ * Convention: 0 / -1 with errno, except where noted.
+ */
+#ifndef PF_PROC_H
+#define PF_PROC_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Worker exit codes: a contract between worker and master (sysexits). */
+#define EXIT_APP_INIT 70 /* EX_SOFTWARE: the app could not start: stop respawning */
+#define EXIT_TEMPFAIL 75 /* EX_TEMPFAIL: transient: respawn with back-off */
+#define EXIT_CONFIG 78   /* EX_CONFIG: never respawn */
+
+/* fork() with every signal blocked, so that no handler of the master runs
+ * in the child before the child has reset them. In the parent the mask is
+ * restored before returning; in the child it stays fully blocked until
+ * proc_child_signals_done(). Returns as fork(). */
+pid_t proc_fork(void);
+
+/* In the child: every signal back to its default disposition (SIGPIPE
+ * ignored). Call before installing the worker's own handlers. */
+void proc_child_reset_signals(void);
+/* In the child: unblock every signal (pending ones are delivered now). */
+void proc_child_signals_done(void);
+
+/* Drops to user (and group, default: the user's primary group) when
+ * running as root: setgroups/initgroups, setgid, setuid, then checks that
+ * root cannot be regained. A no-op when user is NULL. -1 with a log line. */
+int proc_drop_privileges(const char *user, const char *group);
+
+/* "exited with status 0", "killed by signal 9 (SIGKILL)" into buf. */
+const char *proc_describe(int wstatus, char *buf, size_t len);
+
+#endif

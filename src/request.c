@@ -1,0 +1,242 @@
+/*
+ * request.c - the pf_request half of the app ABI: request accessors, whole
+ * and streamed responses, abort and drain callbacks. Runs in workers, on the
+ * loop. Responses are appended to the connection's output buffer; conn.c
+ * writes them. Returns per preforkd.h: 0 / -1 (1 = wait, for writes).
+ */
+#include <stdlib.h>
+#include <strings.h>
+#include <time.h>
+
+#include "conn.h"
+#include "log.h"
+
+static time_t now_sec(const struct conn *c)
+{
+    return (time_t)ev_now(c->srv->loop);
+}
+
+void request_prepare(struct conn *c)
+{
+    struct pf_request *r = &c->req;
+    const struct http_req *rq = &c->hp.req;
+    const char *base = c->in.p;
+    const char *m = http_method_str((enum http_method)rq->method);
+    const char *q;
+
+    r->c = c;
+    r->state = REQ_APP;
+    r->aborted = false;
+    r->head_only = rq->method == HTTP_HEAD;
+    r->sent = 0;
+    r->abort_cb = NULL;
+    r->drain_cb = NULL;
+    r->method = (pf_str){m, strlen(m)};
+    r->target = (pf_str){base + rq->url_off, rq->url_len};
+    q = memchr(r->target.ptr, '?', r->target.len);
+    r->path = (pf_str){r->target.ptr, q ? (size_t)(q - r->target.ptr) : r->target.len};
+    r->query = q ? (pf_str){q + 1, r->target.len - r->path.len - 1}
+                 : (pf_str){r->target.ptr + r->target.len, 0};
+    r->body = (pf_str){rq->body_len ? base + rq->body_off : "", rq->body_len};
+    if (rq->nhdrs > r->hdr_cap) {
+        pf_header *h = realloc(r->hdrs, rq->nhdrs * sizeof(*h));
+        if (h == NULL)
+            fatal("request: out of memory for %u headers", rq->nhdrs);
+        r->hdrs = h;
+        r->hdr_cap = rq->nhdrs;
+    }
+    r->nhdrs = rq->nhdrs;
+    for (uint32_t i = 0; i < rq->nhdrs; i++) {
+        const struct http_hdr *h = &rq->hdrs[i];
+        r->hdrs[i].name = (pf_str){base + h->name_off, h->name_len};
+        r->hdrs[i].value = (pf_str){base + h->value_off, h->value_len};
+    }
+    r->resp = (struct http_resp){
+        .status = 200,
+        .version = rq->version,
+        .keepalive = rq->keepalive && !c->srv->retiring &&
+                     c->srv->cfg->server.keepalive_timeout > 0,
+        .framing = FRAME_LENGTH,
+    };
+}
+
+void request_dispatch(struct conn *c)
+{
+    struct pf_request *r = &c->req;
+    struct app *app = c->srv->app;
+    int rc;
+
+    c->in_dispatch = true;
+    rc = app->api->handle(r, app->state);
+    c->in_dispatch = false;
+    if (rc == 0 || r->state == REQ_DONE)
+        return;
+    if (r->state == REQ_APP) {
+        log_warnx("app %s: handle failed for %.*s %.*s: answering 500",
+                  app->api->name ? app->api->name : "?", (int)r->method.len,
+                  r->method.ptr, (int)r->target.len, r->target.ptr);
+        pf_respond(r, 500, NULL, 0, "500 Internal Server Error\n", 26);
+        return;
+    }
+    /* Failed in the middle of a streamed body: the framing cannot be
+     * finished honestly, so the client must see the connection close. */
+    c->close_after = true;
+    r->resp.keepalive = false;
+    pf_response_end(r);
+}
+
+void request_abort(struct conn *c)
+{
+    struct pf_request *r = &c->req;
+
+    r->aborted = true;
+    if (r->abort_cb != NULL) {
+        void (*cb)(pf_request *, void *) = r->abort_cb;
+        r->abort_cb = NULL;
+        cb(r, r->abort_arg);
+    }
+}
+
+/* Ends r in every path: orphaned requests free their connection. */
+static void finish(struct pf_request *r)
+{
+    r->state = REQ_DONE;
+    if (r->c->state == CONN_ORPHAN)
+        conn_release_orphan(r->c);
+    else
+        conn_response_done(r->c);
+}
+
+int pf_respond(pf_request *r, int status, const pf_header *headers,
+               size_t nheaders, const void *body, size_t len)
+{
+    struct conn *c = r->c;
+
+    if (r->state != REQ_APP || status < 200 || status > 999)
+        return -1;
+    if (r->aborted) {
+        finish(r);
+        return -1;
+    }
+    r->resp.status = status;
+    r->resp.framing = FRAME_LENGTH;
+    r->resp.content_length = len;
+    if (http_write_head(&c->out, &r->resp, headers, nheaders, now_sec(c)) < 0)
+        return -1;
+    if (!r->head_only && r->resp.framing == FRAME_LENGTH)
+        buf_append(&c->out, body, len);
+    finish(r);
+    return 0;
+}
+
+int pf_response_start(pf_request *r, int status, const pf_header *headers,
+                      size_t nheaders)
+{
+    struct conn *c = r->c;
+    uint64_t len = 0;
+    int has_len;
+
+    if (r->state != REQ_APP || status < 200 || status > 999)
+        return -1;
+    if (r->aborted) {
+        r->state = REQ_STREAMING;
+        return -1;
+    }
+    has_len = http_header_content_length(headers, nheaders, &len);
+    if (has_len < 0)
+        return -1;
+    r->resp.status = status;
+    r->resp.framing = has_len ? FRAME_LENGTH : FRAME_CHUNKED;
+    r->resp.content_length = len;
+    if (http_write_head(&c->out, &r->resp, headers, nheaders, now_sec(c)) < 0)
+        return -1;
+    if (!r->resp.keepalive)
+        c->close_after = true;
+    r->state = REQ_STREAMING;
+    if (!c->in_dispatch)
+        conn_kick(c);
+    return 0;
+}
+
+int pf_response_write(pf_request *r, const void *data, size_t len)
+{
+    struct conn *c = r->c;
+
+    if (r->state != REQ_STREAMING || r->aborted)
+        return -1;
+    if (r->resp.framing == FRAME_LENGTH &&
+        r->sent + len > r->resp.content_length) {
+        log_warnx("app: response body longer than its Content-Length %llu",
+                  (unsigned long long)r->resp.content_length);
+        return -1;
+    }
+    r->sent += len;
+    if (r->head_only || r->resp.framing == FRAME_NONE || len == 0)
+        return 0;
+    if (r->resp.framing == FRAME_CHUNKED)
+        http_write_chunk(&c->out, data, len);
+    else
+        buf_append(&c->out, data, len);
+    if (!c->in_dispatch)
+        conn_kick(c);
+    return conn_pending(c) >= CONN_HIGH_WATER ? 1 : 0;
+}
+
+void pf_response_on_drain(pf_request *r, void (*cb)(pf_request *, void *),
+                          void *arg)
+{
+    r->drain_cb = cb;
+    r->drain_arg = arg;
+}
+
+int pf_response_end(pf_request *r)
+{
+    struct conn *c = r->c;
+
+    if (r->state != REQ_STREAMING)
+        return -1;
+    if (!r->aborted) {
+        if (r->resp.framing == FRAME_CHUNKED && !r->head_only)
+            http_write_last_chunk(&c->out);
+        else if (r->resp.framing == FRAME_LENGTH && !r->head_only &&
+                 r->sent != r->resp.content_length)
+            /* Short body: only closing tells the client it is cut. */
+            c->close_after = true;
+        if (r->resp.framing == FRAME_CLOSE)
+            c->close_after = true;
+    }
+    finish(r);
+    return 0;
+}
+
+void pf_request_on_abort(pf_request *r, void (*cb)(pf_request *, void *),
+                         void *arg)
+{
+    r->abort_cb = cb;
+    r->abort_arg = arg;
+}
+
+pf_str pf_request_method(const pf_request *r) { return r->method; }
+pf_str pf_request_target(const pf_request *r) { return r->target; }
+pf_str pf_request_path(const pf_request *r) { return r->path; }
+pf_str pf_request_query(const pf_request *r) { return r->query; }
+pf_str pf_request_body(const pf_request *r) { return r->body; }
+int pf_request_version(const pf_request *r) { return r->resp.version; }
+size_t pf_request_header_count(const pf_request *r) { return r->nhdrs; }
+const char *pf_request_peer(const pf_request *r) { return r->c->peer; }
+
+const pf_header *pf_request_header_at(const pf_request *r, size_t i)
+{
+    return i < r->nhdrs ? &r->hdrs[i] : NULL;
+}
+
+pf_str pf_request_header(const pf_request *r, const char *name)
+{
+    size_t n = strlen(name);
+
+    for (size_t i = 0; i < r->nhdrs; i++)
+        if (r->hdrs[i].name.len == n &&
+            strncasecmp(r->hdrs[i].name.ptr, name, n) == 0)
+            return r->hdrs[i].value;
+    return (pf_str){NULL, 0};
+}

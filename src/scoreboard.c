@@ -1,0 +1,45 @@
+/*
+ * scoreboard.c - the shared worker slots (see scoreboard.h). Created in the
+ * master before any fork; written by workers (own slot), read by the master.
+ * Convention: NULL / errno for creation.
+ */
+#include <sys/mman.h>
+#include <time.h>
+
+#include "scoreboard.h"
+
+struct scoreboard *scoreboard_create(uint32_t nslots)
+{
+    size_t len = sizeof(struct scoreboard) + nslots * sizeof(struct slot);
+    struct scoreboard *sb = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    if (sb == MAP_FAILED)
+        return NULL;
+    sb->nslots = nslots; /* mmap zeroes the rest: every slot SLOT_EMPTY */
+    return sb;
+}
+
+void scoreboard_destroy(struct scoreboard *sb)
+{
+    if (sb != NULL)
+        munmap(sb, sizeof(*sb) + sb->nslots * sizeof(struct slot));
+}
+
+static int64_t ms_of(clockid_t id)
+{
+    struct timespec ts;
+
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t scoreboard_mono_ms(void)
+{
+    return ms_of(CLOCK_MONOTONIC);
+}
+
+int64_t scoreboard_wall_ms(void)
+{
+    return ms_of(CLOCK_REALTIME);
+}

@@ -1,0 +1,281 @@
+/*
+ * worker.c - one worker process: the boot sequence after fork, accepting on
+ * the shared listening sockets, the heartbeat, and retiring. Runs only in
+ * workers. Owns the worker's loop watchers, its connections (via conn.c)
+ * and its scoreboard slot. Nothing here blocks once the loop runs.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "conn.h"
+#include "log.h"
+#include "proc.h"
+#include "proctitle.h"
+#include "worker.h"
+
+#define ACCEPT_BATCH 64     /* accepts per readiness event, then yield */
+#define EMFILE_PAUSE 0.5    /* stop accepting this long when out of fds */
+
+static struct worker {
+    const struct worker_boot *boot;
+    struct ev_loop *loop;
+    struct slot *slot;
+    struct conn_server srv;
+    ev_io *accept_w;
+    size_t naccept;
+    bool accepting;
+    bool app_in_worker; /* loaded here (preload = false): unload here */
+    ev_signal sig_term, sig_int, sig_quit, sig_usr1;
+    ev_timer heartbeat, pause, graceful;
+} W;
+
+struct ev_loop *pf_loop(void)
+{
+    return W.loop;
+}
+
+int pf_worker_id(void)
+{
+    return W.boot ? W.boot->id : 0;
+}
+
+static void accepting(bool on)
+{
+    if (on == W.accepting)
+        return;
+    W.accepting = on;
+    for (size_t i = 0; i < W.naccept; i++) {
+        if (on)
+            ev_io_start(W.loop, &W.accept_w[i]);
+        else
+            ev_io_stop(W.loop, &W.accept_w[i]);
+    }
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    uint32_t limit = W.boot->cfg->server.worker_connections;
+
+    for (int i = 0; i < ACCEPT_BATCH && W.srv.nconns < limit; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(w->fd, (struct sockaddr *)&ss, &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            if (len == 0 || ss.ss_family == AF_UNSPEC)
+                ss.ss_family = AF_UNIX;
+            conn_accept(&W.srv, fd, (struct sockaddr *)&ss);
+            SB_SET(W.slot->connections, W.srv.nconns);
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return; /* another worker took it, or the backlog is empty */
+        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+            continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+            errno == ENOMEM) {
+            /* Level-triggered readiness would spin: back off instead. */
+            log_warn("accept: pausing %.1fs", EMFILE_PAUSE);
+            accepting(false);
+            ev_timer_set(&W.pause, EMFILE_PAUSE, 0.);
+            ev_timer_start(loop, &W.pause);
+            return;
+        }
+        log_warn("accept");
+        return;
+    }
+    if (W.srv.nconns >= limit)
+        accepting(false); /* resumed by on_conn_closed */
+}
+
+static void on_pause_over(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    if (!W.srv.retiring && W.srv.nconns < W.boot->cfg->server.worker_connections)
+        accepting(true);
+}
+
+static void on_conn_closed(struct conn_server *s)
+{
+    SB_SET(W.slot->connections, s->nconns);
+    if (s->retiring) {
+        if (s->nconns == 0)
+            ev_break(W.loop, EVBREAK_ALL);
+        return;
+    }
+    if (!W.accepting && !ev_is_active(&W.pause) &&
+        s->nconns < W.boot->cfg->server.worker_connections)
+        accepting(true);
+}
+
+static void on_request_done(struct conn_server *s)
+{
+    SB_ADD(W.slot->requests, 1);
+}
+
+static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    SB_SET(W.slot->heartbeat_ms, scoreboard_mono_ms());
+}
+
+static void on_graceful_over(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    log_warnx("graceful_timeout reached: closing %u connections", W.srv.nconns);
+    conn_close_all(&W.srv);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* TERM: stop accepting, finish what is in flight, then leave. */
+static void retire(void)
+{
+    if (W.srv.retiring)
+        return;
+    log_info("retiring: %u connections open", W.srv.nconns);
+    SB_SET(W.slot->state, SLOT_RETIRING);
+    accepting(false);
+    ev_timer_stop(W.loop, &W.pause);
+    /* Our copies only: the master and other workers keep the sockets, so
+     * connections waiting in the backlog are not lost. */
+    for (size_t i = 0; i < W.naccept; i++)
+        close(W.accept_w[i].fd);
+    W.naccept = 0;
+    conn_retire_all(&W.srv);
+    ev_timer_set(&W.graceful, W.boot->cfg->server.graceful_timeout, 0.);
+    ev_timer_start(W.loop, &W.graceful);
+    if (W.srv.nconns == 0)
+        ev_break(W.loop, EVBREAK_ALL);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    switch (w->signum) {
+    case SIGTERM:
+        retire();
+        break;
+    case SIGUSR1:
+        if (log_reopen() < 0)
+            log_warn("reopening the error log");
+        break;
+    default: /* INT, QUIT: leave now */
+        log_info("received SIG%s: exiting now", sigabbrev_np(w->signum));
+        conn_close_all(&W.srv);
+        ev_break(loop, EVBREAK_ALL);
+        break;
+    }
+}
+
+static void start_signals(void)
+{
+    ev_signal *sigs[] = {&W.sig_term, &W.sig_int, &W.sig_quit, &W.sig_usr1};
+    int nums[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1};
+
+    /* The master's scaling and reload signals mean nothing to a worker;
+     * a terminal's SIGHUP or SIGTTIN must not stop or kill it. */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGTTIN, SIG_IGN);
+    signal(SIGTTOU, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+    signal(SIGWINCH, SIG_IGN);
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        ev_signal_init(sigs[i], on_signal, nums[i]);
+        ev_signal_start(W.loop, sigs[i]);
+    }
+}
+
+static void start_accepting(void)
+{
+    const struct worker_boot *b = W.boot;
+
+    W.accept_w = calloc(b->nlisten, sizeof(*W.accept_w));
+    if (W.accept_w == NULL)
+        fatal("worker: out of memory");
+    W.naccept = b->nlisten;
+    for (size_t i = 0; i < b->nlisten; i++)
+        ev_io_init(&W.accept_w[i], on_accept, b->listen_fds[i], EV_READ);
+    ev_init(&W.pause, on_pause_over);
+    accepting(true);
+}
+
+/* App start-up in the worker; exits EXIT_APP_INIT when it fails. */
+static void boot_app(void)
+{
+    struct app *app = W.boot->app;
+
+    if (!app->loaded) {
+        /* cfg is const for the worker; app_load marks [app] keys as used,
+         * which is bookkeeping on this process's own copy. */
+        if (app_open(app, W.boot->cfg->app.module) < 0 ||
+            app_load(app, (struct config *)(uintptr_t)W.boot->cfg) < 0)
+            exit(EXIT_APP_INIT);
+        W.app_in_worker = true;
+    }
+    if (app_worker_init(app) < 0)
+        exit(EXIT_APP_INIT);
+}
+
+static void tell_master(uint32_t type)
+{
+    struct worker_msg m = {
+        .id = W.boot->id, .pid = (int32_t)getpid(),
+        .generation = W.boot->generation, .type = type,
+    };
+
+    /* Non-blocking: if the pipe is full, the master still sees the state
+     * in the scoreboard on its next tick. */
+    if (write(W.boot->msg_fd, &m, sizeof(m)) < 0 && errno != EAGAIN)
+        log_warn("worker: telling the master");
+}
+
+void worker_main(const struct worker_boot *b)
+{
+    const struct config *cfg = b->cfg;
+    char role[32];
+
+    /* 1. Identity: the slot, the log prefix, the process title. */
+    W.boot = b;
+    W.loop = EV_DEFAULT;
+    W.slot = scoreboard_slot(b->sb, b->id);
+    snprintf(role, sizeof(role), "worker %d", b->id);
+    log_set_role(role);
+    proctitle_set("worker %d [gen %u]", b->id, b->generation);
+    SB_SET(W.slot->heartbeat_ms, scoreboard_mono_ms());
+    /* 2. Signals: the master's handlers are gone; install ours. They stay
+     *    blocked until the loop is about to run. */
+    proc_child_reset_signals();
+    start_signals();
+    /* 3. Privileges, before any app code runs in this process. */
+    if (proc_drop_privileges(cfg->server.user, cfg->server.group) < 0)
+        exit(EXIT_CONFIG);
+    /* 4. The app: load (without preload) and per-worker init. */
+    boot_app();
+    /* 5. Connections and timers. */
+    W.srv = (struct conn_server){
+        .loop = W.loop, .cfg = cfg, .app = b->app, .owner = &W,
+        .limits = {
+            .max_request_line = cfg->server.max_request_line,
+            .max_headers = cfg->server.max_headers,
+            .max_header_size = cfg->server.max_header_size,
+            .max_body_size = cfg->server.max_body_size,
+        },
+        .on_conn_closed = on_conn_closed,
+        .on_request_done = on_request_done,
+    };
+    ev_timer_init(&W.heartbeat, on_heartbeat, 0., 1.);
+    ev_timer_start(W.loop, &W.heartbeat);
+    ev_init(&W.graceful, on_graceful_over);
+    start_accepting();
+    /* 6. Serving. */
+    proc_child_signals_done();
+    SB_SET(W.slot->state, SLOT_SERVING);
+    tell_master(MSG_SERVING);
+    log_info("serving");
+    ev_run(W.loop, 0);
+    /* 7. Leaving. */
+    app_worker_exit(b->app);
+    if (W.app_in_worker)
+        app_close(b->app);
+    exit(0);
+}

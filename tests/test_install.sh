@@ -1,0 +1,274 @@
+#!/bin/sh
+# test_install.sh - `make install PREFIX=<tmp>` and what a third party does
+# with the result: build a module outside the tree with `pkg-config
+# preforkd`, check a config naming it (and the built-in hello, found in the
+# installed apps directory) with the installed `preforkd -t`, then run the
+# installed daemon on an ephemeral port and fetch a response from that module.
+# Run by `make check` (PREFORKD_SRC, PREFORKD_MAKE); every process it starts,
+# it stops. The last line is "N passed, N failed"; exit 1 on any failure.
+set -u
+
+src=${PREFORKD_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
+make_cmd=${PREFORKD_MAKE:-make}
+cc=${CC:-cc}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/preforkd-install.XXXXXX") || exit 1
+prefix=$tmp/prefix
+pid=
+passed=0
+failed=0
+
+# The live processes among the children of $1 (its workers), from /proc.
+children() {
+    for d in /proc/[0-9]*; do
+        pp=$(sed 's/.*) //' "$d/stat" 2>/dev/null | cut -d' ' -f2)
+        [ "$pp" = "$1" ] && echo "${d#/proc/}"
+    done
+}
+
+# True while $1 runs (a zombie does not count).
+alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# Waits up to $2 tenths of a second for process $1 to end; 0 if it did.
+wait_gone() {
+    n=0
+    while alive "$1"; do
+        [ "$n" -ge "$2" ] && return 1
+        sleep 0.1
+        n=$((n + 1))
+    done
+    return 0
+}
+
+# TERM, then KILL (with its workers) when it outlives the deadline.
+stop_daemon() {
+    [ -n "$pid" ] || return 0
+    kids=$(children "$pid")
+    kill -TERM "$pid" 2>/dev/null
+    if ! wait_gone "$pid" 150; then
+        echo "preforkd $pid ignored TERM for 15 s: KILL" >&2
+        # shellcheck disable=SC2086 # a list of pids
+        kill -KILL "$pid" $kids 2>/dev/null
+        wait_gone "$pid" 50
+    fi
+    for k in $kids; do
+        alive "$k" && kill -KILL "$k" 2>/dev/null
+    done
+    wait "$pid" 2>/dev/null
+    stop_status=$?
+    pid=
+    return 0
+}
+
+# shellcheck disable=SC2317 # run by the EXIT trap
+cleanup() {
+    stop_daemon
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+ok() {
+    passed=$((passed + 1))
+    echo "ok - $1"
+}
+
+# not_ok DESCRIPTION [FILE TO SHOW]
+not_ok() {
+    failed=$((failed + 1))
+    echo "FAIL - $1"
+    if [ -n "${2:-}" ] && [ -f "$2" ]; then
+        sed 's/^/    | /' "$2" | tail -n 30
+    fi
+}
+
+finish() {
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit $?
+}
+
+# ---- make install -----------------------------------------------------------
+# A build directory of its own: the checkout's build/ keeps its compiled-in
+# paths, and the installed binary gets PF_APPDIR under the temporary prefix.
+# shellcheck disable=SC2086
+if (cd "$src" && $make_cmd install PREFIX="$prefix" BUILD="$tmp/build") \
+        >"$tmp/make.out" 2>&1; then
+    ok "make install PREFIX=$prefix"
+else
+    not_ok "make install PREFIX=$prefix" "$tmp/make.out"
+    finish
+fi
+
+for f in sbin/preforkd lib/preforkd/apps/hello.so lib/preforkd/apps/echo.so \
+         include/preforkd.h lib/pkgconfig/preforkd.pc; do
+    if [ -f "$prefix/$f" ]; then ok "installed $f"; else not_ok "installed $f"; fi
+done
+
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+appdir=$(pkg-config --variable=appdir preforkd 2>/dev/null)
+if [ "$appdir" = "$prefix/lib/preforkd/apps" ]; then
+    ok "pkg-config --variable=appdir preforkd"
+else
+    not_ok "pkg-config --variable=appdir preforkd: got \"$appdir\""
+fi
+
+# ---- a module built outside the tree ----------------------------------------
+cat >"$tmp/ext.c" <<'EOF'
+/* An app module built outside preforkd's tree: answers
+ * "ext: GREETING METHOD PATH\n", GREETING from [app] greeting. */
+#include <stdio.h>
+#include <string.h>
+#include <preforkd.h>
+
+static char greeting[64];
+
+static int ext_load(const pf_app_config *cfg, void **state)
+{
+    const char *g = pf_config_get(cfg, "greeting");
+
+    if (g == NULL)
+        return pf_config_error(cfg, "greeting", "required");
+    snprintf(greeting, sizeof greeting, "%s", g);
+    pf_log(PF_LOG_INFO, "ext: loaded, greeting \"%s\"", greeting);
+    return 0;
+}
+
+static int ext_handle(pf_request *r, void *state)
+{
+    static const pf_header headers[] = {
+        {{"Content-Type", 12}, {"text/plain", 10}},
+    };
+    pf_str m = pf_request_method(r), p = pf_request_path(r);
+    char body[256];
+    int n = snprintf(body, sizeof body, "ext: %s %.*s %.*s\n", greeting,
+                     (int)m.len, m.ptr, (int)p.len, p.ptr);
+
+    return pf_respond(r, 200, headers, 1, body, (size_t)n);
+}
+
+PF_APP_DEFINE(.name = "ext", .description = "built out of tree",
+              .load = ext_load, .handle = ext_handle);
+EOF
+
+cflags=$(pkg-config --cflags preforkd 2>"$tmp/pc.err")
+# shellcheck disable=SC2086
+if [ -n "$cflags" ] && $cc $cflags -Wall -Werror -shared -o "$tmp/ext.so" \
+        "$tmp/ext.c" >"$tmp/cc.out" 2>&1; then
+    ok "cc \$(pkg-config --cflags preforkd) -shared ext.c"
+else
+    cat "$tmp/pc.err" >>"$tmp/cc.out"
+    not_ok "cc \$(pkg-config --cflags preforkd) -shared ext.c ($cflags)" \
+        "$tmp/cc.out"
+fi
+
+# The installed header alone, as strict C99.
+printf '#include <preforkd.h>\nint main(void) { return PF_ABI_VERSION - 1; }\n' \
+    >"$tmp/hdr.c"
+# shellcheck disable=SC2086
+if $cc $cflags -std=c99 -Wall -Wextra -Wpedantic -Werror -c \
+        -o "$tmp/hdr.o" "$tmp/hdr.c" >"$tmp/hdr.out" 2>&1; then
+    ok "installed preforkd.h compiles as C99 -Wpedantic"
+else
+    not_ok "installed preforkd.h compiles as C99 -Wpedantic" "$tmp/hdr.out"
+fi
+
+# ---- preforkd -t ------------------------------------------------------------
+bin=$prefix/sbin/preforkd
+
+# check_t DESCRIPTION EXPECTED_STATUS CONFIG_FILE [TEXT EXPECTED IN OUTPUT]
+check_t() {
+    "$bin" -t -c "$3" >"$tmp/t.out" 2>&1
+    st=$?
+    if [ "$st" -ne "$2" ]; then
+        not_ok "$1: preforkd -t exit $st, expected $2" "$tmp/t.out"
+    elif [ -n "${4:-}" ] && ! grep -qF -- "$4" "$tmp/t.out"; then
+        not_ok "$1: expected \"$4\" in the output" "$tmp/t.out"
+    else
+        ok "$1"
+    fi
+}
+
+cat >"$tmp/ext.ini" <<EOF
+[server]
+listen = 127.0.0.1:0
+workers = 1
+
+[app]
+module = $tmp/ext.so
+greeting = hi there
+EOF
+check_t "preforkd -t, module built outside the tree" 0 "$tmp/ext.ini"
+
+cat >"$tmp/typo.ini" <<EOF
+[app]
+module = $tmp/ext.so
+greeting = hi there
+greting = typo
+EOF
+check_t "preforkd -t, unknown [app] key" 78 "$tmp/typo.ini" \
+    "$tmp/typo.ini:4: [app] greting: unknown key"
+
+printf '[app]\nmodule = hello\n' >"$tmp/hello.ini"
+check_t "preforkd -t, built-in hello from the installed apps dir" 0 \
+    "$tmp/hello.ini"
+
+printf '[app]\nmodule = nosuch\n' >"$tmp/nosuch.ini"
+"$bin" -t -c "$tmp/nosuch.ini" >"$tmp/t.out" 2>&1
+st=$?
+if [ "$st" -ne 0 ] && grep -qF "$prefix/lib/preforkd/apps/nosuch.so" "$tmp/t.out"
+then
+    ok "preforkd -t, unknown built-in: names the paths tried"
+else
+    not_ok "preforkd -t, unknown built-in: exit $st" "$tmp/t.out"
+fi
+
+# ---- the installed daemon serves the out-of-tree module ---------------------
+"$bin" -c "$tmp/ext.ini" >"$tmp/daemon.log" 2>&1 &
+pid=$!
+port=
+n=0
+while [ "$n" -lt 100 ] && alive "$pid"; do
+    port=$(sed -n 's/.*master: listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' \
+        "$tmp/daemon.log" | head -n 1)
+    [ -n "$port" ] && break
+    sleep 0.1
+    n=$((n + 1))
+done
+if [ -z "$port" ]; then
+    not_ok "daemon logs \"master: listening on 127.0.0.1:PORT\"" "$tmp/daemon.log"
+else
+    ok "daemon listening on 127.0.0.1:$port"
+    body=$(curl -sS --max-time 10 "http://127.0.0.1:$port/some/path?q=1" \
+        2>"$tmp/curl.err")
+    if [ "$body" = "ext: hi there GET /some/path" ]; then
+        ok "GET from the out-of-tree module"
+    else
+        cat "$tmp/curl.err" "$tmp/daemon.log" >"$tmp/why" 2>/dev/null
+        not_ok "GET from the out-of-tree module: got \"$body\"" "$tmp/why"
+    fi
+fi
+
+if [ -n "$pid" ]; then
+    kids=$(children "$pid")
+    stop_daemon
+    if [ "$stop_status" -eq 0 ]; then
+        ok "TERM: the daemon exits 0"
+    else
+        not_ok "TERM: the daemon exited $stop_status" "$tmp/daemon.log"
+    fi
+    left=
+    for k in $kids; do alive "$k" && left="$left $k"; done
+    if [ -z "$left" ]; then
+        ok "no worker outlives the master"
+    else
+        not_ok "workers still running after the master:$left"
+        # shellcheck disable=SC2086 # a list of pids
+        kill -KILL $left 2>/dev/null
+    fi
+fi
+
+finish
