@@ -52,7 +52,7 @@ CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) \
-             -I$(BUILD) -Isrc $(DEP_CFLAGS) -MMD -MP
+             -iquote $(BUILD) -iquote src $(DEP_CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 
 ifeq ($(V),1)
@@ -88,8 +88,13 @@ $(BUILD)/paths.h: FORCE | $(BUILD)/.dir
 FORCE:
 
 $(BUILD)/.dir:
-	$(Q)mkdir -p $(BUILD)/obj $(BUILD)/apps $(BUILD)/tests/obj $(BUILD)/tests/apps
+	$(Q)mkdir -p $(BUILD)/obj $(BUILD)/apps $(BUILD)/tests/obj $(BUILD)/tests/apps $(BUILD)/include
 	$(Q)touch $@
+
+# Modules see only the public header, as they would out of tree.
+$(BUILD)/include/preforkd.h: src/preforkd.h
+	$(Q)mkdir -p $(@D) && cp $< $@
+APP_CFLAGS = $(ALL_CFLAGS) -I$(BUILD)/include -fPIC -shared
 
 $(BUILD)/obj/%.o: src/%.c $(BUILD)/paths.h | deps $(BUILD)/.dir
 	@$(if $(Q),echo "  CC      $<")
@@ -100,13 +105,13 @@ $(BUILD)/preforkd: $(OBJS) src/exports.list
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -Wl,--dynamic-list=src/exports.list -o $@ $(OBJS) $(DEP_LIBS)
 
-$(BUILD)/apps/%.so: src/apps/%.c src/preforkd.h | deps $(BUILD)/.dir
+$(BUILD)/apps/%.so: src/apps/%.c $(BUILD)/include/preforkd.h | deps $(BUILD)/.dir
 	@$(if $(Q),echo "  APP     $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared $(ALL_LDFLAGS) -o $@ $< -lev
+	$(Q)$(CC) $(APP_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -lev
 
-$(BUILD)/tests/apps/%.so: tests/apps/%.c src/preforkd.h | deps $(BUILD)/.dir
+$(BUILD)/tests/apps/%.so: tests/apps/%.c $(BUILD)/include/preforkd.h | deps $(BUILD)/.dir
 	@$(if $(Q),echo "  APP     $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared $(ALL_LDFLAGS) -o $@ $< -lev
+	$(Q)$(CC) $(APP_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -lev
 
 $(BUILD)/tests/obj/%.o: tests/%.c $(BUILD)/paths.h | deps $(BUILD)/.dir
 	@$(if $(Q),echo "  CC      $<")
