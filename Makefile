@@ -47,7 +47,7 @@ endif
 
 # Evaluated in recipes only (recursive =), i.e. after `deps` has run.
 DEP_CFLAGS = $(shell pkg-config --cflags inih)
-DEP_LIBS   = $(shell pkg-config --libs inih) -lev -lhttp_parser -lm
+DEP_LIBS   = $(shell pkg-config --libs inih) -lev -lhttp_parser -lm -pthread
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
@@ -74,6 +74,8 @@ THELP_SRCS := $(filter-out $(TEST_SRCS),$(wildcard tests/*.c))
 THELP_OBJS := $(THELP_SRCS:tests/%.c=$(BUILD)/tests/obj/%.o)
 
 .PHONY: all check run install uninstall clean deps
+# Keep test objects between runs (they are intermediate files to make).
+.SECONDARY:
 all: $(BUILD)/preforkd $(APPS) $(BUILD)/preforkd.pc
 
 deps:

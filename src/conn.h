@@ -26,7 +26,8 @@ struct conn_server {
     const struct config *cfg;
     struct app *app;
     struct http_limits limits;
-    bool retiring;         /* no new keep-alive: answer with Connection: close */
+    bool retiring;         /* leaving: Connection: close, exit when drained */
+    bool no_keepalive;     /* answer with Connection: close (worker over max_rss) */
     uint32_t nconns;
     struct conn *conns;    /* every open connection, for retiring */
     void *owner;           /* the worker */

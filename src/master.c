@@ -1,82 +1,66 @@
 /*
  * master.c - supervision policy. Runs only in the master, on libev's default
- * loop: signals, child exits and worker messages record what happened; one
- * function, reconcile(), then decides what to do (spawn, kill, stop) from
- * that state and the time. Mechanism (fork, signals in the child) is in
- * proc.c; the worker's side is worker.c. Returns: see master.h.
+ * loop: signals, child exits, worker messages and the 1 s tick record what
+ * happened; reconcile() then decides from that state and the time what to
+ * do: kill, retire, replace, spawn, or stop. Mechanism (fork, signals in the
+ * child) is in proc.c; the worker's side is worker.c. Returns: see master.h.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <sys/wait.h>
 
-#include <ev.h>
-
-#include "app.h"
+#include "admin.h"
+#include "recycle.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
+#include "master_int.h"
+#include "memory.h"
 #include "pidfile.h"
 #include "proc.h"
 #include "proctitle.h"
-#include "scoreboard.h"
+#include "stats.h"
 #include "worker.h"
 
 #define BOOT_BACKOFF_MIN 0.1  /* first retry after a failed boot */
 #define BOOT_BACKOFF_MAX 10.0
 #define QUICK_FAILURE 1.0     /* a worker dying younger than this failed */
-#define KILL_GRACE 1.0        /* after graceful_timeout, then SIGKILL */
+#define KILL_GRACE 1.0        /* QUIT, then SIGKILL this much later */
 #define QUICK_TIMEOUT 5.0     /* INT/QUIT: SIGKILL what is left after this */
 
-enum mode { RUNNING, STOPPING };
+struct master M;
 
-struct worker {
-    pid_t pid;          /* 0: slot free */
-    uint32_t generation;
-    ev_tstamp spawned;
-    bool served;        /* reached SERVING */
-};
-
-static struct master {
-    struct ev_loop *loop;
-    struct config *cfg;
-    struct app app;
-    int *lfds;
-    size_t nlisten;
-    struct scoreboard *sb;
-    struct worker *w;   /* cfg->server.max_workers slots, id = index + 1 */
-    uint32_t target;    /* workers wanted */
-    uint32_t generation;
-    int msg_rd, msg_wr;
-    enum mode mode;
-    ev_tstamp stop_deadline;
-    bool killed;        /* SIGKILL sent to the stragglers */
-    unsigned boot_failures; /* in a row */
-    ev_tstamp next_spawn;
-    bool ever_served;
-    bool ready;
-    int exit_code;
-    ev_signal sigs[9];
-    ev_child child;
-    ev_io msg_io;
-    ev_timer tick, spawn_timer;
-} M;
-
-static uint32_t live_workers(void)
+const char *master_phase_name(enum phase p)
 {
-    uint32_t n = 0;
-
-    for (uint32_t i = 0; i < M.cfg->server.max_workers; i++)
-        n += M.w[i].pid != 0;
-    return n;
+    static const char *const names[] = {"active", "wants_recycle", "replacing",
+                                        "retiring", "killing"};
+    return names[p];
 }
 
-static void signal_workers(int sig)
+static struct slot *slot_of(const struct worker *w)
 {
-    for (uint32_t i = 0; i < M.cfg->server.max_workers; i++)
-        if (M.w[i].pid > 0 && kill(M.w[i].pid, sig) < 0 && errno != ESRCH)
-            log_warn("kill(%d, SIG%s)", (int)M.w[i].pid, sigabbrev_np(sig));
+    return scoreboard_slot(M.sb, (int)(w - M.w) + 1);
+}
+
+static bool holds_id(const struct worker *w)
+{
+    return w->pid != 0 && (w->phase == PH_ACTIVE || w->phase == PH_WANTS);
+}
+
+static bool soft_reason(enum retire_reason r)
+{
+    return r == RETIRE_MAX_REQUESTS || r == RETIRE_MAX_RSS || r == RETIRE_LIFETIME;
+}
+
+static void send_sig(struct worker *w, int sig)
+{
+    if (w->pid > 0 && kill(w->pid, sig) < 0 && errno != ESRCH)
+        log_warn("kill(%d, SIG%s)", (int)w->pid, sigabbrev_np(sig));
+    if (sig == SIGKILL)
+        w->killed = true;
 }
 
 /* In the child, before worker_main: forget everything of the master's
@@ -89,30 +73,41 @@ static void child_forget_master(void)
     ev_io_stop(M.loop, &M.msg_io);
     ev_timer_stop(M.loop, &M.tick);
     ev_timer_stop(M.loop, &M.spawn_timer);
+    admin_forget_in_child();
     close(M.msg_rd);
     ev_loop_fork(M.loop);
 }
 
-static void spawn(int id)
+static int free_slot(void)
 {
-    struct worker *w = &M.w[id - 1];
-    struct slot *s = scoreboard_slot(M.sb, id);
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Forks worker `id` into slot index i. Returns 0, or -1 (retry later). */
+static int spawn(int id, int i)
+{
+    struct worker *w = &M.w[i];
+    struct slot *s = scoreboard_slot(M.sb, i + 1);
     pid_t pid;
 
     memset(s, 0, sizeof(*s));
     SB_SET(s->state, SLOT_STARTING);
     SB_SET(s->generation, M.generation);
     SB_SET(s->started_ms, scoreboard_wall_ms());
+    SB_SET(s->heartbeat_ms, scoreboard_mono_ms());
     pid = proc_fork();
     if (pid < 0) {
         log_warn("fork for worker %d", id);
         SB_SET(s->state, SLOT_EMPTY);
         M.next_spawn = ev_now(M.loop) + BOOT_BACKOFF_MIN;
-        return;
+        return -1;
     }
     if (pid == 0) {
         struct worker_boot boot = {
-            .id = id, .generation = M.generation, .cfg = M.cfg,
+            .id = id, .slot = i + 1, .generation = M.generation, .cfg = M.cfg,
             .app = &M.app, .listen_fds = M.lfds, .nlisten = M.nlisten,
             .sb = M.sb, .msg_fd = M.msg_wr,
         };
@@ -120,81 +115,194 @@ static void spawn(int id)
         worker_main(&boot);
     }
     SB_SET(s->pid, (int32_t)pid);
-    *w = (struct worker){.pid = pid, .generation = M.generation,
-                         .spawned = ev_now(M.loop)};
+    *w = (struct worker){.pid = pid, .id = id, .generation = M.generation,
+                         .phase = PH_ACTIVE, .spawned = ev_now(M.loop),
+                         .phase_since = ev_now(M.loop), .replacement = -1};
     log_info("worker %d spawned (pid %d, generation %u)", id, (int)pid,
              M.generation);
+    return 0;
 }
 
-static void begin_stop(bool graceful)
+/* Graceful: the worker finishes its connections and exits. */
+static void retire(struct worker *w, enum retire_reason why)
 {
-    ev_tstamp now = ev_now(M.loop);
-    ev_tstamp limit = graceful ? M.cfg->server.graceful_timeout + KILL_GRACE
-                               : QUICK_TIMEOUT;
+    w->phase = PH_RETIRING;
+    w->phase_since = ev_now(M.loop);
+    if (w->reason == RETIRE_NONE || !soft_reason(w->reason))
+        w->reason = why;
+    send_sig(w, SIGTERM);
+}
 
-    if (M.mode == STOPPING) {
-        if (!graceful) /* a second, quicker stop */
-            signal_workers(SIGQUIT);
-        if (now + limit < M.stop_deadline)
-            M.stop_deadline = now + limit;
-        return;
+/* Hard limit: exit now, SIGKILL after KILL_GRACE; replaced at once. */
+static void hard_kill(struct worker *w, enum retire_reason why, const char *detail)
+{
+    log_warnx("worker %d (pid %d): %s: %s, killing it", w->id, (int)w->pid,
+              recycle_reason_name(why), detail);
+    w->phase = PH_KILLING;
+    w->reason = why;
+    w->kill_at = ev_now(M.loop) + KILL_GRACE;
+    send_sig(w, SIGQUIT);
+}
+
+static bool may_spawn(ev_tstamp now)
+{
+    if (now >= M.next_spawn)
+        return true;
+    ev_timer_stop(M.loop, &M.spawn_timer);
+    ev_timer_set(&M.spawn_timer, M.next_spawn - now, 0.);
+    ev_timer_start(M.loop, &M.spawn_timer);
+    return false;
+}
+
+/* A moving average of how long hand-overs take, for the workers to ask for
+ * their replacement that much ahead of max_rss (see recycle.c). */
+static void learn_handover(double secs)
+{
+    uint32_t old = SB_GET(M.sb->handover_us);
+    double us = secs * 1e6;
+
+    SB_SET(M.sb->handover_us, (uint32_t)(old ? 0.7 * old + 0.3 * us : us));
+}
+
+/* Replacements that serve retire their predecessors; recycles waiting for
+ * the budget get a replacement, oldest request first. */
+static void recycle(ev_tstamp now)
+{
+    uint32_t busy = 0, budget = M.cfg->recycle.max_concurrent_recycles;
+
+    for (uint32_t i = 0; i < M.nslots; i++) {
+        struct worker *w = &M.w[i];
+        if (w->pid == 0)
+            continue;
+        if (w->phase == PH_REPLACING) {
+            struct worker *r = &M.w[w->replacement];
+            if (r->served || now - w->phase_since > M.cfg->server.timeout) {
+                if (r->served)
+                    learn_handover(now - w->phase_since);
+                else
+                    log_warnx("worker %d (pid %d): replacement not serving after "
+                              "%.0fs: retiring anyway", w->id, (int)w->pid,
+                              M.cfg->server.timeout);
+                retire(w, w->reason);
+            }
+        }
+        if (w->phase == PH_REPLACING || (w->phase == PH_RETIRING && soft_reason(w->reason)))
+            busy++;
     }
-    M.mode = STOPPING;
-    M.stop_deadline = now + limit;
-    /* Refuse new connections at once rather than let them queue for
-     * workers that are leaving. */
-    for (size_t i = 0; i < M.nlisten; i++)
-        listen_close(M.lfds[i], &M.cfg->server.listen[i]);
-    M.nlisten = 0;
-    signal_workers(graceful ? SIGTERM : SIGQUIT);
+    while (busy < budget) {
+        struct worker *oldest = NULL;
+        int i;
+        for (uint32_t k = 0; k < M.nslots; k++)
+            if (M.w[k].pid && M.w[k].phase == PH_WANTS &&
+                (oldest == NULL || M.w[k].phase_since < oldest->phase_since))
+                oldest = &M.w[k];
+        if (oldest == NULL || !may_spawn(now) || (i = free_slot()) < 0)
+            return;
+        log_info("worker %d (pid %d): %s: starting its replacement",
+                 oldest->id, (int)oldest->pid, recycle_reason_name(oldest->reason));
+        if (spawn(oldest->id, i) < 0)
+            return;
+        oldest->phase = PH_REPLACING;
+        oldest->phase_since = now;
+        oldest->replacement = i;
+        busy++;
+    }
+}
+
+static void reconcile_stopping(ev_tstamp now)
+{
+    uint32_t live = 0;
+
+    for (uint32_t i = 0; i < M.nslots; i++)
+        live += M.w[i].pid != 0;
+    if (live == 0) {
+        ev_break(M.loop, EVBREAK_ALL);
+    } else if (now >= M.stop_deadline && !M.killed_all) {
+        log_warnx("%u workers still running after the stop deadline: SIGKILL", live);
+        for (uint32_t i = 0; i < M.nslots; i++)
+            send_sig(&M.w[i], SIGKILL);
+        M.killed_all = true;
+    }
 }
 
 /* The one place decisions are made, from state and time only. */
 static void reconcile(void)
 {
     ev_tstamp now = ev_now(M.loop);
-    uint32_t live = live_workers();
 
     if (M.mode == STOPPING) {
-        if (live == 0) {
-            ev_break(M.loop, EVBREAK_ALL);
-        } else if (now >= M.stop_deadline && !M.killed) {
-            log_warnx("%u workers still running after the stop deadline: SIGKILL", live);
-            signal_workers(SIGKILL);
-            M.killed = true;
-        }
+        reconcile_stopping(now);
         return;
     }
-    for (uint32_t i = 0; i < M.cfg->server.max_workers && live < M.target; i++) {
-        if (M.w[i].pid != 0)
+    for (uint32_t i = 0; i < M.nslots; i++) {
+        struct worker *w = &M.w[i];
+        if (w->pid && w->phase == PH_KILLING && !w->killed && now >= w->kill_at)
+            send_sig(w, SIGKILL);
+        if (holds_id(w) && (uint32_t)w->id > M.target)
+            retire(w, RETIRE_SCALE);
+    }
+    recycle(now);
+    for (uint32_t id = 1; id <= M.target; id++) {
+        bool held = false;
+        int i;
+        for (uint32_t k = 0; k < M.nslots && !held; k++)
+            held = holds_id(&M.w[k]) && (uint32_t)M.w[k].id == id;
+        if (held)
             continue;
-        if (now < M.next_spawn) {
-            ev_timer_stop(M.loop, &M.spawn_timer);
-            ev_timer_set(&M.spawn_timer, M.next_spawn - now, 0.);
-            ev_timer_start(M.loop, &M.spawn_timer);
+        if (!may_spawn(now) || (i = free_slot()) < 0 || spawn((int)id, i) < 0)
             return;
+    }
+}
+
+/* The master's hard limits, once a second: no heartbeat, max_rss_hard. */
+static void hard_limits(void)
+{
+    int64_t mono = scoreboard_mono_ms();
+    double timeout_ms = M.cfg->server.timeout * 1000;
+    char detail[96], m1[16], m2[16];
+
+    for (uint32_t i = 0; i < M.nslots; i++) {
+        struct worker *w = &M.w[i];
+        struct slot *s = slot_of(w);
+        struct mem_reader r;
+        uint64_t mem;
+
+        if (w->pid == 0 || w->phase == PH_KILLING)
+            continue;
+        if ((double)(mono - SB_GET(s->heartbeat_ms)) > timeout_ms) {
+            snprintf(detail, sizeof(detail), "no heartbeat for %.1fs",
+                     (double)(mono - SB_GET(s->heartbeat_ms)) / 1000);
+            hard_kill(w, RETIRE_TIMEOUT, detail);
+            continue;
         }
-        spawn((int)i + 1);
-        live++;
+        if (M.cfg->recycle.max_rss_hard == 0 || memory_open(&r, w->pid) < 0)
+            continue;
+        if (memory_metric(&r, M.cfg->recycle.memory_metric, &mem) == 0 &&
+            mem >= M.cfg->recycle.max_rss_hard) {
+            SB_SET(s->mem, mem);
+            snprintf(detail, sizeof(detail), "memory %s over %s",
+                     memory_fmt(mem, m1, sizeof(m1)),
+                     memory_fmt(M.cfg->recycle.max_rss_hard, m2, sizeof(m2)));
+            hard_kill(w, RETIRE_MAX_RSS_HARD, detail);
+        }
+        memory_close(&r);
     }
 }
 
 /* A worker that could not boot: back off, or give up when the app can
  * never start (exit 70/78 before any worker ever served). */
-static void boot_failed(int id, int wstatus)
+static void boot_failed(struct worker *w, int wstatus)
 {
     int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 0;
-    double delay;
+    double delay = BOOT_BACKOFF_MIN;
 
     if ((code == EXIT_APP_INIT || code == EXIT_CONFIG) && !M.ever_served) {
         log_errx("worker %d could not boot (exit %d): the app cannot start, "
-                 "giving up", id, code);
+                 "giving up", w->id, code);
         M.exit_code = code;
-        begin_stop(false);
         return;
     }
     M.boot_failures++;
-    delay = BOOT_BACKOFF_MIN;
     for (unsigned i = 1; i < M.boot_failures && delay < BOOT_BACKOFF_MAX; i++)
         delay *= 2;
     if (delay > BOOT_BACKOFF_MAX)
@@ -205,29 +313,66 @@ static void boot_failed(int id, int wstatus)
                  "spawn in %.1fs", M.boot_failures, delay);
 }
 
+static enum retire_reason exit_reason(const struct worker *w, int wstatus)
+{
+    if (w->reason != RETIRE_NONE)
+        return w->reason;
+    if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL)
+        return RETIRE_OOM; /* not ours: most likely the kernel's OOM killer */
+    return RETIRE_CRASH;
+}
+
+static void reaped(struct worker *w, int wstatus)
+{
+    enum retire_reason why = exit_reason(w, wstatus);
+    struct slot *s = slot_of(w);
+    char how[96];
+    int i = (int)(w - M.w);
+
+    proc_describe(wstatus, how, sizeof(how));
+    if (why == RETIRE_OOM)
+        log_errx("worker %d (pid %d) %s, not by preforkd: probably the kernel's "
+                 "OOM killer (see dmesg)", w->id, (int)w->pid, how);
+    else if (why == RETIRE_CRASH)
+        log_warnx("worker %d (pid %d) %s", w->id, (int)w->pid, how);
+    account_retired(&M.account, w->id, s, why, how, M.cfg->recycle.max_rss);
+    if (M.mode == RUNNING && why == RETIRE_CRASH &&
+        (!w->served || ev_now(M.loop) - w->spawned < QUICK_FAILURE))
+        boot_failed(w, wstatus);
+    for (uint32_t k = 0; k < M.nslots; k++)
+        if (M.w[k].pid && M.w[k].phase == PH_REPLACING && M.w[k].replacement == i) {
+            M.w[k].phase = PH_WANTS; /* its replacement died: ask again */
+            M.w[k].replacement = -1;
+        }
+    memset(s, 0, sizeof(*s));
+    memset(w, 0, sizeof(*w));
+    w->replacement = -1;
+    if (M.exit_code != 0 && M.mode == RUNNING)
+        master_stop(false);
+}
+
 static void on_child(struct ev_loop *loop, ev_child *c, int revents)
 {
-    char how[96];
-
-    for (uint32_t i = 0; i < M.cfg->server.max_workers; i++) {
-        struct worker *w = &M.w[i];
-        if (w->pid != c->rpid)
-            continue;
-        proc_describe(c->rstatus, how, sizeof(how));
-        if (M.mode == STOPPING && WIFEXITED(c->rstatus) &&
-            WEXITSTATUS(c->rstatus) == 0)
-            log_info("worker %u (pid %d) %s", i + 1, (int)w->pid, how);
-        else
-            log_warnx("worker %u (pid %d) %s", i + 1, (int)w->pid, how);
-        if (M.mode == RUNNING &&
-            (!w->served || ev_now(loop) - w->spawned < QUICK_FAILURE))
-            boot_failed((int)i + 1, c->rstatus);
-        SB_SET(scoreboard_slot(M.sb, (int)i + 1)->state, SLOT_EMPTY);
-        SB_SET(scoreboard_slot(M.sb, (int)i + 1)->pid, 0);
-        w->pid = 0;
-        break;
-    }
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid == c->rpid) {
+            reaped(&M.w[i], c->rstatus);
+            break;
+        }
     reconcile();
+}
+
+static void check_ready(void)
+{
+    uint32_t serving = 0;
+
+    if (M.ready || M.mode != RUNNING)
+        return;
+    for (uint32_t i = 0; i < M.nslots; i++)
+        serving += holds_id(&M.w[i]) && M.w[i].served;
+    if (serving >= M.target) {
+        M.ready = true;
+        log_info("ready: %u workers serving", serving);
+    }
 }
 
 static void on_msg(struct ev_loop *loop, ev_io *io, int revents)
@@ -235,32 +380,33 @@ static void on_msg(struct ev_loop *loop, ev_io *io, int revents)
     struct worker_msg m;
 
     while (read(M.msg_rd, &m, sizeof(m)) == (ssize_t)sizeof(m)) {
-        if (m.id < 1 || (uint32_t)m.id > M.cfg->server.max_workers ||
-            M.w[m.id - 1].pid != m.pid)
+        struct worker *w;
+        if (m.slot < 1 || (uint32_t)m.slot > M.nslots ||
+            (w = &M.w[m.slot - 1])->pid != m.pid)
             continue; /* from a worker already reaped */
         if (m.type == MSG_SERVING) {
-            M.w[m.id - 1].served = true;
+            w->served = true;
             M.ever_served = true;
+        } else if (m.type == MSG_RECYCLE && w->phase == PH_ACTIVE &&
+                   m.reason < RETIRE_NREASONS) {
+            w->phase = PH_WANTS;
+            w->reason = (enum retire_reason)m.reason;
+            w->phase_since = ev_now(loop);
         }
     }
-    if (!M.ready && M.mode == RUNNING) {
-        uint32_t serving = 0;
-        for (uint32_t i = 0; i < M.cfg->server.max_workers; i++)
-            serving += M.w[i].pid != 0 && M.w[i].served;
-        if (serving >= M.target) {
-            M.ready = true;
-            log_info("ready: %u workers serving", serving);
-        }
-    }
+    check_ready();
+    reconcile();
 }
 
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
     /* A worker alive longer than QUICK_FAILURE ends a crash loop. */
-    for (uint32_t i = 0; i < M.cfg->server.max_workers; i++)
+    for (uint32_t i = 0; i < M.nslots; i++)
         if (M.w[i].pid && M.w[i].served &&
             ev_now(loop) - M.w[i].spawned >= QUICK_FAILURE)
             M.boot_failures = 0;
+    if (M.mode == RUNNING)
+        hard_limits();
     reconcile();
 }
 
@@ -269,15 +415,34 @@ static void on_spawn_timer(struct ev_loop *loop, ev_timer *t, int revents)
     reconcile();
 }
 
-/* Retires the highest-numbered worker (SIGTTOU). */
-static void retire_one(void)
+void master_stop(bool graceful)
 {
-    for (uint32_t i = M.cfg->server.max_workers; i-- > 0;)
-        if (M.w[i].pid > 0) {
-            log_info("retiring worker %u (pid %d)", i + 1, (int)M.w[i].pid);
-            kill(M.w[i].pid, SIGTERM);
+    ev_tstamp now = ev_now(M.loop);
+    ev_tstamp limit = graceful ? M.cfg->server.graceful_timeout + KILL_GRACE
+                               : QUICK_TIMEOUT;
+
+    if (M.mode == STOPPING) {
+        if (now + limit < M.stop_deadline)
+            M.stop_deadline = now + limit;
+        if (graceful)
             return;
-        }
+    } else {
+        M.mode = STOPPING;
+        M.stop_deadline = now + limit;
+        /* Refuse new connections at once rather than let them queue for
+         * workers that are leaving. */
+        for (size_t i = 0; i < M.nlisten; i++)
+            listen_close(M.lfds[i], &M.cfg->server.listen[i]);
+        M.nlisten = 0;
+    }
+    for (uint32_t i = 0; i < M.nslots; i++) {
+        if (M.w[i].pid == 0)
+            continue;
+        if (M.w[i].reason == RETIRE_NONE || M.w[i].phase != PH_RETIRING)
+            M.w[i].reason = RETIRE_SHUTDOWN;
+        M.w[i].phase = PH_RETIRING;
+        send_sig(&M.w[i], graceful ? SIGTERM : SIGQUIT);
+    }
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
@@ -287,12 +452,12 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     switch (s->signum) {
     case SIGTERM:
         log_info("received SIGTERM: graceful shutdown");
-        begin_stop(true);
+        master_stop(true);
         break;
     case SIGINT:
     case SIGQUIT:
         log_info("received SIG%s: quick shutdown", name);
-        begin_stop(false);
+        master_stop(false);
         break;
     case SIGTTIN:
         if (M.mode == RUNNING && M.target < M.cfg->server.max_workers)
@@ -300,17 +465,16 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         log_info("received SIGTTIN: %u workers wanted", M.target);
         break;
     case SIGTTOU:
-        if (M.mode == RUNNING && M.target > 1) {
+        if (M.mode == RUNNING && M.target > 1)
             M.target--;
-            retire_one();
-        }
         log_info("received SIGTTOU: %u workers wanted", M.target);
         break;
     case SIGUSR1:
         log_info("received SIGUSR1: reopening log files");
         if (log_reopen() < 0)
             log_warn("reopening the error log");
-        signal_workers(SIGUSR1);
+        for (uint32_t i = 0; i < M.nslots; i++)
+            send_sig(&M.w[i], SIGUSR1);
         break;
     default:
         log_warnx("received SIG%s: not supported yet, ignored", name);
@@ -370,10 +534,13 @@ static int setup(void)
     if (M.cfg->server.preload &&
         (app_open(&M.app, M.cfg->app.module) < 0 || app_load(&M.app, M.cfg) < 0))
         return EXIT_APP_INIT;
-    M.sb = scoreboard_create(M.cfg->server.max_workers);
-    M.w = calloc(M.cfg->server.max_workers, sizeof(*M.w));
+    /* Room for every worker, a replacement each within the recycle budget,
+     * and as many again for workers still leaving after a hard kill. */
+    M.nslots = 2 * M.cfg->server.max_workers + M.cfg->recycle.max_concurrent_recycles;
+    M.sb = scoreboard_create(M.nslots);
+    M.w = calloc(M.nslots, sizeof(*M.w));
     if (M.sb == NULL || M.w == NULL) {
-        log_err("master: allocating %u worker slots", M.cfg->server.max_workers);
+        log_err("master: allocating %u worker slots", M.nslots);
         return 1;
     }
     if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -382,16 +549,21 @@ static int setup(void)
     }
     M.msg_rd = pfd[0];
     M.msg_wr = pfd[1];
+    if (M.cfg->admin.enabled &&
+        admin_start(M.loop, &M.cfg->admin.listen, stats_render) < 0)
+        return 1;
     return 0;
 }
 
 static void teardown(void)
 {
+    admin_stop();
     for (size_t i = 0; i < M.nlisten; i++)
         listen_close(M.lfds[i], &M.cfg->server.listen[i]);
     M.nlisten = 0;
     app_close(&M.app);
-    scoreboard_destroy(M.sb);
+    if (M.sb)
+        scoreboard_destroy(M.sb);
     free(M.w);
     free(M.lfds);
     if (M.msg_rd > 0) {
@@ -408,6 +580,7 @@ int master_run(struct config *cfg)
 
     M.cfg = cfg;
     M.loop = EV_DEFAULT;
+    M.started = ev_now(M.loop);
     M.generation = 1;
     M.target = cfg->server.workers;
     log_set_role("master");

@@ -6,6 +6,8 @@
 #ifndef PF_MASTER_H
 #define PF_MASTER_H
 
+#include <stdbool.h>
+
 #include "config.h"
 
 /* Binds, preloads, forks the workers and supervises them until a stop
@@ -13,5 +15,9 @@
  * exit code: 0 after a requested stop, 70 when the app cannot start,
  * 78 on a configuration problem found late, 1 on other fatal errors. */
 int master_run(struct config *cfg);
+
+/* Stops every worker: gracefully (TERM, then SIGKILL after graceful_timeout)
+ * or quickly (QUIT, SIGKILL after 5 s); the loop ends when all are gone. */
+void master_stop(bool graceful);
 
 #endif

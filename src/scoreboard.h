@@ -16,18 +16,66 @@ enum slot_state {
     SLOT_RETIRING, /* not accepting, finishing its connections */
 };
 
+/* Why a worker left (or is leaving). Counted per reason by the master. */
+enum retire_reason {
+    RETIRE_NONE = 0,
+    RETIRE_MAX_REQUESTS,
+    RETIRE_MAX_RSS,       /* soft memory limit, measured by the worker */
+    RETIRE_LIFETIME,
+    RETIRE_MAX_RSS_HARD,  /* killed by the master */
+    RETIRE_TIMEOUT,       /* no heartbeat: killed by the master */
+    RETIRE_CRASH,         /* exited non-zero or killed by a signal on its own */
+    RETIRE_OOM,           /* SIGKILL the master did not send: likely the OOM killer */
+    RETIRE_RELOAD,        /* old generation after a reload */
+    RETIRE_SCALE,         /* SIGTTOU */
+    RETIRE_SHUTDOWN,
+    RETIRE_NREASONS
+};
+
+/* Per upstream (by its index in the config), written by the worker's pool. */
+#define SB_MAX_UPSTREAMS 16
+struct sb_upstream {
+    _Atomic uint32_t open;        /* connections open now */
+    _Atomic uint32_t idle;        /* of which idle in the pool */
+    _Atomic uint64_t created;     /* connections opened */
+    _Atomic uint64_t reused;      /* requests sent on a pooled connection */
+    _Atomic uint64_t retried;     /* requests retried on a fresh connection */
+    _Atomic uint64_t failed;      /* requests that failed (connect, reset, parse) */
+    _Atomic uint64_t timed_out;   /* connect or read timeouts */
+};
+
+/* Memory samples for the growth slope: (age, requests, memory). */
+#define SB_SAMPLES 16
+
 struct slot {
     _Atomic int32_t pid;
     _Atomic uint32_t generation;
     _Atomic uint32_t state;          /* enum slot_state */
+    _Atomic uint32_t accepting;      /* taking new connections now */
     _Atomic uint32_t connections;    /* open client connections */
     _Atomic uint64_t requests;       /* responses completed */
     _Atomic int64_t started_ms;      /* CLOCK_REALTIME, at fork */
     _Atomic int64_t heartbeat_ms;    /* CLOCK_MONOTONIC, loop alive */
+    _Atomic uint64_t request_limit;  /* this worker's max_requests draw, 0 = none */
+    _Atomic uint64_t rss, uss, pss;  /* bytes, last measured by the worker */
+    _Atomic uint64_t mem;            /* by memory_metric: what the limits compare */
+    _Atomic uint32_t loop_lag_us;    /* last measured event-loop lag */
+    _Atomic uint32_t retire_reason;  /* enum retire_reason, set when leaving */
+    _Atomic uint32_t nsamples;       /* samples[] written, wraps at SB_SAMPLES */
+    struct {
+        _Atomic int64_t age_ms;
+        _Atomic uint64_t requests;
+        _Atomic uint64_t mem;
+    } samples[SB_SAMPLES];
+    struct sb_upstream upstreams[SB_MAX_UPSTREAMS];
 };
 
 struct scoreboard {
     uint32_t nslots;
+    /* Written by the master: how long a recycle's hand-over takes (spawn of
+     * the replacement to its serving), a moving average in microseconds.
+     * Workers read it to ask for their replacement early enough. */
+    _Atomic uint32_t handover_us;
     struct slot slots[];
 };
 

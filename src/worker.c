@@ -7,11 +7,14 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <malloc.h>
 #include <unistd.h>
+#include <dirent.h>
 
 #include <ev.h>
 
 #include "conn.h"
+#include "recycle.h"
 #include "log.h"
 #include "proc.h"
 #include "proctitle.h"
@@ -29,7 +32,9 @@ static struct worker {
     size_t naccept;
     bool accepting;
     bool app_in_worker; /* loaded here (preload = false): unload here */
-    ev_signal sig_term, sig_int, sig_quit, sig_usr1;
+    struct recycle rec;
+    ev_tstamp last_beat;
+    ev_signal sig_term, sig_int, sig_quit, sig_usr1, sig_usr2;
     ev_timer heartbeat, pause, graceful;
 } W;
 
@@ -43,11 +48,30 @@ int pf_worker_id(void)
     return W.boot ? W.boot->id : 0;
 }
 
+static void tell_master(uint16_t type, uint16_t reason);
+
+/* A soft limit was reached: the master starts a replacement first and
+ * retires this worker (SIGTERM) once the replacement serves. */
+static void soft_limit(enum retire_reason r)
+{
+    char mem[16];
+
+    if (r == RETIRE_NONE)
+        return;
+    memory_fmt(SB_GET(W.slot->mem), mem, sizeof(mem));
+    log_info("%s reached (%llu requests, %s, %.0fs old): asking for a replacement",
+             recycle_reason_name(r), (unsigned long long)W.rec.requests, mem,
+             ev_now(W.loop) - W.rec.started);
+    SB_SET(W.slot->retire_reason, r);
+    tell_master(MSG_RECYCLE, (uint16_t)r);
+}
+
 static void accepting(bool on)
 {
     if (on == W.accepting)
         return;
     W.accepting = on;
+    SB_SET(W.slot->accepting, on);
     for (size_t i = 0; i < W.naccept; i++) {
         if (on)
             ev_io_start(W.loop, &W.accept_w[i]);
@@ -94,7 +118,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 
 static void on_pause_over(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    if (!W.srv.retiring && W.srv.nconns < W.boot->cfg->server.worker_connections)
+    if (!W.srv.retiring && !W.srv.no_keepalive &&
+        W.srv.nconns < W.boot->cfg->server.worker_connections)
         accepting(true);
 }
 
@@ -106,19 +131,88 @@ static void on_conn_closed(struct conn_server *s)
             ev_break(W.loop, EVBREAK_ALL);
         return;
     }
-    if (!W.accepting && !ev_is_active(&W.pause) &&
+    if (!W.accepting && !ev_is_active(&W.pause) && !W.srv.no_keepalive &&
         s->nconns < W.boot->cfg->server.worker_connections)
         accepting(true);
+}
+
+/* Another worker takes new connections (so this one may stop). */
+static bool others_accepting(void)
+{
+    for (uint32_t i = 0; i < W.boot->sb->nslots; i++) {
+        struct slot *s = &W.boot->sb->slots[i];
+        if (s != W.slot && SB_GET(s->accepting) && SB_GET(s->pid) > 0)
+            return true;
+    }
+    return false;
+}
+
+/* Past max_rss itself (asking early did not suffice: a burst, or waiting
+ * for the recycle budget), the worker stops growing as far as it can without
+ * lowering capacity to nothing: no new connections while another worker
+ * takes them, and each keep-alive connection ends after its current
+ * request. The kernel backlog is shared: no connection is lost. */
+static void memory_guard(void)
+{
+    if (!W.rec.over_rss || W.srv.no_keepalive || W.srv.retiring)
+        return;
+    W.srv.no_keepalive = true;
+    if (others_accepting()) {
+        accepting(false);
+        log_info("over max_rss: no new connections until the replacement serves");
+    }
 }
 
 static void on_request_done(struct conn_server *s)
 {
     SB_ADD(W.slot->requests, 1);
+    soft_limit(recycle_after_request(&W.rec, ev_now(W.loop)));
+    memory_guard();
 }
 
+/* Once a second: proof of life for the master, loop lag, soft limits. */
 static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    ev_tstamp now = ev_now(loop);
+    double lag = now - W.last_beat - w->repeat;
+
+    W.last_beat = now;
     SB_SET(W.slot->heartbeat_ms, scoreboard_mono_ms());
+    SB_SET(W.slot->loop_lag_us, lag > 0 ? (uint32_t)(lag * 1e6) : 0);
+    soft_limit(recycle_tick(&W.rec, now));
+    memory_guard();
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n - 3; /* ".", ".." and the directory's own fd */
+}
+
+/* USR2: a picture of this worker for whoever hunts the leak. Keeps serving. */
+static void snapshot(void)
+{
+    struct mem_usage u = {0};
+    struct mallinfo2 mi = mallinfo2();
+    char rss[16], uss[16], pss[16], heap[16], freeb[16], mmapb[16];
+
+    memory_full(0, &u);
+    log_info("snapshot: rss %s uss %s pss %s; malloc: in use %s, free %s in "
+             "%zu chunks, mmapped %s, main arena %zu B; fds %d; "
+             "connections %u; requests %llu; loop lag %u us",
+             memory_fmt(u.rss, rss, sizeof(rss)), memory_fmt(u.uss, uss, sizeof(uss)),
+             memory_fmt(u.pss, pss, sizeof(pss)), memory_fmt(mi.uordblks, heap, sizeof(heap)),
+             memory_fmt(mi.fordblks, freeb, sizeof(freeb)), mi.ordblks,
+             memory_fmt(mi.hblkhd, mmapb, sizeof(mmapb)), mi.arena,
+             count_fds(), W.srv.nconns, (unsigned long long)W.rec.requests,
+             SB_GET(W.slot->loop_lag_us));
 }
 
 static void on_graceful_over(struct ev_loop *loop, ev_timer *w, int revents)
@@ -159,6 +253,9 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
         if (log_reopen() < 0)
             log_warn("reopening the error log");
         break;
+    case SIGUSR2:
+        snapshot();
+        break;
     default: /* INT, QUIT: leave now */
         log_info("received SIG%s: exiting now", sigabbrev_np(w->signum));
         conn_close_all(&W.srv);
@@ -169,15 +266,15 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 static void start_signals(void)
 {
-    ev_signal *sigs[] = {&W.sig_term, &W.sig_int, &W.sig_quit, &W.sig_usr1};
-    int nums[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1};
+    ev_signal *sigs[] = {&W.sig_term, &W.sig_int, &W.sig_quit, &W.sig_usr1,
+                         &W.sig_usr2};
+    int nums[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
 
     /* The master's scaling and reload signals mean nothing to a worker;
      * a terminal's SIGHUP or SIGTTIN must not stop or kill it. */
     signal(SIGHUP, SIG_IGN);
     signal(SIGTTIN, SIG_IGN);
     signal(SIGTTOU, SIG_IGN);
-    signal(SIGUSR2, SIG_IGN);
     signal(SIGWINCH, SIG_IGN);
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         ev_signal_init(sigs[i], on_signal, nums[i]);
@@ -216,11 +313,11 @@ static void boot_app(void)
         exit(EXIT_APP_INIT);
 }
 
-static void tell_master(uint32_t type)
+static void tell_master(uint16_t type, uint16_t reason)
 {
     struct worker_msg m = {
-        .id = W.boot->id, .pid = (int32_t)getpid(),
-        .generation = W.boot->generation, .type = type,
+        .slot = W.boot->slot, .pid = (int32_t)getpid(),
+        .generation = W.boot->generation, .type = type, .reason = reason,
     };
 
     /* Non-blocking: if the pipe is full, the master still sees the state
@@ -237,7 +334,7 @@ void worker_main(const struct worker_boot *b)
     /* 1. Identity: the slot, the log prefix, the process title. */
     W.boot = b;
     W.loop = EV_DEFAULT;
-    W.slot = scoreboard_slot(b->sb, b->id);
+    W.slot = scoreboard_slot(b->sb, b->slot);
     snprintf(role, sizeof(role), "worker %d", b->id);
     log_set_role(role);
     proctitle_set("worker %d [gen %u]", b->id, b->generation);
@@ -263,17 +360,20 @@ void worker_main(const struct worker_boot *b)
         .on_conn_closed = on_conn_closed,
         .on_request_done = on_request_done,
     };
-    ev_timer_init(&W.heartbeat, on_heartbeat, 0., 1.);
+    recycle_init(&W.rec, cfg, b->sb, W.slot, ev_now(W.loop));
+    W.last_beat = ev_now(W.loop);
+    ev_timer_init(&W.heartbeat, on_heartbeat, 1., 1.);
     ev_timer_start(W.loop, &W.heartbeat);
     ev_init(&W.graceful, on_graceful_over);
     start_accepting();
     /* 6. Serving. */
     proc_child_signals_done();
     SB_SET(W.slot->state, SLOT_SERVING);
-    tell_master(MSG_SERVING);
+    tell_master(MSG_SERVING, 0);
     log_info("serving");
     ev_run(W.loop, 0);
     /* 7. Leaving. */
+    recycle_close(&W.rec, ev_now(W.loop));
     app_worker_exit(b->app);
     if (W.app_in_worker)
         app_close(b->app);

@@ -17,17 +17,20 @@
  * smaller than PIPE_BUF, so writes from several workers never interleave). */
 enum worker_msg_type {
     MSG_SERVING = 1, /* booted, now accepting */
+    MSG_RECYCLE,     /* a soft limit was reached: start my replacement */
 };
 
 struct worker_msg {
-    int32_t id;
+    int32_t slot;       /* 1-based scoreboard slot */
     int32_t pid;
     uint32_t generation;
-    uint32_t type;
+    uint16_t type;      /* enum worker_msg_type */
+    uint16_t reason;    /* enum retire_reason, for MSG_RECYCLE */
 };
 
 struct worker_boot {
-    int id;                 /* 1..max_workers */
+    int id;                 /* 1..workers: the worker's place in the pool */
+    int slot;               /* its scoreboard slot (a replacement has its own) */
     uint32_t generation;
     const struct config *cfg;
     struct app *app;        /* loaded in the master when cfg preloads */

@@ -1,0 +1,209 @@
+/*
+ * admin.c - the master's admin endpoint: a deliberately small HTTP/1.0
+ * server (GET or HEAD, one request per connection, 8 KiB head, 5 s) for
+ * stats, metrics and health. Runs only in the master, on its loop; nothing
+ * blocks. Rendering is the caller's (stats.c). Convention: 0 / -1.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "admin.h"
+#include "log.h"
+
+#define ADMIN_HEAD_MAX 8192
+#define ADMIN_TIMEOUT 5.0
+#define ADMIN_CONNS_MAX 64
+
+struct admin_conn {
+    struct admin_conn *next;
+    int fd;
+    ev_io io;
+    ev_timer timer;
+    struct buf in, out;
+    size_t out_pos;
+};
+
+static struct {
+    struct ev_loop *loop;
+    struct listen_addr *addr;
+    int fd;
+    ev_io accept_w;
+    admin_render_fn render;
+    struct admin_conn *conns;
+    unsigned nconns;
+} A = {.fd = -1};
+
+static void conn_free(struct admin_conn *c)
+{
+    struct admin_conn **p = &A.conns;
+
+    while (*p != c)
+        p = &(*p)->next;
+    *p = c->next;
+    ev_io_stop(A.loop, &c->io);
+    ev_timer_stop(A.loop, &c->timer);
+    close(c->fd);
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c);
+    A.nconns--;
+}
+
+static void on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct admin_conn *c = w->data;
+
+    while (c->out_pos < c->out.len) {
+        ssize_t n = send(c->fd, c->out.p + c->out_pos, c->out.len - c->out_pos,
+                         MSG_NOSIGNAL);
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0 && errno != EINTR)
+            break;
+        if (n > 0)
+            c->out_pos += (size_t)n;
+    }
+    conn_free(c);
+}
+
+/* Answers the request line in c->in: "GET /path HTTP/1.x". */
+static void respond(struct admin_conn *c)
+{
+    struct buf body = {0};
+    const char *ctype = "text/plain";
+    char method[8] = "", path[256] = "", head[256];
+    int status = 400, n;
+    bool head_only = false;
+
+    if (sscanf(c->in.p, "%7s %255s HTTP/1.%*c", method, path) == 2) {
+        head_only = strcmp(method, "HEAD") == 0;
+        if (strcmp(method, "GET") != 0 && !head_only) {
+            status = 405;
+            buf_puts(&body, "only GET and HEAD\n");
+        } else {
+            char *q = strchr(path, '?');
+            if (q)
+                *q = '\0';
+            status = A.render(path, &body, &ctype);
+        }
+    } else {
+        buf_puts(&body, "bad request\n");
+    }
+    n = snprintf(head, sizeof(head), "HTTP/1.0 %d %s\r\nContent-Type: %s\r\n"
+                 "Content-Length: %zu\r\nCache-Control: no-store\r\n"
+                 "Connection: close\r\n\r\n", status,
+                 status == 200 ? "OK" : status == 404 ? "Not Found" :
+                 status == 503 ? "Service Unavailable" : "Error",
+                 ctype, body.len);
+    buf_append(&c->out, head, (size_t)n);
+    if (!head_only && body.len)
+        buf_append(&c->out, body.p, body.len);
+    buf_free(&body);
+    ev_io_stop(A.loop, &c->io);
+    ev_io_set(&c->io, c->fd, EV_WRITE);
+    ev_set_cb(&c->io, on_write);
+    ev_io_start(A.loop, &c->io);
+}
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct admin_conn *c = w->data;
+    ssize_t n;
+
+    buf_reserve(&c->in, 1024);
+    n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len - 1);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_free(c);
+        return;
+    }
+    c->in.len += (size_t)n;
+    c->in.p[c->in.len] = '\0';
+    if (strstr(c->in.p, "\r\n\r\n") || strstr(c->in.p, "\n\n"))
+        respond(c);
+    else if (c->in.len > ADMIN_HEAD_MAX)
+        conn_free(c);
+}
+
+static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    conn_free(t->data);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    for (;;) {
+        int fd = accept4(A.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct admin_conn *c;
+
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                log_warn("admin: accept");
+            return;
+        }
+        if (A.nconns >= ADMIN_CONNS_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->next = A.conns;
+        A.conns = c;
+        A.nconns++;
+        ev_io_init(&c->io, on_read, fd, EV_READ);
+        ev_timer_init(&c->timer, on_timeout, ADMIN_TIMEOUT, 0.);
+        c->io.data = c->timer.data = c;
+        ev_io_start(loop, &c->io);
+        ev_timer_start(loop, &c->timer);
+    }
+}
+
+int admin_start(struct ev_loop *loop, struct listen_addr *addr,
+                admin_render_fn render)
+{
+    A.loop = loop;
+    A.addr = addr;
+    A.render = render;
+    A.fd = listen_open(addr, 64);
+    if (A.fd < 0) {
+        log_err("admin: listen on %s", addr->text);
+        return -1;
+    }
+    if (addr->family == AF_UNIX && chmod(addr->u.un.sun_path, 0600) < 0)
+        log_warn("admin: chmod 0600 %s", addr->u.un.sun_path);
+    log_info("admin endpoint on %s", addr->text);
+    ev_io_init(&A.accept_w, on_accept, A.fd, EV_READ);
+    ev_io_start(loop, &A.accept_w);
+    return 0;
+}
+
+void admin_stop(void)
+{
+    while (A.conns)
+        conn_free(A.conns);
+    if (A.fd >= 0) {
+        ev_io_stop(A.loop, &A.accept_w);
+        listen_close(A.fd, A.addr);
+        A.fd = -1;
+    }
+}
+
+void admin_forget_in_child(void)
+{
+    if (A.fd < 0)
+        return;
+    ev_io_stop(A.loop, &A.accept_w);
+    close(A.fd);
+    A.fd = -1;
+    for (struct admin_conn *c = A.conns; c; c = c->next) {
+        ev_io_stop(A.loop, &c->io);
+        ev_timer_stop(A.loop, &c->timer);
+        close(c->fd);
+    }
+    A.conns = NULL; /* the master's memory: not ours to free */
+}

@@ -1,0 +1,27 @@
+/*
+ * admin.h - the admin endpoint, served by the master on its own loop (so it
+ * answers while every worker is stuck): GET /stats, /metrics, /healthz.
+ * One request per connection, bounded in size and time.
+ */
+#ifndef PF_ADMIN_H
+#define PF_ADMIN_H
+
+#include <ev.h>
+
+#include "buf.h"
+#include "listen.h"
+
+/* Renders path into out; sets *ctype; returns the HTTP status. */
+typedef int (*admin_render_fn)(const char *path, struct buf *out,
+                               const char **ctype);
+
+/* Binds addr (a unix socket is made mode 0600) and serves it on loop.
+ * 0 / -1 (logged). */
+int admin_start(struct ev_loop *loop, struct listen_addr *addr,
+                admin_render_fn render);
+/* Closes the listener and every open admin connection. */
+void admin_stop(void);
+/* In a just-forked worker: close inherited admin fds, touch no watcher. */
+void admin_forget_in_child(void);
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * stats.c - the master's state rendered for the admin endpoint: /stats
+ * (JSON), /metrics (Prometheus text format 0.0.4) and /healthz. Runs only in
+ * the master; reads the scoreboard and the master's worker table.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "recycle.h"
+#include "master_int.h"
+#include "stats.h"
+
+static const char *const state_names[] = {"empty", "starting", "serving", "retiring"};
+
+static void bprintf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void bprintf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf_reserve(b, 256), 256, fmt, ap);
+    va_end(ap);
+    if (n >= 256) {
+        va_start(ap, fmt);
+        vsnprintf(buf_reserve(b, (size_t)n + 1), (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    b->len += (size_t)n;
+}
+
+/* Workers that take requests now: serving, and not on their way out. */
+static uint32_t serving_count(void)
+{
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < M.nslots; i++) {
+        const struct worker *w = &M.w[i];
+        struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
+        n += w->pid && SB_GET(s->state) == SLOT_SERVING &&
+             (w->phase == PH_ACTIVE || w->phase == PH_WANTS || w->phase == PH_REPLACING);
+    }
+    return n;
+}
+
+static void json_worker(struct buf *b, uint32_t i, ev_tstamp now, bool *first)
+{
+    const struct worker *w = &M.w[i];
+    struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
+    struct growth g = account_growth(s, M.cfg->recycle.max_rss);
+    uint32_t st = SB_GET(s->state);
+
+    bprintf(b, "%s\n    {\"slot\": %u, \"id\": %d, \"pid\": %d, \"generation\": %u, "
+            "\"state\": \"%s\", \"phase\": \"%s\", \"reason\": \"%s\", "
+            "\"age\": %.3f, \"requests\": %" PRIu64 ", \"request_limit\": %" PRIu64
+            ", \"connections\": %u, \"rss\": %" PRIu64 ", \"uss\": %" PRIu64
+            ", \"pss\": %" PRIu64 ", \"memory\": %" PRIu64 ", \"loop_lag_us\": %u, "
+            "\"growth_per_1k_requests\": %.0f, \"growth_per_hour\": %.0f, "
+            "\"eta_max_rss\": %.1f}",
+            *first ? "" : ",", i + 1, w->id, (int)w->pid, w->generation,
+            st < 4 ? state_names[st] : "?", master_phase_name(w->phase),
+            recycle_reason_name(w->reason), now - w->spawned,
+            SB_GET(s->requests), SB_GET(s->request_limit), SB_GET(s->connections),
+            SB_GET(s->rss), SB_GET(s->uss), SB_GET(s->pss), SB_GET(s->mem),
+            SB_GET(s->loop_lag_us), g.per_1k_requests, g.per_hour, g.eta);
+    *first = false;
+}
+
+static void render_stats(struct buf *b)
+{
+    ev_tstamp now = ev_now(M.loop);
+    bool first = true;
+
+    bprintf(b, "{\n  \"master\": {\"pid\": %d, \"uptime\": %.3f, \"generation\": %u, "
+            "\"mode\": \"%s\", \"ready\": %s, \"workers_wanted\": %u, "
+            "\"workers_serving\": %u, \"max_concurrent_recycles\": %u, "
+            "\"boot_failures\": %u},\n  \"retired\": {",
+            (int)getpid(), now - M.started, M.generation,
+            M.mode == RUNNING ? "running" : "stopping", M.ready ? "true" : "false",
+            M.target, serving_count(), M.cfg->recycle.max_concurrent_recycles,
+            M.boot_failures);
+    for (int r = 1; r < RETIRE_NREASONS; r++)
+        bprintf(b, "%s\"%s\": %" PRIu64, r > 1 ? ", " : "",
+                recycle_reason_name((enum retire_reason)r), M.account.retired[r]);
+    bprintf(b, "},\n  \"workers\": [");
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid)
+            json_worker(b, i, now, &first);
+    bprintf(b, "\n  ]\n}\n");
+}
+
+static void render_metrics(struct buf *b)
+{
+    bprintf(b, "# HELP preforkd_workers_serving Workers accepting requests.\n"
+            "# TYPE preforkd_workers_serving gauge\npreforkd_workers_serving %u\n"
+            "# HELP preforkd_workers_wanted Workers the master keeps.\n"
+            "# TYPE preforkd_workers_wanted gauge\npreforkd_workers_wanted %u\n"
+            "# HELP preforkd_workers_retired_total Workers gone, by reason.\n"
+            "# TYPE preforkd_workers_retired_total counter\n",
+            serving_count(), M.target);
+    for (int r = 1; r < RETIRE_NREASONS; r++)
+        bprintf(b, "preforkd_workers_retired_total{reason=\"%s\"} %" PRIu64 "\n",
+                recycle_reason_name((enum retire_reason)r), M.account.retired[r]);
+    bprintf(b, "# HELP preforkd_worker_requests Requests served by a live worker.\n"
+            "# TYPE preforkd_worker_requests gauge\n"
+            "# HELP preforkd_worker_memory_bytes A live worker's memory (memory_metric).\n"
+            "# TYPE preforkd_worker_memory_bytes gauge\n");
+    for (uint32_t i = 0; i < M.nslots; i++) {
+        struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
+        if (M.w[i].pid == 0)
+            continue;
+        bprintf(b, "preforkd_worker_requests{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n"
+                "preforkd_worker_memory_bytes{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n",
+                M.w[i].id, (int)M.w[i].pid, SB_GET(s->requests),
+                M.w[i].id, (int)M.w[i].pid, SB_GET(s->mem));
+    }
+}
+
+int stats_render(const char *path, struct buf *out, const char **ctype)
+{
+    if (strcmp(path, "/stats") == 0) {
+        *ctype = "application/json";
+        render_stats(out);
+        return 200;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        *ctype = "text/plain; version=0.0.4";
+        render_metrics(out);
+        return 200;
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        /* Healthy: running, something serving, not in a crash loop. */
+        bool ok = M.mode == RUNNING && serving_count() > 0 && M.boot_failures < 3;
+        buf_puts(out, ok ? "ok\n" : "unhealthy\n");
+        return ok ? 200 : 503;
+    }
+    buf_puts(out, "not found: try /stats, /metrics, /healthz\n");
+    return 404;
+}
