@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "scoreboard.h"
 
 /* inih's line buffer. With ini_use_stack = false and no realloc inih reads
  * lines into one heap buffer of ini_initial_alloc bytes (ini_max_line alone
@@ -117,6 +118,7 @@ static const struct keydef upstream_keys[] = {
     UPS(retries, V_U32, 0, 100),
     UPS(max_fails, V_U32, 0, UINT32_MAX),
     UPS(fail_timeout, V_DURATION, 1, 0),
+    UPS(max_waiters, V_U32, 0, 1048576),
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
@@ -763,6 +765,7 @@ static void upstream_defaults(struct config_upstream *u)
     u->retries = 1;
     u->max_fails = 1;
     u->fail_timeout = 10;
+    u->max_waiters = 256;
 }
 
 static bool valid_upstream_name(const char *name)
@@ -1038,6 +1041,12 @@ static void check_required(struct parser *p)
         if (p->upseen[i][0].line == 0)
             errorf(p, c->upstreams[i].line, "[upstream %s] servers: "
                    "required key is missing", c->upstreams[i].name);
+    /* Each upstream has its counters in every worker's scoreboard slot. */
+    if (c->nupstreams > SB_MAX_UPSTREAMS)
+        errorf(p, c->upstreams[SB_MAX_UPSTREAMS].line, "[upstream %s]: at "
+               "most %d [upstream] sections, this is number %zu",
+               c->upstreams[SB_MAX_UPSTREAMS].name, SB_MAX_UPSTREAMS,
+               c->nupstreams);
 }
 
 /* Loading */

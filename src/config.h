@@ -38,6 +38,8 @@ struct config_upstream {
     uint32_t retries;            /* default 1 */
     uint32_t max_fails;          /* default 1; 0 = never mark down */
     double fail_timeout;         /* default 10 */
+    uint32_t max_waiters;        /* default 256: requests queued when every
+                                    connection is busy, per worker */
 };
 
 struct config {

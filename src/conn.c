@@ -68,6 +68,7 @@ static void free_conn(struct conn *c)
 {
     struct conn_server *s = c->srv;
 
+    ev_timer_stop(s->loop, &c->timer); /* an orphan's pending abort call */
     buf_free(&c->in);
     buf_free(&c->out);
     http_parse_free(&c->hp);
@@ -75,6 +76,11 @@ static void free_conn(struct conn *c)
     free(c);
     if (s->on_conn_closed)
         s->on_conn_closed(s);
+}
+
+static void on_orphaned(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    request_abort(w->data);
 }
 
 /* Closes the socket. If the app still holds the request, the connection
@@ -91,8 +97,13 @@ static void close_conn(struct conn *c)
         c->fd = -1;
     }
     if (c->req.state == REQ_APP || c->req.state == REQ_STREAMING) {
+        /* The app is told from the loop, not from here: we may be inside
+         * one of its own pf_* calls, which must not see c vanish. */
         c->state = CONN_ORPHAN;
-        request_abort(c);
+        c->req.aborted = true;
+        ev_set_cb(&c->timer, on_orphaned);
+        ev_timer_set(&c->timer, 0., 0.);
+        ev_timer_start(loop, &c->timer);
         return;
     }
     unlink_conn(c);
@@ -329,7 +340,7 @@ static void next_request(struct conn *c)
 void conn_response_done(struct conn *c)
 {
     if (c->srv->on_request_done)
-        c->srv->on_request_done(c->srv);
+        c->srv->on_request_done(c->srv, c);
     next_request(c);
     if (!c->in_dispatch)
         conn_kick(c);

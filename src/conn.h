@@ -34,7 +34,7 @@ struct conn_server {
     /* Called after a connection is freed (resume accepting, exit when
      * drained) and after each response is complete. */
     void (*on_conn_closed)(struct conn_server *);
-    void (*on_request_done)(struct conn_server *);
+    void (*on_request_done)(struct conn_server *, struct conn *);
 };
 
 enum req_state {
@@ -51,6 +51,8 @@ struct pf_request {
     bool head_only; /* HEAD: send no body */
     struct http_resp resp;
     uint64_t sent;  /* body bytes given by the app, for Content-Length */
+    uint64_t bytes; /* response bytes queued: head and body (access log) */
+    double started; /* loop time the request was complete (access log) */
     pf_str method, target, path, query, body;
     pf_header *hdrs;
     size_t nhdrs, hdr_cap;

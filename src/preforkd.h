@@ -150,6 +150,12 @@ void pf_response_on_drain(pf_request *r, void (*cb)(pf_request *, void *),
                           void *arg);
 /* Ends a streamed response. The request must not be used afterwards. */
 int pf_response_end(pf_request *r);
+/* Ends a streamed response that cannot be completed (its source failed):
+ * the body is left unterminated and the connection closes once what was
+ * queued is written, so the client sees that it is cut. -1 when no
+ * streamed response is in progress. The request must not be used
+ * afterwards. */
+int pf_response_abort(pf_request *r);
 
 /* ---- the worker ---------------------------------------------------------- */
 
@@ -161,6 +167,84 @@ int pf_worker_id(void);
 enum pf_log_level { PF_LOG_ERROR = 0, PF_LOG_WARN, PF_LOG_INFO, PF_LOG_DEBUG };
 void pf_log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* ---- upstream requests (workers only) -------------------------------------
+ * HTTP/1.1 requests to the servers of an [upstream NAME] section, through
+ * this worker's pool of keep-alive connections (round robin over the
+ * servers, passive health checks, bounded in every dimension; see
+ * docs/upstreams.md). Asynchronous: every result arrives through the
+ * callbacks, on pf_loop(), and never from inside the call that started the
+ * request. Each request ends exactly once: on_done runs, or the app
+ * cancels it. */
+
+typedef struct pf_upstream pf_upstream;         /* an [upstream NAME] */
+typedef struct pf_upstream_req pf_upstream_req; /* one request, opaque */
+
+/* Why an upstream request failed (on_done's error). */
+enum pf_upstream_error {
+    PF_UPSTREAM_OK = 0,
+    PF_UPSTREAM_ECONNECT, /* no server could be connected (refused,
+                             unreachable, every server marked down) */
+    PF_UPSTREAM_ETIMEOUT, /* connect_timeout or read_timeout passed */
+    PF_UPSTREAM_ERESET,   /* closed or reset before the response ended */
+    PF_UPSTREAM_EPROTO,   /* the response is not valid HTTP/1.x */
+    PF_UPSTREAM_EBUSY     /* every connection in use and the queue full,
+                             or no connection came within connect_timeout */
+};
+
+typedef struct pf_upstream_callbacks {
+    /* The response head (interim 1xx responses are skipped). headers are
+     * valid during the call only; status is 200..999. May be NULL. */
+    void (*on_head)(pf_upstream_req *u, void *arg, int status,
+                    const pf_header *headers, size_t nheaders);
+    /* A piece of the body, de-chunked, valid during the call only. Call
+     * pf_upstream_pause to get no more pieces until pf_upstream_resume.
+     * Never called for HEAD requests or 204/304 responses. May be NULL. */
+    void (*on_body)(pf_upstream_req *u, void *arg, const void *data,
+                    size_t len);
+    /* The end: error is PF_UPSTREAM_OK after a complete response, else an
+     * enum pf_upstream_error (on_head may or may not have run before). u
+     * is freed when on_done returns. Not called after pf_upstream_cancel. */
+    void (*on_done)(pf_upstream_req *u, void *arg, int error);
+} pf_upstream_callbacks;
+
+/* The [upstream name] of the configuration, or NULL when there is none.
+ * Valid for the worker's life; call it from worker_init or later. */
+pf_upstream *pf_upstream_find(const char *name);
+
+/* Sends method target HTTP/1.1 with headers and body to a server of up.
+ * Everything is copied: the arguments may go once the call returns. The
+ * daemon writes Content-Length (for a body, or a method that usually has
+ * one: the upstream never sees ambiguous framing) and Connection itself,
+ * ignoring those headers and Keep-Alive and Transfer-Encoding in headers,
+ * and adds "Host: <server address>" when headers have no Host. An
+ * idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) that fails on
+ * a reused connection before any response byte is retried on a new one.
+ * cb is copied; arg is handed to each callback. Returns the request, or
+ * NULL when it cannot be sent at all: unknown up, a method, target or
+ * header with CR, LF, NUL or (method, name) a non-token character, or the
+ * method CONNECT. Then no callback runs. */
+pf_upstream_req *pf_upstream_request(pf_upstream *up, pf_str method,
+                                     pf_str target, const pf_header *headers,
+                                     size_t nheaders, const void *body,
+                                     size_t len,
+                                     const pf_upstream_callbacks *cb,
+                                     void *arg);
+
+/* Abandons u: no callback runs after this, and u must not be used again.
+ * The connection goes back to the pool only if nothing of the request was
+ * sent yet; a connection with an exchange in progress is closed. Allowed
+ * from on_head and on_body (not from on_done, after which u is gone). */
+void pf_upstream_cancel(pf_upstream_req *u);
+
+/* Back-pressure: stop reading the response of u (after the current
+ * on_body piece) until pf_upstream_resume. read_timeout does not run while
+ * paused. Both are no-ops on a request that ended. */
+void pf_upstream_pause(pf_upstream_req *u);
+void pf_upstream_resume(pf_upstream_req *u);
+
+/* "connect failed", "timed out", ... for an enum pf_upstream_error. */
+const char *pf_upstream_strerror(int error);
 
 #ifdef __cplusplus
 }

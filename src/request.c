@@ -29,6 +29,8 @@ void request_prepare(struct conn *c)
     r->aborted = false;
     r->head_only = rq->method == HTTP_HEAD;
     r->sent = 0;
+    r->bytes = 0;
+    r->started = ev_now(c->srv->loop);
     r->abort_cb = NULL;
     r->drain_cb = NULL;
     r->method = (pf_str){m, strlen(m)};
@@ -80,9 +82,7 @@ void request_dispatch(struct conn *c)
     }
     /* Failed in the middle of a streamed body: the framing cannot be
      * finished honestly, so the client must see the connection close. */
-    c->close_after = true;
-    r->resp.keepalive = false;
-    pf_response_end(r);
+    pf_response_abort(r);
 }
 
 void request_abort(struct conn *c)
@@ -90,6 +90,8 @@ void request_abort(struct conn *c)
     struct pf_request *r = &c->req;
 
     r->aborted = true;
+    if (r->state != REQ_APP && r->state != REQ_STREAMING)
+        return; /* ended meanwhile */
     if (r->abort_cb != NULL) {
         void (*cb)(pf_request *, void *) = r->abort_cb;
         r->abort_cb = NULL;
@@ -121,10 +123,12 @@ int pf_respond(pf_request *r, int status, const pf_header *headers,
     r->resp.status = status;
     r->resp.framing = FRAME_LENGTH;
     r->resp.content_length = len;
+    size_t before = c->out.len;
     if (http_write_head(&c->out, &r->resp, headers, nheaders, now_sec(c)) < 0)
         return -1;
     if (!r->head_only && r->resp.framing == FRAME_LENGTH)
         buf_append(&c->out, body, len);
+    r->bytes += c->out.len - before;
     finish(r);
     return 0;
 }
@@ -148,8 +152,10 @@ int pf_response_start(pf_request *r, int status, const pf_header *headers,
     r->resp.status = status;
     r->resp.framing = has_len ? FRAME_LENGTH : FRAME_CHUNKED;
     r->resp.content_length = len;
+    size_t before = c->out.len;
     if (http_write_head(&c->out, &r->resp, headers, nheaders, now_sec(c)) < 0)
         return -1;
+    r->bytes += c->out.len - before;
     if (!r->resp.keepalive)
         c->close_after = true;
     r->state = REQ_STREAMING;
@@ -173,12 +179,16 @@ int pf_response_write(pf_request *r, const void *data, size_t len)
     r->sent += len;
     if (r->head_only || r->resp.framing == FRAME_NONE || len == 0)
         return 0;
+    size_t before = c->out.len;
     if (r->resp.framing == FRAME_CHUNKED)
         http_write_chunk(&c->out, data, len);
     else
         buf_append(&c->out, data, len);
+    r->bytes += c->out.len - before;
     if (!c->in_dispatch)
-        conn_kick(c);
+        conn_kick(c); /* may close c's socket (then an orphan: still valid) */
+    if (c->state == CONN_ORPHAN)
+        return -1;
     return conn_pending(c) >= CONN_HIGH_WATER ? 1 : 0;
 }
 
@@ -196,8 +206,10 @@ int pf_response_end(pf_request *r)
     if (r->state != REQ_STREAMING)
         return -1;
     if (!r->aborted) {
-        if (r->resp.framing == FRAME_CHUNKED && !r->head_only)
+        if (r->resp.framing == FRAME_CHUNKED && !r->head_only) {
             http_write_last_chunk(&c->out);
+            r->bytes += 5;
+        }
         else if (r->resp.framing == FRAME_LENGTH && !r->head_only &&
                  r->sent != r->resp.content_length)
             /* Short body: only closing tells the client it is cut. */
@@ -205,6 +217,17 @@ int pf_response_end(pf_request *r)
         if (r->resp.framing == FRAME_CLOSE)
             c->close_after = true;
     }
+    finish(r);
+    return 0;
+}
+
+int pf_response_abort(pf_request *r)
+{
+    if (r->state != REQ_STREAMING)
+        return -1;
+    /* No last chunk, no padding: only the close tells the client. */
+    r->c->close_after = true;
+    r->resp.keepalive = false;
     finish(r);
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "proc.h"
 #include "proctitle.h"
+#include "upstream.h"
 #include "worker.h"
 
 #define ACCEPT_BATCH 64     /* accepts per readiness event, then yield */
@@ -163,7 +164,7 @@ static void memory_guard(void)
     }
 }
 
-static void on_request_done(struct conn_server *s)
+static void on_request_done(struct conn_server *s, struct conn *c)
 {
     SB_ADD(W.slot->requests, 1);
     soft_limit(recycle_after_request(&W.rec, ev_now(W.loop)));
@@ -346,7 +347,10 @@ void worker_main(const struct worker_boot *b)
     /* 3. Privileges, before any app code runs in this process. */
     if (proc_drop_privileges(cfg->server.user, cfg->server.group) < 0)
         exit(EXIT_CONFIG);
-    /* 4. The app: load (without preload) and per-worker init. */
+    /* 4. The app: load (without preload) and per-worker init, after the
+     *    upstream pools, which worker_init may look up. */
+    if (upstream_worker_init(W.loop, cfg, W.slot) < 0)
+        fatal("worker: cannot allocate the upstream pools");
     boot_app();
     /* 5. Connections and timers. */
     W.srv = (struct conn_server){
@@ -375,6 +379,7 @@ void worker_main(const struct worker_boot *b)
     /* 7. Leaving. */
     recycle_close(&W.rec, ev_now(W.loop));
     app_worker_exit(b->app);
+    upstream_worker_exit();
     if (W.app_in_worker)
         app_close(b->app);
     exit(0);
