@@ -64,6 +64,8 @@ endif
 SRCS      := $(wildcard src/*.c)
 OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 LIB_OBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+CTL_SRCS  := $(wildcard src/ctl/*.c)
+CTL_OBJS  := $(CTL_SRCS:src/ctl/%.c=$(BUILD)/obj/ctl/%.o)
 APP_SRCS  := $(wildcard src/apps/*.c)
 APPS      := $(APP_SRCS:src/apps/%.c=$(BUILD)/apps/%.so)
 TAPP_SRCS := $(wildcard tests/apps/*.c)
@@ -76,7 +78,7 @@ THELP_OBJS := $(THELP_SRCS:tests/%.c=$(BUILD)/tests/obj/%.o)
 .PHONY: all check run install uninstall clean deps
 # Keep test objects between runs (they are intermediate files to make).
 .SECONDARY:
-all: $(BUILD)/preforkd $(APPS) $(BUILD)/preforkd.pc
+all: $(BUILD)/preforkd $(if $(CTL_SRCS),$(BUILD)/preforkctl) $(APPS) $(BUILD)/preforkd.pc
 
 deps:
 	$(Q)sh scripts/install-deps.sh
@@ -107,6 +109,17 @@ $(BUILD)/preforkd: $(OBJS) src/exports.list
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -Wl,--dynamic-list=src/exports.list -o $@ $(OBJS) $(DEP_LIBS)
 
+# preforkctl: the operator's front end, a separate small program (src/ctl/).
+$(BUILD)/obj/ctl/%.o: src/ctl/%.c $(BUILD)/paths.h | deps $(BUILD)/.dir
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)mkdir -p $(@D) && $(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# It reads the same INI file (config.c) to find the daemon.
+CTL_LIB_OBJS = $(addprefix $(BUILD)/obj/,config.o listen.o log.o buf.o)
+$(BUILD)/preforkctl: $(CTL_OBJS) $(CTL_LIB_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(CTL_OBJS) $(CTL_LIB_OBJS) $(DEP_LIBS)
+
 $(BUILD)/apps/%.so: src/apps/%.c $(BUILD)/include/preforkd.h | deps $(BUILD)/.dir
 	@$(if $(Q),echo "  APP     $@")
 	$(Q)$(CC) $(APP_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -lev
@@ -134,6 +147,7 @@ $(BUILD)/preforkd.pc: Makefile | $(BUILD)/.dir
 TEST_ENV = PREFORKD_BIN=$(abspath $(BUILD)/preforkd) \
            PREFORKD_APPS=$(abspath $(BUILD)/apps) \
            PREFORKD_TEST_APPS=$(abspath $(BUILD)/tests/apps) \
+           PREFORKD_CTL=$(abspath $(BUILD)/preforkctl) \
            PREFORKD_SRC=$(abspath .) \
            PREFORKD_MAKE="$(MAKE) --no-print-directory SANITIZE=$(SANITIZE)"
 
@@ -154,16 +168,17 @@ run: all
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(APPDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PCDIR)
 	install -m 0755 $(BUILD)/preforkd $(DESTDIR)$(SBINDIR)/preforkd
+	$(if $(CTL_SRCS),install -m 0755 $(BUILD)/preforkctl $(DESTDIR)$(SBINDIR)/preforkctl)
 	install -m 0644 $(APPS) $(DESTDIR)$(APPDIR)/
 	install -m 0644 src/preforkd.h $(DESTDIR)$(INCLUDEDIR)/preforkd.h
 	install -m 0644 $(BUILD)/preforkd.pc $(DESTDIR)$(PCDIR)/preforkd.pc
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/preforkd $(DESTDIR)$(INCLUDEDIR)/preforkd.h \
+	rm -f $(DESTDIR)$(SBINDIR)/preforkd $(DESTDIR)$(SBINDIR)/preforkctl $(DESTDIR)$(INCLUDEDIR)/preforkd.h \
 	  $(DESTDIR)$(PCDIR)/preforkd.pc
 	rm -rf $(DESTDIR)$(LIBDIR)/preforkd
 
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(THELP_OBJS:.o=.d) $(TESTS:$(BUILD)/tests/%=$(BUILD)/tests/obj/%.d)
+-include $(OBJS:.o=.d) $(CTL_OBJS:.o=.d) $(THELP_OBJS:.o=.d) $(TESTS:$(BUILD)/tests/%=$(BUILD)/tests/obj/%.d)

@@ -4,7 +4,9 @@
 # .ci/run. Uses sudo when not root. Extra package names may be given.
 set -eu
 
-pkgs="gcc make pkg-config libev-dev libhttp-parser-dev libinih-dev check curl $*"
+# systemd: systemd-socket-activate and systemd-analyze, used by the tests
+# (installing it in a container starts nothing).
+pkgs="gcc make pkg-config libev-dev libhttp-parser-dev libinih-dev check curl systemd $*"
 
 missing=""
 for p in $pkgs; do

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "admin.h"
+#include "inherit.h"
 #include "log.h"
 
 #define ADMIN_HEAD_MAX 8192
@@ -30,7 +31,7 @@ struct admin_conn {
 
 static struct {
     struct ev_loop *loop;
-    struct listen_addr *addr;
+    struct listen_addr addr; /* a copy: a reload frees the config */
     int fd;
     ev_io accept_w;
     admin_render_fn render;
@@ -167,30 +168,51 @@ int admin_start(struct ev_loop *loop, struct listen_addr *addr,
                 admin_render_fn render)
 {
     A.loop = loop;
-    A.addr = addr;
     A.render = render;
-    A.fd = listen_open(addr, 64);
+    A.fd = inherit_take(addr);
     if (A.fd < 0) {
-        log_err("admin: listen on %s", addr->text);
-        return -1;
+        A.fd = listen_open(addr, 64);
+        if (A.fd < 0) {
+            log_err("admin: listen on %s", addr->text);
+            return -1;
+        }
+        if (addr->family == AF_UNIX && chmod(addr->u.un.sun_path, 0600) < 0)
+            log_warn("admin: chmod 0600 %s", addr->u.un.sun_path);
     }
-    if (addr->family == AF_UNIX && chmod(addr->u.un.sun_path, 0600) < 0)
-        log_warn("admin: chmod 0600 %s", addr->u.un.sun_path);
+    A.addr = *addr; /* after listen_open: it records the unix socket's inode */
     log_info("admin endpoint on %s", addr->text);
     ev_io_init(&A.accept_w, on_accept, A.fd, EV_READ);
     ev_io_start(loop, &A.accept_w);
     return 0;
 }
 
-void admin_stop(void)
+void admin_stop(bool unlink_path)
 {
     while (A.conns)
         conn_free(A.conns);
     if (A.fd >= 0) {
         ev_io_stop(A.loop, &A.accept_w);
-        listen_close(A.fd, A.addr);
+        if (unlink_path)
+            listen_close(A.fd, &A.addr);
+        else
+            close(A.fd);
         A.fd = -1;
     }
+}
+
+void admin_pause(bool pause)
+{
+    if (A.fd < 0)
+        return;
+    if (pause)
+        ev_io_stop(A.loop, &A.accept_w);
+    else
+        ev_io_start(A.loop, &A.accept_w);
+}
+
+int admin_fd(void)
+{
+    return A.fd;
 }
 
 void admin_forget_in_child(void)

@@ -6,6 +6,8 @@
 #ifndef PF_ADMIN_H
 #define PF_ADMIN_H
 
+#include <stdbool.h>
+
 #include <ev.h>
 
 #include "buf.h"
@@ -15,12 +17,17 @@
 typedef int (*admin_render_fn)(const char *path, struct buf *out,
                                const char **ctype);
 
-/* Binds addr (a unix socket is made mode 0600) and serves it on loop.
- * 0 / -1 (logged). */
+/* Serves addr on loop: an inherited socket for it (binary upgrade) or a
+ * new one (a unix socket is made mode 0600). 0 / -1 (logged). */
 int admin_start(struct ev_loop *loop, struct listen_addr *addr,
                 admin_render_fn render);
-/* Closes the listener and every open admin connection. */
-void admin_stop(void);
+/* Closes the listener and every open admin connection; unlinks a unix
+ * socket only when `unlink_path` (not when a new master shares it). */
+void admin_stop(bool unlink_path);
+/* Stops (true) or resumes (false) accepting, keeping the socket. */
+void admin_pause(bool pause);
+/* The listening fd, or -1. */
+int admin_fd(void);
 /* In a just-forked worker: close inherited admin fds, touch no watcher. */
 void admin_forget_in_child(void);
 

@@ -6,6 +6,10 @@
  * state pointer. Convention: 0 / -1; every failure is logged here.
  */
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -132,6 +136,70 @@ check_entry(const char *path, const struct pf_app *api)
     return 0;
 }
 
+/* Copies all of in to out (plain read/write: copy_file_range refuses to
+ * cross file system types, and a memfd lives on tmpfs). 0 / -1. */
+static int copy_fd(int in, int out)
+{
+    char buf[65536];
+    ssize_t n;
+
+    while ((n = read(in, buf, sizeof(buf))) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno != EINTR)
+                return -1;
+            off += w > 0 ? w : 0;
+        }
+    }
+    return 0;
+}
+
+/* dlopen of a path this process has loaded already returns that handle,
+ * and an object marked NODELETE is never unloaded: after a SIGHUP the old
+ * code would run on. A path already loaded is therefore opened from a copy
+ * in a memfd, a new file to the loader, so the new code is what runs. A
+ * first load opens the path itself, so debuggers and symbolizers find it. */
+static void *open_fresh(const char *path)
+{
+    char fdpath[64];
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    int in = -1, mem = -1;
+
+    if (dl == NULL) {
+        if ((dl = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL)
+            log_errx("app: %s", dlerror());
+        return dl;
+    }
+    dlclose(dl); /* the reference NOLOAD took */
+    dl = NULL;
+    if ((in = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        log_err("app: %s", path);
+        goto done;
+    }
+    if ((mem = memfd_create("preforkd-app", MFD_CLOEXEC)) < 0) {
+        log_err("app: memfd_create for a fresh copy of %s", path);
+        goto done;
+    }
+    if (copy_fd(in, mem) < 0) {
+        log_err("app: copying %s", path);
+        goto done;
+    }
+    snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", mem);
+    if ((dl = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL)) == NULL)
+        log_errx("app: %s (a fresh copy of %s)", dlerror(), path);
+done:
+    if (in >= 0)
+        close(in);
+    if (mem >= 0)
+        close(mem); /* the loader keeps its mapping */
+    return dl;
+}
+
 /* See app.h. Logs on failure; may block on the file system (dlopen), so it
  * runs before the loops start or at reload, never per request. */
 int
@@ -150,17 +218,9 @@ app_open(struct app *a, const char *module)
                                    : resolve_path(module);
     if (path == NULL)
         goto fail;
-    /*
-     * Reloading (SIGHUP) will need a per-generation copy of the file here:
-     * dlopen of a path that is already loaded returns the same handle, and an
-     * object marked NODELETE is never unloaded, so new code would not run.
-     * Copying to e.g. <tmpdir>/gen-N-NAME.so and opening the copy avoids both.
-     */
-    dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (dl == NULL) {
-        log_errx("app: %s", dlerror());
+    dl = open_fresh(path);
+    if (dl == NULL)
         goto fail;
-    }
     api = dlsym(dl, PF_APP_SYMBOL);
     if (api == NULL) {
         log_errx("app: %s: no symbol %s: not a preforkd module", path,

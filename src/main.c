@@ -83,5 +83,5 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return EXIT_CONFIG;
     }
-    return master_run(&cfg);
+    return master_run(&cfg, argv);
 }

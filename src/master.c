@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include "admin.h"
+#include "inherit.h"
 #include "recycle.h"
 #include "listen.h"
 #include "log.h"
@@ -22,6 +23,7 @@
 #include "pidfile.h"
 #include "proc.h"
 #include "proctitle.h"
+#include "sdnotify.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -33,11 +35,34 @@
 
 struct master M;
 
+static ev_tstamp real_now(void)
+{
+    return ev_now(M.loop);
+}
+
+static pid_t real_fork_worker(int id, int slot);
+
+static const struct master_ops real_ops = {
+    .now = real_now, .fork_worker = real_fork_worker, .kill = kill,
+};
+const struct master_ops *master_ops = &real_ops;
+
+static ev_tstamp now_(void)
+{
+    return master_ops->now();
+}
+
 const char *master_phase_name(enum phase p)
 {
     static const char *const names[] = {"active", "wants_recycle", "replacing",
-                                        "retiring", "killing"};
+                                        "retiring", "killing", "old_generation"};
     return names[p];
+}
+
+const char *master_reload_state_name(enum reload_state s)
+{
+    static const char *const names[] = {"none", "in_progress", "done", "failed"};
+    return names[s];
 }
 
 static struct slot *slot_of(const struct worker *w)
@@ -47,7 +72,8 @@ static struct slot *slot_of(const struct worker *w)
 
 static bool holds_id(const struct worker *w)
 {
-    return w->pid != 0 && (w->phase == PH_ACTIVE || w->phase == PH_WANTS);
+    return w->pid != 0 && w->generation == M.generation &&
+           (w->phase == PH_ACTIVE || w->phase == PH_WANTS);
 }
 
 static bool soft_reason(enum retire_reason r)
@@ -55,9 +81,9 @@ static bool soft_reason(enum retire_reason r)
     return r == RETIRE_MAX_REQUESTS || r == RETIRE_MAX_RSS || r == RETIRE_LIFETIME;
 }
 
-static void send_sig(struct worker *w, int sig)
+void master_signal(struct worker *w, int sig)
 {
-    if (w->pid > 0 && kill(w->pid, sig) < 0 && errno != ESRCH)
+    if (w->pid > 0 && master_ops->kill(w->pid, sig) < 0 && errno != ESRCH)
         log_warn("kill(%d, SIG%s)", (int)w->pid, sigabbrev_np(sig));
     if (sig == SIGKILL)
         w->killed = true;
@@ -86,6 +112,22 @@ static int free_slot(void)
     return -1;
 }
 
+static pid_t real_fork_worker(int id, int slot)
+{
+    pid_t pid = proc_fork();
+
+    if (pid == 0) {
+        struct worker_boot boot = {
+            .id = id, .slot = slot, .generation = M.generation, .cfg = M.cfg,
+            .app = &M.app, .listen_fds = M.lfds, .nlisten = M.nlisten,
+            .sb = M.sb, .msg_fd = M.msg_wr,
+        };
+        child_forget_master();
+        worker_main(&boot);
+    }
+    return pid;
+}
+
 /* Forks worker `id` into slot index i. Returns 0, or -1 (retry later). */
 static int spawn(int id, int i)
 {
@@ -98,26 +140,17 @@ static int spawn(int id, int i)
     SB_SET(s->generation, M.generation);
     SB_SET(s->started_ms, scoreboard_wall_ms());
     SB_SET(s->heartbeat_ms, scoreboard_mono_ms());
-    pid = proc_fork();
+    pid = master_ops->fork_worker(id, i + 1);
     if (pid < 0) {
         log_warn("fork for worker %d", id);
         SB_SET(s->state, SLOT_EMPTY);
-        M.next_spawn = ev_now(M.loop) + BOOT_BACKOFF_MIN;
+        M.next_spawn = now_() + BOOT_BACKOFF_MIN;
         return -1;
-    }
-    if (pid == 0) {
-        struct worker_boot boot = {
-            .id = id, .slot = i + 1, .generation = M.generation, .cfg = M.cfg,
-            .app = &M.app, .listen_fds = M.lfds, .nlisten = M.nlisten,
-            .sb = M.sb, .msg_fd = M.msg_wr,
-        };
-        child_forget_master();
-        worker_main(&boot);
     }
     SB_SET(s->pid, (int32_t)pid);
     *w = (struct worker){.pid = pid, .id = id, .generation = M.generation,
-                         .phase = PH_ACTIVE, .spawned = ev_now(M.loop),
-                         .phase_since = ev_now(M.loop), .replacement = -1};
+                         .phase = PH_ACTIVE, .spawned = now_(),
+                         .phase_since = now_(), .replacement = -1};
     log_info("worker %d spawned (pid %d, generation %u)", id, (int)pid,
              M.generation);
     return 0;
@@ -127,10 +160,10 @@ static int spawn(int id, int i)
 static void retire(struct worker *w, enum retire_reason why)
 {
     w->phase = PH_RETIRING;
-    w->phase_since = ev_now(M.loop);
+    w->phase_since = now_();
     if (w->reason == RETIRE_NONE || !soft_reason(w->reason))
         w->reason = why;
-    send_sig(w, SIGTERM);
+    master_signal(w, SIGTERM);
 }
 
 /* Hard limit: exit now, SIGKILL after KILL_GRACE; replaced at once. */
@@ -140,8 +173,8 @@ static void hard_kill(struct worker *w, enum retire_reason why, const char *deta
               recycle_reason_name(why), detail);
     w->phase = PH_KILLING;
     w->reason = why;
-    w->kill_at = ev_now(M.loop) + KILL_GRACE;
-    send_sig(w, SIGQUIT);
+    w->kill_at = now_() + KILL_GRACE;
+    master_signal(w, SIGQUIT);
 }
 
 static bool may_spawn(ev_tstamp now)
@@ -220,15 +253,15 @@ static void reconcile_stopping(ev_tstamp now)
     } else if (now >= M.stop_deadline && !M.killed_all) {
         log_warnx("%u workers still running after the stop deadline: SIGKILL", live);
         for (uint32_t i = 0; i < M.nslots; i++)
-            send_sig(&M.w[i], SIGKILL);
+            master_signal(&M.w[i], SIGKILL);
         M.killed_all = true;
     }
 }
 
 /* The one place decisions are made, from state and time only. */
-static void reconcile(void)
+void master_reconcile(void)
 {
-    ev_tstamp now = ev_now(M.loop);
+    ev_tstamp now = now_();
 
     if (M.mode == STOPPING) {
         reconcile_stopping(now);
@@ -237,7 +270,7 @@ static void reconcile(void)
     for (uint32_t i = 0; i < M.nslots; i++) {
         struct worker *w = &M.w[i];
         if (w->pid && w->phase == PH_KILLING && !w->killed && now >= w->kill_at)
-            send_sig(w, SIGKILL);
+            master_signal(w, SIGKILL);
         if (holds_id(w) && (uint32_t)w->id > M.target)
             retire(w, RETIRE_SCALE);
     }
@@ -255,7 +288,7 @@ static void reconcile(void)
 }
 
 /* The master's hard limits, once a second: no heartbeat, max_rss_hard. */
-static void hard_limits(void)
+void master_hard_limits(void)
 {
     int64_t mono = scoreboard_mono_ms();
     double timeout_ms = M.cfg->server.timeout * 1000;
@@ -307,7 +340,7 @@ static void boot_failed(struct worker *w, int wstatus)
         delay *= 2;
     if (delay > BOOT_BACKOFF_MAX)
         delay = BOOT_BACKOFF_MAX;
-    M.next_spawn = ev_now(M.loop) + delay;
+    M.next_spawn = now_() + delay;
     if (M.boot_failures >= 3)
         log_errx("crash loop: %u workers in a row died at start-up; next "
                  "spawn in %.1fs", M.boot_failures, delay);
@@ -322,7 +355,7 @@ static enum retire_reason exit_reason(const struct worker *w, int wstatus)
     return RETIRE_CRASH;
 }
 
-static void reaped(struct worker *w, int wstatus)
+void master_reaped(struct worker *w, int wstatus)
 {
     enum retire_reason why = exit_reason(w, wstatus);
     struct slot *s = slot_of(w);
@@ -337,7 +370,7 @@ static void reaped(struct worker *w, int wstatus)
         log_warnx("worker %d (pid %d) %s", w->id, (int)w->pid, how);
     account_retired(&M.account, w->id, s, why, how, M.cfg->recycle.max_rss);
     if (M.mode == RUNNING && why == RETIRE_CRASH &&
-        (!w->served || ev_now(M.loop) - w->spawned < QUICK_FAILURE))
+        (!w->served || now_() - w->spawned < QUICK_FAILURE))
         boot_failed(w, wstatus);
     for (uint32_t k = 0; k < M.nslots; k++)
         if (M.w[k].pid && M.w[k].phase == PH_REPLACING && M.w[k].replacement == i) {
@@ -353,26 +386,50 @@ static void reaped(struct worker *w, int wstatus)
 
 static void on_child(struct ev_loop *loop, ev_child *c, int revents)
 {
+    if (master_upgrade_reaped(c->rpid, c->rstatus)) {
+        master_reconcile();
+        return;
+    }
     for (uint32_t i = 0; i < M.nslots; i++)
         if (M.w[i].pid == c->rpid) {
-            reaped(&M.w[i], c->rstatus);
+            master_reaped(&M.w[i], c->rstatus);
             break;
         }
-    reconcile();
+    master_reconcile();
 }
 
+/* The current generation all serves: say so once, and finish a reload. */
 static void check_ready(void)
 {
     uint32_t serving = 0;
 
-    if (M.ready || M.mode != RUNNING)
+    if (M.ready || M.mode != RUNNING || M.target == 0)
         return;
     for (uint32_t i = 0; i < M.nslots; i++)
         serving += holds_id(&M.w[i]) && M.w[i].served;
-    if (serving >= M.target) {
-        M.ready = true;
-        log_info("ready: %u workers serving", serving);
+    if (serving < M.target)
+        return;
+    M.ready = true;
+    log_info("ready: %u workers serving", serving);
+    master_reload_done();
+    if (M.upgraded) /* systemd follows the new master */
+        sdnotify("MAINPID=%d\nREADY=1\nSTATUS=%u workers serving", (int)getpid(), serving);
+    else
+        sdnotify("READY=1\nSTATUS=%u workers serving", serving);
+}
+
+void master_message(struct worker *w, int type, int reason)
+{
+    if (type == MSG_SERVING) {
+        w->served = true;
+        M.ever_served = true;
+    } else if (type == MSG_RECYCLE && w->phase == PH_ACTIVE &&
+               reason > RETIRE_NONE && reason < RETIRE_NREASONS) {
+        w->phase = PH_WANTS;
+        w->reason = (enum retire_reason)reason;
+        w->phase_since = now_();
     }
+    check_ready();
 }
 
 static void on_msg(struct ev_loop *loop, ev_io *io, int revents)
@@ -384,18 +441,32 @@ static void on_msg(struct ev_loop *loop, ev_io *io, int revents)
         if (m.slot < 1 || (uint32_t)m.slot > M.nslots ||
             (w = &M.w[m.slot - 1])->pid != m.pid)
             continue; /* from a worker already reaped */
-        if (m.type == MSG_SERVING) {
-            w->served = true;
-            M.ever_served = true;
-        } else if (m.type == MSG_RECYCLE && w->phase == PH_ACTIVE &&
-                   m.reason < RETIRE_NREASONS) {
-            w->phase = PH_WANTS;
-            w->reason = (enum retire_reason)m.reason;
-            w->phase_since = ev_now(loop);
-        }
+        master_message(w, m.type, m.reason);
     }
-    check_ready();
-    reconcile();
+    master_reconcile();
+}
+
+/* STATUS= for systemctl status, and WATCHDOG=1 only while the pool is of
+ * use: something serves and no crash loop, so systemd restarts a master
+ * that is alive but useless. */
+static void notify_tick(ev_tstamp now)
+{
+    uint32_t serving = 0;
+    uint64_t requests = 0;
+    double every = sdnotify_watchdog_interval();
+
+    for (uint32_t i = 0; i < M.nslots; i++) {
+        struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
+        serving += M.w[i].pid && M.w[i].served && M.w[i].phase != PH_RETIRING;
+        requests += SB_GET(s->requests);
+    }
+    sdnotify("STATUS=%u workers serving, generation %u, %llu requests by live workers",
+             serving, M.generation, (unsigned long long)requests);
+    if (every > 0 && now - M.last_watchdog >= every - 0.5 && serving > 0 &&
+        M.boot_failures < 3 && M.mode == RUNNING) {
+        sdnotify("WATCHDOG=1");
+        M.last_watchdog = now;
+    }
 }
 
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
@@ -403,21 +474,30 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     /* A worker alive longer than QUICK_FAILURE ends a crash loop. */
     for (uint32_t i = 0; i < M.nslots; i++)
         if (M.w[i].pid && M.w[i].served &&
-            ev_now(loop) - M.w[i].spawned >= QUICK_FAILURE)
+            now_() - M.w[i].spawned >= QUICK_FAILURE)
             M.boot_failures = 0;
     if (M.mode == RUNNING)
-        hard_limits();
-    reconcile();
+        master_hard_limits();
+    if (M.reload_state == RL_IN_PROGRESS &&
+        now_() - M.reload_started > M.cfg->server.timeout) {
+        snprintf(M.reload_error, sizeof(M.reload_error), "generation %u not "
+                 "serving after %.0fs; the old generation goes on serving",
+                 M.generation, M.cfg->server.timeout);
+        log_errx("reload failed: %s", M.reload_error);
+        M.reload_state = RL_FAILED;
+    }
+    notify_tick(now_());
+    master_reconcile();
 }
 
 static void on_spawn_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    reconcile();
+    master_reconcile();
 }
 
 void master_stop(bool graceful)
 {
-    ev_tstamp now = ev_now(M.loop);
+    ev_tstamp now = now_();
     ev_tstamp limit = graceful ? M.cfg->server.graceful_timeout + KILL_GRACE
                                : QUICK_TIMEOUT;
 
@@ -429,10 +509,11 @@ void master_stop(bool graceful)
     } else {
         M.mode = STOPPING;
         M.stop_deadline = now + limit;
+        sdnotify("STOPPING=1");
         /* Refuse new connections at once rather than let them queue for
          * workers that are leaving. */
         for (size_t i = 0; i < M.nlisten; i++)
-            listen_close(M.lfds[i], &M.cfg->server.listen[i]);
+            master_close_listener(M.lfds[i], &M.cfg->server.listen[i]);
         M.nlisten = 0;
     }
     for (uint32_t i = 0; i < M.nslots; i++) {
@@ -441,7 +522,7 @@ void master_stop(bool graceful)
         if (M.w[i].reason == RETIRE_NONE || M.w[i].phase != PH_RETIRING)
             M.w[i].reason = RETIRE_SHUTDOWN;
         M.w[i].phase = PH_RETIRING;
-        send_sig(&M.w[i], graceful ? SIGTERM : SIGQUIT);
+        master_signal(&M.w[i], graceful ? SIGTERM : SIGQUIT);
     }
 }
 
@@ -469,18 +550,30 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
             M.target--;
         log_info("received SIGTTOU: %u workers wanted", M.target);
         break;
+    case SIGHUP:
+        if (M.mode == RUNNING)
+            master_reload();
+        break;
+    case SIGWINCH:
+        if (M.mode == RUNNING)
+            master_winch();
+        break;
+    case SIGUSR2:
+        if (M.mode == RUNNING)
+            master_upgrade();
+        break;
     case SIGUSR1:
         log_info("received SIGUSR1: reopening log files");
         if (log_reopen() < 0)
             log_warn("reopening the error log");
         for (uint32_t i = 0; i < M.nslots; i++)
-            send_sig(&M.w[i], SIGUSR1);
+            master_signal(&M.w[i], SIGUSR1);
         break;
     default:
-        log_warnx("received SIG%s: not supported yet, ignored", name);
         break;
     }
-    reconcile();
+    check_ready();
+    master_reconcile();
 }
 
 static void start_watchers(void)
@@ -508,16 +601,23 @@ static int open_listeners(void)
     struct config *c = M.cfg;
 
     M.lfds = calloc(c->server.nlisten, sizeof(int));
-    if (M.lfds == NULL)
+    M.lspec = calloc(c->server.nlisten, sizeof(*M.lspec));
+    if (M.lfds == NULL || M.lspec == NULL)
         return -1;
     for (size_t i = 0; i < c->server.nlisten; i++) {
-        int fd = listen_open(&c->server.listen[i], (int)c->server.backlog);
-        if (fd < 0) {
-            log_err("listen on %s", c->server.listen[i].text);
+        struct listen_addr *a = &c->server.listen[i];
+        int fd;
+
+        M.lspec[i] = *a;
+        if ((fd = inherit_take(a)) >= 0) {
+            log_info("listening on %s (inherited)", a->text);
+        } else if ((fd = listen_open(a, (int)c->server.backlog)) >= 0) {
+            log_info("listening on %s", a->text);
+        } else {
+            log_err("listen on %s", a->text);
             return -1;
         }
         M.lfds[M.nlisten++] = fd;
-        log_info("listening on %s", c->server.listen[i].text);
     }
     return 0;
 }
@@ -527,8 +627,16 @@ static int setup(void)
 {
     int pfd[2];
 
-    if (M.cfg->server.pidfile && pidfile_write(M.cfg->server.pidfile) < 0)
-        return 1;
+    M.upgraded = getenv(INHERIT_ENV) != NULL;
+    sdnotify_init();
+    if (inherit_collect() > 0)
+        log_info("%s: adopting inherited sockets", M.upgraded ?
+                 "binary upgrade" : "socket activation");
+    if (M.cfg->server.pidfile) {
+        if (pidfile_write(M.cfg->server.pidfile) < 0)
+            return 1;
+        M.pidfile = strdup(M.cfg->server.pidfile);
+    }
     if (open_listeners() < 0)
         return 1;
     if (M.cfg->server.preload &&
@@ -552,35 +660,46 @@ static int setup(void)
     if (M.cfg->admin.enabled &&
         admin_start(M.loop, &M.cfg->admin.listen, stats_render) < 0)
         return 1;
+    inherit_close_rest();
     return 0;
 }
 
 static void teardown(void)
 {
-    admin_stop();
+    admin_stop(!M.handed_over);
     for (size_t i = 0; i < M.nlisten; i++)
-        listen_close(M.lfds[i], &M.cfg->server.listen[i]);
+        master_close_listener(M.lfds[i], &M.cfg->server.listen[i]);
     M.nlisten = 0;
     app_close(&M.app);
     if (M.sb)
         scoreboard_destroy(M.sb);
     free(M.w);
     free(M.lfds);
+    free(M.lspec);
     if (M.msg_rd > 0) {
         close(M.msg_rd);
         close(M.msg_wr);
     }
-    if (M.cfg->server.pidfile)
-        pidfile_remove(M.cfg->server.pidfile);
+    if (M.pidfile)
+        pidfile_remove(M.pidfile);
+    free(M.pidfile);
 }
 
-int master_run(struct config *cfg)
+int master_run(struct config *cfg, char *const *argv)
 {
     int rc;
+    ssize_t n = readlink("/proc/self/exe", M.self, sizeof(M.self) - 1);
 
-    M.cfg = cfg;
+    /* Resolved now: a binary upgrade execs whatever is at this path then. */
+    M.self[n > 0 ? n : 0] = '\0';
+    M.argv = argv;
+    /* On the heap like every config a reload loads, so each is freed alike. */
+    if ((M.cfg = malloc(sizeof(*M.cfg))) == NULL)
+        fatal("master: out of memory");
+    *M.cfg = *cfg;
+    cfg = M.cfg;
     M.loop = EV_DEFAULT;
-    M.started = ev_now(M.loop);
+    M.started = now_();
     M.generation = 1;
     M.target = cfg->server.workers;
     log_set_role("master");
@@ -590,7 +709,7 @@ int master_run(struct config *cfg)
     rc = setup();
     if (rc == 0) {
         start_watchers();
-        reconcile();
+        master_reconcile();
         ev_run(M.loop, 0);
         rc = M.exit_code;
     }
@@ -599,6 +718,7 @@ int master_run(struct config *cfg)
         log_info("shutdown complete");
     else
         log_errx("exiting with status %d", rc);
-    config_free(cfg);
+    config_free(M.cfg);
+    free(M.cfg);
     return rc;
 }

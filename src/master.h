@@ -10,11 +10,12 @@
 
 #include "config.h"
 
-/* Binds, preloads, forks the workers and supervises them until a stop
- * signal; cfg is owned by the master from here on. Returns the process
+/* Binds (or adopts inherited sockets), preloads, forks the workers and
+ * supervises them until a stop signal; cfg is owned by the master from here
+ * on, argv is kept for a binary upgrade (SIGUSR2). Returns the process
  * exit code: 0 after a requested stop, 70 when the app cannot start,
  * 78 on a configuration problem found late, 1 on other fatal errors. */
-int master_run(struct config *cfg);
+int master_run(struct config *cfg, char *const *argv);
 
 /* Stops every worker: gracefully (TERM, then SIGKILL after graceful_timeout)
  * or quickly (QUIT, SIGKILL after 5 s); the loop ends when all are gone. */

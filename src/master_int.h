@@ -24,7 +24,10 @@ enum phase {
     PH_REPLACING, /* its replacement is starting; it still serves */
     PH_RETIRING,  /* TERM sent: finishing its connections */
     PH_KILLING,   /* hard limit: QUIT sent, SIGKILL at kill_at */
+    PH_OLD,       /* an older generation: serves until the new one does */
 };
+
+enum reload_state { RL_NONE, RL_IN_PROGRESS, RL_DONE, RL_FAILED };
 
 struct worker {
     pid_t pid;           /* 0: slot free */
@@ -45,7 +48,10 @@ struct master {
     struct config *cfg;
     struct app app;
     int *lfds;
+    struct listen_addr *lspec; /* each listener as configured (port 0 kept) */
     size_t nlisten;
+    char *const *argv;   /* for the binary upgrade */
+    char self[4096];     /* the executable, resolved at start */
     struct scoreboard *sb;
     struct worker *w;    /* nslots entries, slot = index + 1 */
     uint32_t nslots;
@@ -60,6 +66,15 @@ struct master {
     bool ever_served, ready;
     int exit_code;
     struct account account;
+    uint32_t reloads;    /* SIGHUPs acted on */
+    enum reload_state reload_state;
+    char reload_error[1024];
+    ev_tstamp reload_started;
+    pid_t upgrade_pid;   /* the new master of a binary upgrade, while alive */
+    bool handed_over;    /* sockets shared with a new master: never unlink */
+    bool upgraded;       /* this master was started by a binary upgrade */
+    char *pidfile;       /* the pidfile this master owns now (or NULL) */
+    ev_tstamp last_watchdog;
     ev_signal sigs[9];
     ev_child child;
     ev_io msg_io;
@@ -68,6 +83,43 @@ struct master {
 
 extern struct master M;
 
+/* What reconcile needs of the world, replaceable by a unit test (fake
+ * clock, fake fork and kill): tests/test_master.c. */
+struct master_ops {
+    ev_tstamp (*now)(void);
+    /* Forks worker `id` into scoreboard slot `slot` (1-based); the child
+     * never returns. The pid, or -1. */
+    pid_t (*fork_worker)(int id, int slot);
+    int (*kill)(pid_t pid, int sig);
+};
+extern const struct master_ops *master_ops;
+
+/* The policy step: decides from M and master_ops->now() what to spawn,
+ * retire or kill (master.c). */
+void master_reconcile(void);
+/* The master's hard limits, from the scoreboard and /proc (the 1 s tick). */
+void master_hard_limits(void);
+/* A worker (M.w[i]) was reaped with wait status wstatus. */
+void master_reaped(struct worker *w, int wstatus);
+/* A worker's message (the pipe), already validated. */
+void master_message(struct worker *w, int type, int reason);
+/* Sends sig to w through master_ops (SIGKILL marks it killed). */
+void master_signal(struct worker *w, int sig);
+
 const char *master_phase_name(enum phase p);
+const char *master_reload_state_name(enum reload_state s);
+
+/* reload.c: act on HUP, WINCH, USR2 (the caller reconciles afterwards). */
+void master_reload(void);
+void master_winch(void);
+void master_upgrade(void);
+/* A child of the master that is no worker: the new master of an upgrade?
+ * true when it was (and it has been dealt with). */
+bool master_upgrade_reaped(pid_t pid, int wstatus);
+/* The new generation serves: retire the old one, finish the reload. */
+void master_reload_done(void);
+/* Closes a listener, unlinking a unix socket only when no other master
+ * shares it. */
+void master_close_listener(int fd, const struct listen_addr *a);
 
 #endif

@@ -41,6 +41,9 @@ static void free_strings(char **v, size_t n)
     free(v);
 }
 
+/* volatile: never read, so the store would otherwise be optimised away. */
+static char **volatile env_copies; /* see proctitle_init */
+
 /* Heap copies of n strings, in a NULL-terminated array; NULL on ENOMEM. */
 static char **copy_strings(char *const *src, size_t n)
 {
@@ -87,7 +90,10 @@ void proctitle_init(int argc, char **argv)
     free(args);
     for (size_t i = 0; i < nenv; i++)
         environ[i] = env[i];
-    free(env);
+    /* Kept, not freed: a later unsetenv() drops a string from environ, and
+     * this array keeps it reachable (it is the process's own for its life;
+     * LeakSanitizer would call it lost otherwise). */
+    env_copies = env;
     program_invocation_name = argv[0];
     char *slash = strrchr(argv[0], '/');
     program_invocation_short_name = slash ? slash + 1 : argv[0];

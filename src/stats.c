@@ -34,6 +34,20 @@ static void bprintf(struct buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* A JSON string body: quotes, backslashes and control bytes escaped. */
+static void json_escape(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            bprintf(b, "\\%c", c);
+        else if (c < 0x20)
+            bprintf(b, "\\u%04x", c);
+        else
+            buf_append(b, s, 1);
+    }
+}
+
 /* Workers that take requests now: serving, and not on their way out. */
 static uint32_t serving_count(void)
 {
@@ -43,7 +57,8 @@ static uint32_t serving_count(void)
         const struct worker *w = &M.w[i];
         struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
         n += w->pid && SB_GET(s->state) == SLOT_SERVING &&
-             (w->phase == PH_ACTIVE || w->phase == PH_WANTS || w->phase == PH_REPLACING);
+             (w->phase == PH_ACTIVE || w->phase == PH_WANTS ||
+              w->phase == PH_REPLACING || w->phase == PH_OLD);
     }
     return n;
 }
@@ -79,11 +94,14 @@ static void render_stats(struct buf *b)
     bprintf(b, "{\n  \"master\": {\"pid\": %d, \"uptime\": %.3f, \"generation\": %u, "
             "\"mode\": \"%s\", \"ready\": %s, \"workers_wanted\": %u, "
             "\"workers_serving\": %u, \"max_concurrent_recycles\": %u, "
-            "\"boot_failures\": %u},\n  \"retired\": {",
+            "\"boot_failures\": %u, \"reloads\": %u, \"reload_state\": \"%s\", "
+            "\"reload_error\": \"",
             (int)getpid(), now - M.started, M.generation,
             M.mode == RUNNING ? "running" : "stopping", M.ready ? "true" : "false",
             M.target, serving_count(), M.cfg->recycle.max_concurrent_recycles,
-            M.boot_failures);
+            M.boot_failures, M.reloads, master_reload_state_name(M.reload_state));
+    json_escape(b, M.reload_error);
+    bprintf(b, "\", \"upgrade_pid\": %d},\n  \"retired\": {", (int)M.upgrade_pid);
     for (int r = 1; r < RETIRE_NREASONS; r++)
         bprintf(b, "%s\"%s\": %" PRIu64, r > 1 ? ", " : "",
                 recycle_reason_name((enum retire_reason)r), M.account.retired[r]);

@@ -13,6 +13,7 @@
 
 #include <ev.h>
 
+#include "accesslog.h"
 #include "conn.h"
 #include "recycle.h"
 #include "log.h"
@@ -33,6 +34,7 @@ static struct worker {
     size_t naccept;
     bool accepting;
     bool app_in_worker; /* loaded here (preload = false): unload here */
+    bool access_log;    /* [log] access_log is on */
     struct recycle rec;
     ev_tstamp last_beat;
     ev_signal sig_term, sig_int, sig_quit, sig_usr1, sig_usr2;
@@ -164,9 +166,30 @@ static void memory_guard(void)
     }
 }
 
+/* One access log line per response, when the access log is on. */
+static void log_access(struct conn *c)
+{
+    const struct pf_request *r = &c->req;
+    double now = ev_now(W.loop);
+    struct accesslog_entry e = {
+        .peer = c->peer, .duration = now - r->started,
+        .start = ev_time() - (now - r->started),
+        .method = r->method, .target = r->target, .version = r->resp.version,
+        .status = r->resp.status, .bytes = r->bytes,
+        .referer = pf_request_header(r, "Referer"),
+        .user_agent = pf_request_header(r, "User-Agent"),
+        .host = pf_request_header(r, "Host"),
+        .pid = getpid(), .worker_id = W.boot->id,
+    };
+
+    accesslog_write(&e);
+}
+
 static void on_request_done(struct conn_server *s, struct conn *c)
 {
     SB_ADD(W.slot->requests, 1);
+    if (W.access_log)
+        log_access(c);
     soft_limit(recycle_after_request(&W.rec, ev_now(W.loop)));
     memory_guard();
 }
@@ -253,6 +276,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     case SIGUSR1:
         if (log_reopen() < 0)
             log_warn("reopening the error log");
+        if (W.access_log)
+            accesslog_reopen();
         break;
     case SIGUSR2:
         snapshot();
@@ -366,6 +391,9 @@ void worker_main(const struct worker_boot *b)
     };
     recycle_init(&W.rec, cfg, b->sb, W.slot, ev_now(W.loop));
     W.last_beat = ev_now(W.loop);
+    if (cfg->log.access_log &&
+        accesslog_open(W.loop, cfg->log.access_log, cfg->log.access_log_format) == 0)
+        W.access_log = true;
     ev_timer_init(&W.heartbeat, on_heartbeat, 1., 1.);
     ev_timer_start(W.loop, &W.heartbeat);
     ev_init(&W.graceful, on_graceful_over);
@@ -378,6 +406,8 @@ void worker_main(const struct worker_boot *b)
     ev_run(W.loop, 0);
     /* 7. Leaving. */
     recycle_close(&W.rec, ev_now(W.loop));
+    if (W.access_log)
+        accesslog_close();
     app_worker_exit(b->app);
     upstream_worker_exit();
     if (W.app_in_worker)

@@ -463,6 +463,10 @@ exec_daemon(const char *bin, const char *const *args, int logfd,
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDNAMES");
     unsetenv("NOTIFY_SOCKET");
+    if (d->notify_socket)
+        setenv("NOTIFY_SOCKET", d->notify_socket, 1);
+    if (d->exec_bin)
+        bin = d->exec_bin;
     argv[n++] = strdup(bin);
     if (args == NULL) {
         argv[n++] = strdup("-c");

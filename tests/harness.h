@@ -58,6 +58,8 @@ struct hdaemon {
     char conf[128];    /* dir/preforkd.ini */
     char log[128];     /* dir/error.log: the daemon's stdout and stderr */
     char pidfile[128]; /* dir/preforkd.pid, for configs that want one */
+    const char *exec_bin;      /* run this instead of PREFORKD_BIN (NULL: no) */
+    const char *notify_socket; /* NOTIFY_SOCKET for the daemon (NULL: none) */
 };
 
 /* A fresh temp dir and paths; the daemon is not started. */

@@ -6,18 +6,17 @@
  * log and the admin endpoint's /stats (the scoreboard).
  */
 #include <check.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "harness.h"
+#include "load.h"
 
 #define RETIRED(reason) "retired: " reason " \\(.*\\); ([0-9]+) requests"
 
-/* ---- the daemon and its /stats ------------------------------------------ */
+/* ---- the daemon ----------------------------------------------------------- */
 
 static struct hdaemon *start(const char *module_path, int workers,
                              const char *recycle, const char *app_keys)
@@ -36,153 +35,9 @@ static struct hdaemon *start(const char *module_path, int workers,
     return d;
 }
 
-static char *module(const char *env, const char *name)
-{
-    char file[64];
+/* ---- what a sampler looks for in /stats ----------------------------------- */
 
-    snprintf(file, sizeof file, "%s.so", name);
-    return harness_path(env, file);
-}
-
-static int admin_port(struct hdaemon *d)
-{
-    long port = 0;
-
-    ck_assert_msg(harness_log_wait(d, "admin endpoint on 127\\.0\\.0\\.1:[0-9]+", 1, 5),
-                  "no admin endpoint line");
-    ck_assert_int_eq(harness_log_numbers(d, "admin endpoint on 127\\.0\\.0\\.1:([0-9]+)",
-                                         1, &port, 1), 1);
-    return (int)port;
-}
-
-/* GET /stats; NULL on any failure (so it can run in a sampler thread). */
-static char *stats(int port)
-{
-    struct hconn *c = harness_try_connect(port);
-    struct hresp r;
-    char *body = NULL;
-
-    if (c == NULL)
-        return NULL;
-    if (harness_send(c, "GET /stats HTTP/1.0\r\n\r\n", 23, 5) == 0 &&
-        harness_read_response(c, &r, false, 5) == 0) {
-        if (r.status == 200) {
-            body = r.body;
-            r.body = NULL;
-        }
-        hresp_free(&r);
-    }
-    harness_close(c);
-    return body;
-}
-
-/* The number after "key": in text, or -1. */
-static double num(const char *text, const char *key)
-{
-    char pat[64];
-    const char *p;
-
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    p = text ? strstr(text, pat) : NULL;
-    return p ? strtod(p + strlen(pat), NULL) : -1;
-}
-
-/* The string value of "key": within one worker object, compared. */
-static bool str_is(const char *obj, const char *key, const char *want)
-{
-    char pat[64];
-    const char *p;
-
-    snprintf(pat, sizeof pat, "\"%s\": \"%s\"", key, want);
-    p = strstr(obj, pat);
-    return p != NULL && p < strchr(obj, '}');
-}
-
-/* Calls fn for each worker object in a /stats body. */
-static void each_worker(const char *json, void (*fn)(const char *obj, void *),
-                        void *arg)
-{
-    const char *p = json ? strstr(json, "\"workers\": [") : NULL;
-
-    while (p && (p = strstr(p, "{\"slot\": ")) != NULL) {
-        fn(p, arg);
-        p++;
-    }
-}
-
-/* ---- clients -------------------------------------------------------------- */
-
-struct load {
-    int port;
-    int requests;
-    bool keepalive;
-    const char *path;
-    const char *body;   /* expected body, exactly; NULL: any 200 */
-    int ok, failed;     /* out */
-    char why[160];
-};
-
-/* Sends load->requests GETs; each must be a complete 200. Keep-alive
- * clients reconnect when the server closes (it may: a retiring worker
- * answers Connection: close), never counting that as a failure. */
-static void *run_load(void *arg)
-{
-    struct load *l = arg;
-    struct hconn *c = NULL;
-    char req[160];
-
-    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n", l->path,
-             l->keepalive ? "" : "Connection: close\r\n");
-    for (int i = 0; i < l->requests; i++) {
-        struct hresp r;
-        const char *conn;
-        if (c == NULL && (c = harness_try_connect(l->port)) == NULL)
-            goto fail;
-        if (harness_send(c, req, strlen(req), 10) != 0 ||
-            harness_read_response(c, &r, false, 10) != 0)
-            goto fail;
-        if (r.status != 200 || (l->body && strcmp(r.body, l->body) != 0)) {
-            snprintf(l->why, sizeof l->why, "request %d: status %d body %.40s",
-                     i, r.status, r.body);
-            hresp_free(&r);
-            l->failed++;
-            continue;
-        }
-        l->ok++;
-        conn = hresp_header(&r, "Connection");
-        if (!l->keepalive || (conn && strcasecmp(conn, "close") == 0)) {
-            harness_close(c);
-            c = NULL;
-        }
-        hresp_free(&r);
-        continue;
-fail:
-        snprintf(l->why, sizeof l->why, "request %d: %s", i, harness_error());
-        l->failed++;
-        if (c)
-            harness_close(c);
-        c = NULL;
-    }
-    if (c)
-        harness_close(c);
-    return NULL;
-}
-
-static void load_sync(int port, int n, bool keepalive, const char *body)
-{
-    struct load l = {.port = port, .requests = n, .keepalive = keepalive,
-                     .path = "/", .body = body};
-
-    run_load(&l);
-    ck_assert_msg(l.failed == 0, "%d of %d failed: %s", l.failed, n, l.why);
-}
-
-/* ---- samplers: /stats read throughout a load -------------------------- */
-
-struct sampler {
-    int port;
-    volatile bool stop;
-    int samples;
+struct watch {
     int min_serving;       /* workers_serving, lowest seen */
     int max_recycling;     /* replacing + retiring for a soft reason */
     double max_memory;     /* any worker's memory, highest seen */
@@ -193,85 +48,58 @@ static void count_recycling(const char *obj, void *arg)
 {
     int *n = arg;
 
-    if (str_is(obj, "phase", "replacing") ||
-        (str_is(obj, "phase", "retiring") &&
-         (str_is(obj, "reason", "max_requests") || str_is(obj, "reason", "max_rss") ||
-          str_is(obj, "reason", "max_lifetime"))))
+    if (stats_str_is(obj, "phase", "replacing") ||
+        (stats_str_is(obj, "phase", "retiring") &&
+         (stats_str_is(obj, "reason", "max_requests") ||
+          stats_str_is(obj, "reason", "max_rss") ||
+          stats_str_is(obj, "reason", "max_lifetime"))))
         (*n)++;
 }
 
 static void max_memory(const char *obj, void *arg)
 {
-    struct sampler *s = arg;
-    double v = num(obj, "memory");
+    struct watch *w = arg;
+    double v = stats_num(obj, "memory");
 
-    if (v > s->max_memory) {
-        s->max_memory = v;
-        snprintf(s->max_worker, sizeof s->max_worker, "%.*s",
+    if (v > w->max_memory) {
+        w->max_memory = v;
+        snprintf(w->max_worker, sizeof w->max_worker, "%.*s",
                  (int)(strchr(obj, '}') - obj + 1), obj);
     }
 }
 
-static void *run_sampler(void *arg)
+static void watch_sample(const char *json, void *arg)
 {
-    struct sampler *s = arg;
+    struct watch *w = arg;
+    int recycling = 0;
 
-    s->min_serving = 1 << 30;
-    while (!s->stop) {
-        char *j = stats(s->port);
-        int recycling = 0;
-        if (j == NULL)
-            continue;
-        if (num(j, "workers_serving") < s->min_serving)
-            s->min_serving = (int)num(j, "workers_serving");
-        each_worker(j, count_recycling, &recycling);
-        each_worker(j, max_memory, s);
-        if (recycling > s->max_recycling)
-            s->max_recycling = recycling;
-        s->samples++;
-        free(j);
-    }
-    return NULL;
+    if (stats_num(json, "workers_serving") < w->min_serving)
+        w->min_serving = (int)stats_num(json, "workers_serving");
+    stats_each_worker(json, count_recycling, &recycling);
+    stats_each_worker(json, max_memory, w);
+    if (recycling > w->max_recycling)
+        w->max_recycling = recycling;
 }
 
-/* Runs nthreads clients (half keep-alive) with a sampler alongside. */
-static void load_sampled(int port, int admin, int nthreads, int per_thread,
-                         const char *body, struct sampler *s)
+/* nthreads clients with a /stats watch alongside. */
+static void load_watched(int port, int admin, int nthreads, int per_thread,
+                         const char *body, struct watch *w)
 {
-    pthread_t t[16], st;
-    struct load l[16];
-    int failed = 0;
-    char why[160] = "";
+    struct sampler s = {.port = admin, .fn = watch_sample, .arg = w};
 
-    *s = (struct sampler){.port = admin};
-    ck_assert(pthread_create(&st, NULL, run_sampler, s) == 0);
-    for (int i = 0; i < nthreads; i++) {
-        l[i] = (struct load){.port = port, .requests = per_thread,
-                             .keepalive = i % 2 == 0, .path = "/", .body = body};
-        ck_assert(pthread_create(&t[i], NULL, run_load, &l[i]) == 0);
-    }
-    for (int i = 0; i < nthreads; i++) {
-        pthread_join(t[i], NULL);
-        failed += l[i].failed;
-        if (l[i].failed && !why[0])
-            memcpy(why, l[i].why, sizeof why);
-    }
-    s->stop = true;
-    pthread_join(st, NULL);
-    ck_assert_msg(failed == 0, "%d of %d requests failed: %s", failed,
-                  nthreads * per_thread, why);
-    ck_assert_msg(s->samples > 0, "no /stats sample taken");
+    *w = (struct watch){.min_serving = 1 << 30};
+    load_concurrent(port, nthreads, per_thread, body, &s, NULL, NULL);
 }
 
 static double idle_rss(int admin)
 {
-    char *j = stats(admin);
-    struct sampler s = {0};
+    char *j = stats_get(admin);
+    struct watch w = {0};
 
     ck_assert(j != NULL);
-    each_worker(j, max_memory, &s);
+    stats_each_worker(j, max_memory, &w);
     free(j);
-    return s.max_memory;
+    return w.max_memory;
 }
 
 /* ---- tests ---------------------------------------------------------------- */
@@ -280,7 +108,7 @@ static double idle_rss(int admin)
  * few it serves while its replacement starts. */
 START_TEST(test_max_requests)
 {
-    char *mod = module("PREFORKD_APPS", "hello");
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
     /* A budget that never binds: an exiting worker holds its place in the
      * budget until it is gone, which under ASan takes a while. */
     struct hdaemon *d = start(mod, 1, "max_requests = 50\nmax_concurrent_recycles = 3\n", NULL);
@@ -307,9 +135,9 @@ struct limits_seen {
 static void collect_limit(const char *obj, void *arg)
 {
     struct limits_seen *s = arg;
-    long v = (long)num(obj, "request_limit");
+    long v = (long)stats_num(obj, "request_limit");
 
-    if (!str_is(obj, "state", "serving")) /* not drawn yet while starting */
+    if (!stats_str_is(obj, "state", "serving")) /* not drawn yet while starting */
         return;
     for (int i = 0; i < s->n; i++)
         if (s->v[i] == v && v >= 0)
@@ -321,17 +149,17 @@ static void collect_limit(const char *obj, void *arg)
 /* With jitter each worker draws its own limit in [N, N + J]. */
 START_TEST(test_max_requests_jitter)
 {
-    char *mod = module("PREFORKD_APPS", "hello");
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
     struct hdaemon *d = start(mod, 2, "max_requests = 20\nmax_requests_jitter = 200\n"
                               "max_concurrent_recycles = 4\n", NULL);
-    int admin = admin_port(d);
+    int admin = stats_admin_port(d);
     struct limits_seen seen = {0};
 
     for (int round = 0; round < 20 && seen.n < 6; round++) {
         char *j;
         load_sync(d->port, 60, true, NULL);
-        j = stats(admin);
-        each_worker(j, collect_limit, &seen);
+        j = stats_get(admin);
+        stats_each_worker(j, collect_limit, &seen);
         free(j);
     }
     ck_assert_msg(seen.n >= 3, "only %d distinct limits", seen.n);
@@ -345,12 +173,12 @@ END_TEST
  * worker is ever seen far beyond the limit. */
 START_TEST(test_max_rss)
 {
-    char *mod = module("PREFORKD_APPS", "leak");
+    char *mod = load_module_path("PREFORKD_APPS", "leak");
     struct hdaemon *probe = start(mod, 1, "", "leak_bytes = 0");
-    double base = idle_rss(admin_port(probe));
+    double base = idle_rss(stats_admin_port(probe));
     char recycle[128];
     struct hdaemon *d;
-    struct sampler s;
+    struct watch s;
     double limit = base + 16.0 * 1024 * 1024, leak = 256 * 1024;
 
     harness_daemon_stop(probe, SIGTERM, 10);
@@ -358,7 +186,7 @@ START_TEST(test_max_rss)
      * growing by design (test_recycle_budget covers the budget). */
     snprintf(recycle, sizeof recycle, "max_rss = %.0f\nmax_concurrent_recycles = 4\n", limit);
     d = start(mod, 2, recycle, "leak_bytes = 256K");
-    load_sampled(d->port, admin_port(d), 2, 300, "leaked 262144 bytes\n", &s);
+    load_watched(d->port, stats_admin_port(d), 2, 300, "leaked 262144 bytes\n", &s);
     ck_assert(harness_log_wait(d, RETIRED("max_rss"), 2, 10));
     /* Crossing is seen on the request that crosses; a worker then serves
      * at most about one request per connection until it retires. */
@@ -372,7 +200,7 @@ END_TEST
 
 static void min_rss(const char *obj, void *arg)
 {
-    double *m = arg, v = num(obj, "rss");
+    double *m = arg, v = stats_num(obj, "rss");
 
     if (*m < 0 || v < *m)
         *m = v;
@@ -382,17 +210,17 @@ static void min_rss(const char *obj, void *arg)
  * not in USS: with memory_metric = uss, nobody is recycled for them. */
 START_TEST(test_memory_metric_uss)
 {
-    char *mod = module("PREFORKD_TEST_APPS", "preload64");
+    char *mod = load_module_path("PREFORKD_TEST_APPS", "preload64");
     struct hdaemon *d = start(mod, 2, "max_rss = 48M\nmemory_metric = uss\n", NULL);
-    int admin = admin_port(d);
+    int admin = stats_admin_port(d);
     double rss = -1;
     char *j;
 
     load_sync(d->port, 300, true, "ok\n");
-    j = stats(admin);
-    each_worker(j, min_rss, &rss);
+    j = stats_get(admin);
+    stats_each_worker(j, min_rss, &rss);
     ck_assert_msg(rss > 48.0 * 1024 * 1024, "rss %.0f: the shared pages are missing", rss);
-    ck_assert_msg(num(j, "max_rss") == 0, "recycled for shared pages: %s", j);
+    ck_assert_msg(stats_num(j, "max_rss") == 0, "recycled for shared pages: %s", j);
     free(j);
     harness_daemon_stop(d, SIGTERM, 10);
 
@@ -407,9 +235,9 @@ END_TEST
 /* A worker whose loop is blocked misses its heartbeat: killed, replaced. */
 START_TEST(test_timeout)
 {
-    char *mod = module("PREFORKD_TEST_APPS", "block");
+    char *mod = load_module_path("PREFORKD_TEST_APPS", "block");
     struct hdaemon *d = start(mod, 1, "", NULL);
-    int admin = admin_port(d);
+    int admin = stats_admin_port(d);
     struct hconn *c = harness_connect(d->port);
     char *j;
 
@@ -419,8 +247,8 @@ START_TEST(test_timeout)
     ck_assert_int_eq(harness_wait_closed(c, 5), 1); /* the killed worker's socket */
     harness_close(c);
     load_sync(d->port, 5, true, "ok\n");
-    j = stats(admin);
-    ck_assert_msg(num(j, "timeout") == 1, "%s", j);
+    j = stats_get(admin);
+    ck_assert_msg(stats_num(j, "timeout") == 1, "%s", j);
     free(j);
     free(mod);
 }
@@ -429,9 +257,9 @@ END_TEST
 /* Over max_rss_hard the master kills the worker and replaces it. */
 START_TEST(test_max_rss_hard)
 {
-    char *mod = module("PREFORKD_APPS", "leak");
+    char *mod = load_module_path("PREFORKD_APPS", "leak");
     struct hdaemon *probe = start(mod, 1, "", "leak_bytes = 0");
-    double base = idle_rss(admin_port(probe));
+    double base = idle_rss(stats_admin_port(probe));
     char recycle[128];
     struct hdaemon *d;
     int admin;
@@ -440,15 +268,15 @@ START_TEST(test_max_rss_hard)
     harness_daemon_stop(probe, SIGTERM, 10);
     snprintf(recycle, sizeof recycle, "max_rss_hard = %.0f\n", base + 24.0 * 1024 * 1024);
     d = start(mod, 1, recycle, "leak_bytes = 1M");
-    admin = admin_port(d);
+    admin = stats_admin_port(d);
     for (int i = 0; i < 200 && harness_log_count(d, "max_rss_hard: memory") == 0; i++) {
-        struct load l = {.port = d->port, .requests = 1, .path = "/"};
-        run_load(&l); /* may fail: the worker is killed under it */
+        struct load l = {.port = d->port, .requests = 1};
+        load_run(&l); /* may fail: the worker is killed under it */
     }
     ck_assert(harness_log_wait(d, RETIRED("max_rss_hard"), 1, 10));
     load_sync(d->port, 3, false, "leaked 1048576 bytes\n");
-    j = stats(admin);
-    ck_assert_msg(num(j, "max_rss_hard") >= 1, "%s", j);
+    j = stats_get(admin);
+    ck_assert_msg(stats_num(j, "max_rss_hard") >= 1, "%s", j);
     free(j);
     free(mod);
 }
@@ -456,7 +284,7 @@ END_TEST
 
 START_TEST(test_max_lifetime)
 {
-    char *mod = module("PREFORKD_APPS", "hello");
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
     struct hdaemon *d = start(mod, 1, "max_lifetime = 1s\n", NULL);
     double t0 = harness_now();
 
@@ -470,7 +298,7 @@ END_TEST
 /* A worker over max_requests is held until min_lifetime has passed. */
 START_TEST(test_min_lifetime)
 {
-    char *mod = module("PREFORKD_APPS", "hello");
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
     struct hdaemon *d = start(mod, 1, "max_requests = 5\nmin_lifetime = 3s\n", NULL);
     double t0 = harness_now();
 
@@ -488,14 +316,14 @@ END_TEST
  * at once, never fewer than `workers` serving. */
 START_TEST(test_recycle_budget)
 {
-    char *mod = module("PREFORKD_APPS", "hello");
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
     struct hdaemon *d = start(mod, 4, "max_requests = 25\nmax_concurrent_recycles = 1\n", NULL);
-    struct sampler s;
+    struct watch s;
 
-    int admin = admin_port(d);
+    int admin = stats_admin_port(d);
 
     for (int i = 0; i < 20 && harness_log_count(d, RETIRED("max_requests")) < 10; i++) {
-        load_sampled(d->port, admin, 4, 100, "Hello, World!\n", &s);
+        load_watched(d->port, admin, 4, 100, "Hello, World!\n", &s);
         ck_assert_msg(s.max_recycling <= 1, "%d recycling at once", s.max_recycling);
         ck_assert_msg(s.min_serving >= 4, "only %d serving", s.min_serving);
     }
@@ -509,26 +337,26 @@ static void first_pid(const char *obj, void *arg)
     long *pid = arg;
 
     if (*pid == 0)
-        *pid = (long)num(obj, "pid");
+        *pid = (long)stats_num(obj, "pid");
 }
 
 /* USR2 to a worker: a snapshot in the log, and the same worker serves on. */
 START_TEST(test_usr2_snapshot)
 {
-    char *mod = module("PREFORKD_APPS", "hello");
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
     struct hdaemon *d = start(mod, 1, "", NULL);
-    int admin = admin_port(d);
-    char *j = stats(admin);
+    int admin = stats_admin_port(d);
+    char *j = stats_get(admin);
     long pid = 0, after = 0;
 
-    each_worker(j, first_pid, &pid);
+    stats_each_worker(j, first_pid, &pid);
     free(j);
     ck_assert_int_gt(pid, 0);
     ck_assert_int_eq(kill((pid_t)pid, SIGUSR2), 0);
     ck_assert(harness_log_wait(d, "snapshot: rss [0-9.]+[KMG] uss .* fds [0-9]+", 1, 5));
     load_sync(d->port, 5, true, "Hello, World!\n");
-    j = stats(admin);
-    each_worker(j, first_pid, &after);
+    j = stats_get(admin);
+    stats_each_worker(j, first_pid, &after);
     free(j);
     ck_assert_int_eq(after, pid);
     free(mod);
@@ -538,16 +366,16 @@ END_TEST
 /* The promise: recycling hundreds of times under load fails no request. */
 START_TEST(test_zero_failed_requests)
 {
-    char *mod = module("PREFORKD_APPS", "leak");
+    char *mod = load_module_path("PREFORKD_APPS", "leak");
     struct hdaemon *d = start(mod, 2, "max_requests = 10\nmax_requests_jitter = 5\n"
                               "max_concurrent_recycles = 2\n", "leak_bytes = 16K");
-    struct sampler s;
-    int admin = admin_port(d), recycled = 0, requests = 0;
+    struct watch s;
+    int admin = stats_admin_port(d), recycled = 0, requests = 0;
     double t0 = harness_now();
 
     /* At least 3000 requests and 100 recycles, within a minute. */
     while ((requests < 3000 || recycled < 100) && harness_now() - t0 < 60) {
-        load_sampled(d->port, admin, 6, 100, "leaked 16384 bytes\n", &s);
+        load_watched(d->port, admin, 6, 100, "leaked 16384 bytes\n", &s);
         ck_assert_msg(s.min_serving >= 2, "only %d serving", s.min_serving);
         requests += 600;
         recycled = harness_log_count(d, RETIRED("max_requests"));

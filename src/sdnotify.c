@@ -1,0 +1,85 @@
+/*
+ * sdnotify.c - sd_notify(3) without libsystemd: one unix datagram socket,
+ * sendto() the path in $NOTIFY_SOCKET ('@' = abstract namespace). Runs only
+ * in the master. Non-blocking: a full or absent listener loses the message,
+ * which the protocol tolerates. Convention: 0 / -1 (init only).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "log.h"
+#include "sdnotify.h"
+
+static struct {
+    int fd;
+    struct sockaddr_un addr;
+    socklen_t len;
+    double watchdog;
+} N = {.fd = -1};
+
+int sdnotify_init(void)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    const char *wd = getenv("WATCHDOG_USEC"), *wdpid = getenv("WATCHDOG_PID");
+    size_t n;
+
+    if (wd && (!wdpid || atol(wdpid) == (long)getpid()))
+        N.watchdog = strtod(wd, NULL) / 2e6;
+    if (path == NULL || *path == '\0')
+        return 0;
+    n = strlen(path);
+    if ((path[0] != '/' && path[0] != '@') || n >= sizeof(N.addr.sun_path)) {
+        log_warnx("NOTIFY_SOCKET=%s: not a unix socket path, ignored", path);
+        return -1;
+    }
+    N.addr.sun_family = AF_UNIX;
+    memcpy(N.addr.sun_path, path, n);
+    if (path[0] == '@')
+        N.addr.sun_path[0] = '\0';
+    N.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    N.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (N.fd < 0) {
+        log_warn("NOTIFY_SOCKET: socket");
+        return -1;
+    }
+    return 0;
+}
+
+void sdnotify(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    int n;
+
+    if (N.fd < 0)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(msg))
+        return;
+    if (sendto(N.fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&N.addr,
+               N.len) < 0 && errno != EAGAIN)
+        log_debug("sd_notify: %s", strerror(errno));
+}
+
+double sdnotify_watchdog_interval(void)
+{
+    return N.watchdog;
+}
+
+unsigned long long sdnotify_monotonic_usec(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
+}

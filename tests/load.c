@@ -1,0 +1,194 @@
+/*
+ * load.c - concurrent client load and /stats reading for the integration
+ * tests (see load.h). Threads use only the harness's non-asserting calls;
+ * results are checked on the main thread.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "load.h"
+
+#define LOAD_THREADS_MAX 16
+
+char *load_module_path(const char *env_dir, const char *name)
+{
+    char file[64];
+
+    snprintf(file, sizeof file, "%s.so", name);
+    return harness_path(env_dir, file);
+}
+
+int stats_admin_port(struct hdaemon *d)
+{
+    long port = 0;
+
+    ck_assert_msg(harness_log_wait(d, "admin endpoint on 127\\.0\\.0\\.1:[0-9]+", 1, 5),
+                  "no admin endpoint line");
+    ck_assert_int_eq(harness_log_numbers(d, "admin endpoint on 127\\.0\\.0\\.1:([0-9]+)",
+                                         1, &port, 1), 1);
+    return (int)port;
+}
+
+char *stats_get(int port)
+{
+    struct hconn *c = harness_try_connect(port);
+    struct hresp r;
+    char *body = NULL;
+
+    if (c == NULL)
+        return NULL;
+    if (harness_send(c, "GET /stats HTTP/1.0\r\n\r\n", 23, 5) == 0 &&
+        harness_read_response(c, &r, false, 5) == 0) {
+        if (r.status == 200) {
+            body = r.body;
+            r.body = NULL;
+        }
+        hresp_free(&r);
+    }
+    harness_close(c);
+    return body;
+}
+
+double stats_num(const char *text, const char *key)
+{
+    char pat[64];
+    const char *p;
+
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    p = text ? strstr(text, pat) : NULL;
+    return p ? strtod(p + strlen(pat), NULL) : -1;
+}
+
+bool stats_str_is(const char *obj, const char *key, const char *want)
+{
+    char pat[64];
+    const char *p;
+
+    snprintf(pat, sizeof pat, "\"%s\": \"%s\"", key, want);
+    p = strstr(obj, pat);
+    return p != NULL && p < strchr(obj, '}');
+}
+
+void stats_each_worker(const char *json, void (*fn)(const char *obj, void *),
+                       void *arg)
+{
+    const char *p = json ? strstr(json, "\"workers\": [") : NULL;
+
+    while (p && (p = strstr(p, "{\"slot\": ")) != NULL) {
+        fn(p, arg);
+        p++;
+    }
+}
+
+static void load_fail(struct load *l, int i, const char *what)
+{
+    if (l->failed++ == 0)
+        snprintf(l->why, sizeof l->why, "request %d: %s", i, what);
+}
+
+void *load_run(void *arg)
+{
+    struct load *l = arg;
+    struct hconn *c = NULL;
+    char req[160];
+
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n",
+             l->path ? l->path : "/", l->keepalive ? "" : "Connection: close\r\n");
+    for (int i = 0; i < l->requests; i++) {
+        struct hresp r;
+        const char *conn;
+
+        if (c == NULL && (c = harness_try_connect(l->port)) == NULL) {
+            load_fail(l, i, harness_error());
+            continue;
+        }
+        if (harness_send(c, req, strlen(req), 10) != 0 ||
+            harness_read_response(c, &r, false, 10) != 0) {
+            load_fail(l, i, harness_error());
+            harness_close(c);
+            c = NULL;
+            continue;
+        }
+        if (r.status != 200 || (l->body && strcmp(r.body, l->body) != 0)) {
+            char what[96];
+            snprintf(what, sizeof what, "status %d, body %.40s", r.status, r.body);
+            load_fail(l, i, what);
+        } else {
+            l->ok++;
+        }
+        conn = hresp_header(&r, "Connection");
+        if (!l->keepalive || (conn && strcasecmp(conn, "close") == 0)) {
+            harness_close(c);
+            c = NULL;
+        }
+        hresp_free(&r);
+    }
+    if (c)
+        harness_close(c);
+    return NULL;
+}
+
+void load_sync(int port, int n, bool keepalive, const char *body)
+{
+    struct load l = {.port = port, .requests = n, .keepalive = keepalive,
+                     .body = body};
+
+    load_run(&l);
+    ck_assert_msg(l.failed == 0, "%d of %d failed: %s", l.failed, n, l.why);
+}
+
+static void *sample_run(void *arg)
+{
+    struct sampler *s = arg;
+
+    while (!s->stop) {
+        char *j = stats_get(s->port);
+        if (j == NULL)
+            continue;
+        s->fn(j, s->arg);
+        s->samples++;
+        free(j);
+    }
+    return NULL;
+}
+
+void load_concurrent(int port, int nthreads, int per_thread, const char *body,
+                     struct sampler *s, void (*during)(void *), void *arg)
+{
+    pthread_t t[LOAD_THREADS_MAX], st;
+    struct load l[LOAD_THREADS_MAX];
+    int failed = 0;
+    char why[160] = "";
+
+    ck_assert(nthreads <= LOAD_THREADS_MAX);
+    if (s) {
+        s->stop = false;
+        s->samples = 0;
+        ck_assert(pthread_create(&st, NULL, sample_run, s) == 0);
+    }
+    for (int i = 0; i < nthreads; i++) {
+        l[i] = (struct load){.port = port, .requests = per_thread,
+                             .keepalive = i % 2 == 0, .body = body};
+        ck_assert(pthread_create(&t[i], NULL, load_run, &l[i]) == 0);
+    }
+    if (during)
+        during(arg);
+    for (int i = 0; i < nthreads; i++) {
+        pthread_join(t[i], NULL);
+        failed += l[i].failed;
+        if (l[i].failed && !why[0])
+            memcpy(why, l[i].why, sizeof why);
+    }
+    if (s) {
+        s->stop = true;
+        pthread_join(st, NULL);
+        ck_assert_msg(s->samples > 0, "no /stats sample taken");
+    }
+    ck_assert_msg(failed == 0, "%d of %d requests failed: %s", failed,
+                  nthreads * per_thread, why);
+}

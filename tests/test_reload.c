@@ -1,0 +1,342 @@
+/*
+ * test_reload.c - integration tests of the master's graceful changes
+ * (src/reload.c): SIGHUP reloads under load, new module code after a reload
+ * with preload, an invalid file on SIGHUP, the binary upgrade (USR2, WINCH,
+ * TERM) under load, the sd_notify messages, and socket activation through
+ * systemd-socket-activate.
+ */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "load.h"
+
+static struct hdaemon *start(const char *module, int workers, bool preload,
+                             struct hdaemon *d)
+{
+    if (d == NULL)
+        d = harness_daemon_new();
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = %d\n"
+                          "preload = %s\npidfile = %s\ngraceful_timeout = 5s\n"
+                          "[app]\nmodule = %s\n"
+                          "[admin]\nlisten = 127.0.0.1:0\n",
+                          workers, preload ? "true" : "false", d->pidfile, module);
+    harness_daemon_spawn(d, NULL);
+    harness_daemon_wait_ready(d, 10);
+    return d;
+}
+
+static char *stats_wait(int admin, const char *key, double want, double timeout)
+{
+    double t0 = harness_now();
+
+    for (;;) {
+        char *j = stats_get(admin);
+        if (j && stats_num(j, key) >= want)
+            return j;
+        if (harness_now() - t0 > timeout)
+            return j;
+        free(j);
+        harness_pause(0.02);
+    }
+}
+
+struct hups {
+    struct hdaemon *d;
+    int count;
+};
+
+static void send_hups(void *arg)
+{
+    struct hups *h = arg;
+
+    for (int i = 0; i < h->count; i++) {
+        /* One at a time: signals of one kind do not queue. */
+        long before = harness_log_count(h->d, "received SIGHUP");
+        kill(h->d->pid, SIGHUP);
+        for (double t0 = harness_now(); harness_log_count(h->d, "received SIGHUP") == before &&
+                                        harness_now() - t0 < 5;)
+            harness_pause(0.005);
+        harness_pause(0.05);
+    }
+}
+
+/* 20 reloads while clients (keep-alive and not) hammer it: nothing fails. */
+START_TEST(test_reload_under_load)
+{
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
+    struct hdaemon *d = start(mod, 2, true, NULL);
+    int admin = stats_admin_port(d);
+    struct hups h = {.d = d, .count = 20};
+    char *j;
+
+    load_concurrent(d->port, 4, 1500, "Hello, World!\n", NULL, send_hups, &h);
+    j = stats_wait(admin, "generation", 21, 10);
+    ck_assert_msg(stats_num(j, "generation") == 21, "%s", j);
+    ck_assert_msg(stats_num(j, "reloads") == 20, "%s", j);
+    ck_assert_msg(strstr(j, "\"reload_state\": \"done\"") != NULL ||
+                  strstr(j, "\"reload_state\": \"in_progress\"") != NULL, "%s", j);
+    free(j);
+    ck_assert(harness_log_wait(d, "retired: reload", 20, 10));
+    free(mod);
+}
+END_TEST
+
+static void copy_file(const char *from, const char *to)
+{
+    size_t len;
+    char *data = harness_read_file(from, &len);
+
+    ck_assert(data != NULL);
+    harness_write_file(to, data, len);
+    free(data);
+}
+
+/* New code after a reload, even when the module is preloaded in the master
+ * (the file is replaced by rename, as install(1) does). */
+START_TEST(test_reload_new_code)
+{
+    struct hdaemon *d = harness_daemon_new();
+    char *a = load_module_path("PREFORKD_TEST_APPS", "code_a");
+    char *b = load_module_path("PREFORKD_TEST_APPS", "code_b");
+    char mod[256], tmp[256];
+    bool swapped = false;
+
+    snprintf(mod, sizeof mod, "%s/app.so", d->dir);
+    snprintf(tmp, sizeof tmp, "%s/app.so.new", d->dir);
+    copy_file(a, mod);
+    start(mod, 2, true, d);
+    load_sync(d->port, 5, true, "code A\n");
+    copy_file(b, tmp);
+    ck_assert_int_eq(rename(tmp, mod), 0);
+    kill(d->pid, SIGHUP);
+    ck_assert(harness_log_wait(d, "reload done: generation 2", 1, 10));
+    for (double t0 = harness_now(); !swapped && harness_now() - t0 < 5;) {
+        struct load l = {.port = d->port, .requests = 1, .body = "code B\n"};
+        load_run(&l);
+        swapped = l.ok == 1;
+    }
+    ck_assert_msg(swapped, "still the old code after the reload");
+    load_sync(d->port, 20, false, "code B\n");
+    free(a);
+    free(b);
+}
+END_TEST
+
+/* An invalid file on SIGHUP: logged with file and line, nothing changes. */
+START_TEST(test_reload_invalid_config)
+{
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
+    struct hdaemon *d = start(mod, 2, true, NULL);
+    int admin = stats_admin_port(d);
+    char *j, *conf;
+    size_t len;
+
+    conf = harness_read_file(d->conf, &len);
+    harness_write_file(d->conf, "[server]\nworkers = lots\n", 24);
+    kill(d->pid, SIGHUP);
+    ck_assert(harness_log_wait(d, "preforkd\\.ini:2: \\[server\\] workers: expected", 1, 5));
+    ck_assert(harness_log_wait(d, "reload refused", 1, 5));
+    j = stats_get(admin);
+    ck_assert_msg(strstr(j, "\"reload_state\": \"failed\"") != NULL, "%s", j);
+    ck_assert_msg(strstr(j, "workers: expected") != NULL, "%s", j);
+    ck_assert_msg(stats_num(j, "generation") == 1, "%s", j);
+    free(j);
+    load_sync(d->port, 20, true, "Hello, World!\n");
+    harness_write_file(d->conf, conf, len);
+    free(conf);
+    free(mod);
+}
+END_TEST
+
+struct upgrade {
+    struct hdaemon *d;
+    pid_t newpid;
+};
+
+static pid_t read_pid(const char *path)
+{
+    size_t len;
+    char *s = harness_read_file(path, &len);
+    pid_t pid = s ? (pid_t)atol(s) : 0;
+
+    free(s);
+    return pid;
+}
+
+/* USR2, wait for the new master to serve, then WINCH and TERM the old one. */
+static void do_upgrade(void *arg)
+{
+    struct upgrade *u = arg;
+    struct hdaemon *d = u->d;
+    char oldbin[160];
+
+    snprintf(oldbin, sizeof oldbin, "%s.oldbin", d->pidfile);
+    kill(d->pid, SIGUSR2);
+    for (double t0 = harness_now(); harness_now() - t0 < 10; harness_pause(0.01)) {
+        u->newpid = read_pid(d->pidfile);
+        if (u->newpid > 0 && u->newpid != d->pid &&
+            harness_log_count(d, "binary upgrade: adopting") > 0 &&
+            harness_log_count(d, "ready: 2 workers serving") >= 2)
+            break;
+    }
+    kill(d->pid, SIGWINCH);
+    harness_pause(0.2);
+    kill(d->pid, SIGTERM);
+}
+
+START_TEST(test_binary_upgrade)
+{
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
+    struct hdaemon *d = start(mod, 2, true, NULL);
+    struct upgrade u = {.d = d};
+    char oldbin[160];
+    pid_t old = d->pid;
+
+    snprintf(oldbin, sizeof oldbin, "%s.oldbin", d->pidfile);
+    load_concurrent(d->port, 4, 2000, "Hello, World!\n", NULL, do_upgrade, &u);
+    ck_assert_msg(u.newpid > 0 && u.newpid != old, "no new master (%d)", (int)u.newpid);
+    ck_assert(harness_daemon_wait_exit(d, 10));
+    ck_assert_int_eq(harness_exit_code(d), 0);
+    ck_assert_int_eq(access(oldbin, F_OK), -1);
+    ck_assert_int_eq(read_pid(d->pidfile), u.newpid);
+    load_sync(d->port, 50, true, "Hello, World!\n"); /* the new master serves */
+    ck_assert_int_eq(kill(u.newpid, SIGTERM), 0);
+    ck_assert_int_eq(waitpid(u.newpid, NULL, 0), u.newpid); /* we are its subreaper */
+    free(mod);
+}
+END_TEST
+
+/* A datagram socket standing in for systemd's notification socket. */
+static int notify_listen(const char *path)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    ck_assert(fd >= 0);
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* The next datagram that contains want (others are skipped); false at the
+ * deadline. */
+static bool notify_expect(int fd, const char *want, double timeout)
+{
+    char buf[1024];
+
+    for (double t0 = harness_now(); harness_now() - t0 < timeout;) {
+        struct timeval tv = {0, 100000};
+        ssize_t n;
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        n = recv(fd, buf, sizeof buf - 1, 0);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        if (strstr(buf, want))
+            return true;
+        ck_assert_msg(strstr(buf, "READY=1") == NULL || strcmp(want, "READY=1") == 0 ||
+                      strstr(want, "READY") != NULL,
+                      "READY=1 out of order while waiting for %s", want);
+    }
+    return false;
+}
+
+START_TEST(test_sd_notify)
+{
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
+    struct hdaemon *d = harness_daemon_new();
+    char path[100];
+    int fd;
+
+    snprintf(path, sizeof path, "%.80s/notify.sock", d->dir);
+    fd = notify_listen(path);
+    d->notify_socket = path;
+    start(mod, 2, true, d);
+    ck_assert_msg(notify_expect(fd, "READY=1", 5), "no READY=1");
+    kill(d->pid, SIGHUP);
+    ck_assert_msg(notify_expect(fd, "RELOADING=1\nMONOTONIC_USEC=", 5), "no RELOADING=1");
+    ck_assert_msg(notify_expect(fd, "READY=1", 5), "no READY=1 after the reload");
+    kill(d->pid, SIGTERM);
+    ck_assert_msg(notify_expect(fd, "STOPPING=1", 5), "no STOPPING=1");
+    ck_assert(harness_daemon_wait_exit(d, 10));
+    close(fd);
+    free(mod);
+}
+END_TEST
+
+/* A free port on 127.0.0.1 (bound, read, released). */
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    ck_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    ck_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* systemd-socket-activate binds, preforkd adopts the socket (LISTEN_FDS). */
+START_TEST(test_socket_activation)
+{
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
+    struct hdaemon *d = harness_daemon_new();
+    const char *bin = harness_env("PREFORKD_BIN");
+    char listen[64];
+    int port = free_port();
+
+    ck_assert_msg(access("/usr/bin/systemd-socket-activate", X_OK) == 0,
+                  "systemd-socket-activate missing (Debian package systemd)");
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    harness_daemon_config(d, "[server]\nlisten = %s\nworkers = 2\n[app]\nmodule = %s\n",
+                          listen, mod);
+    d->exec_bin = "/usr/bin/systemd-socket-activate";
+    {
+        const char *args[] = {"-l", listen, bin, "-c", d->conf, NULL};
+        harness_daemon_spawn(d, args);
+    }
+    /* It starts preforkd on the first connection, which then waits in the
+     * inherited backlog: served, not lost. */
+    ck_assert(harness_log_wait(d, "Listening on", 1, 10));
+    load_sync(port, 20, true, "Hello, World!\n");
+    ck_assert(harness_log_wait(d, "socket activation: adopting inherited sockets", 1, 5));
+    ck_assert(harness_log_wait(d, "listening on 127\\.0\\.0\\.1:[0-9]+ \\(inherited\\)", 1, 5));
+    free(mod);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("reload");
+    TCase *tc = tcase_create("reload");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_checked_fixture(tc, harness_begin, harness_end);
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, test_reload_under_load);
+    tcase_add_test(tc, test_reload_new_code);
+    tcase_add_test(tc, test_reload_invalid_config);
+    tcase_add_test(tc, test_binary_upgrade);
+    tcase_add_test(tc, test_sd_notify);
+    tcase_add_test(tc, test_socket_activation);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
