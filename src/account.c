@@ -37,10 +37,14 @@ const char *account_fmt_duration(double secs, char *buf, size_t len)
     return buf;
 }
 
-static const char *fmt_rate(double bytes, char *buf, size_t len)
+static const char *fmt_rate(double bytes, bool ok, char *buf, size_t len)
 {
     char m[16];
 
+    if (!ok) {
+        snprintf(buf, len, "n/a");
+        return buf;
+    }
     memory_fmt((uint64_t)(bytes < 0 ? -bytes : bytes), m, sizeof(m));
     snprintf(buf, len, "%s%s", bytes < 0 ? "-" : "+", m);
     return buf;
@@ -67,6 +71,6 @@ void account_retired(struct account *a, int id, struct slot *s,
              (unsigned long long)SB_GET(s->requests),
              account_fmt_duration(age, agebuf, sizeof(agebuf)),
              memory_fmt(SB_GET(s->mem), mem, sizeof(mem)),
-             fmt_rate(g.per_1k_requests, per_k, sizeof(per_k)),
-             fmt_rate(g.per_hour, per_h, sizeof(per_h)), eta);
+             fmt_rate(g.per_1k_requests, g.by_requests_ok, per_k, sizeof(per_k)),
+             fmt_rate(g.per_hour, g.by_time_ok, per_h, sizeof(per_h)), eta);
 }

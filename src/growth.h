@@ -7,6 +7,7 @@
 #ifndef PF_GROWTH_H
 #define PF_GROWTH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct growth_sample {
@@ -20,7 +21,14 @@ struct growth {
     double per_hour;        /* bytes per hour */
     double eta;             /* seconds until limit at per_hour, -1 if none */
     int nsamples;
+    bool by_requests_ok;    /* the samples span enough requests to mean much */
+    bool by_time_ok;        /* ... and enough time */
 };
+
+/* Below these spans a slope is mostly start-up noise (first page faults,
+ * allocator warm-up): reported as unknown. */
+#define GROWTH_MIN_REQUESTS 100
+#define GROWTH_MIN_SECONDS 10
 
 /* Fits mem against requests and against age over s[0..n), then projects
  * when mem reaches limit (0 = no limit, eta -1). With fewer than two

@@ -114,13 +114,14 @@ static int free_slot(void)
 
 static pid_t real_fork_worker(int id, int slot)
 {
+    pid_t self = getpid(); /* before fork: the child checks it is still its parent */
     pid_t pid = proc_fork();
 
     if (pid == 0) {
         struct worker_boot boot = {
             .id = id, .slot = slot, .generation = M.generation, .cfg = M.cfg,
             .app = &M.app, .listen_fds = M.lfds, .nlisten = M.nlisten,
-            .sb = M.sb, .msg_fd = M.msg_wr,
+            .sb = M.sb, .msg_fd = M.msg_wr, .master = self,
         };
         child_forget_master();
         worker_main(&boot);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <malloc.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 #include <dirent.h>
 
@@ -201,6 +202,10 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
     double lag = now - W.last_beat - w->repeat;
 
     W.last_beat = now;
+    if (getppid() != W.boot->master) { /* PDEATHSIG is the fast path */
+        log_errx("the master (pid %d) is gone: exiting", (int)W.boot->master);
+        exit(1);
+    }
     SB_SET(W.slot->heartbeat_ms, scoreboard_mono_ms());
     SB_SET(W.slot->loop_lag_us, lag > 0 ? (uint32_t)(lag * 1e6) : 0);
     soft_limit(recycle_tick(&W.rec, now));
@@ -369,6 +374,11 @@ void worker_main(const struct worker_boot *b)
      *    blocked until the loop is about to run. */
     proc_child_reset_signals();
     start_signals();
+    /* A master killed outright (SIGKILL, a crash) must not leave workers
+     * serving on their own: they get SIGTERM, and retire. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != b->master)
+        exit(1); /* it died before prctl took effect */
     /* 3. Privileges, before any app code runs in this process. */
     if (proc_drop_privileges(cfg->server.user, cfg->server.group) < 0)
         exit(EXIT_CONFIG);

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "app.h"
 #include "config.h"
@@ -38,6 +39,7 @@ struct worker_boot {
     size_t nlisten;
     struct scoreboard *sb;
     int msg_fd;             /* write end of the worker -> master pipe */
+    pid_t master;           /* the master's pid: a worker never outlives it */
 };
 
 /* Runs the worker in the current (just forked) process, on libev's default

@@ -25,17 +25,33 @@ END_TEST
 
 START_TEST(test_eta)
 {
-    /* 1 MB a second; the last sample (t = 3) holds 13 MB: 87 s to 100 MB. */
+    /* 1 MB a second, sampled every 10 s; the last (t = 30 s) holds 40 MB:
+     * 60 s to 100 MB. */
     struct growth_sample s[4];
     struct growth g;
 
     for (int i = 0; i < 4; i++)
-        s[i] = (struct growth_sample){.age = i, .requests = i, .mem = 10e6 + 1e6 * i};
+        s[i] = (struct growth_sample){.age = 10.0 * i, .requests = 100.0 * i,
+                                      .mem = 10e6 + 1e7 * i};
     g = growth_fit(s, 4, 100000000);
-    ck_assert_double_eq_tol(g.eta, 87, 1e-6);
+    ck_assert(g.by_time_ok && g.by_requests_ok);
+    ck_assert_double_eq_tol(g.eta, 60, 1e-6);
     /* Already past the limit: 0. */
     g = growth_fit(s, 4, 11000000);
     ck_assert_double_eq(g.eta, 0);
+}
+END_TEST
+
+/* A worker that lived 2 s and served 5 requests has no slope worth a
+ * number: its first page faults are not a leak. */
+START_TEST(test_short_span_is_unknown)
+{
+    struct growth_sample s[2] = {{0, 0, 1.7e6}, {2, 5, 1.9e6}};
+    struct growth g = growth_fit(s, 2, 1 << 30);
+
+    ck_assert(!g.by_requests_ok);
+    ck_assert(!g.by_time_ok);
+    ck_assert_double_eq(g.eta, -1);
 }
 END_TEST
 
@@ -77,6 +93,7 @@ int main(void)
 
     tcase_add_test(tc, test_linear_leak);
     tcase_add_test(tc, test_eta);
+    tcase_add_test(tc, test_short_span_is_unknown);
     tcase_add_test(tc, test_flat_and_noisy);
     tcase_add_test(tc, test_degenerate);
     suite_add_tcase(s, tc);
