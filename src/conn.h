@@ -52,7 +52,7 @@ struct pf_request {
     struct http_resp resp;
     uint64_t sent;  /* body bytes given by the app, for Content-Length */
     uint64_t bytes; /* response bytes queued: head and body (access log) */
-    double started; /* loop time the request was complete (access log) */
+    double started; /* ev_time() when the request was complete (access log) */
     pf_str method, target, path, query, body;
     pf_header *hdrs;
     size_t nhdrs, hdr_cap;

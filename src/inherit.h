@@ -12,6 +12,8 @@
 /* The variable a master sets for the binary it execs: fd numbers, comma
  * separated. */
 #define INHERIT_ENV "PREFORKD_FDS"
+/* ... and the generation the new master starts at. */
+#define GENERATION_ENV "PREFORKD_GENERATION"
 
 /* Collects the handed-over fds and removes the variables from the
  * environment (so they reach no worker or later exec). Returns how many. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "accesslog.h"
 #include "app.h"
 #include "config.h"
 #include "log.h"
@@ -26,6 +27,18 @@ static void usage(FILE *f)
             "           0 when valid, 78 with the errors otherwise\n"
             "  -v       print the version\n"
             "  -h       this help\n");
+}
+
+/* The access log format is the access log's to judge (accesslog.c). */
+static int check_access_log(const struct config *c)
+{
+    char why[160];
+
+    if (c->log.access_log == NULL ||
+        accesslog_check_format(c->log.access_log_format, why, sizeof(why)) == 0)
+        return 0;
+    fprintf(stderr, "%s: [log] access_log_format: %s\n", c->path, why);
+    return -1;
 }
 
 /* -t: the file, then the module and the app's own keys. */
@@ -70,6 +83,11 @@ int main(int argc, char **argv)
             fputc('\n', stderr);
         fprintf(stderr, "preforkd: %s: configuration invalid\n", path);
         free(errors);
+        return EXIT_CONFIG;
+    }
+    if (check_access_log(&cfg) < 0) {
+        fprintf(stderr, "preforkd: %s: configuration invalid\n", path);
+        config_free(&cfg);
         return EXIT_CONFIG;
     }
     log_set_level(cfg.log.level);

@@ -629,6 +629,11 @@ static int setup(void)
     int pfd[2];
 
     M.upgraded = getenv(INHERIT_ENV) != NULL;
+    if (getenv(GENERATION_ENV) != NULL) {
+        M.generation = (uint32_t)strtoul(getenv(GENERATION_ENV), NULL, 10);
+        M.generation = M.generation ? M.generation : 1;
+        unsetenv(GENERATION_ENV);
+    }
     sdnotify_init();
     if (inherit_collect() > 0)
         log_info("%s: adopting inherited sockets", M.upgraded ?

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <sys/wait.h>
 
+#include "accesslog.h"
 #include "admin.h"
 #include "inherit.h"
 #include "log.h"
@@ -196,7 +197,7 @@ void master_reload(void)
     struct app na = {0};
     struct listen_addr *spec = NULL;
     int *fds = NULL;
-    char *errors = NULL;
+    char *errors = NULL, why[160];
 
     M.reloads++;
     M.reload_state = RL_IN_PROGRESS;
@@ -214,6 +215,11 @@ void master_reload(void)
         free(errors);
         free(nc);
         return;
+    }
+    if (nc->log.access_log &&
+        accesslog_check_format(nc->log.access_log_format, why, sizeof(why)) < 0) {
+        fail("[log] access_log_format: %s", why);
+        goto fail;
     }
     if (check_fixed(nc) < 0 ||
         (nc->server.preload && (app_open(&na, nc->app.module) < 0 ||
@@ -281,11 +287,13 @@ static void inherit_list(char *buf, size_t len)
 /* In the forked child: let the sockets cross exec, then exec. */
 static void __attribute__((noreturn)) exec_new_master(const char *fds)
 {
-    char *save = NULL, *copy = strdup(fds);
+    char *save = NULL, *copy = strdup(fds), gen[16];
 
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
         fcntl(atoi(t), F_SETFD, 0);
     setenv(INHERIT_ENV, fds, 1);
+    snprintf(gen, sizeof(gen), "%u", M.generation + 1);
+    setenv(GENERATION_ENV, gen, 1); /* generations go on counting */
     proc_child_reset_signals(); /* no master handler may run before exec */
     proc_child_signals_done();
     execv(M.self, M.argv);

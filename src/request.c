@@ -30,7 +30,7 @@ void request_prepare(struct conn *c)
     r->head_only = rq->method == HTTP_HEAD;
     r->sent = 0;
     r->bytes = 0;
-    r->started = ev_now(c->srv->loop);
+    r->started = ev_time(); /* not the loop's cached time: $request_time_us */
     r->abort_cb = NULL;
     r->drain_cb = NULL;
     r->method = (pf_str){m, strlen(m)};

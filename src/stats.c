@@ -104,12 +104,13 @@ static void render_stats(struct buf *b)
 
     bprintf(b, "{\n  \"master\": {\"pid\": %d, \"uptime\": %.3f, \"generation\": %u, "
             "\"mode\": \"%s\", \"ready\": %s, \"workers_wanted\": %u, "
-            "\"workers_serving\": %u, \"max_concurrent_recycles\": %u, "
+            "\"workers_serving\": %u, \"max_workers\": %u, \"max_concurrent_recycles\": %u, "
             "\"boot_failures\": %u, \"reloads\": %u, \"reload_state\": \"%s\", "
             "\"reload_error\": \"",
             (int)getpid(), now - M.started, M.generation,
             M.mode == RUNNING ? "running" : "stopping", M.ready ? "true" : "false",
-            M.target, serving_count(), M.cfg->recycle.max_concurrent_recycles,
+            M.target, serving_count(), M.cfg->server.max_workers,
+            M.cfg->recycle.max_concurrent_recycles,
             M.boot_failures, M.reloads, master_reload_state_name(M.reload_state));
     json_escape(b, M.reload_error);
     bprintf(b, "\", \"upgrade_pid\": %d},\n  \"retired\": {", (int)M.upgrade_pid);

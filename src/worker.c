@@ -171,10 +171,9 @@ static void memory_guard(void)
 static void log_access(struct conn *c)
 {
     const struct pf_request *r = &c->req;
-    double now = ev_now(W.loop);
+    double now = ev_time();
     struct accesslog_entry e = {
-        .peer = c->peer, .duration = now - r->started,
-        .start = ev_time() - (now - r->started),
+        .peer = c->peer, .duration = now - r->started, .start = r->started,
         .method = r->method, .target = r->target, .version = r->resp.version,
         .status = r->resp.status, .bytes = r->bytes,
         .referer = pf_request_header(r, "Referer"),

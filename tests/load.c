@@ -145,8 +145,11 @@ void load_sync(int port, int n, bool keepalive, const char *body)
 static void *sample_run(void *arg)
 {
     struct sampler *s = arg;
+    double t0 = harness_now();
 
-    while (!s->stop) {
+    /* Until told to stop, and in any case until one sample is taken (a
+     * short load may end before the first /stats answer; 10 s at most). */
+    while (!s->stop || (s->samples == 0 && harness_now() - t0 < 10)) {
         char *j = stats_get(s->port);
         if (j == NULL)
             continue;
