@@ -42,7 +42,7 @@ static const char *fmt_rate(double bytes, bool ok, char *buf, size_t len)
     char m[16];
 
     if (!ok) {
-        snprintf(buf, len, "n/a");
+        snprintf(buf, len, "unknown");
         return buf;
     }
     memory_fmt((uint64_t)(bytes < 0 ? -bytes : bytes), m, sizeof(m));
@@ -65,7 +65,7 @@ void account_retired(struct account *a, int id, struct slot *s,
                  account_fmt_duration(g.eta, d, sizeof(d)));
     }
     log_info("worker %d (pid %d, generation %u) retired: %s (%s); %llu "
-             "requests in %s; memory %s; growth %s/1000 requests, %s/hour%s",
+             "requests in %s; memory %s; growth per 1000 requests %s, per hour %s%s",
              id, (int)SB_GET(s->pid), SB_GET(s->generation),
              recycle_reason_name(reason), how,
              (unsigned long long)SB_GET(s->requests),

@@ -65,7 +65,7 @@ void master_close_listener(int fd, const struct listen_addr *a)
         listen_close(fd, a);
 }
 
-/* Same address as configured (a port 0 matches only a port 0). */
+/* The same address (compared as struct sockaddr). */
 static bool same_spec(const struct listen_addr *a, const struct listen_addr *b)
 {
     return a->family == b->family && a->len == b->len &&
@@ -88,7 +88,9 @@ static int new_listeners(struct config *nc, int **fds, struct listen_addr **spec
         (*spec)[i] = *want;
         (*fds)[i] = -1;
         for (size_t k = 0; k < M.nlisten; k++)
-            if (M.lfds[k] >= 0 && same_spec(want, &M.lspec[k])) {
+            /* As configured (port 0 stays 0), or as bound (its real port). */
+            if (M.lfds[k] >= 0 && (same_spec(want, &M.lspec[k]) ||
+                                   same_spec(want, &M.cfg->server.listen[k]))) {
                 (*fds)[i] = M.lfds[k];
                 *want = M.cfg->server.listen[k]; /* with the port it got */
             }

@@ -318,6 +318,53 @@ START_TEST(test_socket_activation)
 }
 END_TEST
 
+/* GET / over a unix socket: the status, or -1 when it cannot connect. */
+static int unix_get(const char *path)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    struct hconn *c = calloc(1, sizeof(*c));
+    struct hresp r;
+    int status = -1;
+
+    ck_assert(c != NULL);
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd >= 0 && connect(c->fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        harness_send(c, "GET / HTTP/1.0\r\n\r\n", 18, 5) == 0 &&
+        harness_read_response(c, &r, false, 5) == 0) {
+        status = r.status;
+        hresp_free(&r);
+    }
+    harness_close(c);
+    return status;
+}
+
+/* A reload keeps a listener that stays (named by the port it got, too),
+ * opens a new one and closes (and unlinks) a removed one. */
+START_TEST(test_reload_listeners)
+{
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
+    struct hdaemon *d = harness_daemon_new();
+    char a[100], b[100];
+
+    snprintf(a, sizeof a, "%.80s/a.sock", d->dir);
+    snprintf(b, sizeof b, "%.80s/b.sock", d->dir);
+    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0, unix:%s\nworkers = 2\n"
+                          "[app]\nmodule = %s\n", a, mod);
+    harness_daemon_spawn(d, NULL);
+    harness_daemon_wait_ready(d, 10);
+    ck_assert_int_eq(unix_get(a), 200);
+    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:%d, unix:%s\nworkers = 2\n"
+                          "[app]\nmodule = %s\n", d->port, b, mod);
+    kill(d->pid, SIGHUP);
+    ck_assert(harness_log_wait(d, "reload done: generation 2", 1, 10));
+    ck_assert_int_eq(unix_get(b), 200);
+    ck_assert_int_eq(access(a, F_OK), -1);
+    load_sync(d->port, 10, true, "Hello, World!\n");
+    free(mod);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reload");
@@ -330,6 +377,7 @@ int main(void)
     tcase_add_test(tc, test_reload_under_load);
     tcase_add_test(tc, test_reload_new_code);
     tcase_add_test(tc, test_reload_invalid_config);
+    tcase_add_test(tc, test_reload_listeners);
     tcase_add_test(tc, test_binary_upgrade);
     tcase_add_test(tc, test_sd_notify);
     tcase_add_test(tc, test_socket_activation);
