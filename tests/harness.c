@@ -699,7 +699,6 @@ const char *harness_log_tail(struct hdaemon *d, size_t max)
 struct hconn *harness_try_connect(int port)
 {
     struct sockaddr_in sin;
-    struct hconn *c;
     int fd, one = 1;
 
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -718,7 +717,13 @@ struct hconn *harness_try_connect(int port)
         return NULL;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c = calloc(1, sizeof *c);
+    return harness_wrap_fd(fd);
+}
+
+struct hconn *harness_wrap_fd(int fd)
+{
+    struct hconn *c = calloc(1, sizeof *c);
+
     ck_assert(c != NULL);
     c->fd = fd;
     c->cap = 65536;

@@ -147,6 +147,8 @@ const char *harness_error(void);
 struct hconn *harness_connect(int port);
 /* Connects; NULL on failure (harness_error()). */
 struct hconn *harness_try_connect(int port);
+/* A connection object around an already connected socket (unix, say). */
+struct hconn *harness_wrap_fd(int fd);
 void harness_close(struct hconn *c);
 /* Sends everything (within timeout); 0 / -1. */
 int harness_send(struct hconn *c, const void *data, size_t len,

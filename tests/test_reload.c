@@ -322,13 +322,11 @@ END_TEST
 static int unix_get(const char *path)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
-    struct hconn *c = calloc(1, sizeof(*c));
+    struct hconn *c = harness_wrap_fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     struct hresp r;
     int status = -1;
 
-    ck_assert(c != NULL);
     snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd >= 0 && connect(c->fd, (struct sockaddr *)&a, sizeof a) == 0 &&
         harness_send(c, "GET / HTTP/1.0\r\n\r\n", 18, 5) == 0 &&
         harness_read_response(c, &r, false, 5) == 0) {
