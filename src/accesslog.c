@@ -32,12 +32,13 @@
 #define FLUSH_AT (64u * 1024)  /* write the buffer out once it holds this */
 #define FLUSH_EVERY 1.0        /* seconds: the timer */
 
-#define FMT_COMMON "$remote_addr - - [$time_local] \"$request\" $status $bytes_sent"
+/* As nginx and Apache log them: the body's bytes ($body_bytes_sent, %b). */
+#define FMT_COMMON "$remote_addr - - [$time_local] \"$request\" $status $body_bytes_sent"
 #define FMT_COMBINED FMT_COMMON " \"$http_referer\" \"$http_user_agent\""
 
 enum var {
     V_LITERAL, V_REMOTE_ADDR, V_TIME_LOCAL, V_TIME_ISO8601, V_MSEC, V_REQUEST,
-    V_METHOD, V_URI, V_PROTOCOL, V_STATUS, V_BYTES_SENT, V_REFERER,
+    V_METHOD, V_URI, V_PROTOCOL, V_STATUS, V_BYTES_SENT, V_BODY_BYTES, V_REFERER,
     V_USER_AGENT, V_HOST, V_REQUEST_TIME, V_REQUEST_TIME_US, V_WORKER_PID,
     V_WORKER_ID,
 };
@@ -51,6 +52,7 @@ static const struct {
     {"request", V_REQUEST},             {"request_method", V_METHOD},
     {"request_uri", V_URI},             {"server_protocol", V_PROTOCOL},
     {"status", V_STATUS},               {"bytes_sent", V_BYTES_SENT},
+    {"body_bytes_sent", V_BODY_BYTES},
     {"http_referer", V_REFERER},        {"http_user_agent", V_USER_AGENT},
     {"http_host", V_HOST},              {"request_time", V_REQUEST_TIME},
     {"request_time_us", V_REQUEST_TIME_US}, {"worker_pid", V_WORKER_PID},
@@ -315,6 +317,7 @@ static void put_var(struct buf *b, enum var v, const struct accesslog_entry *e)
     case V_PROTOCOL:        put_protocol(b, e->version); break;
     case V_STATUS:          put_fmt(b, "%d", e->status); break;
     case V_BYTES_SENT:      put_fmt(b, "%" PRIu64, e->bytes); break;
+    case V_BODY_BYTES:      put_fmt(b, "%" PRIu64, e->body_bytes); break;
     case V_REFERER:         put_str(b, e->referer); break;
     case V_USER_AGENT:      put_str(b, e->user_agent); break;
     case V_HOST:            put_str(b, e->host); break;

@@ -24,6 +24,7 @@ struct accesslog_entry {
     int version;             /* 10, 11 */
     int status;
     uint64_t bytes;          /* response bytes: head and body */
+    uint64_t body_bytes;     /* of which the body (0 for HEAD, 204, 304) */
     pf_str referer, user_agent, host; /* .ptr NULL when absent */
     pid_t pid;
     int worker_id;

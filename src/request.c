@@ -129,6 +129,7 @@ int pf_respond(pf_request *r, int status, const pf_header *headers,
     if (!r->head_only && r->resp.framing == FRAME_LENGTH)
         buf_append(&c->out, body, len);
     r->bytes += c->out.len - before;
+    r->sent = len; /* the body's bytes, for the access log */
     finish(r);
     return 0;
 }

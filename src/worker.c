@@ -176,6 +176,7 @@ static void log_access(struct conn *c)
         .peer = c->peer, .duration = now - r->started, .start = r->started,
         .method = r->method, .target = r->target, .version = r->resp.version,
         .status = r->resp.status, .bytes = r->bytes,
+        .body_bytes = r->head_only || r->resp.framing == FRAME_NONE ? 0 : r->sent,
         .referer = pf_request_header(r, "Referer"),
         .user_agent = pf_request_header(r, "User-Agent"),
         .host = pf_request_header(r, "Host"),

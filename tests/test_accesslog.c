@@ -65,7 +65,7 @@ static struct accesslog_entry entry(void)
     return (struct accesslog_entry){
         .peer = "127.0.0.1", .start = T_START, .duration = 0.001234,
         .method = S("GET"), .target = S("/a?b=c"), .version = 11,
-        .status = 200, .bytes = 1234, .referer = S("http://r/"),
+        .status = 200, .bytes = 1234, .body_bytes = 1000, .referer = S("http://r/"),
         .user_agent = S("curl/7.88.1"), .host = S("example.org"),
         .pid = 4242, .worker_id = 3,
     };
@@ -120,9 +120,9 @@ START_TEST(test_named_formats)
     struct accesslog_entry e = entry();
 
     expect_line("common", &e, "127.0.0.1 - - [24/Nov/2026:07:50:00 +0000] "
-                "\"GET /a?b=c HTTP/1.1\" 200 1234");
+                "\"GET /a?b=c HTTP/1.1\" 200 1000");
     expect_line("combined", &e, "127.0.0.1 - - [24/Nov/2026:07:50:00 +0000] "
-                "\"GET /a?b=c HTTP/1.1\" 200 1234 \"http://r/\" \"curl/7.88.1\"");
+                "\"GET /a?b=c HTTP/1.1\" 200 1000 \"http://r/\" \"curl/7.88.1\"");
 }
 END_TEST
 
@@ -139,6 +139,7 @@ static const struct {
     {"$server_protocol", "HTTP/1.1"},
     {"$status", "200"},
     {"$bytes_sent", "1234"},
+    {"$body_bytes_sent", "1000"},
     {"$http_referer", "http://r/"},
     {"$http_user_agent", "curl/7.88.1"},
     {"$http_host", "example.org"},
@@ -199,7 +200,7 @@ START_TEST(test_escaping)
     expect_line("combined", &e,
                 "127.0.0.1 - - [24/Nov/2026:07:50:00 +0000] \"GET "
                 "/x\\x22y\\x5Cz\\x0D\\x0A127.0.0.1 - - fake\\x01\\x7F\\xFF HTTP/1.1\" "
-                "200 1234 \"http://r/\" \"ua\\x22; rm\\x09\"");
+                "200 1000 \"http://r/\" \"ua\\x22; rm\\x09\"");
     /* The literal text of the format is the operator's: kept as written. */
     expect_line("\"$request_method\"\\", &e, "\"GET\"\\");
 }

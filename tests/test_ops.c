@@ -254,8 +254,8 @@ static bool file_has(void *arg)
     return count_in(g->path, g->needle) >= g->min;
 }
 
-/* Combined-format lines with the right status and byte count, flushed at
- * exit even though the 1 s timer never ran for them. */
+/* Combined-format lines with the right status and body bytes (hello's 14),
+ * flushed at exit even though the 1 s timer never ran for them. */
 START_TEST(test_access_log_combined)
 {
     struct ops o;
@@ -276,8 +276,9 @@ START_TEST(test_access_log_combined)
     text = harness_read_file(o.access, NULL);
     ck_assert_ptr_nonnull(text);
     for (int i = 0; i < 3; i++) {
-        snprintf(want, sizeof(want), "\"GET /combined-%d?q=\\x22x\\x22 HTTP/1.1\" 200 %zu "
-                 "\"http://ref/%d\" \"ops\\x22test\"\n", i, sent[i], i);
+        ck_assert_uint_gt(sent[i], 14); /* head and body did arrive */
+        snprintf(want, sizeof(want), "\"GET /combined-%d?q=\\x22x\\x22 HTTP/1.1\" 200 14 "
+                 "\"http://ref/%d\" \"ops\\x22test\"\n", i, i);
         ck_assert_msg(strstr(text, want) != NULL, "no line ending %s in:\n%s", want, text);
     }
     ck_assert_msg(strncmp(text, "127.0.0.1 - - [", 15) == 0, "%s", text);
