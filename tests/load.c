@@ -99,7 +99,7 @@ void *load_run(void *arg)
 
     snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n",
              l->path ? l->path : "/", l->keepalive ? "" : "Connection: close\r\n");
-    for (int i = 0; i < l->requests; i++) {
+    for (int i = 0; l->stop ? !*l->stop : i < l->requests; i++) {
         struct hresp r;
         const char *conn;
 
@@ -131,6 +131,35 @@ void *load_run(void *arg)
     if (c)
         harness_close(c);
     return NULL;
+}
+
+void load_bg_start(struct load_bg *g, int port, int n, const char *body)
+{
+    ck_assert(n > 0 && n <= LOAD_BG_MAX);
+    g->stop = false;
+    g->n = n;
+    for (int i = 0; i < n; i++) {
+        g->l[i] = (struct load){.port = port, .stop = &g->stop,
+                                .keepalive = i % 2 == 0, .body = body};
+        ck_assert(pthread_create(&g->t[i], NULL, load_run, &g->l[i]) == 0);
+    }
+}
+
+void load_bg_stop(struct load_bg *g)
+{
+    int ok = 0, failed = 0;
+    const char *why = "";
+
+    g->stop = true;
+    for (int i = 0; i < g->n; i++) {
+        pthread_join(g->t[i], NULL);
+        ok += g->l[i].ok;
+        failed += g->l[i].failed;
+        if (g->l[i].failed)
+            why = g->l[i].why;
+    }
+    ck_assert_msg(failed == 0, "%d requests failed (%d ok): %s", failed, ok, why);
+    ck_assert_int_gt(ok, 0);
 }
 
 void load_sync(int port, int n, bool keepalive, const char *body)

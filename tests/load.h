@@ -7,6 +7,7 @@
 #ifndef PF_TEST_LOAD_H
 #define PF_TEST_LOAD_H
 
+#include <pthread.h>
 #include <stdbool.h>
 
 #include "harness.h"
@@ -28,7 +29,8 @@ void stats_each_worker(const char *json, void (*fn)(const char *obj, void *),
 
 struct load {
     int port;
-    int requests;
+    int requests;       /* how many; ignored when stop is set */
+    volatile bool *stop; /* if not NULL: run until *stop instead */
     bool keepalive;
     const char *path;
     const char *body;   /* expected body, exactly; NULL: any 200 */
@@ -58,5 +60,20 @@ struct sampler {
  * to send signals under load. Asserts that no request failed. */
 void load_concurrent(int port, int nthreads, int per_thread, const char *body,
                      struct sampler *s, void (*during)(void *), void *arg);
+
+/* Clients in the background, until load_bg_stop. */
+#define LOAD_BG_MAX 8
+struct load_bg {
+    volatile bool stop;
+    int n;
+    pthread_t t[LOAD_BG_MAX];
+    struct load l[LOAD_BG_MAX];
+};
+
+/* Starts n clients (every other one keep-alive) of GET /, each response a
+ * 200 with `body` (NULL: any body). */
+void load_bg_start(struct load_bg *g, int port, int n, const char *body);
+/* Stops them; asserts that none failed and that some succeeded. */
+void load_bg_stop(struct load_bg *g);
 
 #endif

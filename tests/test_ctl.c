@@ -7,7 +7,6 @@
  * on a unix socket in the test's temp dir, which preforkctl finds from -c.
  */
 #include <check.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "load.h"
 #include "opsutil.h"
 
 struct ctl {
@@ -213,69 +213,23 @@ START_TEST(test_stop)
 }
 END_TEST
 
-struct load {
-    int port;
-    volatile bool stop;
-    int ok, failed;
-    char why[200];
-};
-
-/* Keep-alive GETs until stop; a Connection: close is followed by a new
- * connection, never counted as a failure. */
-static void *run_load(void *arg)
-{
-    struct load *l = arg;
-    struct hconn *h = NULL;
-
-    while (!l->stop) {
-        struct hresp r;
-        const char *conn;
-        if (h == NULL && (h = harness_try_connect(l->port)) == NULL)
-            goto fail;
-        if (harness_send(h, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", 27, 10) != 0 ||
-            harness_read_response(h, &r, false, 10) != 0)
-            goto fail;
-        l->ok += r.status == 200;
-        l->failed += r.status != 200;
-        conn = hresp_header(&r, "Connection");
-        if (conn && strcasecmp(conn, "close") == 0) {
-            harness_close(h);
-            h = NULL;
-        }
-        hresp_free(&r);
-        continue;
-fail:
-        snprintf(l->why, sizeof(l->why), "%s", harness_error());
-        l->failed++;
-        harness_close(h);
-        h = NULL;
-    }
-    harness_close(h);
-    return NULL;
-}
-
 /* USR2, wait for the new master, WINCH and TERM the old one: preforkctl
  * does it all; no request fails; the new master serves and stops. */
 START_TEST(test_upgrade)
 {
     struct ctl c;
-    struct load l = {0};
-    pthread_t t;
+    struct load_bg g;
     char *out, want[64];
     pid_t old;
 
     start(&c, 2, NULL);
     old = c.d->pid;
-    l.port = c.d->port;
-    ck_assert(pthread_create(&t, NULL, run_load, &l) == 0);
+    load_bg_start(&g, c.d->port, 1, NULL); /* one keep-alive client */
     ck_assert_int_eq(ctl(&c, &out, "upgrade", NULL), 0);
     snprintf(want, sizeof(want), "(was %d)", (int)old);
     ck_assert_msg(strstr(out, "upgraded: master ") && strstr(out, want), "%s", out);
     free(out);
-    l.stop = true;
-    pthread_join(t, NULL);
-    ck_assert_msg(l.failed == 0, "%d requests failed (%d ok): %s", l.failed, l.ok, l.why);
-    ck_assert_int_gt(l.ok, 0);
+    load_bg_stop(&g);
     ck_assert(harness_daemon_wait_exit(c.d, 5)); /* the old master */
     ck_assert_int_eq(harness_exit_code(c.d), 0);
     ck_assert(stat_num(&c, "pid") != old);

@@ -9,7 +9,6 @@
  */
 #include <check.h>
 #include <ctype.h>
-#include <pthread.h>
 #include <pwd.h>
 #include <grp.h>
 #include <signal.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "load.h"
 #include "opsutil.h"
 
 /* ---- the daemon ------------------------------------------------------------ */
@@ -124,91 +124,6 @@ static void worker_pids(struct ops *o, long pids[16])
     memset(pids, 0, 16 * sizeof(long));
     ops_each_worker(j, first_pids, pids);
     free(j);
-}
-
-/* ---- clients ----------------------------------------------------------------- */
-
-struct load {
-    int port;
-    volatile bool *stop;
-    bool keepalive;
-    int ok, failed;
-    char why[200];
-};
-
-/* GET / until *stop, reconnecting when the server closes a keep-alive
- * connection (a retiring worker says Connection: close): never a failure. */
-static void *run_load(void *arg)
-{
-    struct load *l = arg;
-    struct hconn *c = NULL;
-    const char *req = l->keepalive ? "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-                                   : "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-
-    while (!*l->stop) {
-        struct hresp r;
-        const char *conn;
-        if (c == NULL && (c = harness_try_connect(l->port)) == NULL)
-            goto fail;
-        if (harness_send(c, req, strlen(req), 10) != 0 ||
-            harness_read_response(c, &r, false, 10) != 0)
-            goto fail;
-        if (r.status != 200 || strcmp(r.body, "Hello, World!\n") != 0) {
-            snprintf(l->why, sizeof(l->why), "status %d body %.40s", r.status, r.body);
-            l->failed++;
-        } else {
-            l->ok++;
-        }
-        conn = hresp_header(&r, "Connection");
-        if (!l->keepalive || (conn && strcasecmp(conn, "close") == 0)) {
-            harness_close(c);
-            c = NULL;
-        }
-        hresp_free(&r);
-        continue;
-fail:
-        snprintf(l->why, sizeof(l->why), "%s", harness_error());
-        l->failed++;
-        harness_close(c);
-        c = NULL;
-    }
-    harness_close(c);
-    return NULL;
-}
-
-#define NLOAD 4
-
-struct loadgen {
-    volatile bool stop;
-    pthread_t t[NLOAD];
-    struct load l[NLOAD];
-};
-
-static void load_start(struct loadgen *g, int port)
-{
-    g->stop = false;
-    for (int i = 0; i < NLOAD; i++) {
-        g->l[i] = (struct load){.port = port, .stop = &g->stop, .keepalive = i % 2 == 0};
-        ck_assert(pthread_create(&g->t[i], NULL, run_load, &g->l[i]) == 0);
-    }
-}
-
-/* Stops the clients; asserts none failed and some succeeded. */
-static void load_stop(struct loadgen *g)
-{
-    int ok = 0, failed = 0;
-    const char *why = "";
-
-    g->stop = true;
-    for (int i = 0; i < NLOAD; i++) {
-        pthread_join(g->t[i], NULL);
-        ok += g->l[i].ok;
-        failed += g->l[i].failed;
-        if (g->l[i].failed)
-            why = g->l[i].why;
-    }
-    ck_assert_msg(failed == 0, "%d requests failed (%d ok): %s", failed, ok, why);
-    ck_assert_int_gt(ok, 0);
 }
 
 /* One request on its own connection; the number of bytes the server sent. */
@@ -376,10 +291,10 @@ static void scale_signal(struct ops *o, int sig, int n)
 START_TEST(test_ttin_ttou_under_load)
 {
     struct ops o;
-    struct loadgen g;
+    struct load_bg g;
 
     start(&o, "PREFORKD_APPS", "hello", 2, "max_workers = 5", NULL);
-    load_start(&g, o.d->port);
+    load_bg_start(&g, o.d->port, 4, "Hello, World!\n");
     for (int n = 3; n <= 5; n++) {
         scale_signal(&o, SIGTTIN, n);
         expect_workers(&o, n);
@@ -390,7 +305,7 @@ START_TEST(test_ttin_ttou_under_load)
         scale_signal(&o, SIGTTOU, n);
         expect_workers(&o, n);
     }
-    load_stop(&g);
+    load_bg_stop(&g);
     ck_assert(harness_log_wait(o.d, "retired: scale_down", 2, 10));
 }
 END_TEST
@@ -398,16 +313,16 @@ END_TEST
 START_TEST(test_ttou_never_below_one)
 {
     struct ops o;
-    struct loadgen g;
+    struct load_bg g;
 
     start(&o, "PREFORKD_APPS", "hello", 2, NULL, NULL);
-    load_start(&g, o.d->port);
+    load_bg_start(&g, o.d->port, 4, "Hello, World!\n");
     scale_signal(&o, SIGTTOU, 1);
     expect_workers(&o, 1);
     scale_signal(&o, SIGTTOU, 1);
     scale_signal(&o, SIGTTOU, 1);
     expect_workers(&o, 1);
-    load_stop(&g);
+    load_bg_stop(&g);
 }
 END_TEST
 
