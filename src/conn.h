@@ -30,7 +30,6 @@ struct conn_server {
     bool no_keepalive;     /* answer with Connection: close (worker over max_rss) */
     uint32_t nconns;
     struct conn *conns;    /* every open connection, for retiring */
-    void *owner;           /* the worker */
     /* Called after a connection is freed (resume accepting, exit when
      * drained) and after each response is complete. */
     void (*on_conn_closed)(struct conn_server *);

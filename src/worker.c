@@ -389,7 +389,7 @@ void worker_main(const struct worker_boot *b)
     boot_app();
     /* 5. Connections and timers. */
     W.srv = (struct conn_server){
-        .loop = W.loop, .cfg = cfg, .app = b->app, .owner = &W,
+        .loop = W.loop, .cfg = cfg, .app = b->app,
         .limits = {
             .max_request_line = cfg->server.max_request_line,
             .max_headers = cfg->server.max_headers,

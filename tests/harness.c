@@ -720,6 +720,31 @@ struct hconn *harness_try_connect(int port)
     return harness_wrap_fd(fd);
 }
 
+int harness_free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    ck_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+int harness_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
+
 struct hconn *harness_wrap_fd(int fd)
 {
     struct hconn *c = calloc(1, sizeof *c);

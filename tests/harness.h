@@ -11,6 +11,7 @@
 #ifndef PF_TEST_HARNESS_H
 #define PF_TEST_HARNESS_H
 
+#include <check.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -149,6 +150,10 @@ struct hconn *harness_connect(int port);
 struct hconn *harness_try_connect(int port);
 /* A connection object around an already connected socket (unix, say). */
 struct hconn *harness_wrap_fd(int fd);
+/* A port on 127.0.0.1 that nobody listens on now (bound, read, released). */
+int harness_free_port(void);
+/* Runs every test of s (CK_NORMAL output); the exit status for main. */
+int harness_run_suite(Suite *s);
 void harness_close(struct hconn *c);
 /* Sends everything (within timeout); 0 / -1. */
 int harness_send(struct hconn *c, const void *data, size_t len,

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "accesslog.h"
 #include "log.h"
 
@@ -415,8 +416,6 @@ int main(void)
 {
     Suite *s = suite_create("accesslog");
     TCase *tc = tcase_create("accesslog");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_named_formats);
@@ -434,9 +433,5 @@ int main(void)
     tcase_add_test(tc, test_open_failure);
     tcase_add_test(tc, test_concurrent_writers);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run_suite(s);
 }

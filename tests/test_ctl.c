@@ -241,8 +241,6 @@ int main(void)
 {
     Suite *s = suite_create("ctl");
     TCase *tc = tcase_create("ctl");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, harness_begin, harness_end);
     tcase_set_timeout(tc, 120);
@@ -253,9 +251,5 @@ int main(void)
     tcase_add_test(tc, test_stop);
     tcase_add_test(tc, test_upgrade);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run_suite(s);
 }

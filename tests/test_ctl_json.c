@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "ctl/json.c"
 
 static struct json *ok(const char *text)
@@ -115,17 +116,11 @@ int main(void)
 {
     Suite *s = suite_create("ctl_json");
     TCase *tc = tcase_create("json");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_stats_shape);
     tcase_add_test(tc, test_string_escapes);
     tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(tc, test_depth);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run_suite(s);
 }

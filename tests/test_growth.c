@@ -4,6 +4,7 @@
  */
 #include <check.h>
 
+#include "harness.h"
 #include "growth.h"
 
 START_TEST(test_linear_leak)
@@ -88,8 +89,6 @@ int main(void)
 {
     Suite *s = suite_create("growth");
     TCase *tc = tcase_create("fit");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_linear_leak);
     tcase_add_test(tc, test_eta);
@@ -97,9 +96,5 @@ int main(void)
     tcase_add_test(tc, test_flat_and_noisy);
     tcase_add_test(tc, test_degenerate);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run_suite(s);
 }

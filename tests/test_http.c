@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "http.h"
 
 static const struct http_limits lim = {
@@ -289,8 +290,6 @@ int main(void)
     Suite *s = suite_create("http");
     TCase *tc = tcase_create("parse");
     int ncases = (int)(sizeof(cases) / sizeof(cases[0]));
-    SRunner *sr;
-    int failed;
 
     tcase_add_loop_test(tc, test_case_whole, 0, ncases);
     tcase_add_loop_test(tc, test_case_bytewise, 0, ncases);
@@ -303,9 +302,5 @@ int main(void)
     tcase_add_test(tc, test_chunks);
     tcase_add_test(tc, test_content_length_header);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run_suite(s);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "harness.h"
 #include "log.h"
 #include "master_int.h"
 #include "worker.h"
@@ -325,8 +326,6 @@ int main(void)
 {
     Suite *s = suite_create("master");
     TCase *tc = tcase_create("policy");
-    SRunner *sr;
-    int failed;
 
     log_set_level(LOG_ERROR); /* the decisions' log lines are noise here */
     tcase_add_test(tc, test_spawns_the_pool);
@@ -339,9 +338,5 @@ int main(void)
     tcase_add_test(tc, test_scale_down_and_up);
     tcase_add_test(tc, test_generation_handover);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run_suite(s);
 }

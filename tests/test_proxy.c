@@ -211,23 +211,9 @@ END_TEST
 
 /* ---- failures ----------------------------------------------------------------- */
 
-static int dead_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-    ck_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 START_TEST(test_upstream_down_502)
 {
-    struct hdaemon *d = start_proxy(dead_port(), NULL, NULL);
+    struct hdaemon *d = start_proxy(harness_free_port(), NULL, NULL);
     double took;
 
     for (int i = 0; i < 3; i++) {

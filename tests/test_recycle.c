@@ -391,8 +391,6 @@ int main(void)
     char opts[512];
     Suite *s = suite_create("recycle");
     TCase *tc = tcase_create("recycle");
-    SRunner *sr;
-    int failed;
 
     /* In a sanitizer build, LeakSanitizer's scan at every worker exit walks
      * all the memory the leak app holds on purpose: tens of milliseconds per
@@ -414,9 +412,5 @@ int main(void)
     tcase_add_test(tc, test_usr2_snapshot);
     tcase_add_test(tc, test_zero_failed_requests);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run_suite(s);
 }

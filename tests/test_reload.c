@@ -275,20 +275,6 @@ START_TEST(test_sd_notify)
 }
 END_TEST
 
-/* A free port on 127.0.0.1 (bound, read, released). */
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    ck_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    ck_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 /* systemd-socket-activate binds, preforkd adopts the socket (LISTEN_FDS). */
 START_TEST(test_socket_activation)
 {
@@ -296,7 +282,7 @@ START_TEST(test_socket_activation)
     struct hdaemon *d = harness_daemon_new();
     const char *bin = harness_env("PREFORKD_BIN");
     char listen[64];
-    int port = free_port();
+    int port = harness_free_port();
 
     ck_assert_msg(access("/usr/bin/systemd-socket-activate", X_OK) == 0,
                   "systemd-socket-activate missing (Debian package systemd)");
@@ -367,8 +353,6 @@ int main(void)
 {
     Suite *s = suite_create("reload");
     TCase *tc = tcase_create("reload");
-    SRunner *sr;
-    int failed;
 
     tcase_add_checked_fixture(tc, harness_begin, harness_end);
     tcase_set_timeout(tc, 90);
@@ -380,9 +364,5 @@ int main(void)
     tcase_add_test(tc, test_sd_notify);
     tcase_add_test(tc, test_socket_activation);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return harness_run_suite(s);
 }

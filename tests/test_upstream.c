@@ -286,21 +286,6 @@ START_TEST(test_stale_no_retries)
 }
 END_TEST
 
-/* A port nobody listens on. */
-static int dead_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-    ck_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 START_TEST(test_connect_refused)
 {
     char addr[32];
@@ -308,7 +293,7 @@ START_TEST(test_connect_refused)
     struct rec r = {0};
     double t0;
 
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", dead_port());
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", harness_free_port());
     up = start(addr, NULL);
     t0 = harness_now();
     send_req(up, &r, S("GET"));
@@ -333,7 +318,7 @@ START_TEST(test_warnings_rate_limited)
     ck_assert(fd >= 0);
     close(fd);
     ck_assert(log_open(logpath, LOG_INFO) == 0);
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", dead_port());
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", harness_free_port());
     up = start(addr, NULL);
     for (int i = 0; i < 50; i++) {
         send_req(up, &r[i], S("GET"));
@@ -643,7 +628,7 @@ START_TEST(test_round_robin_and_health)
     ck_assert_int_eq(fakeup_requests(f2), 3);
     stop();
     snprintf(servers, sizeof(servers), "127.0.0.1:%d, 127.0.0.1:%d",
-             dead_port(), fakeup_port(f2));
+             harness_free_port(), fakeup_port(f2));
     up = start(servers, "max_fails = 1\nfail_timeout = 30s");
     for (int i = 0; i < 6; i++)
         get_ok(up);
