@@ -181,4 +181,8 @@ uninstall:
 clean:
 	rm -rf build
 
+# Optional tool targets (fuzz, valgrind, bench) live in mk/*.mk: each uses
+# the variables above and adds its own phony targets.
+include $(sort $(wildcard mk/*.mk))
+
 -include $(OBJS:.o=.d) $(CTL_OBJS:.o=.d) $(THELP_OBJS:.o=.d) $(TESTS:$(BUILD)/tests/%=$(BUILD)/tests/obj/%.d)

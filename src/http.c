@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "http.h"
+#include "httpcheck.h"
 #include "log.h"
 
 static struct http_parse *hp_of(http_parser *p)
@@ -118,48 +119,83 @@ static bool value_is(const char *base, const struct http_hdr *h,
     return h->value_len == n && strncasecmp(base + h->value_off, want, n) == 0;
 }
 
-/* Debian builds http-parser without HTTP_PARSER_STRICT, which lets
- * "HTTX/1.1" pass as a version: check the text after the target ourselves
- * (the head is still in the buffer). " HTTP/d.d" then CRLF or LF. */
-static bool version_text_ok(const struct http_parse *hp)
+static bool name_eq(const char *base, const struct http_hdr *h,
+                    const char *want, size_t n)
 {
-    const char *v = hp->base + hp->req.url_off + hp->req.url_len;
-    const char *want = " HTTP/";
-
-    /* Byte by byte: the head may end right after a short line. */
-    for (int i = 0; want[i]; i++)
-        if (v[i] != want[i])
-            return false;
-    return v[6] >= '0' && v[6] <= '9' &&
-           v[7] == '.' && v[8] >= '0' && v[8] <= '9' &&
-           (v[9] == '\n' || (v[9] == '\r' && v[10] == '\n'));
+    return h->name_len == n && strncasecmp(base + h->name_off, want, n) == 0;
 }
 
-/* Checks that need the whole head: version, Host, Expect, body size. */
+#define MAX_TE_FIELDS 8
+
+/* The request's framing fields: one Content-Length, or Transfer-Encoding
+ * that is exactly "chunked" (RFC 9112 6.1, 6.3), and never both. */
+static int check_framing(struct http_parse *hp, const char *const *te,
+                         const size_t *te_len, size_t nte, int ncl)
+{
+    int st;
+
+    if (nte > 0) {
+        if (hp->req.version == 10)
+            return fail(hp, 400, "Transfer-Encoding in HTTP/1.0");
+        if (ncl > 0)
+            return fail(hp, 400, "Content-Length with Transfer-Encoding");
+        if (nte > MAX_TE_FIELDS)
+            return fail(hp, 400, "too many Transfer-Encoding fields");
+        if ((st = httpcheck_transfer_encoding(te, te_len, nte, &hp->why)) != 0)
+            return fail(hp, st, hp->why);
+        if (!(hp->p.flags & F_CHUNKED)) /* http-parser must agree */
+            return fail(hp, 400, "ambiguous Transfer-Encoding");
+        hp->req.chunked = true;
+    }
+    if (ncl > 1)
+        return fail(hp, 400, "duplicate Content-Length");
+    return 0;
+}
+
+/* Checks that need the whole head: its syntax, version, target, Host,
+ * framing, Expect, body size. */
 static int on_headers_complete(http_parser *p)
 {
     struct http_parse *hp = hp_of(p);
     struct http_req *rq = &hp->req;
-    int hosts = 0;
+    const char *te[MAX_TE_FIELDS + 1];
+    size_t te_len[MAX_TE_FIELDS + 1], nte = 0, head_len;
+    int hosts = 0, ncl = 0, st;
 
-    if (!version_text_ok(hp))
-        return fail(hp, 400, "malformed request line");
+    st = httpcheck_head(hp->base + hp->head_off, hp->end - hp->head_off,
+                        &head_len, &hp->why);
+    if (st != 0)
+        return fail(hp, st, hp->why);
+    rq->frame_pos = hp->head_off + head_len;
     if (p->http_major != 1)
         return fail(hp, 505, "HTTP version not supported");
     rq->version = (uint8_t)(10 + (p->http_minor >= 1));
     rq->method = (uint8_t)p->method;
     rq->in_field = false;
+    st = httpcheck_target(p->method, hp->base + rq->url_off, rq->url_len, &hp->why);
+    if (st != 0)
+        return fail(hp, st, hp->why);
     for (uint32_t i = 0; i < rq->nhdrs; i++) {
         struct http_hdr *h = &rq->hdrs[i];
-        const char *name = hp->base + h->name_off;
+        const char *value = hp->base + h->value_off;
 
         /* http-parser keeps trailing white space of a value: drop it. */
-        while (h->value_len > 0 && (hp->base[h->value_off + h->value_len - 1] == ' ' ||
-                                    hp->base[h->value_off + h->value_len - 1] == '\t'))
+        while (h->value_len > 0 && (value[h->value_len - 1] == ' ' ||
+                                    value[h->value_len - 1] == '\t'))
             h->value_len--;
-        if (h->name_len == 4 && strncasecmp(name, "host", 4) == 0)
+        if (name_eq(hp->base, h, "host", 4)) {
             hosts++;
-        else if (h->name_len == 6 && strncasecmp(name, "expect", 6) == 0) {
+            if ((st = httpcheck_host(value, h->value_len, &hp->why)) != 0)
+                return fail(hp, st, hp->why);
+        } else if (name_eq(hp->base, h, "content-length", 14)) {
+            ncl++;
+        } else if (name_eq(hp->base, h, "transfer-encoding", 17)) {
+            if (nte <= MAX_TE_FIELDS) {
+                te[nte] = value;
+                te_len[nte] = h->value_len;
+            }
+            nte++;
+        } else if (name_eq(hp->base, h, "expect", 6)) {
             if (!value_is(hp->base, h, "100-continue"))
                 return fail(hp, 417, "unsupported expectation");
             rq->expect_continue = rq->version == 11;
@@ -167,6 +203,8 @@ static int on_headers_complete(http_parser *p)
     }
     if (hosts > 1 || (hosts == 0 && rq->version == 11))
         return fail(hp, 400, hosts ? "duplicate Host" : "missing Host");
+    if (check_framing(hp, te, te_len, nte, ncl) != 0)
+        return -1;
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > hp->lim->max_body_size)
         return fail(hp, 413, "declared body too large");
     if (!(p->flags & (F_CONTENTLENGTH | F_CHUNKED)) || p->content_length == 0)
@@ -176,12 +214,27 @@ static int on_headers_complete(http_parser *p)
     return 0;
 }
 
+static int on_chunk_header(http_parser *p)
+{
+    hp_of(p)->req.chunk_begins = true;
+    return 0;
+}
+
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct http_parse *hp = hp_of(p);
     struct http_req *rq = &hp->req;
     size_t off = (size_t)(at - hp->base);
 
+    if (rq->chunk_begins) {
+        int st = httpcheck_chunk_line(hp->base + rq->frame_pos, off - rq->frame_pos,
+                                      rq->had_data, &hp->why);
+        if (st != 0)
+            return fail(hp, st, hp->why);
+        rq->chunk_begins = false;
+        rq->had_data = true;
+    }
+    rq->frame_pos = off + len;
     if (rq->body_len == 0)
         rq->body_off = off;
     else if (off != rq->body_off + rq->body_len)
@@ -212,6 +265,7 @@ static const http_parser_settings settings = {
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = on_message_complete,
 };
 
@@ -241,8 +295,9 @@ static int parser_status(const struct http_parse *hp)
     switch (HTTP_PARSER_ERRNO(&hp->p)) {
     case HPE_HEADER_OVERFLOW:
         return 431;
-    case HPE_INVALID_VERSION:
-        return 505;
+    case HPE_INVALID_METHOD: /* a token it does not know: Not Implemented */
+        return httpcheck_is_method_token(hp->base + hp->head_off,
+                                         hp->end - hp->head_off) ? 501 : 400;
     default:
         return 400;
     }
@@ -253,6 +308,9 @@ size_t http_feed(struct http_parse *hp, char *base, size_t off, size_t len)
     size_t n;
 
     hp->base = base;
+    hp->end = off + len;
+    if (!hp->started)
+        hp->head_off = off;
     n = http_parser_execute(&hp->p, &settings, base + off, len);
     switch (HTTP_PARSER_ERRNO(&hp->p)) {
     case HPE_OK:
@@ -261,9 +319,20 @@ size_t http_feed(struct http_parse *hp, char *base, size_t off, size_t len)
     default:
         if (hp->error == 0) {
             hp->error = parser_status(hp);
-            hp->why = http_errno_description(HTTP_PARSER_ERRNO(&hp->p));
+            hp->why = hp->error == 501 ? "method not implemented"
+                                       : http_errno_description(HTTP_PARSER_ERRNO(&hp->p));
         }
         break;
+    }
+    if (hp->req.complete && hp->req.chunked) {
+        /* The last chunk, trailers and the end of the message. */
+        int st = httpcheck_chunk_tail(base + hp->req.frame_pos,
+                                      off + n - hp->req.frame_pos,
+                                      hp->req.had_data, &hp->why);
+        if (st != 0) {
+            hp->error = st;
+            hp->req.complete = false;
+        }
     }
     return n;
 }

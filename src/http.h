@@ -43,6 +43,11 @@ struct http_req {
     bool keepalive;  /* the client allows another request after this */
     bool expect_continue; /* "Expect: 100-continue" and a body follows */
     bool in_field;   /* last callback was a header name piece */
+    bool chunked;    /* the body is chunked: its framing is checked */
+    bool chunk_begins; /* a chunk-size line was parsed; data comes next */
+    bool had_data;   /* a chunk with data came (a CRLF follows its data) */
+    size_t frame_pos; /* chunked: where the unchecked framing bytes begin
+                       * (as received, before de-chunking moved data) */
 };
 
 struct http_parse {
@@ -53,6 +58,8 @@ struct http_parse {
     int error;           /* status to answer and close with; 0 = none */
     const char *why;     /* short reason for the error, for the log */
     bool started;        /* a byte of the current request has been parsed */
+    size_t head_off;     /* where the current request's bytes begin */
+    size_t end;          /* end of the bytes given to this http_feed */
 };
 
 /* Sets the process-wide header-size cap of http-parser from lim (call once
@@ -62,7 +69,9 @@ void http_parse_free(struct http_parse *hp);
 
 /* Parses base[off, off+len). Returns the bytes consumed. Stops early at the
  * end of a request (hp->req.complete, parser paused) or on an error
- * (hp->error set to 400, 413, 414, 417, 431 or 505). May move body bytes
+ * (hp->error set to 400, 413, 414, 417, 431, 501 or 505). Beyond what
+ * http-parser checks, the head, chunk framing, Transfer-Encoding, target
+ * and Host must be valid RFC 9112 syntax (httpcheck.h). May move body bytes
  * within base[req.body_off, off+len) to de-chunk in place. */
 size_t http_feed(struct http_parse *hp, char *base, size_t off, size_t len);
 
