@@ -4,7 +4,6 @@
  * framing. Runs in workers; owns no sockets and no timers.
  * Returns: http_feed reports problems as HTTP status codes in hp->error.
  */
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -443,28 +442,58 @@ static bool owned(const pf_str *name, struct http_resp *r, const pf_str *value)
     }
 }
 
+/* Copies n bytes at *w and advances it. */
+static void put(char **w, const char *s, size_t n)
+{
+    memcpy(*w, s, n);
+    *w += n;
+}
+
+#define PUT_LIT(w, lit) put(w, lit, sizeof(lit) - 1)
+
+/* Decimal text of v, written backwards ending at end; returns its start. */
+static char *u64_text(uint64_t v, char *end)
+{
+    do
+        *--end = (char)('0' + v % 10);
+    while (v /= 10);
+    return end;
+}
+
+/* Bytes the framing and Connection lines take at most. */
+#define TAIL_MAX 80
+
+/* One reserve and straight copies: this runs once per response. */
 int http_write_head(struct buf *out, struct http_resp *r,
                     const pf_header *h, size_t n, time_t now)
 {
-    char line[96];
-    int k;
+    const char *reason = http_reason(r->status), *date = http_date(now);
+    size_t rlen = strlen(reason), need = 9 + 4 + rlen + 2 + 18 + 6 + 29 + 2 + TAIL_MAX;
+    char digits[24], *d, *w;
+    int st = r->status;
 
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (h[i].name.len == 0 || !clean(&h[i].name) || !clean(&h[i].value))
             return -1;
-    k = snprintf(line, sizeof(line), "HTTP/1.1 %03d ", r->status);
-    buf_append(out, line, (size_t)k);
-    buf_puts(out, http_reason(r->status));
-    buf_puts(out, "\r\nServer: preforkd\r\nDate: ");
-    buf_puts(out, http_date(now));
-    buf_append(out, "\r\n", 2);
+        need += h[i].name.len + 2 + h[i].value.len + 2;
+    }
+    w = buf_reserve(out, need);
+    PUT_LIT(&w, "HTTP/1.1 ");
+    *w++ = (char)('0' + st / 100 % 10);
+    *w++ = (char)('0' + st / 10 % 10);
+    *w++ = (char)('0' + st % 10);
+    *w++ = ' ';
+    put(&w, reason, rlen);
+    PUT_LIT(&w, "\r\nServer: preforkd\r\nDate: ");
+    put(&w, date, strlen(date));
+    PUT_LIT(&w, "\r\n");
     for (size_t i = 0; i < n; i++) {
         if (owned(&h[i].name, r, &h[i].value))
             continue;
-        buf_append(out, h[i].name.ptr, h[i].name.len);
-        buf_append(out, ": ", 2);
-        buf_append(out, h[i].value.ptr, h[i].value.len);
-        buf_append(out, "\r\n", 2);
+        put(&w, h[i].name.ptr, h[i].name.len);
+        PUT_LIT(&w, ": ");
+        put(&w, h[i].value.ptr, h[i].value.len);
+        PUT_LIT(&w, "\r\n");
     }
     if (r->framing == FRAME_CHUNKED && r->version < 11)
         r->framing = FRAME_CLOSE;
@@ -473,32 +502,39 @@ int http_write_head(struct buf *out, struct http_resp *r,
     if (r->status == 204 || r->status == 304 || r->status < 200)
         r->framing = FRAME_NONE;
     if (r->framing == FRAME_LENGTH) {
-        k = snprintf(line, sizeof(line), "Content-Length: %" PRIu64 "\r\n",
-                     r->content_length);
-        buf_append(out, line, (size_t)k);
+        PUT_LIT(&w, "Content-Length: ");
+        d = u64_text(r->content_length, digits + sizeof(digits));
+        put(&w, d, (size_t)(digits + sizeof(digits) - d));
+        PUT_LIT(&w, "\r\n");
     } else if (r->framing == FRAME_CHUNKED) {
-        buf_puts(out, "Transfer-Encoding: chunked\r\n");
+        PUT_LIT(&w, "Transfer-Encoding: chunked\r\n");
     }
     if (!r->keepalive)
-        buf_puts(out, "Connection: close\r\n\r\n");
+        PUT_LIT(&w, "Connection: close\r\n\r\n");
     else if (r->version < 11)
-        buf_puts(out, "Connection: keep-alive\r\n\r\n");
+        PUT_LIT(&w, "Connection: keep-alive\r\n\r\n");
     else
-        buf_append(out, "\r\n", 2);
+        PUT_LIT(&w, "\r\n");
+    out->len = (size_t)(w - out->p);
     return 0;
 }
 
 void http_write_chunk(struct buf *out, const void *data, size_t len)
 {
-    char line[24];
-    int k;
+    char *w;
+    int shift = 60;
 
     if (len == 0)
         return;
-    k = snprintf(line, sizeof(line), "%zx\r\n", len);
-    buf_append(out, line, (size_t)k);
-    buf_append(out, data, len);
-    buf_append(out, "\r\n", 2);
+    w = buf_reserve(out, 16 + 2 + len + 2);
+    while (shift > 0 && (len >> shift) == 0)
+        shift -= 4;
+    for (; shift >= 0; shift -= 4)
+        *w++ = "0123456789abcdef"[(len >> shift) & 15];
+    PUT_LIT(&w, "\r\n");
+    put(&w, data, len);
+    PUT_LIT(&w, "\r\n");
+    out->len = (size_t)(w - out->p);
 }
 
 void http_write_last_chunk(struct buf *out)
