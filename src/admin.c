@@ -171,13 +171,16 @@ int admin_start(struct ev_loop *loop, struct listen_addr *addr,
     A.render = render;
     A.fd = inherit_take(addr);
     if (A.fd < 0) {
+        /* A unix socket is created 0600 (the umask applies to bind), so
+         * it is never reachable by others, not even for a moment. */
+        mode_t old = umask(0177);
+
         A.fd = listen_open(addr, 64);
+        umask(old);
         if (A.fd < 0) {
             log_err("admin: listen on %s", addr->text);
             return -1;
         }
-        if (addr->family == AF_UNIX && chmod(addr->u.un.sun_path, 0600) < 0)
-            log_warn("admin: chmod 0600 %s", addr->u.un.sun_path);
     }
     A.addr = *addr; /* after listen_open: it records the unix socket's inode */
     log_info("admin endpoint on %s", addr->text);

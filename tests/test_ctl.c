@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -104,8 +105,12 @@ START_TEST(test_status)
     struct ctl c;
     char *out, *j, why[200], master[64];
     struct rows rows;
+    struct stat st;
 
     start(&c, 2, NULL);
+    /* Only the owner may talk to the admin socket (docs/security.md). */
+    ck_assert_int_eq(stat(c.admin, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
     ck_assert_int_eq(ctl(&c, &out, "status", NULL), 0);
     snprintf(master, sizeof(master), "master %d: running, ready, generation 1",
              (int)c.d->pid);
