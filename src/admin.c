@@ -225,10 +225,8 @@ void admin_forget_in_child(void)
     ev_io_stop(A.loop, &A.accept_w);
     close(A.fd);
     A.fd = -1;
-    for (struct admin_conn *c = A.conns; c; c = c->next) {
-        ev_io_stop(A.loop, &c->io);
-        ev_timer_stop(A.loop, &c->timer);
-        close(c->fd);
-    }
-    A.conns = NULL; /* the master's memory: not ours to free */
+    /* This process's copies of the master's admin clients: freed here,
+     * or they would be lost (the master goes on serving its own). */
+    while (A.conns)
+        conn_free(A.conns);
 }

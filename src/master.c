@@ -663,6 +663,7 @@ static int setup(void)
     }
     M.msg_rd = pfd[0];
     M.msg_wr = pfd[1];
+    M.admin_spec = M.cfg->admin.listen;
     if (M.cfg->admin.enabled &&
         admin_start(M.loop, &M.cfg->admin.listen, stats_render) < 0)
         return 1;

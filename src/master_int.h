@@ -49,6 +49,7 @@ struct master {
     struct app app;
     int *lfds;
     struct listen_addr *lspec; /* each listener as configured (port 0 kept) */
+    struct listen_addr admin_spec; /* [admin] listen as configured */
     size_t nlisten;
     char *const *argv;   /* for the binary upgrade */
     char self[4096];     /* the executable, resolved at start */

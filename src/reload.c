@@ -139,8 +139,10 @@ static int check_fixed(struct config *nc)
              "restart or upgrade (USR2) to raise it", nc->server.max_workers, M.nslots);
         return -1;
     }
+    /* Compared as configured (port 0 stays 0) and as bound. */
     if (nc->admin.enabled != M.cfg->admin.enabled ||
-        (nc->admin.enabled && strcmp(nc->admin.listen.text, M.cfg->admin.listen.text) != 0))
+        (nc->admin.enabled && !same_spec(&nc->admin.listen, &M.admin_spec) &&
+         !same_spec(&nc->admin.listen, &M.cfg->admin.listen)))
         log_warnx("reload: [admin] listen changes only with a restart; keeping %s",
                   M.cfg->admin.enabled ? M.cfg->admin.listen.text : "off");
     nc->admin = M.cfg->admin;
