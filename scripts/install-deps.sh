@@ -6,7 +6,7 @@ set -eu
 
 # systemd: systemd-socket-activate and systemd-analyze, used by the tests
 # (installing it in a container starts nothing).
-pkgs="gcc make pkg-config libev-dev libhttp-parser-dev libinih-dev check curl systemd $*"
+pkgs="gcc make pkg-config libev-dev libhttp-parser-dev libinih-dev check curl systemd valgrind $*"
 
 missing=""
 for p in $pkgs; do
