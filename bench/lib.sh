@@ -1,0 +1,257 @@
+# shellcheck shell=bash
+# bench/lib.sh - the mechanism of bench/run.sh: start and stop servers from
+# the templates in bench/conf, run wrk pinned to the client CPUs, read wrk's
+# output and the workers' private memory. Sourced by run.sh (bash), on the
+# benchmark machine. Functions print what failed on stderr; a server that
+# cannot start is fatal (die), and the EXIT trap of run.sh stops everything
+# it started, by pid.
+
+die() { echo "bench: $*" >&2; exit 1; }
+warn() { echo "bench: warning: $*" >&2; }
+note() { echo "bench: $*" >&2; }
+
+declare -A PID    # server name -> pid of its (master) process
+declare -A PORT   # server name -> its port on 127.0.0.1
+declare -A KIND   # server name -> preforkd, nginx or h2o
+declare -A SHOWN  # server name -> the name shown in the table
+STARTED=()        # every server pid, in start order, for cleanup
+WRK_PID=
+
+# True while pid $1 runs (a zombie that was not reaped yet does not count).
+alive() {
+    local st
+    st=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${st#Z}" = "$st" ]
+}
+
+# taskset's prefix for the CPU list $1, nothing when it is empty.
+pin() {
+    [ -z "$1" ] || echo "taskset -c $1"
+}
+
+# A free port on 127.0.0.1: one the kernel gives to bind(port 0).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# render TEMPLATE OUT KEY=VALUE...: the template with every @KEY@ replaced.
+render() {
+    local in=$1 out=$2 kv
+    local args=()
+    shift 2
+    for kv in "$@"; do
+        args+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
+    done
+    sed "${args[@]}" "$in" > "$out"
+    if grep -q '@[A-Z_]*@' "$out"; then
+        die "$out: a field of $in was not filled in"
+    fi
+}
+
+# FIELDS: what every template may use, for server $1 with $2 workers.
+set_fields() {
+    FIELDS=("DIR=$DIR" "NAME=$1" "WORKERS=$2" "APPS=$APPS"
+        "NGINX_USER=$NGINX_USER" "H2O_USER=$H2O_USER")
+}
+
+# launch NAME CPUS COMMAND...: starts one server in the background.
+launch() {
+    local name=$1 cpus=$2
+    shift 2
+    # shellcheck disable=SC2046
+    $(pin "$cpus") "$@" > "$DIR/$name.out" 2>&1 < /dev/null &
+    PID[$name]=$!
+    STARTED+=("$!")
+}
+
+# Last lines of server $1's logs, for an error message.
+server_logs() {
+    { tail -n 5 "$DIR/$1.out" "$DIR/$1-error.log" 2>/dev/null || true; } >&2
+}
+
+# wait_ready NAME: polls GET / until it answers 200 with exactly the bytes
+# of hello.txt (every server and proxy must send the same body), 20 s at
+# most. Dies otherwise.
+wait_ready() {
+    local name=$1 code deadline=$((SECONDS + 20))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        alive "${PID[$name]}" || { server_logs "$name"; die "$name exited at start"; }
+        code=$(curl -s -m 2 -o "$DIR/$name.body" -w '%{http_code}' \
+            "http://127.0.0.1:${PORT[$name]}/" || true)
+        if [ "$code" = 200 ]; then
+            cmp -s "$DIR/$name.body" "$DIR/hello.txt" && return 0
+            die "$name answers a different body: $(od -c "$DIR/$name.body" | head -n 3)"
+        fi
+        sleep 0.1
+    done
+    server_logs "$name"
+    die "$name did not answer 200 on port ${PORT[$name]} within 20 s"
+}
+
+# start_preforkd NAME SHOWN TEMPLATE KEY=VALUE...: preforkd on port 0; the
+# port is read from its log ("listening on 127.0.0.1:PORT").
+start_preforkd() {
+    local name=$1 shown=$2 tmpl=$3 deadline=$((SECONDS + 20)) port=
+    shift 3
+    set_fields "$name" "$WORKERS"
+    render "$CONF/$tmpl" "$DIR/$name.ini" "${FIELDS[@]}" "$@"
+    launch "$name" "$SERVER_CPUS" "$BIN" -c "$DIR/$name.ini"
+    while [ -z "$port" ] && [ "$SECONDS" -lt "$deadline" ]; do
+        alive "${PID[$name]}" || { server_logs "$name"; die "$name exited at start"; }
+        port=$(sed -n 's/.* master: listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' \
+            "$DIR/$name-error.log" 2>/dev/null | head -n 1)
+        [ -n "$port" ] || sleep 0.1
+    done
+    [ -n "$port" ] || die "$name logged no listening port within 20 s"
+    PORT[$name]=$port KIND[$name]=preforkd SHOWN[$name]=$shown
+    wait_ready "$name"
+}
+
+# start_nginx NAME SHOWN TEMPLATE CPUS WORKERS KEY=VALUE...
+start_nginx() {
+    local name=$1 shown=$2 tmpl=$3 cpus=$4 nworkers=$5
+    shift 5
+    PORT[$name]=$(free_port) KIND[$name]=nginx SHOWN[$name]=$shown
+    mkdir -p "$DIR/$name-tmp"
+    set_fields "$name" "$nworkers"
+    render "$CONF/$tmpl" "$DIR/$name.conf" "${FIELDS[@]}" \
+        "PORT=${PORT[$name]}" "$@"
+    launch "$name" "$cpus" nginx -p "$DIR" -e "$DIR/$name-error.log" \
+        -c "$DIR/$name.conf"
+    wait_ready "$name"
+}
+
+# start_h2o NAME SHOWN TEMPLATE KEY=VALUE...
+start_h2o() {
+    local name=$1 shown=$2 tmpl=$3
+    shift 3
+    PORT[$name]=$(free_port) KIND[$name]=h2o SHOWN[$name]=$shown
+    set_fields "$name" "$WORKERS"
+    render "$CONF/$tmpl" "$DIR/$name.yaml" "${FIELDS[@]}" \
+        "PORT=${PORT[$name]}" "$@"
+    launch "$name" "$SERVER_CPUS" h2o -c "$DIR/$name.yaml"
+    wait_ready "$name"
+}
+
+# Pids of the processes of server $1 that serve requests: preforkd's and
+# nginx's workers (children of the master), h2o's one process.
+workers_of() {
+    case ${KIND[$1]} in
+    h2o) echo "${PID[$1]}" ;;
+    *) ps -o pid= --ppid "${PID[$1]}" | tr -d ' ' ;;
+    esac
+}
+
+# "PID:START" for each child of $1, START being its start time (field 22
+# of /proc/PID/stat), so that a pid is never killed once it names another
+# process.
+children() {
+    local k
+    for k in $(ps -o pid= --ppid "$1"); do
+        echo "$k:$(proc_start "$k")"
+    done
+}
+
+proc_start() {
+    awk '{ sub(/.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/null || true
+}
+
+# stop_pid PID: TERM to a child of this shell and up to 15 s to exit; then,
+# if it still runs, SIGSTOP (it forks no more) and SIGKILL to it and its
+# children. Children that outlive it are killed too. Reaps it.
+stop_pid() {
+    local pid=$1 kids deadline=$((SECONDS + 15)) k
+    kids=$(children "$pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
+        sleep 0.1
+    done
+    if alive "$pid"; then
+        warn "pid $pid ignored SIGTERM for 15 s: SIGKILL to it and its children"
+        kill -STOP "$pid" 2>/dev/null || true
+        kids="$kids $(children "$pid")"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    for k in $kids; do
+        if [ -n "${k#*:}" ] && [ "$(proc_start "${k%%:*}")" = "${k#*:}" ] &&
+            alive "${k%%:*}"; then
+            kill -KILL "${k%%:*}" 2>/dev/null || true
+        fi
+    done
+    return 0
+}
+
+# stop_servers NAME...: stops them and forgets them (their pids may name
+# other processes from now on).
+stop_servers() {
+    local name pid keep
+    for name in "$@"; do
+        stop_pid "${PID[$name]}"
+        keep=()
+        for pid in "${STARTED[@]}"; do
+            [ "$pid" = "${PID[$name]}" ] || keep+=("$pid")
+        done
+        STARTED=("${keep[@]}")
+        unset "PID[$name]"
+    done
+}
+
+# run_wrk OUT SERVER SECONDS [wrk options]: one wrk run against SERVER's /,
+# on the client CPUs, its output in OUT. wait (not a foreground wrk) keeps
+# the signal traps of run.sh working during a run.
+run_wrk() {
+    local out=$1 name=$2 secs=$3
+    shift 3
+    # shellcheck disable=SC2046
+    $(pin "$CLIENT_CPUS") wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency \
+        "$@" "http://127.0.0.1:${PORT[$name]}/" > "$out" 2>&1 < /dev/null &
+    WRK_PID=$!
+    wait "$WRK_PID" || warn "wrk against $name exited with status $? (see $out)"
+    WRK_PID=
+}
+
+# parse_wrk FILE: "req/s <TAB> p50 ms <TAB> p99 ms <TAB> non-2xx <TAB>
+# socket errors <TAB> ok|fail" from wrk --latency's output ("fail": no
+# Requests/sec line, i.e. wrk did not run).
+parse_wrk() {
+    awk '
+    function ms(v) {
+        if (v ~ /us$/) return v / 1000
+        if (v ~ /ms$/) return v + 0
+        if (v ~ /m$/) return v * 60000
+        if (v ~ /s$/) return v * 1000
+        return v + 0
+    }
+    /^Requests\/sec:/ { rps = $2; ok = 1 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Socket errors:/ { gsub(",", ""); sock = $4 + $6 + $8 + $10 }
+    /Non-2xx or 3xx responses:/ { bad = $5 }
+    END {
+        printf "%.1f\t%.3f\t%.3f\t%d\t%d\t%s\n", rps, p50, p99, bad, sock,
+            ok ? "ok" : "fail"
+    }' "$1"
+}
+
+# Private memory of pid $1 in KiB: Private_Clean + Private_Dirty of
+# /proc/PID/smaps_rollup ("?" when it cannot be read).
+private_kib() {
+    awk '/^Private_(Clean|Dirty):/ { kib += $2; ok = 1 }
+         END { if (ok) print kib; else print "?" }' \
+        "/proc/$1/smaps_rollup" 2>/dev/null || echo "?"
+}
+
+# mem_sample WHEN NAME...: one line per server to memory.tsv: WHEN, the
+# shown name, its kind and the private KiB of each of its workers.
+mem_sample() {
+    local when=$1 name pid vals
+    shift
+    for name in "$@"; do
+        vals=
+        for pid in $(workers_of "$name"); do
+            vals="$vals${vals:+ }$(private_kib "$pid")"
+        done
+        printf '%s\t%s\t%s\t%s\n' "$when" "${SHOWN[$name]}" "${KIND[$name]}" \
+            "${vals:-none}" >> "$OUT/memory.tsv"
+    done
+}
