@@ -531,6 +531,7 @@ static void set_listen_list(struct parser *p, const struct keydef *k,
     struct listen_addr **field = (void *)((char *)base + k->off);
     size_t *count = (void *)((char *)base + k->aux);
     struct listen_addr *list = NULL, *grown, a;
+    char buf[SHOW_MAX * 4 + 4];
     char *copy = xstrdup(p, v), *rest = copy;
     size_t n = 0;
     int nbad = 0;
@@ -541,7 +542,7 @@ static void set_listen_list(struct parser *p, const struct keydef *k,
             nbad++;
         } else if (is_duplicate(list, n, &a)) {
             errorf(p, p->lineno, "[%s] %s: duplicate address \"%s\"",
-                   p->secname, k->name, a.text);
+                   p->secname, k->name, show(a.text, buf));
             nbad++;
         } else if ((grown = realloc(list, (n + 1) * sizeof(*list))) == NULL) {
             p->oom = true;
@@ -642,6 +643,7 @@ static void unknown_key(struct parser *p, const struct secdef *sd,
 {
     const char *best = NULL;
     size_t best_d = 3; /* suggest only close typos */
+    char buf[SHOW_MAX * 4 + 4];
 
     for (size_t i = 0; i < sd->nkeys; i++) {
         size_t d = edit_distance(name, sd->keys[i].name);
@@ -652,9 +654,10 @@ static void unknown_key(struct parser *p, const struct secdef *sd,
     }
     if (best != NULL)
         errorf(p, p->lineno, "[%s] %s: unknown key (did you mean \"%s\"?)",
-               p->secname, name, best);
+               p->secname, show(name, buf), best);
     else
-        errorf(p, p->lineno, "[%s] %s: unknown key", p->secname, name);
+        errorf(p, p->lineno, "[%s] %s: unknown key", p->secname,
+               show(name, buf));
 }
 
 static void set_key(struct parser *p, const struct secdef *sd, void *base,
@@ -683,10 +686,11 @@ static void add_app_kv(struct parser *p, const char *name, const char *value)
 {
     struct config *c = p->c;
     struct config_kv *kv = config_app_find(c, name), *grown;
+    char buf[SHOW_MAX * 4 + 4];
 
     if (kv != NULL) {
         errorf(p, p->lineno, "[app] %s: duplicate key (first set at line %d)",
-               name, kv->line);
+               show(name, buf), kv->line);
         return;
     }
     grown = realloc(c->app.kv, (c->app.nkv + 1) * sizeof(*grown));
@@ -714,6 +718,7 @@ static int on_key(void *user, const char *section, const char *name,
                   const char *value)
 {
     struct parser *p = user;
+    char buf[SHOW_MAX * 4 + 4];
 
     (void)section; /* ours is p->sec: inih cuts names at 49 bytes */
     p->calls++;
@@ -729,7 +734,7 @@ static int on_key(void *user, const char *section, const char *name,
     switch (p->sec) {
     case SEC_NONE:
         errorf(p, p->lineno, "%s: key outside any section (expected a "
-               "[section] line first)", name);
+               "[section] line first)", show(name, buf));
         break;
     case SEC_IGNORE:
         break; /* the section header was already reported */
