@@ -41,7 +41,7 @@ struct fakeup {
     pthread_mutex_t mu;
     struct fconn *conns[MAX_CONNS];
     int nconns;
-    atomic_int accepted, closed_by_peer, open, requests;
+    atomic_int accepted, closed_by_peer, open, requests, responses;
     char *last;
     size_t last_len;
 };
@@ -55,6 +55,7 @@ int fakeup_closed_by_peer(const struct fakeup *f)
 }
 int fakeup_open(const struct fakeup *f) { return atomic_load(&f->open); }
 int fakeup_requests(const struct fakeup *f) { return atomic_load(&f->requests); }
+int fakeup_responses(const struct fakeup *f) { return atomic_load(&f->responses); }
 
 static double now(void)
 {
@@ -184,6 +185,8 @@ static int answer(struct fakeup *f, int fd, int nth)
 
     if (c->silent)
         return 1;
+    while (c->hold && *c->hold)
+        usleep(1000); /* shaping only: the test releases it */
     if (c->drop_request > 0 && nth == c->drop_request)
         return 0;
     if (c->reset_after > 0) {
@@ -193,6 +196,7 @@ static int answer(struct fakeup *f, int fd, int nth)
     }
     if (!(c->big > 0 ? send_big(fd, c->big) : send_all(fd, resp, len)))
         return -1;
+    atomic_fetch_add(&f->responses, 1);
     return c->close_after ? 0 : 1;
 }
 

@@ -25,6 +25,7 @@ struct fakeup_cfg {
     size_t reset_after;  /* > 0: send that many bytes of resp, then RST */
     uint64_t big;        /* > 0: 200 with a body of this many bytes, byte i
                             being 'a' + i % 26 */
+    volatile bool *hold; /* if not NULL: answers wait while *hold is true */
 };
 
 struct fakeup;
@@ -44,6 +45,8 @@ int fakeup_closed_by_peer(const struct fakeup *f);
 int fakeup_open(const struct fakeup *f);
 /* Complete requests received. */
 int fakeup_requests(const struct fakeup *f);
+/* Responses sent in full. */
+int fakeup_responses(const struct fakeup *f);
 /* The last request received, head and body, NUL-terminated (malloc'd). */
 char *fakeup_last_request(struct fakeup *f, size_t *len);
 /* Waits until cond(f) >= want, within timeout s. True if it happened. */

@@ -345,6 +345,43 @@ START_TEST(test_client_abort)
 }
 END_TEST
 
+/* The client leaves just before the upstream's head is read, in the same
+ * loop iteration: the worker is stopped while the response arrives and the
+ * client closes (libev then runs the client's EOF first). The request is
+ * aborted but the app's abort callback is still to come when the head is
+ * passed on: the proxy must end the request there and then, once. */
+START_TEST(test_client_gone_as_head_arrives)
+{
+    volatile bool hold = true;
+    struct fakeup_cfg fc = {.hold = &hold};
+    struct fakeup *f = fakeup_start(&fc);
+    struct hdaemon *d = start_proxy(fakeup_port(f), NULL, NULL);
+    pid_t pid = worker_pid(d);
+    struct hresp r;
+
+    for (int i = 1; i <= 3; i++) {
+        struct hconn *c = harness_connect(d->port);
+
+        hold = true;
+        harness_send_str(c, "GET /race HTTP/1.1\r\nHost: t\r\n\r\n");
+        ck_assert(fakeup_wait(f, fakeup_requests, i, 5));
+        ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+        hold = false;
+        ck_assert(fakeup_wait(f, fakeup_responses, i, 5));
+        harness_close(c);
+        ck_assert_int_eq(kill(pid, SIGCONT), 0);
+        harness_roundtrip(d->port, "GET /after HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+        ck_assert_int_eq(r.status, 200);
+        hresp_free(&r);
+    }
+    /* No crash, no double free: the one worker still serves. */
+    ck_assert_int_eq(harness_log_count(d, RE_SPAWNED), 1);
+    ck_assert_int_eq(kill(pid, 0), 0);
+    harness_daemon_stop(d, SIGTERM, 10);
+    fakeup_stop(f);
+}
+END_TEST
+
 /* ---- headers and framing -------------------------------------------------------- */
 
 static void assert_has(const struct hresp *r, const char *line, bool want)
@@ -628,6 +665,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(t, test_invalid_response_502);
     tcase_add_test(t, test_reset_mid_body);
     tcase_add_test(t, test_client_abort);
+    tcase_add_test(t, test_client_gone_as_head_arrives);
     tcase_add_test(t, test_hop_by_hop_and_forwarded);
     tcase_add_test(t, test_chunked_request_reframed);
     tcase_add_test(t, test_response_hop_by_hop);

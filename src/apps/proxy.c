@@ -129,8 +129,15 @@ static void on_head(pf_upstream_req *u, void *arg, int status,
     x->started = rc == 0 || x->aborted;
     if (x->aborted || rc == 0)
         return; /* on an abort, on_abort cancelled u and ends r later */
-    pf_log(PF_LOG_WARN, "proxy: upstream response head cannot be forwarded");
     pf_upstream_cancel(u);
+    /* -1 and still in our hands: either the client has just gone (the
+     * start counted as done and on_abort is yet to come, unless the
+     * request ends first, as it does here), or the head was refused. */
+    if (pf_response_abort(x->r) == 0) {
+        free(x);
+        return;
+    }
+    pf_log(PF_LOG_WARN, "proxy: upstream response head cannot be forwarded");
     px_respond_error(x, 502, "502 Bad Gateway\n");
 }
 
