@@ -71,6 +71,7 @@ static const struct keydef server_keys[] = {
     SRV(header_timeout, V_DURATION, 1, 0),
     SRV(body_timeout, V_DURATION, 1, 0),
     SRV(send_timeout, V_DURATION, 1, 0),
+    SRV(request_timeout, V_DURATION, 0, 0),
     SRV(max_request_line, V_U32, 64, 1048576),
     SRV(max_headers, V_U32, 1, 10000),
     SRV(max_header_size, V_U32, 64, 1048576),
@@ -1077,6 +1078,7 @@ void config_defaults(struct config *c)
     c->server.header_timeout = 10;
     c->server.body_timeout = 30;
     c->server.send_timeout = 30;
+    c->server.request_timeout = 60;
     c->server.max_request_line = 8190;
     c->server.max_headers = 100;
     c->server.max_header_size = 8190;

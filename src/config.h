@@ -61,6 +61,8 @@ struct config {
         double header_timeout;       /* default 10 */
         double body_timeout;         /* default 30: between body reads */
         double send_timeout;         /* default 30: between response writes */
+        double request_timeout;      /* default 60: the app's silence on a
+                                        request; 0 = off */
         uint32_t max_request_line;   /* default 8190 */
         uint32_t max_headers;        /* default 100 */
         uint32_t max_header_size;    /* default 8190: one field line */

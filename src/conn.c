@@ -51,6 +51,7 @@ static void rearm(struct conn *c, ev_tstamp left)
     ev_timer_start(c->srv->loop, &c->timer);
 }
 
+/* An orphan left the count when it lost its socket (see close_conn). */
 static void unlink_conn(struct conn *c)
 {
     struct conn_server *s = c->srv;
@@ -61,12 +62,14 @@ static void unlink_conn(struct conn *c)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    s->nconns--;
+    if (c->state != CONN_ORPHAN)
+        s->nconns--;
 }
 
 static void free_conn(struct conn *c)
 {
     struct conn_server *s = c->srv;
+    bool counted = c->state != CONN_ORPHAN;
 
     ev_timer_stop(s->loop, &c->timer); /* an orphan's pending abort call */
     buf_free(&c->in);
@@ -74,7 +77,7 @@ static void free_conn(struct conn *c)
     http_parse_free(&c->hp);
     free(c->req.hdrs);
     free(c);
-    if (s->on_conn_closed)
+    if (counted && s->on_conn_closed)
         s->on_conn_closed(s);
 }
 
@@ -84,11 +87,17 @@ static void on_orphaned(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Closes the socket. If the app still holds the request, the connection
- * lives on as an orphan until the app ends it. */
+ * lives on as an orphan until the app ends it. An orphan no longer counts
+ * as a connection (worker_connections, draining): no client waits on it,
+ * and an app that lost the request must not hold a retiring worker until
+ * graceful_timeout. It stays in the list, so conn_close_all frees it. */
 static void close_conn(struct conn *c)
 {
-    struct ev_loop *loop = c->srv->loop;
+    struct conn_server *s = c->srv;
+    struct ev_loop *loop = s->loop;
 
+    if (c->state == CONN_ORPHAN)
+        return; /* closed already */
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->timer);
@@ -104,6 +113,9 @@ static void close_conn(struct conn *c)
         ev_set_cb(&c->timer, on_orphaned);
         ev_timer_set(&c->timer, 0., 0.);
         ev_timer_start(loop, &c->timer);
+        s->nconns--;
+        if (s->on_conn_closed)
+            s->on_conn_closed(s);
         return;
     }
     unlink_conn(c);
@@ -128,19 +140,87 @@ static void start_linger(struct conn *c)
 {
     c->state = CONN_LINGER;
     shutdown(c->fd, SHUT_WR);
-    c->in.len = c->in_pos = 0;
     ev_io_start(c->srv->loop, &c->rio);
     set_timer(c, LINGER_TIME);
 }
 
+/* Reads and drops input while lingering; closes at EOF, on an error, or
+ * after LINGER_MAX bytes. A scratch buffer, not c->in: an app whose request
+ * timed out may still hold pointers into c->in. */
+static void linger_read(struct conn *c)
+{
+    char scratch[16384];
+    ssize_t n;
+
+    do
+        n = read(c->fd, scratch, sizeof(scratch));
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EAGAIN)
+        return;
+    if (n > 0) {
+        c->lingered += (size_t)n;
+        if (c->lingered < LINGER_MAX)
+            return;
+    }
+    close_conn(c);
+}
+
+/* Earlier responses of a pipelined batch may still be in c->out: the
+ * error response follows them. */
 static void respond_error(struct conn *c, int status)
 {
     log_debug("%s: %d (%s)", c->peer, status, c->hp.why ? c->hp.why : "");
-    c->out.len = c->out_pos = 0;
     http_write_error(&c->out, status, (time_t)now(c));
     c->close_after = true;
     c->req.state = REQ_NONE;
     flush_out(c);
+}
+
+/* request_timeout passed without a sign of life from the app: the client
+ * gets a 504, or, once a response head is out, a closed connection; the
+ * app is told through its abort callback, as if the client had left, and
+ * its later calls on the request only end it. */
+static void app_timed_out(struct conn *c)
+{
+    struct conn_server *s = c->srv;
+    struct pf_request *r = &c->req;
+    bool head_sent = r->state == REQ_STREAMING;
+
+    log_warnx("%s: %.*s %.*s: no response from the app for %gs "
+              "(request_timeout): %s", c->peer, (int)r->method.len,
+              r->method.ptr, (int)r->target.len, r->target.ptr,
+              s->cfg->server.request_timeout,
+              head_sent ? "closing the connection" : "answering 504");
+    if (!head_sent)
+        request_write_timeout(c);
+    if (s->on_request_done)
+        s->on_request_done(s, c); /* the access log line, the count */
+    if (head_sent) {
+        close_conn(c); /* an orphan: the abort callback runs from the loop */
+        return;
+    }
+    c->close_after = true;
+    request_abort(c); /* the app's calls on r now only end it */
+    flush_out(c);
+}
+
+/* The timer fired in CONN_APP with nothing waiting to be written. */
+static void check_app(struct conn *c)
+{
+    double limit = c->srv->cfg->server.request_timeout;
+    const struct pf_request *r = &c->req;
+    ev_tstamp left;
+
+    if (limit <= 0 || r->aborted ||
+        (r->state != REQ_APP && r->state != REQ_STREAMING))
+        return;
+    left = c->app_since + limit - now(c);
+    if (left > 0.001) {
+        c->deadline = now(c) + left;
+        rearm(c, left);
+        return;
+    }
+    app_timed_out(c);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -176,7 +256,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     case CONN_BODY:
         respond_error(c, 408);
         return;
-    case CONN_APP: /* a slow app is not the client's fault */
+    case CONN_APP:
+        check_app(c);
         return;
     default:
         break;
@@ -207,23 +288,18 @@ static ssize_t read_some(struct conn *c, bool grow)
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct conn *c = w->data;
+    ssize_t n;
+
+    if (c->state == CONN_LINGER) {
+        linger_read(c);
+        return;
+    }
     /* While the app holds the request it holds pointers into c->in, so the
      * buffer must not move: read only into the room it has. */
-    ssize_t n = read_some(c, c->state != CONN_APP);
-
+    n = read_some(c, c->state != CONN_APP);
     if (n == -1) {
         if (c->state == CONN_APP && c->in.cap == c->in.len)
             ev_io_stop(loop, &c->rio);
-        return;
-    }
-    if (c->state == CONN_LINGER) {
-        if (n > 0 && c->in.len < LINGER_MAX) {
-            c->in_pos += c->in.len;
-            c->in.len = 0;
-            if (c->in_pos < LINGER_MAX)
-                return;
-        }
-        close_conn(c);
         return;
     }
     if (n <= 0) {
@@ -290,9 +366,14 @@ static void flush_out(struct conn *c)
             ev_io_stop(c->srv->loop, &c->wio);
             if (c->state == CONN_IDLE) /* idle time counts from here */
                 set_timer(c, c->srv->cfg->server.keepalive_timeout);
+            else if (c->state == CONN_APP) /* that wait was the client's */
+                c->app_since = now(c);
         }
-        if (c->close_after && r->state != REQ_APP && r->state != REQ_STREAMING) {
-            if (c->hp.error || (c->in.len > c->in_pos))
+        /* A timed-out request closes even while the app still holds it
+         * (then an orphan): its 504 was the response. */
+        bool app_has_it = r->state == REQ_APP || r->state == REQ_STREAMING;
+        if (c->close_after && (r->aborted || !app_has_it)) {
+            if (c->hp.error || r->aborted || c->in.len > c->in_pos)
                 start_linger(c);
             else
                 close_conn(c);
@@ -382,7 +463,11 @@ static void process(struct conn *c)
         if (!hp->req.complete)
             break;
         c->state = CONN_APP;
-        ev_timer_stop(s->loop, &c->timer);
+        c->app_since = now(c);
+        if (s->cfg->server.request_timeout > 0)
+            set_timer(c, s->cfg->server.request_timeout);
+        else
+            ev_timer_stop(s->loop, &c->timer);
         request_prepare(c);
         request_dispatch(c);
         if (c->state == CONN_ORPHAN)

@@ -79,12 +79,14 @@ struct conn {
     ev_timer timer;
     ev_tstamp deadline; /* lazy: the timer re-arms itself until then */
     ev_tstamp last_write; /* last progress writing out (send_timeout) */
+    ev_tstamp app_since;  /* the app's last sign of life (request_timeout) */
     struct buf in;      /* request bytes; parsed up to in_pos */
     size_t in_pos;
     struct buf out;     /* response bytes; written up to out_pos */
     size_t out_pos;
     struct http_parse hp;
     struct pf_request req;
+    size_t lingered;    /* bytes read and dropped in CONN_LINGER */
     bool in_dispatch;   /* inside handle(): do not re-enter the loop */
     bool close_after;   /* close once out is flushed */
     bool sent_continue; /* "100 Continue" already written */
@@ -116,8 +118,12 @@ void conn_release_orphan(struct conn *c);
 void request_prepare(struct conn *c);
 /* Runs the app's handle(); answers 500 if it fails before responding. */
 void request_dispatch(struct conn *c);
-/* The client went away while the app holds the request. */
+/* The client went away, or request_timeout passed, while the app holds
+ * the request: marks it aborted and runs the app's abort callback. */
 void request_abort(struct conn *c);
+/* request_timeout passed before the app sent anything: queues a 504 with
+ * Connection: close as the request's response (the access log's status). */
+void request_write_timeout(struct conn *c);
 
 #define CONN_HIGH_WATER (256 * 1024) /* pf_response_write says "wait" */
 #define CONN_LOW_WATER (64 * 1024)   /* drain callback fires */

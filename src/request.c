@@ -4,6 +4,7 @@
  * loop. Responses are appended to the connection's output buffer; conn.c
  * writes them. Returns per preforkd.h: 0 / -1 (1 = wait, for writes).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <time.h>
@@ -99,37 +100,64 @@ void request_abort(struct conn *c)
     }
 }
 
-/* Ends r in every path: orphaned requests free their connection. */
+/* Ends r in every path: orphaned requests free their connection; the
+ * connection of a request that timed out is closing by itself (its 504
+ * was the response); any other goes on. */
 static void finish(struct pf_request *r)
-{
-    r->state = REQ_DONE;
-    if (r->c->state == CONN_ORPHAN)
-        conn_release_orphan(r->c);
-    else
-        conn_response_done(r->c);
-}
-
-int pf_respond(pf_request *r, int status, const pf_header *headers,
-               size_t nheaders, const void *body, size_t len)
 {
     struct conn *c = r->c;
 
-    if (r->state != REQ_APP || status < 200 || status > 999)
-        return -1;
-    if (r->aborted) {
-        finish(r);
-        return -1;
-    }
+    r->state = REQ_DONE;
+    if (c->state == CONN_ORPHAN)
+        conn_release_orphan(c);
+    else if (!r->aborted)
+        conn_response_done(c);
+}
+
+/* Queues a whole response (head and body) as r's. 0, or -1 for a bad
+ * header (nothing queued). */
+static int queue_whole(struct pf_request *r, int status,
+                       const pf_header *headers, size_t nheaders,
+                       const void *body, size_t len)
+{
+    struct conn *c = r->c;
+    size_t before = c->out.len;
+
     r->resp.status = status;
     r->resp.framing = FRAME_LENGTH;
     r->resp.content_length = len;
-    size_t before = c->out.len;
     if (http_write_head(&c->out, &r->resp, headers, nheaders, now_sec(c)) < 0)
         return -1;
     if (!r->head_only && r->resp.framing == FRAME_LENGTH)
         buf_append(&c->out, body, len);
     r->bytes += c->out.len - before;
     r->sent = len; /* the body's bytes, for the access log */
+    return 0;
+}
+
+void request_write_timeout(struct conn *c)
+{
+    static const pf_header text[] = {
+        {{"Content-Type", 12}, {"text/plain", 10}},
+    };
+    char body[64];
+    int n = snprintf(body, sizeof(body), "504 %s\n", http_reason(504));
+
+    c->req.resp.keepalive = false;
+    queue_whole(&c->req, 504, text, 1, body, (size_t)n);
+}
+
+int pf_respond(pf_request *r, int status, const pf_header *headers,
+               size_t nheaders, const void *body, size_t len)
+{
+    if (r->state != REQ_APP || status < 200 || status > 999)
+        return -1;
+    if (r->aborted) {
+        finish(r);
+        return -1;
+    }
+    if (queue_whole(r, status, headers, nheaders, body, len) < 0)
+        return -1;
     finish(r);
     return 0;
 }
@@ -160,6 +188,7 @@ int pf_response_start(pf_request *r, int status, const pf_header *headers,
     if (!r->resp.keepalive)
         c->close_after = true;
     r->state = REQ_STREAMING;
+    c->app_since = ev_now(c->srv->loop);
     if (!c->in_dispatch)
         conn_kick(c);
     return 0;
@@ -178,6 +207,7 @@ int pf_response_write(pf_request *r, const void *data, size_t len)
         return -1;
     }
     r->sent += len;
+    c->app_since = ev_now(c->srv->loop);
     if (r->head_only || r->resp.framing == FRAME_NONE || len == 0)
         return 0;
     size_t before = c->out.len;

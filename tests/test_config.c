@@ -113,6 +113,7 @@ START_TEST(test_defaults)
     ck_assert_double_eq(c.server.header_timeout, 10);
     ck_assert_double_eq(c.server.body_timeout, 30);
     ck_assert_double_eq(c.server.send_timeout, 30);
+    ck_assert_double_eq(c.server.request_timeout, 60);
     ck_assert_uint_eq(c.server.max_request_line, 8190);
     ck_assert_uint_eq(c.server.max_headers, 100);
     ck_assert_uint_eq(c.server.max_header_size, 8190);
@@ -174,6 +175,7 @@ static const char every_key[] =
     "header_timeout = 2500ms\n"
     "body_timeout = 7\n"
     "send_timeout = 0.25s\n"
+    "request_timeout = 90s\n"
     "max_request_line = 4096\n"
     "max_headers = 50\n"
     "max_header_size = 2048\n"
@@ -236,6 +238,7 @@ START_TEST(test_every_key)
     ck_assert_double_eq_tol(c.server.header_timeout, 2.5, 1e-9);
     ck_assert_double_eq(c.server.body_timeout, 7);
     ck_assert_double_eq(c.server.send_timeout, 0.25);
+    ck_assert_double_eq(c.server.request_timeout, 90);
     ck_assert_uint_eq(c.server.max_request_line, 4096);
     ck_assert_uint_eq(c.server.max_headers, 50);
     ck_assert_uint_eq(c.server.max_header_size, 2048);
@@ -254,7 +257,7 @@ START_TEST(test_every_key)
     ck_assert_uint_eq(c.nupstreams, 1);
     u = &c.upstreams[0];
     ck_assert_str_eq(u->name, "backend");
-    ck_assert_int_eq(u->line, 34);
+    ck_assert_int_eq(u->line, 35);
     ck_assert_uint_eq(u->nservers, 2);
     ck_assert_str_eq(u->servers[1].text, "127.0.0.1:9002");
     ck_assert_uint_eq(u->max_idle, 8);
@@ -456,6 +459,31 @@ START_TEST(test_err_bad_duration)
     has_error(e, 4, "[server] header_timeout: expected a duration > 0");
     has_error(e, 10, "[upstream b] connect_timeout: expected a duration > 0");
     ck_assert_int_eq(count_lines(e), 4);
+    free(e);
+}
+END_TEST
+
+/* request_timeout: 0 turns it off; like every duration, no sign or junk. */
+START_TEST(test_request_timeout)
+{
+    struct config c;
+    char *e;
+
+    load_ok("[server]\nrequest_timeout = 0\n" APP, &c);
+    ck_assert_double_eq(c.server.request_timeout, 0);
+    config_free(&c);
+    load_ok("[server]\nrequest_timeout = 1500ms\n" APP, &c);
+    ck_assert_double_eq_tol(c.server.request_timeout, 1.5, 1e-9);
+    config_free(&c);
+    e = load_err("[server]\nworkers = 1\nrequest_timeout = 10x\n" APP
+                 "[log]\nlevel = info\n");
+    has_error(e, 3, "[server] request_timeout: expected a duration (e.g. "
+              "30s, 1500ms, 5m, 1h), got \"10x\"\n");
+    ck_assert_int_eq(count_lines(e), 1);
+    free(e);
+    e = load_err("[server]\nrequest_timeout = -1s\n" APP);
+    has_error(e, 2, "[server] request_timeout: expected a duration (e.g. "
+              "30s, 1500ms, 5m, 1h), got \"-1s\"\n");
     free(e);
 }
 END_TEST
@@ -879,6 +907,7 @@ static Suite *config_suite(void)
     tcase_add_test(t, test_err_unknown_key);
     tcase_add_test(t, test_err_bad_int);
     tcase_add_test(t, test_err_bad_duration);
+    tcase_add_test(t, test_request_timeout);
     tcase_add_test(t, test_err_bad_size);
     tcase_add_test(t, test_err_bad_bool_enum_string);
     tcase_add_test(t, test_err_bad_listen);
