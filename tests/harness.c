@@ -41,8 +41,8 @@ static struct hdaemon *daemons[MAX_DAEMONS];
 static int ndaemons;
 static int sentinel_fd = -1; /* write end of the pipe the sentinel reads */
 static pid_t sentinel_pid = -1;
-static char errbuf[2048];
-static bool fill_timed_out; /* the last fill() failed by its deadline */
+static __thread char errbuf[2048]; /* per thread: load.c runs clients in threads */
+static __thread bool fill_timed_out; /* the last fill() failed by its deadline */
 
 static void seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -1101,15 +1101,11 @@ static int read_body_to_eof(struct hconn *c, struct hresp *r, double deadline)
     return 0;
 }
 
-int harness_read_response(struct hconn *c, struct hresp *r, bool head_request,
-                          double timeout)
+static int read_response(struct hconn *c, struct hresp *r, bool head_request,
+                         double deadline)
 {
-    double deadline = harness_now() + timeout;
     const char *te, *cl;
 
-    memset(r, 0, sizeof *r);
-    r->body = calloc(1, 1);
-    ck_assert(r->body != NULL);
     if (read_head(c, r, deadline) == -1)
         return -1;
     if (head_request || r->status / 100 == 1 || r->status == 204 ||
@@ -1124,6 +1120,15 @@ int harness_read_response(struct hconn *c, struct hresp *r, bool head_request,
     if (cl != NULL)
         return read_length_body(c, r, cl, deadline);
     return read_body_to_eof(c, r, deadline);
+}
+
+int harness_read_response(struct hconn *c, struct hresp *r, bool head_request,
+                          double timeout)
+{
+    memset(r, 0, sizeof *r);
+    r->body = calloc(1, 1);
+    ck_assert(r->body != NULL);
+    return read_response(c, r, head_request, harness_now() + timeout);
 }
 
 void harness_expect_response(struct hconn *c, struct hresp *r,

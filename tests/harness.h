@@ -164,7 +164,8 @@ void harness_send_str(struct hconn *c, const char *s);
 
 /* Reads one response: head, then the body framed by Content-Length, chunked
  * coding, or the end of the connection (none for HEAD, 1xx, 204, 304).
- * 0 / -1 (timeout, closed early, malformed: harness_error()). */
+ * 0 / -1 (timeout, closed early, malformed: harness_error()); either way r
+ * holds what was read (the status of a cut response, say): hresp_free it. */
 int harness_read_response(struct hconn *c, struct hresp *r, bool head_request,
                           double timeout);
 /* The same, asserting success; `what` names the request in the message. */

@@ -100,7 +100,7 @@ void *load_run(void *arg)
     snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n",
              l->path ? l->path : "/", l->keepalive ? "" : "Connection: close\r\n");
     for (int i = 0; l->stop ? !*l->stop : i < l->requests; i++) {
-        struct hresp r;
+        struct hresp r = {0};
         const char *conn;
 
         if (c == NULL && (c = harness_try_connect(l->port)) == NULL) {
@@ -110,6 +110,7 @@ void *load_run(void *arg)
         if (harness_send(c, req, strlen(req), 10) != 0 ||
             harness_read_response(c, &r, false, 10) != 0) {
             load_fail(l, i, harness_error());
+            hresp_free(&r);
             harness_close(c);
             c = NULL;
             continue;

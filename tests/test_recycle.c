@@ -119,10 +119,15 @@ START_TEST(test_max_requests)
         load_sync(d->port, 50, true, "Hello, World!\n");
     ck_assert(harness_log_wait(d, RETIRED("max_requests"), 4, 10));
     n = harness_log_numbers(d, RETIRED("max_requests"), 1, served, 32);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         ck_assert_msg(served[i] >= 50, "retired after %ld requests", served[i]);
-        ck_assert_msg(served[i] <= 150, "served %ld, limit 50", served[i]);
-    }
+    /* Each asks for its replacement at exactly its limit. How many more it
+     * serves until the replacement serves depends on the machine's load,
+     * so that is not asserted. */
+    n = harness_log_numbers(d, "max_requests reached \\(([0-9]+) requests", 1, served, 32);
+    ck_assert_int_ge(n, 4);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(served[i] == 50, "asked at %ld requests, limit 50", served[i]);
     free(mod);
 }
 END_TEST
