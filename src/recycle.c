@@ -172,16 +172,22 @@ static void learn(struct recycle *l, uint64_t mem, double now)
     l->last_check = now;
 }
 
-/* The next check comes sooner the closer the limit is at recent growth. */
+/* The next check comes sooner the closer the limit is at recent growth.
+ * With no growth seen yet the interval doubles from 1: a young worker that
+ * leaks fast is measured before it can run far past the limit, and one
+ * that does not leak soon costs a read every CHECK_EVERY_MAX requests. */
 static void plan_next_check(struct recycle *l, uint64_t mem, uint64_t limit)
 {
     double n;
 
-    if (mem >= limit || l->growth <= 0)
-        n = mem >= limit ? 1 : CHECK_EVERY_MAX;
+    if (mem >= limit)
+        n = 1;
+    else if (l->growth <= 0)
+        n = 2.0 * l->interval;
     else
         n = (double)(limit - mem) / l->growth / 2;
     l->countdown = n < 1 ? 1 : n > CHECK_EVERY_MAX ? CHECK_EVERY_MAX : (uint32_t)n;
+    l->interval = l->countdown;
 }
 
 static void check_memory(struct recycle *l, double now, bool tick)

@@ -25,6 +25,7 @@ struct recycle {
     double lifetime;           /* drawn in [max_lifetime, +jitter], 0 = off */
     uint64_t requests;
     uint32_t countdown;        /* requests until the next memory check */
+    uint32_t interval;         /* requests between the last two checks */
     uint64_t last_mem;         /* at the last check */
     uint64_t last_mem_requests;
     double growth;             /* recent bytes per request (>= 0) */
