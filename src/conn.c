@@ -13,6 +13,7 @@
 #include <netinet/tcp.h>
 
 #include "conn.h"
+#include "handoff.h"
 #include "log.h"
 
 #define IN_MIN_FREE 4096          /* read at least this much at once */
@@ -22,6 +23,7 @@
 
 static void process(struct conn *c);
 static void flush_out(struct conn *c);
+static bool hand_over(struct conn *c);
 
 static ev_tstamp now(const struct conn *c)
 {
@@ -83,7 +85,20 @@ static void free_conn(struct conn *c)
 
 static void on_orphaned(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    request_abort(w->data);
+    struct conn *c = w->data;
+    struct conn_server *s = c->srv;
+
+    request_abort(c); /* may end the request and free c */
+    if (s->on_conn_closed)
+        s->on_conn_closed(s); /* a retiring worker may leave now */
+}
+
+bool conn_aborts_pending(const struct conn_server *s)
+{
+    for (struct conn *c = s->conns; c; c = c->next)
+        if (c->state == CONN_ORPHAN && ev_is_active(&c->timer))
+            return true;
+    return false;
 }
 
 /* Closes the socket. If the app still holds the request, the connection
@@ -379,6 +394,9 @@ static void flush_out(struct conn *c)
                 close_conn(c);
             return;
         }
+        if (c->state == CONN_IDLE && (c->srv->retiring || c->srv->no_keepalive) &&
+            hand_over(c))
+            return;
     }
     if (r->drain_cb && r->state == REQ_STREAMING &&
         conn_pending(c) < CONN_LOW_WATER) {
@@ -476,7 +494,8 @@ static void process(struct conn *c)
     flush_out(c);
 }
 
-void conn_accept(struct conn_server *s, int fd, const struct sockaddr *peer)
+static struct conn *conn_open(struct conn_server *s, int fd,
+                              const struct sockaddr *peer)
 {
     struct conn *c = calloc(1, sizeof(*c));
     int one = 1;
@@ -484,7 +503,7 @@ void conn_accept(struct conn_server *s, int fd, const struct sockaddr *peer)
     if (c == NULL) {
         log_warn("conn: cannot allocate a connection");
         close(fd);
-        return;
+        return NULL;
     }
     if (peer->sa_family != AF_UNIX)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -503,15 +522,80 @@ void conn_accept(struct conn_server *s, int fd, const struct sockaddr *peer)
     s->conns = c;
     s->nconns++;
     ev_io_start(s->loop, &c->rio);
-    set_timer(c, s->cfg->server.header_timeout);
+    return c;
+}
+
+void conn_accept(struct conn_server *s, int fd, const struct sockaddr *peer)
+{
+    struct conn *c = conn_open(s, fd, peer);
+
+    if (c != NULL)
+        set_timer(c, s->cfg->server.header_timeout);
+}
+
+void conn_adopt(struct conn_server *s, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    struct conn *c;
+
+    memset(&ss, 0, sizeof(ss));
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) {
+        close(fd); /* the client left on the way */
+        return;
+    }
+    if (len <= sizeof(sa_family_t))
+        ss.ss_family = AF_UNIX;
+    if ((c = conn_open(s, fd, (struct sockaddr *)&ss)) == NULL)
+        return;
+    c->state = CONN_IDLE; /* nothing of the next request was read */
+    set_timer(c, s->cfg->server.keepalive_timeout);
+}
+
+bool conn_keeps_alive(const struct conn_server *s)
+{
+    if (!s->retiring && !s->no_keepalive)
+        return true;
+    return s->may_hand_over != NULL && s->may_hand_over(s);
+}
+
+/* An idle connection of a leaving worker goes to a serving one: the
+ * client keeps its connection (no new handshake, no keep-alive race). */
+static bool hand_over(struct conn *c)
+{
+    struct conn_server *s = c->srv;
+
+    if (c->state != CONN_IDLE || c->in.len > 0 || conn_pending(c) > 0 ||
+        s->may_hand_over == NULL || !s->may_hand_over(s) ||
+        handoff_send(s->handoff_fd, c->fd) < 0)
+        return false;
+    /* The socket lives on in the other worker, so our epoll set may still
+     * report it once our descriptor is closed: libev notices (its DEL
+     * fails) and rebuilds its kernel state, which this worker, leaving or
+     * shedding, pays for rarely. */
+    s->handed_over++;
+    close_conn(c);
+    return true;
+}
+
+void conn_hand_over_idle(struct conn_server *s)
+{
+    struct conn *c = s->conns, *next;
+
+    for (; c; c = next) {
+        next = c->next;
+        hand_over(c);
+    }
 }
 
 void conn_retire_all(struct conn_server *s)
 {
     s->retiring = true;
-    /* Idle keep-alive connections are left to their keepalive_timeout: a
-     * request may be racing toward us on them, and closing now would fail
-     * it. Busy ones answer with Connection: close (next_request). */
+    /* Idle keep-alive connections go to a serving worker. Without one they
+     * are left to their keepalive_timeout: a request may be racing toward
+     * us on them, and closing now would fail it. Busy ones are handed over
+     * after their response, or answered with Connection: close. */
+    conn_hand_over_idle(s);
 }
 
 void conn_close_all(struct conn_server *s)

@@ -34,6 +34,12 @@ struct conn_server {
      * drained) and after each response is complete. */
     void (*on_conn_closed)(struct conn_server *);
     void (*on_request_done)(struct conn_server *, struct conn *);
+    /* Leaving (retiring, no_keepalive), idle keep-alive connections go to
+     * a serving worker through handoff_fd (handoff.h) when may_hand_over
+     * says one serves now; NULL: never, they close as before. */
+    int handoff_fd;
+    bool (*may_hand_over)(const struct conn_server *);
+    uint64_t handed_over;  /* connections passed on */
 };
 
 enum req_state {
@@ -96,9 +102,24 @@ struct conn {
 /* Takes ownership of an accepted, non-blocking fd and starts serving it. */
 void conn_accept(struct conn_server *s, int fd, const struct sockaddr *peer);
 
-/* Worker retiring: every connection closes after its current or next
- * response; idle ones close when their keep-alive time runs out. */
+/* Takes over an idle keep-alive connection another worker handed over. */
+void conn_adopt(struct conn_server *s, int fd);
+
+/* Worker retiring: idle connections are handed over now when a serving
+ * worker can take them, busy ones after their current response; without
+ * one, they close after their response or their keep-alive time. */
 void conn_retire_all(struct conn_server *s);
+
+/* Hands over every idle connection that can be (retiring, no_keepalive). */
+void conn_hand_over_idle(struct conn_server *s);
+
+/* Whether a response may promise keep-alive as far as the worker's state
+ * goes: it is staying, or it can hand the connection over. */
+bool conn_keeps_alive(const struct conn_server *s);
+
+/* An orphaned request whose abort callback has not run yet: the worker
+ * must not exit before it does. */
+bool conn_aborts_pending(const struct conn_server *s);
 
 /* Worker exiting now: closes every connection (aborting app requests). */
 void conn_close_all(struct conn_server *s);

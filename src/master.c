@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include "admin.h"
+#include "handoff.h"
 #include "inherit.h"
 #include "recycle.h"
 #include "listen.h"
@@ -122,6 +123,7 @@ static pid_t real_fork_worker(int id, int slot)
             .id = id, .slot = slot, .generation = M.generation, .cfg = M.cfg,
             .app = &M.app, .listen_fds = M.lfds, .nlisten = M.nlisten,
             .sb = M.sb, .msg_fd = M.msg_wr, .master = self,
+            .handoff_fd = {M.handoff[0], M.handoff[1]},
         };
         child_forget_master();
         worker_main(&boot);
@@ -470,6 +472,20 @@ static void notify_tick(ev_tstamp now)
     }
 }
 
+/* Connections handed over when no worker serves would wait unserved (a
+ * leaving worker saw another still serving, which then left too): close
+ * them, as keepalive_timeout would have. */
+static void handoff_sweep(void)
+{
+    int n;
+
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid && SB_GET(scoreboard_slot(M.sb, i + 1)->accepting))
+            return;
+    if ((n = handoff_drain(M.handoff[1])) > 0)
+        log_info("closed %d idle connections that no serving worker took", n);
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
     /* A worker alive longer than QUICK_FAILURE ends a crash loop. */
@@ -488,6 +504,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         M.reload_state = RL_FAILED;
     }
     notify_tick(now_());
+    SB_SET(M.sb->handoff_ok, M.mode == RUNNING && M.target > 0);
+    handoff_sweep();
     master_reconcile();
 }
 
@@ -523,6 +541,7 @@ void master_stop(bool graceful)
         if (M.w[i].reason == RETIRE_NONE || M.w[i].phase != PH_RETIRING)
             M.w[i].reason = RETIRE_SHUTDOWN;
         M.w[i].phase = PH_RETIRING;
+        SB_SET(M.sb->handoff_ok, 0); /* nobody will be left to take them */
         master_signal(&M.w[i], graceful ? SIGTERM : SIGQUIT);
     }
 }
@@ -663,6 +682,11 @@ static int setup(void)
     }
     M.msg_rd = pfd[0];
     M.msg_wr = pfd[1];
+    if (handoff_pair(M.handoff) < 0) {
+        log_err("master: socketpair");
+        return 1;
+    }
+    SB_SET(M.sb->handoff_ok, 1);
     M.admin_spec = M.cfg->admin.listen;
     if (M.cfg->admin.enabled &&
         admin_start(M.loop, &M.cfg->admin.listen, stats_render) < 0)
@@ -686,6 +710,10 @@ static void teardown(void)
     if (M.msg_rd > 0) {
         close(M.msg_rd);
         close(M.msg_wr);
+    }
+    if (M.handoff[0] > 0) {
+        close(M.handoff[0]);
+        close(M.handoff[1]);
     }
     if (M.pidfile)
         pidfile_remove(M.pidfile);

@@ -59,6 +59,7 @@ struct master {
     uint32_t target;     /* workers wanted */
     uint32_t generation;
     int msg_rd, msg_wr;
+    int handoff[2];      /* handoff.h: [0] leaving workers send, [1] serving ones receive */
     enum mode mode;
     ev_tstamp started, stop_deadline;
     bool killed_all;

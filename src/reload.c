@@ -264,6 +264,7 @@ void master_winch(void)
 {
     log_info("received SIGWINCH: retiring every worker, the master stays");
     M.target = 0;
+    SB_SET(M.sb->handoff_ok, 0);
     for (uint32_t i = 0; i < M.nslots; i++) {
         struct worker *w = &M.w[i];
         if (w->pid && w->phase != PH_RETIRING && w->phase != PH_KILLING) {

@@ -57,7 +57,7 @@ void request_prepare(struct conn *c)
     r->resp = (struct http_resp){
         .status = 200,
         .version = rq->version,
-        .keepalive = rq->keepalive && !c->srv->retiring && !c->srv->no_keepalive &&
+        .keepalive = rq->keepalive && conn_keeps_alive(c->srv) &&
                      c->srv->cfg->server.keepalive_timeout > 0,
         .framing = FRAME_LENGTH,
     };

@@ -76,6 +76,9 @@ struct scoreboard {
      * the replacement to its serving), a moving average in microseconds.
      * Workers read it to ask for their replacement early enough. */
     _Atomic uint32_t handover_us;
+    /* Written by the master: leaving workers may pass idle connections to
+     * serving ones (handoff.h); 0 while the master stops or after WINCH. */
+    _Atomic uint32_t handoff_ok;
     struct slot slots[];
 };
 

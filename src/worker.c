@@ -16,6 +16,7 @@
 
 #include "accesslog.h"
 #include "conn.h"
+#include "handoff.h"
 #include "recycle.h"
 #include "log.h"
 #include "proc.h"
@@ -33,6 +34,7 @@ static struct worker {
     struct conn_server srv;
     ev_io *accept_w;
     size_t naccept;
+    ev_io handoff_w;    /* connections passed on by leaving workers */
     bool accepting;
     bool app_in_worker; /* loaded here (preload = false): unload here */
     bool access_log;    /* [log] access_log is on */
@@ -82,6 +84,21 @@ static void accepting(bool on)
         else
             ev_io_stop(W.loop, &W.accept_w[i]);
     }
+    /* Who takes new connections takes handed-over ones too. */
+    if (on)
+        ev_io_start(W.loop, &W.handoff_w);
+    else
+        ev_io_stop(W.loop, &W.handoff_w);
+}
+
+/* Out of fds (or memory) while accepting: level-triggered readiness would
+ * spin, so stop for a while. */
+static void accept_pause(const char *what)
+{
+    log_warn("%s: pausing %.1fs", what, EMFILE_PAUSE);
+    accepting(false);
+    ev_timer_set(&W.pause, EMFILE_PAUSE, 0.);
+    ev_timer_start(W.loop, &W.pause);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -106,11 +123,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
             errno == ENOMEM) {
-            /* Level-triggered readiness would spin: back off instead. */
-            log_warn("accept: pausing %.1fs", EMFILE_PAUSE);
-            accepting(false);
-            ev_timer_set(&W.pause, EMFILE_PAUSE, 0.);
-            ev_timer_start(loop, &W.pause);
+            accept_pause("accept");
             return;
         }
         log_warn("accept");
@@ -118,6 +131,29 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (W.srv.nconns >= limit)
         accepting(false); /* resumed by on_conn_closed */
+}
+
+/* Idle keep-alive connections from a leaving worker: served from here on. */
+static void on_handoff(struct ev_loop *loop, ev_io *w, int revents)
+{
+    uint32_t limit = W.boot->cfg->server.worker_connections;
+
+    for (int i = 0; i < ACCEPT_BATCH && W.srv.nconns < limit; i++) {
+        int fd = handoff_recv(w->fd);
+
+        if (fd >= 0) {
+            conn_adopt(&W.srv, fd);
+            SB_SET(W.slot->connections, W.srv.nconns);
+            continue;
+        }
+        if (errno == EMFILE) /* that connection is lost, as in accept */
+            accept_pause("receiving a handed-over connection");
+        else if (errno != EAGAIN)
+            log_warn("receiving a handed-over connection");
+        return;
+    }
+    if (W.srv.nconns >= limit)
+        accepting(false);
 }
 
 static void on_pause_over(struct ev_loop *loop, ev_timer *w, int revents)
@@ -131,7 +167,9 @@ static void on_conn_closed(struct conn_server *s)
 {
     SB_SET(W.slot->connections, s->nconns);
     if (s->retiring) {
-        if (s->nconns == 0)
+        /* Gone when no client is left and every orphaned request's app has
+         * been told (its abort callback runs from the loop). */
+        if (s->nconns == 0 && !conn_aborts_pending(s))
             ev_break(W.loop, EVBREAK_ALL);
         return;
     }
@@ -151,6 +189,12 @@ static bool others_accepting(void)
     return false;
 }
 
+/* Whether a leaving worker's idle connections can go to a serving one. */
+static bool may_hand_over(const struct conn_server *s)
+{
+    return SB_GET(W.boot->sb->handoff_ok) && others_accepting();
+}
+
 /* Past max_rss itself (asking early did not suffice: a burst, or waiting
  * for the recycle budget), the worker stops growing as far as it can without
  * lowering capacity to nothing: no new connections while another worker
@@ -165,6 +209,7 @@ static void memory_guard(void)
         accepting(false);
         log_info("over max_rss: no new connections until the replacement serves");
     }
+    conn_hand_over_idle(&W.srv);
 }
 
 /* One access log line per response, when the access log is on. */
@@ -195,7 +240,8 @@ static void on_request_done(struct conn_server *s, struct conn *c)
     memory_guard();
 }
 
-/* Once a second: proof of life for the master, loop lag, soft limits. */
+/* Every second (timeout/4 when shorter): proof of life for the master,
+ * loop lag, soft limits. */
 static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 {
     ev_tstamp now = ev_now(loop);
@@ -324,6 +370,7 @@ static void start_accepting(void)
     for (size_t i = 0; i < b->nlisten; i++)
         ev_io_init(&W.accept_w[i], on_accept, b->listen_fds[i], EV_READ);
     ev_init(&W.pause, on_pause_over);
+    ev_io_init(&W.handoff_w, on_handoff, b->handoff_fd[1], EV_READ);
     accepting(true);
 }
 
@@ -361,6 +408,7 @@ void worker_main(const struct worker_boot *b)
 {
     const struct config *cfg = b->cfg;
     char role[32];
+    double beat;
 
     /* 1. Identity: the slot, the log prefix, the process title. */
     W.boot = b;
@@ -398,13 +446,18 @@ void worker_main(const struct worker_boot *b)
         },
         .on_conn_closed = on_conn_closed,
         .on_request_done = on_request_done,
+        .handoff_fd = b->handoff_fd[0],
+        .may_hand_over = may_hand_over,
     };
     recycle_init(&W.rec, cfg, b->sb, W.slot, ev_now(W.loop));
     W.last_beat = ev_now(W.loop);
     if (cfg->log.access_log &&
         accesslog_open(W.loop, cfg->log.access_log, cfg->log.access_log_format) == 0)
         W.access_log = true;
-    ev_timer_init(&W.heartbeat, on_heartbeat, 1., 1.);
+    /* Often enough that a healthy worker never looks a whole timeout old,
+     * even with a timeout of a second or two. */
+    beat = cfg->server.timeout / 4 < 1. ? cfg->server.timeout / 4 : 1.;
+    ev_timer_init(&W.heartbeat, on_heartbeat, beat, beat);
     ev_timer_start(W.loop, &W.heartbeat);
     ev_init(&W.graceful, on_graceful_over);
     start_accepting();
@@ -415,6 +468,9 @@ void worker_main(const struct worker_boot *b)
     log_info("serving");
     ev_run(W.loop, 0);
     /* 7. Leaving. */
+    if (W.srv.handed_over > 0)
+        log_info("handed %llu idle connections to serving workers",
+                 (unsigned long long)W.srv.handed_over);
     recycle_close(&W.rec, ev_now(W.loop));
     if (W.access_log)
         accesslog_close();

@@ -39,6 +39,7 @@ struct worker_boot {
     size_t nlisten;
     struct scoreboard *sb;
     int msg_fd;             /* write end of the worker -> master pipe */
+    int handoff_fd[2];      /* handoff.h: [0] send, [1] receive */
     pid_t master;           /* the master's pid: a worker never outlives it */
 };
 

@@ -132,6 +132,34 @@ START_TEST(test_max_requests)
 }
 END_TEST
 
+/* A keep-alive client outlives the workers that serve it: each one that is
+ * recycled hands the idle connection to a serving worker instead of
+ * closing it, so the client never reconnects and never sees a close. */
+START_TEST(test_keepalive_survives_recycling)
+{
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
+    struct hdaemon *d = start(mod, 2, "max_requests = 20\nmax_concurrent_recycles = 2\n", NULL);
+    struct hconn *c = harness_connect(d->port);
+    struct hresp r;
+    int i;
+
+    for (i = 0; i < 5000 && harness_log_count(d, "handed [0-9]+ idle") < 5; i++) {
+        harness_send_str(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        harness_expect_response(c, &r, false, "a request on the one connection");
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_msg(hresp_header(&r, "Connection") == NULL,
+                      "request %d: Connection: %s", i, hresp_header(&r, "Connection"));
+        hresp_free(&r);
+    }
+    ck_assert_msg(harness_log_count(d, "handed [0-9]+ idle") >= 5,
+                  "%d hand-overs in %d requests", harness_log_count(d, "handed [0-9]+ idle"), i);
+    ck_assert(harness_log_wait(d, RETIRED("max_requests"), 5, 10));
+    ck_assert(!c->eof && !c->reset);
+    harness_close(c);
+    free(mod);
+}
+END_TEST
+
 struct limits_seen {
     long v[64];
     int n;
@@ -406,6 +434,7 @@ int main(void)
     tcase_add_checked_fixture(tc, harness_begin, harness_end);
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_max_requests);
+    tcase_add_test(tc, test_keepalive_survives_recycling);
     tcase_add_test(tc, test_max_requests_jitter);
     tcase_add_test(tc, test_max_rss);
     tcase_add_test(tc, test_memory_metric_uss);
