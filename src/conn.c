@@ -317,9 +317,19 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
             ev_io_stop(loop, &c->rio);
         return;
     }
+    if (n == 0 && conn_pending(c) > 0 && c->req.state != REQ_APP &&
+        c->req.state != REQ_STREAMING) {
+        /* A half-close (shutdown(SHUT_WR)) with a response still being
+         * written: the client may well be waiting for it. Finish it, then
+         * close (send_timeout still applies). */
+        ev_io_stop(loop, &c->rio);
+        c->close_after = true;
+        return;
+    }
     if (n <= 0) {
         /* EOF or reset. With the app holding a request, the client is
-         * gone: the app is told through its abort callback. */
+         * gone: the app is told through its abort callback (as nginx
+         * takes a client's EOF for an abort). */
         close_conn(c);
         return;
     }

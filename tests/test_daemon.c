@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -251,6 +252,35 @@ START_TEST(test_echo_post_content_length)
     harness_close(c);
     free(body);
     free(exp);
+}
+END_TEST
+
+/* A client that half-closes after its request (shutdown(SHUT_WR), as
+ * `nc -N` does) still gets the whole response, however much of it is
+ * still queued when the server reads the end of its input. */
+START_TEST(test_half_close_gets_whole_response)
+{
+    enum { N = 8 * 1024 * 1024 };
+    struct hdaemon *d = start_echo(1, "max_body_size = 16M\n");
+    struct hconn *c = harness_connect(d->port);
+    char head[128], *body = malloc(N);
+    struct hresp r;
+
+    ck_assert_ptr_nonnull(body);
+    memset(body, 'b', N);
+    snprintf(head, sizeof head, "POST /big HTTP/1.1\r\nHost: t\r\n"
+             "Content-Length: %d\r\n\r\n", N);
+    harness_send_str(c, head);
+    harness_send_all(c, body, N);
+    ck_assert_int_eq(shutdown(c->fd, SHUT_WR), 0);
+    harness_pause(0.3); /* the server reads the EOF before we read */
+    harness_expect_response(c, &r, false, "POST, then half-close");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_gt(r.body_len, N);
+    ck_assert(memcmp(r.body + r.body_len - N, body, N) == 0);
+    hresp_free(&r);
+    harness_close(c);
+    free(body);
 }
 END_TEST
 
@@ -991,6 +1021,7 @@ static Suite *daemon_suite(void)
     tcase_add_test(tc, test_echo_head);
     tcase_add_test(tc, test_echo_post_content_length);
     tcase_add_test(tc, test_echo_post_chunked);
+    tcase_add_test(tc, test_half_close_gets_whole_response);
     tcase_add_test(tc, test_keepalive_100);
     tcase_add_test(tc, test_pipeline_3);
     tcase_add_test(tc, test_http10_close);
