@@ -732,6 +732,13 @@ static int on_key(void *user, const char *section, const char *name,
                "\"=\"");
         return 1;
     }
+    for (const char *k = name; *k; k++)
+        if ((unsigned char)*k < 0x20 || *k == 0x7f) {
+            /* No key has one; an [app] key would reach the module and its
+             * messages as it is. */
+            errorf(p, p->lineno, "%s: control byte in a key name", show(name, buf));
+            return 1;
+        }
     switch (p->sec) {
     case SEC_NONE:
         errorf(p, p->lineno, "%s: key outside any section (expected a "

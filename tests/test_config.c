@@ -400,6 +400,15 @@ START_TEST(test_err_unknown_key)
     has_error(e, 7, "[log] levl: unknown key");
     ck_assert_int_eq(count_lines(e), 3);
     free(e);
+    /* Control bytes of a key are shown escaped: a CR or an ESC in the
+     * file must not rewrite the operator's terminal or forge log lines. */
+    e = load_err("[server]\nwork\033[2Jers = 3\n" APP);
+    has_error(e, 2, "work\\x1b[2Jers: control byte in a key name");
+    ck_assert_ptr_null(strchr(e, '\033'));
+    free(e);
+    e = load_err("[server]\n" APP "a\001b = 1\n");
+    ck_assert_ptr_nonnull(strstr(e, "a\\x01b: control byte in a key name"));
+    free(e);
 }
 END_TEST
 
