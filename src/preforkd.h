@@ -115,9 +115,11 @@ pf_str pf_request_body(const pf_request *r);
 /* The client's address as text ("127.0.0.1", "::1", "unix"). */
 const char *pf_request_peer(const pf_request *r);
 
-/* Called once if the client goes away before the response ends. The request
- * stays valid: the app must still end it (pf_respond / pf_response_end),
- * which then only frees it. */
+/* Called once if the client goes away before the response ends, or when
+ * the app has said nothing about the request for [server] request_timeout
+ * (the client then gets 504, or a closed connection once the head is out).
+ * The request stays valid: the app must still end it (pf_respond /
+ * pf_response_end), which then only frees it. */
 void pf_request_on_abort(pf_request *r, void (*cb)(pf_request *, void *),
                          void *arg);
 
