@@ -142,6 +142,7 @@ static int spawn(int id, int i)
     SB_SET(s->state, SLOT_STARTING);
     SB_SET(s->generation, M.generation);
     SB_SET(s->started_ms, scoreboard_wall_ms());
+    SB_SET(s->forked_us, scoreboard_mono_us());
     SB_SET(s->heartbeat_ms, scoreboard_mono_ms());
     pid = master_ops->fork_worker(id, i + 1);
     if (pid < 0) {

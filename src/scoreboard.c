@@ -39,6 +39,14 @@ int64_t scoreboard_mono_ms(void)
     return ms_of(CLOCK_MONOTONIC);
 }
 
+int64_t scoreboard_mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t scoreboard_wall_ms(void)
 {
     return ms_of(CLOCK_REALTIME);

@@ -56,6 +56,9 @@ struct slot {
     _Atomic uint64_t requests;       /* responses completed */
     _Atomic int64_t started_ms;      /* CLOCK_REALTIME, at fork */
     _Atomic int64_t heartbeat_ms;    /* CLOCK_MONOTONIC, loop alive */
+    _Atomic int64_t forked_us;       /* CLOCK_MONOTONIC, just before fork */
+    _Atomic uint32_t boot_us;        /* fork -> serving */
+    _Atomic uint32_t first_accept_us; /* fork -> first connection accepted; 0 = none yet */
     _Atomic uint64_t request_limit;  /* this worker's max_requests draw, 0 = none */
     _Atomic uint64_t rss, uss, pss;  /* bytes, last measured by the worker */
     _Atomic uint64_t mem;            /* by memory_metric: what the limits compare */
@@ -99,6 +102,7 @@ static inline struct slot *scoreboard_slot(struct scoreboard *sb, int id)
 
 /* Milliseconds of CLOCK_MONOTONIC / CLOCK_REALTIME. */
 int64_t scoreboard_mono_ms(void);
+int64_t scoreboard_mono_us(void);
 int64_t scoreboard_wall_ms(void);
 
 #endif

@@ -74,26 +74,30 @@ static const char *json_num(double v, bool ok, char *buf)
 
 static void json_worker(struct buf *b, uint32_t i, ev_tstamp now, bool *first)
 {
-    char k1[32], k2[32];
+    char k1[32], k2[32], k3[32];
     const struct worker *w = &M.w[i];
     struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
+    uint32_t accept_us = SB_GET(s->first_accept_us);
     struct growth g = account_growth(s, M.cfg->recycle.max_rss);
     uint32_t st = SB_GET(s->state);
 
+    snprintf(k3, sizeof(k3), "%.3f", accept_us / 1000.0);
     bprintf(b, "%s\n    {\"slot\": %u, \"id\": %d, \"pid\": %d, \"generation\": %u, "
             "\"state\": \"%s\", \"phase\": \"%s\", \"reason\": \"%s\", "
             "\"age\": %.3f, \"requests\": %" PRIu64 ", \"request_limit\": %" PRIu64
             ", \"connections\": %u, \"rss\": %" PRIu64 ", \"uss\": %" PRIu64
             ", \"pss\": %" PRIu64 ", \"memory\": %" PRIu64 ", \"loop_lag_us\": %u, "
             "\"growth_per_1k_requests\": %s, \"growth_per_hour\": %s, "
-            "\"eta_max_rss\": %.1f}",
+            "\"eta_max_rss\": %.1f, \"boot_ms\": %.3f, \"first_accept_ms\": %s}",
             *first ? "" : ",", i + 1, w->id, (int)w->pid, w->generation,
             st < 4 ? state_names[st] : "?", master_phase_name(w->phase),
             recycle_reason_name(w->reason), now - w->spawned,
             SB_GET(s->requests), SB_GET(s->request_limit), SB_GET(s->connections),
             SB_GET(s->rss), SB_GET(s->uss), SB_GET(s->pss), SB_GET(s->mem),
             SB_GET(s->loop_lag_us), json_num(g.per_1k_requests, g.by_requests_ok, k1),
-            json_num(g.per_hour, g.by_time_ok, k2), g.eta);
+            json_num(g.per_hour, g.by_time_ok, k2), g.eta,
+            SB_GET(s->boot_us) / 1000.0,
+            accept_us > 0 ? k3 : "null");
     *first = false;
 }
 

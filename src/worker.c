@@ -101,6 +101,14 @@ static void accept_pause(const char *what)
     ev_timer_start(W.loop, &W.pause);
 }
 
+/* Microseconds since the master forked this worker. */
+static uint32_t since_fork_us(void)
+{
+    int64_t d = scoreboard_mono_us() - SB_GET(W.slot->forked_us);
+
+    return d > 0 && d < UINT32_MAX ? (uint32_t)d : 1;
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     uint32_t limit = W.boot->cfg->server.worker_connections;
@@ -111,6 +119,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         int fd = accept4(w->fd, (struct sockaddr *)&ss, &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
+            if (SB_GET(W.slot->first_accept_us) == 0)
+                SB_SET(W.slot->first_accept_us, since_fork_us());
             if (len == 0 || ss.ss_family == AF_UNSPEC)
                 ss.ss_family = AF_UNIX;
             conn_accept(&W.srv, fd, (struct sockaddr *)&ss);
@@ -464,6 +474,7 @@ void worker_main(const struct worker_boot *b)
     /* 6. Serving. */
     proc_child_signals_done();
     SB_SET(W.slot->state, SLOT_SERVING);
+    SB_SET(W.slot->boot_us, since_fork_us());
     tell_master(MSG_SERVING, 0);
     log_info("serving");
     ev_run(W.loop, 0);

@@ -106,6 +106,35 @@ static double idle_rss(int admin)
 
 /* Without jitter every worker retires after exactly max_requests, plus the
  * few it serves while its replacement starts. */
+static void boot_times(const char *obj, void *arg)
+{
+    int *accepted = arg;
+    double boot = stats_num(obj, "boot_ms"), first = stats_num(obj, "first_accept_ms");
+
+    if (!stats_str_is(obj, "state", "serving"))
+        return;
+    ck_assert_msg(boot > 0, "boot_ms %f in %s", boot, obj);
+    if (first > 0) { /* null (0 here) until the worker accepts */
+        ck_assert_msg(first >= boot, "first_accept_ms %f before boot_ms %f", first, boot);
+        (*accepted)++;
+    }
+}
+
+/* /stats tells how long each worker took from fork to serving and to its
+ * first connection: the latter after load, for the worker that took it. */
+static void check_boot_times(struct hdaemon *d)
+{
+    int accepted = 0;
+    char *j;
+
+    load_sync(d->port, 5, false, "Hello, World!\n");
+    j = stats_get(stats_admin_port(d));
+    ck_assert_ptr_nonnull(j);
+    stats_each_worker(j, boot_times, &accepted);
+    ck_assert_msg(accepted >= 1, "no worker with first_accept_ms: %s", j);
+    free(j);
+}
+
 START_TEST(test_max_requests)
 {
     char *mod = load_module_path("PREFORKD_APPS", "hello");
@@ -128,6 +157,7 @@ START_TEST(test_max_requests)
     ck_assert_int_ge(n, 4);
     for (int i = 0; i < n; i++)
         ck_assert_msg(served[i] == 50, "asked at %ld requests, limit 50", served[i]);
+    check_boot_times(d);
     free(mod);
 }
 END_TEST
