@@ -30,13 +30,20 @@ static ev_tstamp now(const struct conn *c)
     return ev_now(c->srv->loop);
 }
 
-/* Arms the one timer of c for `secs` from now. */
+/* Sets the deadline of c's one timer `secs` from now. Lazily: a timer
+ * already armed to fire no later is left alone, and on_timer re-arms it
+ * for the rest, so a keep-alive request (header, app, keep-alive deadlines
+ * each later than the last) costs no timer-heap operation at all. */
 static void set_timer(struct conn *c, double secs)
 {
+    struct ev_loop *loop = c->srv->loop;
+
     c->deadline = now(c) + secs;
-    ev_timer_stop(c->srv->loop, &c->timer);
+    if (ev_is_active(&c->timer) && ev_timer_remaining(loop, &c->timer) <= secs)
+        return;
+    ev_timer_stop(loop, &c->timer);
     ev_timer_set(&c->timer, secs, 0.);
-    ev_timer_start(c->srv->loop, &c->timer);
+    ev_timer_start(loop, &c->timer);
 }
 
 /* Pushes the deadline out without touching the timer heap: the timer
