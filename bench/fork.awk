@@ -1,12 +1,13 @@
-# bench/fork.awk - how long preforkd's workers take from fork to their first
-# request, from the "fork" step of bench/run.sh. Runs under any POSIX awk on
-# the benchmark machine; prints one line and exits 0.
-# Input lines "EPOCH EVENT PID", EPOCH in seconds with milliseconds:
-#   spawn    the master's "worker N spawned (pid PID, ...)" log line (fork)
-#   serving  the worker's "serving" log line (accepting from now on)
-#   request  an access-log line of that worker ($msec: a request head
-#            complete; the earliest one per worker is its first request)
-# -v since=EPOCH: only workers forked after the load started count.
+# bench/fork.awk - how long preforkd's workers take from fork to serving and
+# to their first accepted connection, from the /stats answers that the
+# "fork" step of bench/run.sh collected. Runs under any POSIX awk on the
+# benchmark machine; prints four lines and exits 0.
+# Input files: /stats before the load (its workers do not count, nor do its
+# retirements), then the polls during the load and one after it. In each
+# worker object (one line of /stats) pid, boot_ms (fork -> serving) and
+# first_accept_ms (fork -> first accept; null until then), in ms with
+# microsecond precision. Every worker seen with a first accept counts once.
+# -v rps=: req/s of the load; -v every=: milliseconds between polls.
 
 function sort(a, n,    i, j, t) {
     for (i = 2; i <= n; i++) {
@@ -17,37 +18,71 @@ function sort(a, n,    i, j, t) {
     }
 }
 
+# Nearest rank: the smallest value with at least q of the values at or
+# below it.
 function rank(a, n, q,    i) {
     i = int(q * n + 0.999999)
     return a[i < 1 ? 1 : i]
 }
 
-$2 == "spawn" && $1 >= since { spawn[$3] = $1 }
-$2 == "serving" && !($3 in up) { up[$3] = $1 }
-$2 == "request" && (!($3 in first) || $1 < first[$3]) { first[$3] = $1 }
+# The number after "KEY": on the current line, or "" when it is not a number.
+function num(key) {
+    if (!match($0, "\"" key "\": [0-9.]+"))
+        return ""
+    return substr($0, RSTART + length(key) + 4, RLENGTH - length(key) - 4) + 0
+}
+
+function line(what, a, n) {
+    sort(a, n)
+    printf "  %-30s median %7.3f ms, 90%% %7.3f ms, max %7.3f ms\n", what,
+        rank(a, n, 0.5), rank(a, n, 0.9), a[n]
+}
+
+/"retired": / {
+    r = num("max_requests")
+    if (FILENAME == ARGV[1])
+        retired0 = r
+    retired1 = r
+}
+/"master": / && FILENAME != ARGV[1] { polls++ }
+
+# A whole worker line only: a poll cut short ends in the middle of one.
+/^ *\{"slot": .*\},?$/ {
+    pid = num("pid")
+    if (FILENAME == ARGV[1]) {
+        before[pid] = 1
+        next
+    }
+    if (pid in before || pid in accept)
+        next
+    seen[pid] = 1
+    if ($0 ~ /"first_accept_ms": [0-9.]+\}/) {
+        accept[pid] = num("first_accept_ms")
+        boot[pid] = num("boot_ms")
+    }
+}
 
 END {
-    for (p in spawn) {
-        if (!(p in first)) {
+    for (p in seen) {
+        if (!(p in accept)) {
             idle++
             continue
         }
         n++
-        d[n] = (first[p] - spawn[p]) * 1000
-        if (p in up)
-            s[++m] = (up[p] - spawn[p]) * 1000
+        a[n] = accept[p]
+        b[n] = boot[p]
     }
+    printf "fork to first accept (preforkd, /stats, Connection: close load of %.0f req/s):\n", rps
     if (n == 0) {
-        print "fork to first request: no worker was forked and served under load"
-        exit 0
+        print "  no worker forked under load was seen with a first accept"
+    } else {
+        line("fork -> serving (boot_ms)", b, n)
+        line("fork -> first accept", a, n)
     }
-    sort(d, n)
-    sort(s, m)
-    printf "fork to first request (preforkd): median %.0f ms, 90%% %.0f ms, " \
-        "max %.0f ms, over %d workers forked under load\n",
-        rank(d, n, 0.5), rank(d, n, 0.9), d[n], n
-    printf "fork to serving (preforkd): median %.0f ms, max %.0f ms " \
-        "(log timestamps: millisecond resolution)\n", rank(s, m, 0.5), s[m]
+    printf "  over %d workers seen with a first accept in %d polls, one every %d ms; " \
+        "%d recycled by max_requests during the load", n, polls, every,
+        retired1 - retired0
     if (idle)
-        printf "  and %d forked workers that served no request\n", idle
+        printf "; %d seen before their first accept only", idle
+    printf "\n"
 }

@@ -14,8 +14,10 @@ declare -A PID    # server name -> pid of its (master) process
 declare -A PORT   # server name -> its port on 127.0.0.1
 declare -A KIND   # server name -> preforkd, nginx or h2o
 declare -A SHOWN  # server name -> the name shown in the table
+declare -A ADMIN_PORT # preforkd name -> port of its admin endpoint on TCP
 STARTED=()        # every server pid, in start order, for cleanup
 WRK_PID=
+POLL_PID=         # the /stats poller of poll_stats while it runs
 
 # True while pid $1 runs (a zombie that was not reaped yet does not count).
 alive() {
@@ -87,23 +89,54 @@ wait_ready() {
     die "$name did not answer 200 on port ${PORT[$name]} within 20 s"
 }
 
-# start_preforkd NAME SHOWN TEMPLATE KEY=VALUE...: preforkd on port 0; the
-# port is read from its log ("listening on 127.0.0.1:PORT").
-start_preforkd() {
-    local name=$1 shown=$2 tmpl=$3 deadline=$((SECONDS + 20)) port=
-    shift 3
+# logged_port NAME TEXT: the port of the first "TEXT 127.0.0.1:PORT" line
+# of preforkd NAME's log, nothing when there is none yet.
+logged_port() {
+    sed -n "s/.* master: $2 127\.0\.0\.1:\([0-9]*\)\$/\1/p" \
+        "$DIR/$1-error.log" 2>/dev/null | head -n 1
+}
+
+# render_preforkd NAME TEMPLATE KEY=VALUE...: NAME's config, $DIR/NAME.ini.
+render_preforkd() {
+    local name=$1 tmpl=$2
+    shift 2
     set_fields "$name" "$WORKERS"
     render "$CONF/$tmpl" "$DIR/$name.ini" "${FIELDS[@]}" "$@"
+}
+
+# admin_on_tcp NAME: NAME's rendered config gets its [admin] listen on
+# 127.0.0.1:0 (a free port, logged) instead of the template's unix socket.
+admin_on_tcp() {
+    local admin='/^\[admin\]/,/^\[/'
+    sed -i "$admin s|^listen *=.*|listen = 127.0.0.1:0|" "$DIR/$1.ini"
+    sed -n "$admin p" "$DIR/$1.ini" | grep -qx 'listen = 127.0.0.1:0' ||
+        die "$DIR/$1.ini: no [admin] listen to move to TCP"
+}
+
+# run_preforkd NAME SHOWN: preforkd on the config that render_preforkd
+# wrote, on port 0; the port is read from its log ("listening on
+# 127.0.0.1:PORT"), and so is its admin port when on TCP (admin_on_tcp).
+run_preforkd() {
+    local name=$1 shown=$2 deadline=$((SECONDS + 20)) port=
     launch "$name" "$SERVER_CPUS" "$BIN" -c "$DIR/$name.ini"
     while [ -z "$port" ] && [ "$SECONDS" -lt "$deadline" ]; do
         alive "${PID[$name]}" || { server_logs "$name"; die "$name exited at start"; }
-        port=$(sed -n 's/.* master: listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' \
-            "$DIR/$name-error.log" 2>/dev/null | head -n 1)
+        port=$(logged_port "$name" "listening on")
         [ -n "$port" ] || sleep 0.1
     done
     [ -n "$port" ] || die "$name logged no listening port within 20 s"
     PORT[$name]=$port KIND[$name]=preforkd SHOWN[$name]=$shown
     wait_ready "$name"
+    ADMIN_PORT[$name]=$(logged_port "$name" "admin endpoint on")
+}
+
+# start_preforkd NAME SHOWN TEMPLATE KEY=VALUE...: render_preforkd, then
+# run_preforkd.
+start_preforkd() {
+    local name=$1 shown=$2 tmpl=$3
+    shift 3
+    render_preforkd "$name" "$tmpl" "$@"
+    run_preforkd "$name" "$shown"
 }
 
 # start_nginx NAME SHOWN TEMPLATE CPUS WORKERS KEY=VALUE...
@@ -208,6 +241,31 @@ run_wrk() {
     WRK_PID=$!
     wait "$WRK_PID" || warn "wrk against $name exited with status $? (see $out)"
     WRK_PID=
+}
+
+# stats NAME: one GET of preforkd NAME's /stats on its TCP admin port.
+stats() {
+    curl -s -m 5 "http://127.0.0.1:${ADMIN_PORT[$1]}/stats"
+}
+
+# poll_stats OUT NAME COUNT PER_S: in the background (POLL_PID), COUNT GETs
+# of preforkd NAME's /stats on its TCP admin port, one after the other and
+# at most PER_S a second, the answers one after the other in OUT. One curl process
+# (--rate) on the client CPUs: a fork and exec per poll would cost wrk's
+# CPU more. A GET that fails is skipped.
+poll_stats() {
+    local out=$1 name=$2 count=$3 per_s=$4
+    # shellcheck disable=SC2046
+    $(pin "$CLIENT_CPUS") curl -s -m 2 --rate "$per_s/s" \
+        "http://127.0.0.1:${ADMIN_PORT[$name]}/stats?poll=[1-$count]" \
+        > "$out" 2>/dev/null < /dev/null &
+    POLL_PID=$!
+}
+
+# stop_poll: stops the poller of poll_stats, if one runs.
+stop_poll() {
+    [ -z "$POLL_PID" ] || stop_pid "$POLL_PID"
+    POLL_PID=
 }
 
 # parse_wrk FILE: "req/s <TAB> p50 ms <TAB> p99 ms <TAB> non-2xx <TAB>

@@ -24,6 +24,7 @@ UPSTREAM_WORKERS=${BENCH_UPSTREAM_WORKERS:-1}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-1}
 MAX_REQUESTS=${BENCH_MAX_REQUESTS:-1000}
+POLL_PER_S=20 # /stats polls a second in the fork step: every 50 ms
 SCENARIOS=${BENCH_SCENARIOS:-keepalive close proxy recycle fork}
 BIN=${PREFORKD_BIN:-$SRC/build/preforkd}
 APPS=${PREFORKD_APPS:-$SRC/build/apps}
@@ -119,6 +120,7 @@ choose_cpus() {
 cleanup() {
     local pid
     [ -z "$WRK_PID" ] || stop_pid "$WRK_PID"
+    stop_poll
     for pid in "${STARTED[@]}"; do
         stop_pid "$pid"
     done
@@ -200,27 +202,30 @@ bench_recycle() {
     stop_servers pf-recycle pf-plain
 }
 
-# Fork to first request: a preforkd recycling every MAX_REQUESTS requests
-# under a Connection: close load (every accept is a new connection, so a
-# new worker competes for the next one as soon as it serves), with an
-# access log of "$msec $worker_pid". Stopping it flushes the log.
+# Fork to first accept: a preforkd recycling every MAX_REQUESTS requests
+# under a Connection: close load (every request is a new connection, so a
+# new worker competes for the next accept as soon as it serves), its /stats
+# polled POLL_PER_S times a second on the client CPUs. The workers of the
+# poll before the load (the one that answered the readiness check) do not
+# count; a poll after it catches the last ones.
 bench_fork() {
-    local t0 log=$DIR/pf-fork-error.log
-    start_preforkd pf-fork preforkd preforkd-hello.ini.in \
-        MAX_REQUESTS="$MAX_REQUESTS" ACCESS_LOG="$DIR/pf-fork-access.log"
-    t0=$(date +%s.%3N)
-    note "fork to first request: ${DURATION}s of Connection: close load"
+    local n=$((DURATION * POLL_PER_S))
+    render_preforkd pf-fork preforkd-hello.ini.in MAX_REQUESTS="$MAX_REQUESTS" \
+        ACCESS_LOG=off
+    admin_on_tcp pf-fork
+    run_preforkd pf-fork preforkd
+    stats pf-fork > "$DIR/fork-before.json" ||
+        die "pf-fork: no /stats on 127.0.0.1:${ADMIN_PORT[pf-fork]}"
+    note "fork to first accept: ${DURATION}s of Connection: close load, /stats every $((1000 / POLL_PER_S)) ms"
+    poll_stats "$DIR/fork-polls.json" pf-fork "$n" "$POLL_PER_S"
     run_wrk "$OUT/wrk/fork.txt" pf-fork "$DURATION" -H "Connection: close"
+    stop_poll
+    stats pf-fork > "$DIR/fork-after.json" || true
     stop_servers pf-fork
-    {
-        sed -n 's/^\([^ ]*\) .* master: worker [0-9]* spawned (pid \([0-9]*\),.*/\1 spawn \2/p' "$log"
-        sed -n 's/^\([^ ]*\) [^ ]* \[\([0-9]*\)\] worker [0-9]*: serving$/\1 serving \2/p' "$log"
-    } > "$DIR/fork-events"
-    {
-        cut -d' ' -f1 "$DIR/fork-events" | date -f - +%s.%3N |
-            paste -d' ' - <(cut -d' ' -f2- "$DIR/fork-events")
-        awk '{ print $1, "request", $2 }' "$DIR/pf-fork-access.log"
-    } | awk -v since="$t0" -f "$SRC/bench/fork.awk" > "$OUT/fork.txt"
+    awk -v rps="$(parse_wrk "$OUT/wrk/fork.txt" | cut -f1)" \
+        -v every=$((1000 / POLL_PER_S)) -f "$SRC/bench/fork.awk" \
+        "$DIR/fork-before.json" "$DIR/fork-polls.json" "$DIR/fork-after.json" \
+        > "$OUT/fork.txt"
 }
 
 header() {
@@ -265,7 +270,7 @@ report() {
         [ -z "${RECYCLES:-}" ] || echo "  workers recycled by max_requests in the runs of scenario 4: $RECYCLES"
         echo
         memory_lines
-        [ ! -s "$OUT/fork.txt" ] || cat "$OUT/fork.txt"
+        [ ! -s "$OUT/fork.txt" ] || { echo; cat "$OUT/fork.txt"; }
         echo
         log_problems
         echo "raw wrk output: $OUT/wrk/, server logs: $OUT/logs/"
