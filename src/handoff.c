@@ -18,58 +18,65 @@ int handoff_pair(int fds[2])
     return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds);
 }
 
-int handoff_send(int sock, int fd)
-{
-    char tag = TAG;
-    struct iovec iov = {.iov_base = &tag, .iov_len = 1};
+/* One message: the tag byte and room for one descriptor. */
+struct fdmsg {
+    char tag;
+    struct iovec iov;
     union {
         struct cmsghdr h;
         char space[CMSG_SPACE(sizeof(int))];
     } ctl;
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1,
-        .msg_control = ctl.space, .msg_controllen = sizeof(ctl.space),
-    };
-    struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+    struct msghdr m;
+};
+
+static void fdmsg_init(struct fdmsg *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->tag = TAG;
+    f->iov = (struct iovec){.iov_base = &f->tag, .iov_len = 1};
+    f->m.msg_iov = &f->iov;
+    f->m.msg_iovlen = 1;
+    f->m.msg_control = f->ctl.space;
+    f->m.msg_controllen = sizeof(f->ctl.space);
+}
+
+int handoff_send(int sock, int fd)
+{
+    struct fdmsg f;
+    struct cmsghdr *h;
     ssize_t n;
 
-    memset(&ctl, 0, sizeof(ctl));
+    fdmsg_init(&f);
+    h = CMSG_FIRSTHDR(&f.m);
     h->cmsg_level = SOL_SOCKET;
     h->cmsg_type = SCM_RIGHTS;
     h->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(h), &fd, sizeof(int));
     do
-        n = sendmsg(sock, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+        n = sendmsg(sock, &f.m, MSG_DONTWAIT | MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     return n == 1 ? 0 : -1;
 }
 
 int handoff_recv(int sock)
 {
-    char tag;
-    struct iovec iov = {.iov_base = &tag, .iov_len = 1};
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1,
-        .msg_control = ctl.space, .msg_controllen = sizeof(ctl.space),
-    };
+    struct fdmsg f;
     struct cmsghdr *h;
     ssize_t n;
     int fd;
 
+    fdmsg_init(&f);
+    f.tag = 0;
     do
-        n = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        n = recvmsg(sock, &f.m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return -1;
-    h = CMSG_FIRSTHDR(&m);
-    if (n != 1 || tag != TAG || h == NULL || h->cmsg_type != SCM_RIGHTS ||
+    h = CMSG_FIRSTHDR(&f.m);
+    if (n != 1 || f.tag != TAG || h == NULL || h->cmsg_type != SCM_RIGHTS ||
         h->cmsg_len != CMSG_LEN(sizeof(int))) {
         /* The kernel dropped the descriptor (MSG_CTRUNC: out of fds). */
-        errno = (m.msg_flags & MSG_CTRUNC) ? EMFILE : EPROTO;
+        errno = (f.m.msg_flags & MSG_CTRUNC) ? EMFILE : EPROTO;
         return -1;
     }
     memcpy(&fd, CMSG_DATA(h), sizeof(int));

@@ -1,0 +1,69 @@
+/*
+ * test_handoff.c - unit tests of src/handoff.c: a descriptor sent on one
+ * end of the pair arrives, working, at the other; an empty queue says
+ * EAGAIN; drain closes what waits. Runs in the test process only.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "handoff.h"
+#include "harness.h"
+
+/* A pipe's write end travels; what is written on the received copy comes
+ * out of the pipe, so it is the same open file. */
+START_TEST(test_send_recv)
+{
+    int pair[2], p[2], fd;
+    char c = 0;
+
+    ck_assert_int_eq(handoff_pair(pair), 0);
+    ck_assert_int_eq(pipe(p), 0);
+    ck_assert_int_eq(handoff_send(pair[0], p[1]), 0);
+    close(p[1]); /* the sender's copy: the one in flight keeps it open */
+    fd = handoff_recv(pair[1]);
+    ck_assert_int_ge(fd, 0);
+    ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    ck_assert_int_eq(write(fd, "x", 1), 1);
+    ck_assert_int_eq(read(p[0], &c, 1), 1);
+    ck_assert_int_eq(c, 'x');
+    ck_assert_int_eq(handoff_recv(pair[1]), -1);
+    ck_assert_int_eq(errno, EAGAIN);
+    close(fd);
+    close(p[0]);
+    close(pair[0]);
+    close(pair[1]);
+}
+END_TEST
+
+/* What nobody took is closed by drain: the pipe's reader sees EOF. */
+START_TEST(test_drain)
+{
+    int pair[2], p[2];
+    char c;
+
+    ck_assert_int_eq(handoff_pair(pair), 0);
+    ck_assert_int_eq(pipe(p), 0);
+    ck_assert_int_eq(handoff_send(pair[0], p[1]), 0);
+    ck_assert_int_eq(handoff_send(pair[0], p[1]), 0);
+    close(p[1]);
+    ck_assert_int_eq(handoff_drain(pair[1]), 2);
+    ck_assert_int_eq(read(p[0], &c, 1), 0); /* every write end is gone */
+    ck_assert_int_eq(handoff_drain(pair[1]), 0);
+    close(p[0]);
+    close(pair[0]);
+    close(pair[1]);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("handoff");
+    TCase *tc = tcase_create("handoff");
+
+    tcase_add_test(tc, test_send_recv);
+    tcase_add_test(tc, test_drain);
+    suite_add_tcase(s, tc);
+    return harness_run_suite(s);
+}
