@@ -569,39 +569,63 @@ void conn_adopt(struct conn_server *s, int fd)
     set_timer(c, s->cfg->server.keepalive_timeout);
 }
 
-bool conn_keeps_alive(const struct conn_server *s)
+/* Nothing of the next request has been read and nothing is left to
+ * write: the connection can go to another worker as it is. */
+static bool can_hand_over(const struct conn *c)
 {
-    if (!s->retiring && !s->no_keepalive)
-        return true;
+    return c->state == CONN_IDLE && c->in.len == 0 && conn_pending(c) == 0;
+}
+
+static bool may_hand_over(const struct conn_server *s)
+{
     return s->may_hand_over != NULL && s->may_hand_over(s);
 }
 
+bool conn_keeps_alive(const struct conn_server *s)
+{
+    return (!s->retiring && !s->no_keepalive) || may_hand_over(s);
+}
+
 /* An idle connection of a leaving worker goes to a serving one: the
- * client keeps its connection (no new handshake, no keep-alive race). */
+ * client keeps its connection (no new handshake, no keep-alive race).
+ * The socket lives on in the other worker, so our epoll set may still
+ * report it once our descriptor is closed: libev notices (its DEL fails)
+ * and rebuilds its kernel state, which this worker, leaving or shedding,
+ * pays for rarely. */
 static bool hand_over(struct conn *c)
 {
     struct conn_server *s = c->srv;
 
-    if (c->state != CONN_IDLE || c->in.len > 0 || conn_pending(c) > 0 ||
-        s->may_hand_over == NULL || !s->may_hand_over(s) ||
-        handoff_send(s->handoff_fd, c->fd) < 0)
+    if (!can_hand_over(c) || !may_hand_over(s) ||
+        handoff_send(s->handoff_fd, &c->fd, 1) < 0)
         return false;
-    /* The socket lives on in the other worker, so our epoll set may still
-     * report it once our descriptor is closed: libev notices (its DEL
-     * fails) and rebuilds its kernel state, which this worker, leaving or
-     * shedding, pays for rarely. */
     s->handed_over++;
     close_conn(c);
     return true;
 }
 
+/* Every idle connection at once, HANDOFF_BATCH to a message. */
 void conn_hand_over_idle(struct conn_server *s)
 {
-    struct conn *c = s->conns, *next;
+    struct conn *batch[HANDOFF_BATCH], *c, *next;
+    int fds[HANDOFF_BATCH], n = 0;
 
-    for (; c; c = next) {
+    if (!may_hand_over(s))
+        return;
+    for (c = s->conns; c; c = next) {
         next = c->next;
-        hand_over(c);
+        if (can_hand_over(c)) {
+            batch[n] = c;
+            fds[n++] = c->fd;
+        }
+        if (n == HANDOFF_BATCH || (next == NULL && n > 0)) {
+            if (handoff_send(s->handoff_fd, fds, n) == 0) {
+                for (int i = 0; i < n; i++)
+                    close_conn(batch[i]);
+                s->handed_over += (uint64_t)n;
+            }
+            n = 0;
+        }
     }
 }
 

@@ -17,13 +17,18 @@
  * close-on-exec (a binary upgrade's new master makes its own). */
 int handoff_pair(int fds[2]);
 
-/* Sends connection fd; the caller then closes its own copy. -1 (EAGAIN
- * when the queue is full): keep or close the connection as before. */
-int handoff_send(int sock, int fd);
+/* Connections sent in one message at most. */
+#define HANDOFF_BATCH 16
 
-/* One connection from the queue (close-on-exec), or -1: EAGAIN when the
- * queue is empty, EMFILE when the descriptor could not be received. */
-int handoff_recv(int sock);
+/* Sends n (1..HANDOFF_BATCH) connections in one message; the caller then
+ * closes its own copies. -1 (EAGAIN when the queue is full): keep or close
+ * the connections as before. */
+int handoff_send(int sock, const int *fds, int n);
+
+/* The connections of one message (close-on-exec) into fds[HANDOFF_BATCH]:
+ * how many, or -1: EAGAIN when the queue is empty, EMFILE when the
+ * descriptors could not be received (the kernel closed them). */
+int handoff_recv(int sock, int *fds);
 
 /* Closes every connection waiting in the queue; returns how many. */
 int handoff_drain(int sock);

@@ -147,12 +147,16 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 static void on_handoff(struct ev_loop *loop, ev_io *w, int revents)
 {
     uint32_t limit = W.boot->cfg->server.worker_connections;
+    int fds[HANDOFF_BATCH];
 
+    /* A message may bring a few connections past the limit: they are
+     * served all the same (none may be lost here). */
     for (int i = 0; i < ACCEPT_BATCH && W.srv.nconns < limit; i++) {
-        int fd = handoff_recv(w->fd);
+        int n = handoff_recv(w->fd, fds);
 
-        if (fd >= 0) {
-            conn_adopt(&W.srv, fd);
+        if (n >= 0) {
+            for (int k = 0; k < n; k++)
+                conn_adopt(&W.srv, fds[k]);
             SB_SET(W.slot->connections, W.srv.nconns);
             continue;
         }

@@ -178,30 +178,45 @@ START_TEST(test_max_requests)
 }
 END_TEST
 
-/* A keep-alive client outlives the workers that serve it: each one that is
- * recycled hands the idle connection to a serving worker instead of
- * closing it, so the client never reconnects and never sees a close. */
+/* One keep-alive request on c; asserts a 200 that keeps the connection. */
+static void keepalive_request(struct hconn *c, int i)
+{
+    struct hresp r;
+
+    harness_send_str(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    harness_expect_response(c, &r, false, "a request on a kept connection");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(hresp_header(&r, "Connection") == NULL,
+                  "request %d: Connection: %s", i, hresp_header(&r, "Connection"));
+    hresp_free(&r);
+}
+
+/* Keep-alive clients outlive the workers that serve them: each worker that
+ * is recycled hands its idle connections to a serving worker instead of
+ * closing them (several in one message when it retires), so no client
+ * reconnects or sees a close. One client drives the recycles; seven wait
+ * idle and are used again at the end. */
 START_TEST(test_keepalive_survives_recycling)
 {
     char *mod = load_module_path("PREFORKD_APPS", "hello");
     struct hdaemon *d = start(mod, 2, "max_requests = 20\nmax_concurrent_recycles = 2\n", NULL);
-    struct hconn *c = harness_connect(d->port);
-    struct hresp r;
+    struct hconn *c[8];
     int i;
 
-    for (i = 0; i < 5000 && harness_log_count(d, "handed [0-9]+ idle") < 5; i++) {
-        harness_send_str(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-        harness_expect_response(c, &r, false, "a request on the one connection");
-        ck_assert_int_eq(r.status, 200);
-        ck_assert_msg(hresp_header(&r, "Connection") == NULL,
-                      "request %d: Connection: %s", i, hresp_header(&r, "Connection"));
-        hresp_free(&r);
+    for (int k = 0; k < 8; k++) {
+        c[k] = harness_connect(d->port);
+        keepalive_request(c[k], -1);
     }
+    for (i = 0; i < 5000 && harness_log_count(d, "handed [0-9]+ idle") < 5; i++)
+        keepalive_request(c[0], i);
     ck_assert_msg(harness_log_count(d, "handed [0-9]+ idle") >= 5,
                   "%d hand-overs in %d requests", harness_log_count(d, "handed [0-9]+ idle"), i);
     ck_assert(harness_log_wait(d, RETIRED("max_requests"), 5, 10));
-    ck_assert(!c->eof && !c->reset);
-    harness_close(c);
+    for (int k = 0; k < 8; k++) {
+        keepalive_request(c[k], k);
+        ck_assert(!c[k]->eof && !c[k]->reset);
+        harness_close(c[k]);
+    }
     free(mod);
 }
 END_TEST
