@@ -22,11 +22,11 @@ int handoff_pair(int fds[2])
 struct fdmsg {
     char tag;
     struct iovec iov;
-    union {
+    struct msghdr m;
+    union { /* last: struct cmsghdr ends in a flexible array */
         struct cmsghdr h;
         char space[CMSG_SPACE(HANDOFF_BATCH * sizeof(int))];
     } ctl;
-    struct msghdr m;
 };
 
 static void fdmsg_init(struct fdmsg *f, int n)
