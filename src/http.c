@@ -148,6 +148,12 @@ static int check_framing(struct http_parse *hp, const char *const *te,
     }
     if (ncl > 1)
         return fail(hp, 400, "duplicate Content-Length");
+    /* http-parser stops at the end of a CONNECT head (a tunnel follows), so
+     * a body would be parsed as the next request: smuggling. RFC 9110
+     * 9.3.6: a CONNECT request has no content. */
+    if (hp->p.method == HTTP_CONNECT &&
+        (nte > 0 || ((hp->p.flags & F_CONTENTLENGTH) && hp->p.content_length > 0)))
+        return fail(hp, 400, "CONNECT with content");
     return 0;
 }
 

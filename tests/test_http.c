@@ -157,6 +157,11 @@ static const struct {
      * chunked: when the two disagree, the request is refused. */
     {"te trailing comma", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n"), 400},
     {"te unknown coding before chunked", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"), 501},
+    /* CONNECT: http-parser stops after the head, so a body would be read
+     * as the next request */
+    {"connect with a body", RAW("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 28\r\n\r\n"
+                                "GET /s HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
+    {"connect with a chunked body", RAW("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400},
     /* chunk framing */
     {"chunk size overflow", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000001\r\nx\r\n"), 400},
     {"chunk size sign", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n+1\r\nx\r\n0\r\n\r\n"), 400},
@@ -209,6 +214,9 @@ static const char *const accepts[] = {
     "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
     "GET http://x:8/a?b HTTP/1.1\r\nHost: x:8\r\n\r\n",
     "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
+    "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\nContent-Length: 0\r\n\r\n",
+    "POST / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+    "Content-Length: 2\r\n\r\nab",
     "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n"
     "1;a=b ; c\r\nx\r\n000\r\nT: 1\r\n\r\n",
 };
