@@ -14,23 +14,11 @@ set -u
 src=${PREFORKD_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 mk=${PREFORKD_MAKE:-make --no-print-directory}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/preforkd-fuzz.XXXXXX") || exit 1
-passed=0
-failed=0
 
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM
 
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() {
-    failed=$((failed + 1))
-    echo "FAIL - $1"
-    [ -n "${2:-}" ] && [ -f "$2" ] && sed 's/^/    | /' "$2" | tail -n 40
-}
-finish() {
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit $?
-}
+. "$(dirname "$0")/tap.inc"
 
 case $mk in
 *SANITIZE=1*)

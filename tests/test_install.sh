@@ -14,8 +14,6 @@ cc=${CC:-cc}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/preforkd-install.XXXXXX") || exit 1
 prefix=$tmp/prefix
 pid=
-passed=0
-failed=0
 
 # The live processes among the children of $1 (its workers), from /proc.
 children() {
@@ -71,25 +69,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' HUP INT TERM
 
-ok() {
-    passed=$((passed + 1))
-    echo "ok - $1"
-}
-
-# not_ok DESCRIPTION [FILE TO SHOW]
-not_ok() {
-    failed=$((failed + 1))
-    echo "FAIL - $1"
-    if [ -n "${2:-}" ] && [ -f "$2" ]; then
-        sed 's/^/    | /' "$2" | tail -n 30
-    fi
-}
-
-finish() {
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit $?
-}
+. "$(dirname "$0")/tap.inc"
 
 # ---- make install -----------------------------------------------------------
 # A build directory of its own: the checkout's build/ keeps its compiled-in

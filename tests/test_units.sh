@@ -23,8 +23,6 @@ ctl=${PREFORKD_CTL:-$src/build/preforkctl}
 apps=${PREFORKD_APPS:-$src/build/apps}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/preforkd-units.XXXXXX") || exit 1
 pid=
-passed=0
-failed=0
 
 cleanup() {
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
@@ -35,17 +33,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' HUP INT TERM
 
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() {
-    failed=$((failed + 1))
-    echo "FAIL - $1"
-    [ -n "${2:-}" ] && [ -f "$2" ] && sed 's/^/    | /' "$2" | tail -n 30
-}
-finish() {
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit $?
-}
+. "$(dirname "$0")/tap.inc"
 
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     if [ "${PREFORKD_REQUIRE_SYSTEMD:-0}" = 1 ]; then

@@ -25,8 +25,6 @@ src=${PREFORKD_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 bin=${PREFORKD_BIN:-$src/build/preforkd}
 apps=${PREFORKD_APPS:-$src/build/apps}
 test_apps=${PREFORKD_TEST_APPS:-$src/build/tests/apps}
-passed=0
-failed=0
 groups=""
 tmp=
 
@@ -44,17 +42,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' HUP INT TERM
 
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() {
-    failed=$((failed + 1))
-    echo "FAIL - $1"
-    [ -n "${2:-}" ] && [ -f "$2" ] && sed 's/^/    | /' "$2" | tail -n 40
-}
-finish() {
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit $?
-}
+. "$(dirname "$0")/tap.inc"
 
 case "${PREFORKD_MAKE:-}" in
 *SANITIZE=1*)
