@@ -142,7 +142,7 @@ $(BUILD)/preforkd.pc: Makefile | $(BUILD)/.dir
 	  'Description: preforkd application module ABI' 'Version: $(VERSION)' \
 	  'Cflags: -I$${includedir} -fPIC' > $@
 
-# Every test binary runs even when one fails; the exit status is the sum.
+# Every test binary runs even when one fails.
 # Tests find the daemon and fixtures through these variables.
 TEST_ENV = PREFORKD_BIN=$(abspath $(BUILD)/preforkd) \
            PREFORKD_APPS=$(abspath $(BUILD)/apps) \
@@ -151,15 +151,24 @@ TEST_ENV = PREFORKD_BIN=$(abspath $(BUILD)/preforkd) \
            PREFORKD_SRC=$(abspath .) \
            PREFORKD_MAKE="$(MAKE) --no-print-directory SANITIZE=$(SANITIZE)"
 
+# Each suite's output is also kept in $(BUILD)/check/; at the end the tail of
+# every failed suite is repeated and the last line names them, because CI logs
+# are often read from the tail.
 check: all $(TAPPS) $(TESTS)
-	$(Q)fail=0; for t in $(TESTS); do \
-	  echo "== $$t"; \
-	  env $(TEST_ENV) $$t || fail=1; \
+	$(Q)mkdir -p $(BUILD)/check; failed=; \
+	for t in $(TESTS) tests/*.sh; do \
+	  n=$${t##*/}; log=$(BUILD)/check/$$n.log; echo "== $$t"; \
+	  case $$t in *.sh) run="sh $$t";; *) run=$$t;; esac; \
+	  env $(TEST_ENV) $$run > $$log 2>&1 || failed="$$failed $$n"; cat $$log; \
 	done; \
-	for s in tests/*.sh; do [ -e "$$s" ] || continue; \
-	  echo "== $$s"; env $(TEST_ENV) sh $$s || fail=1; \
+	for n in $$failed; do \
+	  echo "== failed: $$n (last 40 lines of $(BUILD)/check/$$n.log)"; \
+	  tail -n 40 $(BUILD)/check/$$n.log; \
 	done; \
-	if [ $$fail -ne 0 ]; then echo "make check: FAILED"; exit 1; fi; \
+	for n in $$failed; do \
+	  grep -E ':[EF]:|^not ok' $(BUILD)/check/$$n.log | head -n 5; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make check: FAILED:$$failed"; exit 1; fi; \
 	echo "make check: all tests passed"
 
 run: all
