@@ -365,6 +365,18 @@ pf_config_get_duration(const pf_app_config *cfg, const char *key,
     return 0;
 }
 
+/* See preforkd.h. */
+int
+pf_config_has_upstream(const pf_app_config *cfg, const char *name)
+{
+    if (cfg == NULL || name == NULL)
+        return 0;
+    for (size_t i = 0; i < cfg->c->nupstreams; i++)
+        if (strcmp(cfg->c->upstreams[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
 /* See preforkd.h. A key absent from the file is named without a line. */
 int
 pf_config_error(const pf_app_config *cfg, const char *key, const char *fmt,

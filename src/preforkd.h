@@ -94,6 +94,9 @@ int pf_config_get_size(const pf_app_config *cfg, const char *key,
 /* Duration in seconds, with optional ms/s/m/h suffix; as above. */
 int pf_config_get_duration(const pf_app_config *cfg, const char *key,
                            double dflt, double *out);
+/* 1 if the file has an [upstream NAME] section, else 0: lets load() refuse
+ * a name that pf_upstream_find would not find in the workers. */
+int pf_config_has_upstream(const pf_app_config *cfg, const char *name);
 /* Logs "FILE:LINE: [app] KEY: <message>" at error level and returns -1. */
 int pf_config_error(const pf_app_config *cfg, const char *key,
                     const char *fmt, ...)

@@ -351,6 +351,9 @@ static int proxy_load(const pf_app_config *cfg, void **state)
     if (name == NULL || *name == '\0')
         return pf_config_error(cfg, "upstream", "required: the NAME of an "
                                "[upstream NAME] section to forward to");
+    if (!pf_config_has_upstream(cfg, name))
+        return pf_config_error(cfg, "upstream", "there is no [upstream %s] "
+                               "section", name);
     if (trust != NULL && parse_bool(trust, &t) < 0)
         return pf_config_error(cfg, "trust_forwarded", "expected true or "
                                "false, got \"%s\"", trust);
