@@ -473,18 +473,40 @@ static void notify_tick(ev_tstamp now)
     }
 }
 
-/* Connections handed over when no worker serves would wait unserved (a
- * leaving worker saw another still serving, which then left too): close
- * them, as keepalive_timeout would have. */
+/* Handed-over connections wait in the queue for a worker that accepts. A
+ * serving worker that does not (at worker_connections, or paused after
+ * EMFILE) takes them when it can, as the kernel's backlog waits for it; but
+ * an idle connection is not held longer than keepalive_timeout. When no
+ * worker serves at all (a leaving worker saw another still serving, which
+ * then left too), nobody will take them: close them now. */
 static void handoff_sweep(void)
 {
+    bool serving = false;
+    ev_tstamp now = now_();
     int n;
 
-    for (uint32_t i = 0; i < M.nslots; i++)
-        if (M.w[i].pid && SB_GET(scoreboard_slot(M.sb, i + 1)->accepting))
+    for (uint32_t i = 0; i < M.nslots; i++) {
+        const struct slot *s;
+
+        if (!M.w[i].pid)
+            continue;
+        s = scoreboard_slot(M.sb, i + 1);
+        if (SB_GET(s->accepting)) {
+            M.handoff_stalled = 0;
             return;
+        }
+        serving |= SB_GET(s->state) == SLOT_SERVING;
+    }
+    if (serving && M.mode == RUNNING) {
+        if (M.handoff_stalled == 0)
+            M.handoff_stalled = now;
+        if (now - M.handoff_stalled < M.cfg->server.keepalive_timeout)
+            return;
+    }
     if ((n = handoff_drain(M.handoff[1])) > 0)
         log_info("closed %d idle connections that no serving worker took", n);
+    if (M.handoff_stalled != 0)
+        M.handoff_stalled = now; /* the next ones get their full wait */
 }
 
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)

@@ -60,6 +60,7 @@ struct master {
     uint32_t generation;
     int msg_rd, msg_wr;
     int handoff[2];      /* handoff.h: [0] leaving workers send, [1] serving ones receive */
+    ev_tstamp handoff_stalled; /* since when serving workers take none; 0 = they do */
     enum mode mode;
     ev_tstamp started, stop_deadline;
     bool killed_all;
