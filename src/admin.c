@@ -218,6 +218,11 @@ int admin_fd(void)
     return A.fd;
 }
 
+const struct listen_addr *admin_addr(void)
+{
+    return &A.addr;
+}
+
 void admin_forget_in_child(void)
 {
     if (A.fd < 0)

@@ -28,6 +28,9 @@ void admin_stop(bool unlink_path);
 void admin_pause(bool pause);
 /* The listening fd, or -1. */
 int admin_fd(void);
+/* Its address as bound (for a unix socket this master created, with the
+ * file's identity: listen.h). */
+const struct listen_addr *admin_addr(void);
 /* In a just-forked worker: close inherited admin fds, touch no watcher. */
 void admin_forget_in_child(void);
 

@@ -5,10 +5,12 @@
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "inherit.h"
@@ -18,9 +20,10 @@
 #define SD_LISTEN_FDS_START 3
 
 static int fds[INHERIT_MAX];
+static bool owned[INHERIT_MAX]; /* its unix socket file was the old master's to remove */
 static int nfds;
 
-static void add(int fd)
+static void add(int fd, bool owns_path)
 {
     int type = 0, listening = 0;
     socklen_t len = sizeof(int);
@@ -31,8 +34,10 @@ static void add(int fd)
         log_warnx("inherited fd %d is not a listening stream socket: ignored", fd);
         return;
     }
-    if (nfds < INHERIT_MAX)
+    if (nfds < INHERIT_MAX) {
+        owned[nfds] = owns_path;
         fds[nfds++] = fd;
+    }
 }
 
 int inherit_collect(void)
@@ -42,11 +47,17 @@ int inherit_collect(void)
 
     if (pid && n && atol(pid) == (long)getpid())
         for (int i = 0; i < atoi(n); i++)
-            add(SD_LISTEN_FDS_START + i);
+            add(SD_LISTEN_FDS_START + i, false); /* systemd's files */
     if (ours) {
         char *copy = strdup(ours), *save = NULL;
-        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
-            add(atoi(t));
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            char *end;
+            long fd = strtol(t, &end, 10);
+            if (end != t && fd >= 0 && fd <= INT_MAX && (*end == '\0' || strcmp(end, "u") == 0))
+                add((int)fd, *end == 'u');
+            else
+                log_warnx("%s: ignoring \"%s\"", INHERIT_ENV, t);
+        }
         free(copy);
     }
     unsetenv("LISTEN_PID");
@@ -73,6 +84,18 @@ static bool same(const struct listen_addr *want, const struct sockaddr_storage *
            (want->u.in6.sin6_port == 0 || g6->sin6_port == want->u.in6.sin6_port);
 }
 
+/* This master now removes the socket file at the end (listen_close): the
+ * one at the path as it adopts the socket. */
+static void own_path(struct listen_addr *a)
+{
+    struct stat st;
+
+    if (lstat(a->u.un.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        a->un_dev = st.st_dev;
+        a->un_ino = st.st_ino;
+    }
+}
+
 int inherit_take(struct listen_addr *a)
 {
     for (int i = 0; i < nfds; i++) {
@@ -84,6 +107,8 @@ int inherit_take(struct listen_addr *a)
             continue;
         fds[i] = -1;
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        if (a->family == AF_UNIX && owned[i])
+            own_path(a);
         fcntl(fd, F_SETFD, FD_CLOEXEC);
         if (a->family == AF_INET && a->u.in.sin_port == 0) {
             char host[INET_ADDRSTRLEN];

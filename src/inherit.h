@@ -10,7 +10,8 @@
 #include "listen.h"
 
 /* The variable a master sets for the binary it execs: fd numbers, comma
- * separated. */
+ * separated; "7u": a unix socket whose file the old master created, so the
+ * new one removes it when it ends (systemd's sockets are never marked). */
 #define INHERIT_ENV "PREFORKD_FDS"
 /* ... and the generation the new master starts at. */
 #define GENERATION_ENV "PREFORKD_GENERATION"

@@ -671,6 +671,7 @@ static int setup(void)
     int pfd[2];
 
     M.upgraded = getenv(INHERIT_ENV) != NULL;
+    M.heir_of = M.upgraded ? getppid() : 0;
     if (getenv(GENERATION_ENV) != NULL) {
         M.generation = (uint32_t)strtoul(getenv(GENERATION_ENV), NULL, 10);
         M.generation = M.generation ? M.generation : 1;
@@ -720,7 +721,7 @@ static int setup(void)
 
 static void teardown(void)
 {
-    admin_stop(!M.handed_over);
+    admin_stop(master_owns_paths());
     for (size_t i = 0; i < M.nlisten; i++)
         master_close_listener(M.lfds[i], &M.cfg->server.listen[i]);
     M.nlisten = 0;

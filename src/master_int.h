@@ -76,6 +76,7 @@ struct master {
     pid_t upgrade_pid;   /* the new master of a binary upgrade, while alive */
     bool handed_over;    /* sockets shared with a new master: never unlink */
     bool upgraded;       /* this master was started by a binary upgrade */
+    pid_t heir_of;       /* then: the old master, its parent while it lives */
     char *pidfile;       /* the pidfile this master owns now (or NULL) */
     ev_tstamp last_watchdog;
     ev_signal sigs[9];
@@ -124,5 +125,9 @@ void master_reload_done(void);
 /* Closes a listener, unlinking a unix socket only when no other master
  * shares it. */
 void master_close_listener(int fd, const struct listen_addr *a);
+/* Whether this master removes its unix socket files when it closes them:
+ * not once it handed them to a new master, nor while the old master it
+ * took them from lives (a rollback gives them back to it). */
+bool master_owns_paths(void);
 
 #endif

@@ -57,12 +57,17 @@ static void join_lines(const char *in, char *out, size_t len)
     out[o] = '\0';
 }
 
+bool master_owns_paths(void)
+{
+    return !M.handed_over && !(M.heir_of > 1 && getppid() == M.heir_of);
+}
+
 void master_close_listener(int fd, const struct listen_addr *a)
 {
-    if (M.handed_over)
-        close(fd); /* the path now belongs to the new master too */
-    else
+    if (master_owns_paths())
         listen_close(fd, a);
+    else
+        close(fd); /* the path is another master's too */
 }
 
 /* The same address (compared as struct sockaddr). */
@@ -284,9 +289,11 @@ static void inherit_list(char *buf, size_t len)
 
     buf[0] = '\0';
     for (size_t i = 0; i < M.nlisten && off < len; i++)
-        off += (size_t)snprintf(buf + off, len - off, "%s%d", off ? "," : "", M.lfds[i]);
+        off += (size_t)snprintf(buf + off, len - off, "%s%d%s", off ? "," : "",
+                                M.lfds[i], M.cfg->server.listen[i].un_ino ? "u" : "");
     if (afd >= 0 && off < len)
-        snprintf(buf + off, len - off, "%s%d", off ? "," : "", afd);
+        snprintf(buf + off, len - off, "%s%d%s", off ? "," : "", afd,
+                 admin_addr()->un_ino ? "u" : "");
 }
 
 /* In the forked child: let the sockets cross exec, then exec. */

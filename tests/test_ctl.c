@@ -2,11 +2,12 @@
  * test_ctl.c - integration tests of preforkctl (src/ctl/) against the real
  * daemon: status (table and --json), scale (relative, absolute, clamped,
  * bad arguments), reload (done, refused by the daemon, refused locally for
- * an invalid file), stop, upgrade under load, and the exit codes when no
- * daemon is there. The daemon runs on 127.0.0.1:0 with its admin endpoint
+ * an invalid file), stop, upgrade under load and its rollback, and the exit
+ * codes when no daemon is there. The daemon runs on 127.0.0.1:0 with its admin endpoint
  * on a unix socket in the test's temp dir, which preforkctl finds from -c.
  */
 #include <check.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,11 @@ static double stat_num(struct ctl *c, const char *key)
     ck_assert_msg(j != NULL, "no /stats");
     free(j);
     return v;
+}
+
+static bool path_gone(void *path)
+{
+    return access(path, F_OK) < 0 && errno == ENOENT;
 }
 
 /* ---- status ------------------------------------------------------------------ */
@@ -239,6 +245,58 @@ START_TEST(test_upgrade)
     ck_assert_int_eq(harness_exit_code(c.d), 0);
     ck_assert(stat_num(&c, "pid") != old);
     expect_ctl(&c, 0, "stopped: master", "stop", NULL);
+    /* The new master took over the admin socket's file and removes it. */
+    ck_assert_msg(harness_wait_for(path_gone, c.admin, 10),
+                  "%s outlived the master that owned it", c.admin);
+}
+END_TEST
+
+struct admin_pid {
+    struct ctl *c;
+    pid_t pid; /* what /stats says, 0 when it did not answer */
+    pid_t not; /* wait for any pid but this one */
+    pid_t is;  /* or for this one */
+};
+
+static bool admin_pid_seen(void *arg)
+{
+    struct admin_pid *a = arg;
+    char *j = ops_stats(a->c->admin);
+
+    a->pid = j ? (pid_t)ops_num(j, "pid") : 0;
+    free(j);
+    return a->pid > 0 && (a->is ? a->pid == a->is : a->pid != a->not);
+}
+
+/* Rolling back an upgrade (docs/operations.md): the new master leaves
+ * before the old one was told to retire; the old master takes back its
+ * pidfile and admin endpoint, at the same paths, and serves on. */
+START_TEST(test_upgrade_rollback)
+{
+    struct ctl c;
+    struct admin_pid a = {.c = &c};
+    pid_t old;
+    size_t len;
+    char *pid;
+
+    start(&c, 2, NULL);
+    old = a.not = c.d->pid;
+    ck_assert_int_eq(kill(old, SIGUSR2), 0);
+    ck_assert_msg(harness_wait_for(admin_pid_seen, &a, 10), "no new master on %s", c.admin);
+    ck_assert_int_eq(kill(a.pid, SIGQUIT), 0);
+    ck_assert(harness_log_wait(c.d, "binary upgrade: new master \\(pid [0-9]+\\) "
+                                    ".*this master goes on", 1, 10));
+    a.is = old;
+    ck_assert_msg(harness_wait_for(admin_pid_seen, &a, 10),
+                  "the old master does not answer on %s (last pid %d)", c.admin, (int)a.pid);
+    pid = harness_read_file(c.d->pidfile, &len);
+    ck_assert_msg(pid != NULL && atol(pid) == old, "pidfile: %s", pid ? pid : "(none)");
+    free(pid);
+    load_sync(c.d->port, 20, true, "Hello, World!\n");
+    expect_ctl(&c, 0, "stopped: master", "stop", NULL);
+    ck_assert(harness_daemon_wait_exit(c.d, 10));
+    ck_assert_int_eq(harness_exit_code(c.d), 0);
+    ck_assert_msg(harness_wait_for(path_gone, c.admin, 10), "%s left behind", c.admin);
 }
 END_TEST
 
@@ -255,6 +313,7 @@ int main(void)
     tcase_add_test(tc, test_reload);
     tcase_add_test(tc, test_stop);
     tcase_add_test(tc, test_upgrade);
+    tcase_add_test(tc, test_upgrade_rollback);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
