@@ -216,14 +216,18 @@ static bool may_hand_over(const struct conn_server *s)
  * request. The kernel backlog is shared: no connection is lost. */
 static void memory_guard(void)
 {
-    if (!W.rec.over_rss || W.srv.no_keepalive || W.srv.retiring)
+    if (!W.rec.over_rss || W.srv.retiring)
         return;
-    W.srv.no_keepalive = true;
-    if (others_accepting()) {
+    if (!W.srv.no_keepalive) {
+        W.srv.no_keepalive = true;
+        conn_hand_over_idle(&W.srv);
+    }
+    /* Asked after every request: when every other worker was over the
+     * limit too, this one kept accepting, until a replacement serves. */
+    if (W.accepting && others_accepting()) {
         accepting(false);
         log_info("over max_rss: no new connections until the replacement serves");
     }
-    conn_hand_over_idle(&W.srv);
 }
 
 /* One access log line per response, when the access log is on. */
