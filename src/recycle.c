@@ -148,7 +148,7 @@ static uint64_t handover_margin(const struct recycle *l)
 {
     double h = SB_GET(l->sb->handover_us) / 1e6;
     double m = l->growth * l->rate * (h > 0 ? h : 0.01);
-    double cap = (double)l->cfg->recycle.max_rss / 4;
+    double cap = (double)l->cfg->recycle.max_rss / RECYCLE_OVERSHOOT;
 
     return (uint64_t)(m < cap ? m : cap);
 }
@@ -203,6 +203,8 @@ static void check_memory(struct recycle *l, double now, bool tick)
         if (mem >= limit)
             reach(l, RETIRE_MAX_RSS);
         l->over_rss = mem >= l->cfg->recycle.max_rss;
+        l->far_over_rss = mem >= l->cfg->recycle.max_rss +
+                                     l->cfg->recycle.max_rss / RECYCLE_OVERSHOOT;
         plan_next_check(l, mem, limit);
     }
     /* By time on the tick; by requests too, so that a worker recycled

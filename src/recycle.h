@@ -15,6 +15,10 @@
 #include "memory.h"
 #include "scoreboard.h"
 
+/* Past max_rss by max_rss / RECYCLE_OVERSHOOT, a worker that is the only
+ * one accepting waits for a starting replacement rather than grow on. */
+#define RECYCLE_OVERSHOOT 4
+
 struct recycle {
     const struct config *cfg;
     struct scoreboard *sb;
@@ -36,6 +40,7 @@ struct recycle {
     uint64_t next_sample_requests;
     enum retire_reason reached; /* first soft limit reached, maybe held back */
     bool over_rss;             /* memory is past max_rss itself, not just near */
+    bool far_over_rss;         /* ... and past it by a quarter (RECYCLE_OVERSHOOT) */
     bool reported;             /* reached was handed to the caller */
 };
 

@@ -36,6 +36,7 @@ static struct worker {
     size_t naccept;
     ev_io handoff_w;    /* connections passed on by leaving workers */
     bool accepting;
+    bool guard_gave_up; /* memory_guard: accepting again, past max_rss, as nobody else serves */
     bool app_in_worker; /* loaded here (preload = false): unload here */
     bool access_log;    /* [log] access_log is on */
     struct recycle rec;
@@ -203,18 +204,30 @@ static bool others_accepting(void)
     return false;
 }
 
+/* Another worker is on its way: forked, not serving yet. */
+static bool others_starting(void)
+{
+    for (uint32_t i = 0; i < W.boot->sb->nslots; i++) {
+        struct slot *s = &W.boot->sb->slots[i];
+        if (s != W.slot && SB_GET(s->state) == SLOT_STARTING && SB_GET(s->pid) > 0)
+            return true;
+    }
+    return false;
+}
+
 /* Whether a leaving worker's idle connections can go to a serving one. */
 static bool may_hand_over(const struct conn_server *s)
 {
     return SB_GET(W.boot->sb->handoff_ok) && others_accepting();
 }
 
-/* Past max_rss itself (asking early did not suffice: a burst, or waiting
- * for the recycle budget), the worker stops growing as far as it can without
- * lowering capacity to nothing: no new connections while another worker
- * takes them, and each keep-alive connection ends after its current
- * request. The kernel backlog is shared: no connection is lost. */
-static void memory_guard(void)
+/* Past max_rss itself (asking early did not suffice: a burst, a slow
+ * replacement, or waiting for the recycle budget), the worker stops
+ * growing: no new connections while another worker takes them (or, a
+ * quarter past max_rss, while one starts), and each keep-alive connection
+ * is handed over or ends after its current request. The kernel backlog is
+ * shared: no connection is lost. */
+static void memory_guard(bool tick)
 {
     if (!W.rec.over_rss || W.srv.retiring)
         return;
@@ -222,11 +235,25 @@ static void memory_guard(void)
         W.srv.no_keepalive = true;
         conn_hand_over_idle(&W.srv);
     }
-    /* Asked after every request: when every other worker was over the
-     * limit too, this one kept accepting, until a replacement serves. */
-    if (W.accepting && others_accepting()) {
+    /* Asked after every request. When every other worker is past the limit
+     * too, this one goes on accepting, but only up to a quarter past
+     * max_rss: beyond, it waits for its replacement to serve (the listen
+     * backlog holds new connections meanwhile) rather than grow on. */
+    if (W.accepting && (others_accepting() || (W.rec.far_over_rss && !W.guard_gave_up))) {
         accepting(false);
-        log_info("over max_rss: no new connections until the replacement serves");
+        log_info("over max_rss%s: no new connections until the replacement serves",
+                 others_accepting() ? "" : " by a quarter");
+        return;
+    }
+    /* Unless no worker serves or starts (the master cannot start one): then
+     * someone has to serve, and it is this worker, from the next heartbeat
+     * on; max_rss_hard is the limit left. */
+    if (tick && !W.accepting && !W.guard_gave_up && !others_accepting() &&
+        !others_starting() && !ev_is_active(&W.pause) &&
+        W.srv.nconns < W.boot->cfg->server.worker_connections) {
+        W.guard_gave_up = true;
+        accepting(true);
+        log_warnx("over max_rss and no other worker serves or starts: accepting again");
     }
 }
 
@@ -255,7 +282,7 @@ static void on_request_done(struct conn_server *s, struct conn *c)
     if (W.access_log)
         log_access(c);
     soft_limit(recycle_after_request(&W.rec, ev_now(W.loop)));
-    memory_guard();
+    memory_guard(false);
 }
 
 /* Every second (timeout/4 when shorter): proof of life for the master,
@@ -273,7 +300,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
     SB_SET(W.slot->heartbeat_ms, scoreboard_mono_ms());
     SB_SET(W.slot->loop_lag_us, lag > 0 ? (uint32_t)(lag * 1e6) : 0);
     soft_limit(recycle_tick(&W.rec, now));
-    memory_guard();
+    memory_guard(true);
 }
 
 static int count_fds(void)
