@@ -207,13 +207,14 @@ static void *conn_main(void *arg)
     char *b = malloc(REQ_MAX);
     size_t n = 0, r;
     int nth = 0;
+    bool by_peer = false;
 
     while (b != NULL && !f->cfg.accept_close) {
         ssize_t k = recv(fc->fd, b + n, REQ_MAX - n, 0);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0) {
-            atomic_fetch_add(&f->closed_by_peer, 1);
+            by_peer = true;
             break;
         }
         n += (size_t)k;
@@ -225,14 +226,17 @@ static void *conn_main(void *arg)
             n -= r;
             rc = answer(f, fc->fd, ++nth);
             if (rc < 0)
-                atomic_fetch_add(&f->closed_by_peer, 1);
+                by_peer = true;
             if (rc <= 0)
                 goto out;
         }
     }
 out:
     free(b);
+    /* open first: who saw closed_by_peer reach n finds open down already */
     atomic_fetch_sub(&f->open, 1);
+    if (by_peer)
+        atomic_fetch_add(&f->closed_by_peer, 1);
     pthread_mutex_lock(&f->mu);
     close(fc->fd); /* a FIN, or a RST after reset_close */
     fc->fd = -1;

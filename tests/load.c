@@ -87,7 +87,7 @@ void stats_each_worker(const char *json, void (*fn)(const char *obj, void *),
 
 static void load_fail(struct load *l, int i, const char *what)
 {
-    if (l->failed++ == 0)
+    if (__atomic_fetch_add(&l->failed, 1, __ATOMIC_RELAXED) == 0)
         snprintf(l->why, sizeof l->why, "request %d: %s", i, what);
 }
 
@@ -120,7 +120,7 @@ void *load_run(void *arg)
             snprintf(what, sizeof what, "status %d, body %.40s", r.status, r.body);
             load_fail(l, i, what);
         } else {
-            l->ok++;
+            __atomic_fetch_add(&l->ok, 1, __ATOMIC_RELAXED); /* load_bg_start reads it */
         }
         conn = hresp_header(&r, "Connection");
         if (!l->keepalive || (conn && strcasecmp(conn, "close") == 0)) {
@@ -143,6 +143,16 @@ void load_bg_start(struct load_bg *g, int port, int n, const char *body)
         g->l[i] = (struct load){.port = port, .stop = &g->stop,
                                 .keepalive = i % 2 == 0, .body = body};
         ck_assert(pthread_create(&g->t[i], NULL, load_run, &g->l[i]) == 0);
+    }
+    /* Running before the caller goes on: each client has had an answer. */
+    for (double t0 = harness_now();; harness_pause(0.005)) {
+        int answered = 0;
+        for (int i = 0; i < n; i++)
+            answered += __atomic_load_n(&g->l[i].ok, __ATOMIC_RELAXED) +
+                        __atomic_load_n(&g->l[i].failed, __ATOMIC_RELAXED) > 0;
+        if (answered == n)
+            break;
+        ck_assert_msg(harness_now() - t0 < 10, "%d of %d clients answered in 10 s", answered, n);
     }
 }
 

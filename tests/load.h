@@ -71,7 +71,7 @@ struct load_bg {
 };
 
 /* Starts n clients (every other one keep-alive) of GET /, each response a
- * 200 with `body` (NULL: any body). */
+ * 200 with `body` (NULL: any body); returns once each has had an answer. */
 void load_bg_start(struct load_bg *g, int port, int n, const char *body);
 /* Stops them; asserts that none failed and that some succeeded. */
 void load_bg_stop(struct load_bg *g);
