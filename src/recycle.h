@@ -15,8 +15,9 @@
 #include "memory.h"
 #include "scoreboard.h"
 
-/* Past max_rss by max_rss / RECYCLE_OVERSHOOT, a worker that is the only
- * one accepting waits for a starting replacement rather than grow on. */
+/* max_rss / RECYCLE_OVERSHOOT: the most a worker asks for its replacement
+ * early by, and how far past max_rss the last worker accepting may grow
+ * before it stops and lets new connections wait for the replacement. */
 #define RECYCLE_OVERSHOOT 4
 
 struct recycle {
