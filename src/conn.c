@@ -16,7 +16,7 @@
 #include "handoff.h"
 #include "log.h"
 
-#define IN_MIN_FREE 4096          /* read at least this much at once */
+#define IN_MIN_FREE 1024          /* read at least this much at once */
 #define IN_KEEP (16 * 1024)       /* shrink a grown buffer back to this */
 #define LINGER_TIME 2.0           /* discard input after an error this long */
 #define LINGER_MAX (1024 * 1024)  /* ... or at most this many bytes */
