@@ -27,6 +27,7 @@
 #define WORKERS_MAX 1024
 #define DURATION_MAX 1e9     /* seconds, about 31 years */
 #define SHOW_MAX 80          /* characters of a value quoted in a message */
+#define SHOW_BUF (SHOW_MAX * 4 + 4) /* what show() writes, at most */
 #define UPSTREAM_NAME_MAX 64
 #define DEFAULT_LISTEN "127.0.0.1:8000"
 #define ADDR_WHAT "host:port, [v6]:port or unix:/path"
@@ -248,7 +249,7 @@ static char *errors_text(struct parser *p)
 }
 
 /* s made fit for a message between quotes: escaped, at most SHOW_MAX
- * characters then "...". out must hold SHOW_MAX * 4 + 4 bytes. */
+ * characters then "...". out must hold SHOW_BUF bytes. */
 static const char *show(const char *s, char *out)
 {
     size_t o = 0;
@@ -274,7 +275,7 @@ static const char *show(const char *s, char *out)
 static void bad(struct parser *p, const char *key, const char *what,
                 const char *got)
 {
-    char buf[SHOW_MAX * 4 + 4];
+    char buf[SHOW_BUF];
 
     errorf(p, p->lineno, "[%s] %s: expected %s, got \"%s\"", p->secname, key,
            what, show(got, buf));
@@ -283,7 +284,7 @@ static void bad(struct parser *p, const char *key, const char *what,
 /* The key line being read is one we reject. */
 static void bad_line(struct parser *p)
 {
-    char buf[SHOW_MAX * 4 + 4];
+    char buf[SHOW_BUF];
 
     errorf(p, p->pending_line, "expected \"key = value\" or \"[section]\"%s, "
            "got \"%s\"", p->pending_indented ? " (an indented line does not "
@@ -532,7 +533,7 @@ static void set_listen_list(struct parser *p, const struct keydef *k,
     struct listen_addr **field = (void *)((char *)base + k->off);
     size_t *count = (void *)((char *)base + k->aux);
     struct listen_addr *list = NULL, *grown, a;
-    char buf[SHOW_MAX * 4 + 4];
+    char buf[SHOW_BUF];
     char *copy = xstrdup(p, v), *rest = copy;
     size_t n = 0;
     int nbad = 0;
@@ -644,7 +645,7 @@ static void unknown_key(struct parser *p, const struct secdef *sd,
 {
     const char *best = NULL;
     size_t best_d = 3; /* suggest only close typos */
-    char buf[SHOW_MAX * 4 + 4];
+    char buf[SHOW_BUF];
 
     for (size_t i = 0; i < sd->nkeys; i++) {
         size_t d = edit_distance(name, sd->keys[i].name);
@@ -687,7 +688,7 @@ static void add_app_kv(struct parser *p, const char *name, const char *value)
 {
     struct config *c = p->c;
     struct config_kv *kv = config_app_find(c, name), *grown;
-    char buf[SHOW_MAX * 4 + 4];
+    char buf[SHOW_BUF];
 
     if (kv != NULL) {
         errorf(p, p->lineno, "[app] %s: duplicate key (first set at line %d)",
@@ -719,7 +720,7 @@ static int on_key(void *user, const char *section, const char *name,
                   const char *value)
 {
     struct parser *p = user;
-    char buf[SHOW_MAX * 4 + 4];
+    char buf[SHOW_BUF];
 
     (void)section; /* ours is p->sec: inih cuts names at 49 bytes */
     p->calls++;
@@ -798,7 +799,7 @@ static void open_upstream(struct parser *p, const char *name)
     struct config *c = p->c;
     struct config_upstream *ups;
     struct seen (*seen)[MAX_KEYS];
-    char buf[SHOW_MAX * 4 + 4];
+    char buf[SHOW_BUF];
 
     if (!valid_upstream_name(name)) {
         errorf(p, p->lineno, "[upstream %s]: expected a name of 1 to %d "
@@ -836,7 +837,7 @@ static void open_upstream(struct parser *p, const char *name)
 
 static void open_section(struct parser *p, const char *name)
 {
-    char buf[SHOW_MAX * 4 + 4];
+    char buf[SHOW_BUF];
 
     p->sec = SEC_IGNORE; /* until known good: its keys are then skipped */
     if (strncmp(name, "upstream", 8) == 0 &&
@@ -970,7 +971,7 @@ static char *read_line(char *buf, int size, void *stream)
     n = strlen(buf);
     if (n > 0 && n == (size_t)size - 1 && buf[n - 1] != '\n' &&
         !line_ends_here(p->fp)) {
-        errorf(p, p->lineno, "line too long (more than %d bytes)", size - 2);
+        errorf(p, p->lineno, "line too long (more than %d bytes)", size - 1);
         buf[0] = '\0';
         return buf;
     }

@@ -592,38 +592,41 @@ bool conn_keeps_alive(const struct conn_server *s)
  * report it once our descriptor is closed: libev notices (its DEL fails)
  * and rebuilds its kernel state, which this worker, leaving or shedding,
  * pays for rarely. */
+/* Sends n connections in one message and closes our side of each; false
+ * (all kept) when the queue refuses it. */
+static bool send_batch(struct conn_server *s, struct conn *const *batch, int n)
+{
+    int fds[HANDOFF_BATCH] = {0};
+
+    for (int i = 0; i < n; i++)
+        fds[i] = batch[i]->fd;
+    if (handoff_send(s->handoff_fd, fds, n) < 0)
+        return false;
+    for (int i = 0; i < n; i++)
+        close_conn(batch[i]);
+    s->handed_over += (uint64_t)n;
+    return true;
+}
+
 static bool hand_over(struct conn *c)
 {
-    struct conn_server *s = c->srv;
-
-    if (!can_hand_over(c) || !may_hand_over(s) ||
-        handoff_send(s->handoff_fd, &c->fd, 1) < 0)
-        return false;
-    s->handed_over++;
-    close_conn(c);
-    return true;
+    return can_hand_over(c) && may_hand_over(c->srv) && send_batch(c->srv, &c, 1);
 }
 
 /* Every idle connection at once, HANDOFF_BATCH to a message. */
 void conn_hand_over_idle(struct conn_server *s)
 {
     struct conn *batch[HANDOFF_BATCH], *c, *next;
-    int fds[HANDOFF_BATCH], n = 0;
+    int n = 0;
 
     if (!may_hand_over(s))
         return;
     for (c = s->conns; c; c = next) {
         next = c->next;
-        if (can_hand_over(c)) {
-            batch[n] = c;
-            fds[n++] = c->fd;
-        }
+        if (can_hand_over(c))
+            batch[n++] = c;
         if (n == HANDOFF_BATCH || (next == NULL && n > 0)) {
-            if (handoff_send(s->handoff_fd, fds, n) == 0) {
-                for (int i = 0; i < n; i++)
-                    close_conn(batch[i]);
-                s->handed_over += (uint64_t)n;
-            }
+            send_batch(s, batch, n);
             n = 0;
         }
     }

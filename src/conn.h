@@ -26,8 +26,8 @@ struct conn_server {
     const struct config *cfg;
     struct app *app;
     struct http_limits limits;
-    bool retiring;         /* leaving: Connection: close, exit when drained */
-    bool no_keepalive;     /* answer with Connection: close (worker over max_rss) */
+    bool retiring;         /* leaving: hand idle connections over (else close), exit when drained */
+    bool no_keepalive;     /* over max_rss: the same, without leaving yet */
     uint32_t nconns;
     struct conn *conns;    /* every open connection, for retiring */
     /* Called after a connection is freed (resume accepting, exit when

@@ -1,8 +1,8 @@
 /*
  * handoff.c - the connection hand-over queue of handoff.h: sendmsg and
- * recvmsg with one SCM_RIGHTS descriptor and a one-byte payload.
- * Runs in workers (send, receive) and the master (create, drain).
- * Returns: 0 / fd, or -1 with errno.
+ * recvmsg of 1 to HANDOFF_BATCH SCM_RIGHTS descriptors with a one-byte
+ * payload. Runs in workers (send, receive) and the master (create, drain).
+ * Returns per handoff.h; -1 with errno on failure.
  */
 #include <errno.h>
 #include <string.h>

@@ -222,7 +222,7 @@ pf_upstream *pf_upstream_find(const char *name);
  * daemon writes Content-Length (for a body, or a method that usually has
  * one: the upstream never sees ambiguous framing) and Connection itself,
  * ignoring those headers and Keep-Alive and Transfer-Encoding in headers,
- * and adds "Host: <server address>" when headers have no Host. An
+ * and adds "Host: NAME" (of its [upstream NAME]) when headers have no Host. An
  * idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) that fails on
  * a reused connection before any response byte is retried on a new one.
  * cb is copied; arg is handed to each callback. Returns the request, or

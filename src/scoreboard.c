@@ -26,12 +26,17 @@ void scoreboard_destroy(struct scoreboard *sb)
         munmap(sb, sizeof(*sb) + sb->nslots * sizeof(struct slot));
 }
 
-static int64_t ms_of(clockid_t id)
+static int64_t us_of(clockid_t id)
 {
     struct timespec ts;
 
     clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t ms_of(clockid_t id)
+{
+    return us_of(id) / 1000;
 }
 
 int64_t scoreboard_mono_ms(void)
@@ -41,10 +46,7 @@ int64_t scoreboard_mono_ms(void)
 
 int64_t scoreboard_mono_us(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return us_of(CLOCK_MONOTONIC);
 }
 
 int64_t scoreboard_wall_ms(void)

@@ -102,12 +102,13 @@ static void accept_pause(const char *what)
     ev_timer_start(W.loop, &W.pause);
 }
 
-/* Microseconds since the master forked this worker. */
+/* Microseconds since the master forked this worker: at least 1 (0 means
+ * "not yet"), at most UINT32_MAX (about 71 minutes). */
 static uint32_t since_fork_us(void)
 {
     int64_t d = scoreboard_mono_us() - SB_GET(W.slot->forked_us);
 
-    return d > 0 && d < UINT32_MAX ? (uint32_t)d : 1;
+    return d < 1 ? 1 : d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -193,26 +194,22 @@ static void on_conn_closed(struct conn_server *s)
         accepting(true);
 }
 
-/* Another worker takes new connections (so this one may stop). */
-static bool others_accepting(void)
+/* Another worker takes new connections now (so this one may stop), or,
+ * with starting, is on its way: forked, not serving yet. */
+static bool another_worker(bool starting)
 {
     for (uint32_t i = 0; i < W.boot->sb->nslots; i++) {
         struct slot *s = &W.boot->sb->slots[i];
-        if (s != W.slot && SB_GET(s->accepting) && SB_GET(s->pid) > 0)
+        if (s != W.slot && SB_GET(s->pid) > 0 &&
+            (starting ? SB_GET(s->state) == SLOT_STARTING : SB_GET(s->accepting)))
             return true;
     }
     return false;
 }
 
-/* Another worker is on its way: forked, not serving yet. */
-static bool others_starting(void)
+static bool others_accepting(void)
 {
-    for (uint32_t i = 0; i < W.boot->sb->nslots; i++) {
-        struct slot *s = &W.boot->sb->slots[i];
-        if (s != W.slot && SB_GET(s->state) == SLOT_STARTING && SB_GET(s->pid) > 0)
-            return true;
-    }
-    return false;
+    return another_worker(false);
 }
 
 /* Whether a leaving worker's idle connections can go to a serving one. */
@@ -229,6 +226,8 @@ static bool may_hand_over(const struct conn_server *s)
  * shared: no connection is lost. */
 static void memory_guard(bool tick)
 {
+    bool others;
+
     if (!W.rec.over_rss || W.srv.retiring)
         return;
     if (!W.srv.no_keepalive) {
@@ -239,17 +238,18 @@ static void memory_guard(bool tick)
      * too, this one goes on accepting, but only up to a quarter past
      * max_rss: beyond, it waits for its replacement to serve (the listen
      * backlog holds new connections meanwhile) rather than grow on. */
-    if (W.accepting && (others_accepting() || (W.rec.far_over_rss && !W.guard_gave_up))) {
+    others = others_accepting();
+    if (W.accepting && (others || (W.rec.far_over_rss && !W.guard_gave_up))) {
         accepting(false);
         log_info("over max_rss%s: no new connections until the replacement serves",
-                 others_accepting() ? "" : " by a quarter");
+                 others ? "" : " by a quarter");
         return;
     }
     /* Unless no worker serves or starts (the master cannot start one): then
      * someone has to serve, and it is this worker, from the next heartbeat
      * on; max_rss_hard is the limit left. */
-    if (tick && !W.accepting && !W.guard_gave_up && !others_accepting() &&
-        !others_starting() && !ev_is_active(&W.pause) &&
+    if (tick && !W.accepting && !W.guard_gave_up && !others &&
+        !another_worker(true) && !ev_is_active(&W.pause) &&
         W.srv.nconns < W.boot->cfg->server.worker_connections) {
         W.guard_gave_up = true;
         accepting(true);

@@ -37,6 +37,7 @@ struct fakeup {
     struct fakeup_cfg cfg;
     int lfd, port;
     int stop[2];
+    atomic_bool stopping; /* fakeup_stop: a held answer goes out now */
     pthread_t th;
     pthread_mutex_t mu;
     struct fconn *conns[MAX_CONNS];
@@ -185,7 +186,7 @@ static int answer(struct fakeup *f, int fd, int nth)
 
     if (c->silent)
         return 1;
-    while (c->hold && *c->hold)
+    while (c->hold && *c->hold && !atomic_load(&f->stopping))
         usleep(1000); /* shaping only: the test releases it */
     if (c->drop_request > 0 && nth == c->drop_request)
         return 0;
@@ -310,6 +311,7 @@ void fakeup_stop(struct fakeup *f)
 {
     if (f == NULL)
         return;
+    atomic_store(&f->stopping, true);
     ck_assert(write(f->stop[1], "x", 1) == 1);
     pthread_join(f->th, NULL);
     pthread_mutex_lock(&f->mu);

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -109,6 +110,38 @@ char *harness_path(const char *env_dir, const char *file)
 
     ck_assert(asprintf(&p, "%s/%s", harness_env(env_dir), file) >= 0);
     return p;
+}
+
+int harness_proc_fds(pid_t pid)
+{
+    char path[64];
+    struct dirent *e;
+    DIR *dir;
+    int n = 0;
+
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    dir = opendir(path);
+    ck_assert_msg(dir != NULL, "%s: %s", path, strerror(errno));
+    while ((e = readdir(dir)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+long harness_proc_rss_kib(pid_t pid)
+{
+    char path[64], *text, *p;
+    long kib = -1;
+
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    text = harness_read_file(path, NULL);
+    ck_assert_msg(text != NULL, "%s: %s", path, strerror(errno));
+    p = strstr(text, "VmRSS:");
+    if (p != NULL)
+        kib = strtol(p + 6, NULL, 10);
+    free(text);
+    ck_assert_msg(kib > 0, "no VmRSS in %s", path);
+    return kib;
 }
 
 char *harness_read_file(const char *path, size_t *len)
@@ -732,6 +765,16 @@ int harness_free_port(void)
     port = ntohs(a.sin_port);
     close(fd);
     return port;
+}
+
+TCase *harness_tcase(Suite *s, const char *name, double timeout)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_add_checked_fixture(tc, harness_begin, harness_end);
+    tcase_set_timeout(tc, timeout);
+    suite_add_tcase(s, tc);
+    return tc;
 }
 
 int harness_run_suite(Suite *s)

@@ -45,6 +45,10 @@ void harness_pause(double s);
 /* The whole file, NUL-terminated (*len excludes the NUL; may be NULL), or
  * NULL with errno set. Caller frees. */
 char *harness_read_file(const char *path, size_t *len);
+/* Open descriptors of a live process (/proc/PID/fd); asserts it can read. */
+int harness_proc_fds(pid_t pid);
+/* VmRSS of a live process in KiB (/proc/PID/status); asserts it is there. */
+long harness_proc_rss_kib(pid_t pid);
 /* Writes (truncates) a file, asserting success. */
 void harness_write_file(const char *path, const void *data, size_t len);
 
@@ -152,6 +156,9 @@ struct hconn *harness_try_connect(int port);
 struct hconn *harness_wrap_fd(int fd);
 /* A port on 127.0.0.1 that nobody listens on now (bound, read, released). */
 int harness_free_port(void);
+/* A test case of s whose tests run between harness_begin and harness_end
+ * (the daemons they start are stopped), each within timeout seconds. */
+TCase *harness_tcase(Suite *s, const char *name, double timeout);
 /* Runs every test of s (CK_NORMAL output); the exit status for main. */
 int harness_run_suite(Suite *s);
 void harness_close(struct hconn *c);

@@ -737,10 +737,22 @@ START_TEST(test_line_too_long)
     strcpy(text + strlen(APP "[server]\npidfile = ") + n,
            "\nworkers = x\n");
     e = load_err(text);
-    has_error(e, 4, "line too long (more than 65534 bytes)\n");
+    has_error(e, 4, "line too long (more than 65535 bytes)\n");
     has_error(e, 5, "[server] workers: expected"); /* numbering goes on */
     ck_assert_int_eq(count_lines(e), 2);
     free(e);
+    /* The limit itself: a comment line of 65535 bytes is read, one more is not. */
+    for (size_t len = 65535; len <= 65536; len++) {
+        strcpy(text, APP "[server]\n");
+        memset(text + strlen(text), ';', len);
+        strcpy(text + strlen(APP "[server]\n") + len, "\nworkers = x\n");
+        e = load_err(text);
+        if (len == 65536)
+            has_error(e, 4, "line too long (more than 65535 bytes)\n");
+        has_error(e, 5, "[server] workers: expected");
+        ck_assert_int_eq(count_lines(e), len == 65536 ? 2 : 1);
+        free(e);
+    }
     free(text);
 }
 END_TEST

@@ -361,14 +361,11 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("conformance");
-    TCase *tc = tcase_create("corpus");
+    TCase *tc = harness_tcase(s, "corpus", 120);
 
-    tcase_add_checked_fixture(tc, harness_begin, harness_end);
-    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, gunicorn_valid);
     tcase_add_test(tc, gunicorn_invalid);
     tcase_add_test(tc, gunicorn_host);
     tcase_add_test(tc, smuggler);
-    suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }

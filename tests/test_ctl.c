@@ -303,10 +303,8 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("ctl");
-    TCase *tc = tcase_create("ctl");
+    TCase *tc = harness_tcase(s, "ctl", 120);
 
-    tcase_add_checked_fixture(tc, harness_begin, harness_end);
-    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_status);
     tcase_add_test(tc, test_unreachable);
     tcase_add_test(tc, test_scale);
@@ -314,6 +312,5 @@ int main(void)
     tcase_add_test(tc, test_stop);
     tcase_add_test(tc, test_upgrade);
     tcase_add_test(tc, test_upgrade_rollback);
-    suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }

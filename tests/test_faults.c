@@ -598,13 +598,14 @@ static void loris_check_408(struct loris *l)
 
 START_TEST(test_slowloris)
 {
-    struct hdaemon *d = start(1, "header_timeout = 5s");
+    struct hdaemon *d;
     struct loris *l = calloc(1, sizeof(*l));
     pthread_t t;
     int early;
 
     ck_assert(l != NULL);
-    raise_fd_limit();
+    raise_fd_limit(); /* ours, and the daemon's, which inherits it */
+    d = start(1, "header_timeout = 5s");
     for (int i = 0; i < LORIS_N; i++) {
         l->fd[i] = loris_connect(d->port);
         l->opened[i] = harness_now();
@@ -651,29 +652,43 @@ START_TEST(test_app_error_500)
 }
 END_TEST
 
-/* Bytes until the server closes c (at most timeout), NUL-terminated. */
-static char *read_to_close(struct hconn *c, double timeout)
+/* Reads c until the server closes it (at most timeout): keeps the first
+ * cap - 1 bytes in first (NUL-terminated), returns how many came in all. */
+static size_t count_to_close(struct hconn *c, char *first, size_t cap,
+                             double timeout)
 {
-    size_t cap = 4096, len = 0;
-    char *text = malloc(cap);
+    static char chunk[65536];
     double end = harness_now() + timeout;
+    size_t total = 0;
 
-    ck_assert(text != NULL);
     for (;;) {
         struct pollfd p = {c->fd, POLLIN, 0};
         ssize_t n;
 
-        ck_assert_msg(harness_now() < end, "still open after %.0f s: %s",
-                      timeout, harness_printable(text, len, 200));
+        ck_assert_msg(harness_now() < end, "still open after %.0f s, %zu "
+                      "bytes read", timeout, total);
         if (poll(&p, 1, 50) <= 0)
             continue;
-        n = recv(c->fd, text + len, cap - len - 1, 0);
+        n = recv(c->fd, chunk, sizeof chunk, 0);
         if (n <= 0)
             break;
-        len += (size_t)n;
-        ck_assert(len < cap - 1);
+        if (total < cap - 1)
+            memcpy(first + total, chunk,
+                   (size_t)n < cap - 1 - total ? (size_t)n : cap - 1 - total);
+        total += (size_t)n;
     }
-    text[len] = '\0';
+    first[total < cap - 1 ? total : cap - 1] = '\0';
+    return total;
+}
+
+/* Bytes until the server closes c (at most timeout, 4 KiB), NUL-terminated. */
+static char *read_to_close(struct hconn *c, double timeout)
+{
+    char *text = malloc(4096);
+
+    ck_assert(text != NULL);
+    ck_assert_msg(count_to_close(c, text, 4096, timeout) < 4095, "more than 4 KiB: %s",
+                  harness_printable(text, strlen(text), 200));
     return text;
 }
 
@@ -791,34 +806,6 @@ START_TEST(test_app_never_responds)
 }
 END_TEST
 
-/* Reads c until the server closes it (at most timeout): keeps the first
- * cap - 1 bytes in first (NUL-terminated), returns how many came in all. */
-static size_t count_to_close(struct hconn *c, char *first, size_t cap,
-                             double timeout)
-{
-    static char chunk[65536];
-    double end = harness_now() + timeout;
-    size_t total = 0;
-
-    for (;;) {
-        struct pollfd p = {c->fd, POLLIN, 0};
-        ssize_t n;
-
-        ck_assert_msg(harness_now() < end, "still open after %.0f s, %zu "
-                      "bytes read", timeout, total);
-        if (poll(&p, 1, 50) <= 0)
-            continue;
-        n = recv(c->fd, chunk, sizeof chunk, 0);
-        if (n <= 0)
-            break;
-        if (total < cap - 1)
-            memcpy(first + total, chunk,
-                   (size_t)n < cap - 1 - total ? (size_t)n : cap - 1 - total);
-        total += (size_t)n;
-    }
-    first[total < cap - 1 ? total : cap - 1] = '\0';
-    return total;
-}
 
 /* A client that reads slowly is not the app's silence: while response
  * bytes wait for the client, request_timeout does not run. */
@@ -872,29 +859,19 @@ START_TEST(test_pipelined_error_keeps_earlier_response)
 }
 END_TEST
 
-static TCase *tcase(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-
-    tcase_add_checked_fixture(tc, harness_begin, harness_end);
-    tcase_set_timeout(tc, 90);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 int main(void)
 {
     Suite *s = suite_create("faults");
 
-    tcase_add_test(tcase(s, "kill_storm"), test_kill_storm);
-    tcase_add_test(tcase(s, "sigstop"), test_sigstop_worker_replaced);
-    tcase_add_test(tcase(s, "emfile"), test_emfile_no_spin);
-    tcase_add_test(tcase(s, "slowloris"), test_slowloris);
-    tcase_add_test(tcase(s, "app_error"), test_app_error_500);
-    tcase_add_test(tcase(s, "app_hang"), test_app_never_responds);
-    tcase_add_test(tcase(s, "slow_reader"),
+    tcase_add_test(harness_tcase(s, "kill_storm", 90), test_kill_storm);
+    tcase_add_test(harness_tcase(s, "sigstop", 90), test_sigstop_worker_replaced);
+    tcase_add_test(harness_tcase(s, "emfile", 90), test_emfile_no_spin);
+    tcase_add_test(harness_tcase(s, "slowloris", 90), test_slowloris);
+    tcase_add_test(harness_tcase(s, "app_error", 90), test_app_error_500);
+    tcase_add_test(harness_tcase(s, "app_hang", 90), test_app_never_responds);
+    tcase_add_test(harness_tcase(s, "slow_reader", 90),
                    test_request_timeout_spares_slow_reader);
-    tcase_add_test(tcase(s, "client_error"),
+    tcase_add_test(harness_tcase(s, "client_error", 90),
                    test_pipelined_error_keeps_earlier_response);
     return harness_run_suite(s);
 }

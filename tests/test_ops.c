@@ -577,10 +577,8 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("ops");
-    TCase *tc = tcase_create("ops");
+    TCase *tc = harness_tcase(s, "ops", 90);
 
-    tcase_add_checked_fixture(tc, harness_begin, harness_end);
-    tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_access_log_combined);
     tcase_add_test(tc, test_usr1_reopen);
     tcase_add_test(tc, test_ttin_ttou_under_load);
@@ -588,6 +586,5 @@ int main(void)
     tcase_add_test(tc, test_stats_while_blocked);
     tcase_add_test(tc, test_metrics_prometheus);
     tcase_add_test(tc, test_privilege_drop);
-    suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }

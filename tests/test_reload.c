@@ -354,10 +354,8 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("reload");
-    TCase *tc = tcase_create("reload");
+    TCase *tc = harness_tcase(s, "reload", 90);
 
-    tcase_add_checked_fixture(tc, harness_begin, harness_end);
-    tcase_set_timeout(tc, 90);
     tcase_add_test(tc, test_reload_under_load);
     tcase_add_test(tc, test_reload_new_code);
     tcase_add_test(tc, test_reload_invalid_config);
@@ -365,6 +363,5 @@ int main(void)
     tcase_add_test(tc, test_binary_upgrade);
     tcase_add_test(tc, test_sd_notify);
     tcase_add_test(tc, test_socket_activation);
-    suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }

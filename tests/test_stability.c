@@ -11,7 +11,6 @@
  * daemons, fakeup_stop the upstream.
  */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -78,39 +77,6 @@ static void side_start(struct side *s, const char *module, const char *app,
 
 /* ---- measuring ---------------------------------------------------------------- */
 
-static int fd_count(int pid)
-{
-    char path[64];
-    struct dirent *e;
-    DIR *dir;
-    int n = 0;
-
-    snprintf(path, sizeof path, "/proc/%d/fd", pid);
-    dir = opendir(path);
-    ck_assert_msg(dir != NULL, "%s: %s", path, strerror(errno));
-    while ((e = readdir(dir)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(dir);
-    return n;
-}
-
-/* VmRSS of pid, in KiB. */
-static long rss_kib(int pid)
-{
-    char path[64], *text, *p;
-    long kib = -1;
-
-    snprintf(path, sizeof path, "/proc/%d/status", pid);
-    text = harness_read_file(path, NULL);
-    ck_assert_msg(text != NULL, "%s: %s", path, strerror(errno));
-    p = strstr(text, "VmRSS:");
-    if (p != NULL)
-        kib = strtol(p + 6, NULL, 10);
-    free(text);
-    ck_assert_msg(kib > 0, "no VmRSS in %s", path);
-    return kib;
-}
-
 /* What /stats says about the workers: pids in slot order, connections. */
 struct view {
     int n;
@@ -162,8 +128,8 @@ static void measure(struct side *s, int k)
     ck_assert_int_eq(v.n, WORKERS);
     for (int i = 0; i < WORKERS; i++) {
         s->at[k][i].pid = v.pid[i];
-        s->at[k][i].fds = fd_count(v.pid[i]);
-        s->at[k][i].rss_kib = rss_kib(v.pid[i]);
+        s->at[k][i].fds = harness_proc_fds(v.pid[i]);
+        s->at[k][i].rss_kib = harness_proc_rss_kib(v.pid[i]);
     }
 }
 
@@ -278,11 +244,8 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("stability");
-    TCase *tc = tcase_create("stability");
+    TCase *tc = harness_tcase(s, "stability", 300);
 
-    tcase_add_checked_fixture(tc, harness_begin, harness_end);
-    tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_100k_requests_flat);
-    suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }

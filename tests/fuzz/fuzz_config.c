@@ -127,6 +127,7 @@ static void check_server(const struct config *c)
     check_duration(c->server.send_timeout, true);
     check_duration(c->server.graceful_timeout, false);
     check_duration(c->server.keepalive_timeout, false);
+    check_duration(c->server.request_timeout, false);
 }
 
 static void check_rest(const struct config *c, long lines)
