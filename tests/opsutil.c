@@ -267,16 +267,31 @@ int ops_run(const char *const *argv, char **out, double timeout)
         dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    int werr = 0;
+    bool timed_out = false;
+    ssize_t n;
+
     while ((r = waitpid(pid, &st, WNOHANG)) == 0 && harness_now() < deadline)
         harness_pause(0.01);
+    if (r < 0)
+        werr = errno;
     if (r == 0) {
+        timed_out = true;
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
     }
     lseek(fd, 0, SEEK_SET);
     *out = calloc(1, 65536);
     ck_assert_ptr_nonnull(*out);
-    ck_assert_int_ge(read(fd, *out, 65535), 0);
+    n = read(fd, *out, 65000);
+    ck_assert_int_ge(n, 0);
     close(fd);
-    return r == pid && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (r == pid && WIFEXITED(st))
+        return WEXITSTATUS(st);
+    /* Why there is no exit code, for the caller's failure message. */
+    snprintf(*out + n, 65536 - (size_t)n, "\n[ops_run: %s]\n",
+             timed_out ? "no exit within the timeout: killed"
+             : r < 0 ? strerror(werr)
+             : WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "stopped");
+    return -1;
 }

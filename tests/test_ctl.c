@@ -232,11 +232,13 @@ START_TEST(test_upgrade)
     struct load_bg g;
     char *out, want[64];
     pid_t old;
+    int rc;
 
     start(&c, 2, NULL);
     old = c.d->pid;
     load_bg_start(&g, c.d->port, 1, NULL); /* one keep-alive client */
-    ck_assert_int_eq(ctl(&c, &out, "upgrade", NULL), 0);
+    rc = ctl(&c, &out, "upgrade", NULL);
+    ck_assert_msg(rc == 0, "preforkctl upgrade: exit %d; output:\n%s", rc, out);
     snprintf(want, sizeof(want), "(was %d)", (int)old);
     ck_assert_msg(strstr(out, "upgraded: master ") && strstr(out, want), "%s", out);
     free(out);
