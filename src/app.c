@@ -6,6 +6,7 @@
  * state pointer. Convention: 0 / -1; every failure is logged here.
  */
 #include <dlfcn.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -123,10 +124,10 @@ check_entry(const char *path, const struct pf_app *api)
                  (unsigned)api->abi_version, PF_ABI_VERSION);
         return -1;
     }
-    if (api->size < sizeof(struct pf_app)) {
-        log_errx("app: %s: struct pf_app of %u bytes, expected %zu: rebuild "
-                 "the module against this preforkd's preforkd.h", path,
-                 (unsigned)api->size, sizeof(struct pf_app));
+    if (api->size < PF_APP_SIZE_V1) {
+        log_errx("app: %s: struct pf_app of %u bytes, expected at least %zu: "
+                 "rebuild the module against this preforkd's preforkd.h", path,
+                 (unsigned)api->size, (size_t)PF_APP_SIZE_V1);
         return -1;
     }
     if (api->handle == NULL) {
@@ -298,6 +299,35 @@ app_worker_exit(struct app *a)
 {
     if (a->api != NULL && a->api->worker_exit != NULL)
         a->api->worker_exit(a->state);
+}
+
+/* A hook the module's struct has room for (fields appended within ABI
+ * version 1 are absent from modules built before), or NULL. */
+#define HOOK(a, field)                                                         \
+    ((a)->api != NULL &&                                                       \
+             (a)->api->size >= offsetof(struct pf_app, field) +                \
+                                   sizeof((a)->api->field)                     \
+         ? (a)->api->field                                                     \
+         : NULL)
+
+/* See app.h. Runs in the mold, just before it forks a worker. */
+void
+app_fork_prepare(struct app *a)
+{
+    void (*f)(void *) = HOOK(a, fork_prepare);
+
+    if (f != NULL)
+        f(a->state);
+}
+
+/* See app.h. Runs in the mold, just after it forked a worker. */
+void
+app_fork_parent(struct app *a)
+{
+    void (*f)(void *) = HOOK(a, fork_parent);
+
+    if (f != NULL)
+        f(a->state);
 }
 
 /* See app.h. Runs where app_open ran. */

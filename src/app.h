@@ -36,6 +36,10 @@ int app_load(struct app *a, struct config *c);
 
 /* worker_init(); 0 / -1 (logged). */
 int app_worker_init(struct app *a);
+/* fork_prepare() / fork_parent(), if the module has them: in the mold,
+ * around each fork of a worker. */
+void app_fork_prepare(struct app *a);
+void app_fork_parent(struct app *a);
 /* worker_exit(), if any. */
 void app_worker_exit(struct app *a);
 /* unload() if loaded, then dlclose; *a is left empty. Safe on an empty a. */

@@ -116,7 +116,12 @@ static int free_slot(void)
 static pid_t real_fork_worker(int id, int slot)
 {
     pid_t self = getpid(); /* before fork: the child checks it is still its parent */
-    pid_t pid = proc_fork();
+    pid_t pid;
+
+    app_fork_prepare(&M.app);
+    pid = proc_fork();
+    if (pid != 0)
+        app_fork_parent(&M.app);
 
     if (pid == 0) {
         struct worker_boot boot = {

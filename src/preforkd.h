@@ -6,8 +6,11 @@
  * (use PF_APP_DEFINE). The daemon dlopen()s the module, refuses it when
  * abi_version differs from the daemon's PF_ABI_VERSION, and calls:
  *
- *   load         once, in the master before fork (preload = true) or in each
- *                worker after fork (preload = false). Reads the [app] keys.
+ *   load         once, in the mold before it forks any worker (preload =
+ *                true: memory shared copy-on-write), or in each worker
+ *                after fork (preload = false). Reads the [app] keys.
+ *   fork_prepare, fork_parent
+ *                in the mold, around each fork of a worker (optional).
  *   worker_init  once in each worker after fork, before it accepts.
  *   handle       once per request, on the worker's event loop. Must not block.
  *   worker_exit  once in each worker before it exits (not on a crash).
@@ -66,7 +69,18 @@ struct pf_app {
     int (*handle)(pf_request *r, void *state);
     void (*worker_exit)(void *state); /* may be NULL */
     void (*unload)(void *state);      /* may be NULL */
+    /* Added within ABI version 1; a module built before has a smaller
+     * `size` and is run as if both were NULL. In the mold (the process that
+     * preloads the app and forks the workers), just before and just after
+     * it forks a worker, in the mold itself; the new worker starts with
+     * worker_init. An interpreter takes its locks here (CPython's
+     * PyOS_BeforeFork / PyOS_AfterFork_Parent). May be NULL. */
+    void (*fork_prepare)(void *state);
+    void (*fork_parent)(void *state);
 };
+
+/* The size of struct pf_app in modules built before fork_prepare. */
+#define PF_APP_SIZE_V1 offsetof(struct pf_app, fork_prepare)
 
 #if defined(__GNUC__)
 #define PF_EXPORT __attribute__((visibility("default")))
