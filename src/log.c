@@ -31,6 +31,10 @@ static char log_role[64] = "master";
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
+/* log_capture: error lines are also appended here (without time and role). */
+static char *capture_buf;
+static size_t capture_len, capture_used;
+
 /* Parses "error", "warn"/"warning", "info", "debug", in any case. Returns
  * the level, or -1 for anything else (NULL included). Pure. */
 int log_level_parse(const char *s)
@@ -196,6 +200,33 @@ static void flatten(char *s, size_t len)
 /* Formats and writes one line at level; with_errno appends ": " and
  * strerror(errno). Lines above the configured level cost one comparison.
  * errno is the same on return. Never blocks beyond one write(2). */
+/* Appends one message and a newline to the capture buffer, as much as
+ * fits; the buffer stays NUL-terminated. */
+static void capture(const char *msg, size_t len)
+{
+    size_t room = capture_len - capture_used - 1;
+
+    if (capture_used + 1 >= capture_len)
+        return;
+    if (len > room)
+        len = room;
+    memcpy(capture_buf + capture_used, msg, len);
+    capture_used += len;
+    if (capture_used + 1 < capture_len)
+        capture_buf[capture_used++] = '\n';
+    capture_buf[capture_used] = '\0';
+}
+
+/* See log.h. */
+void log_capture(char *buf, size_t len)
+{
+    capture_buf = len > 0 ? buf : NULL;
+    capture_len = len;
+    capture_used = 0;
+    if (capture_buf != NULL)
+        capture_buf[0] = '\0';
+}
+
 void log_vmsg(int level, int with_errno, const char *fmt, va_list ap)
 {
     if (level > log_level)
@@ -228,6 +259,8 @@ void log_vmsg(int level, int with_errno, const char *fmt, va_list ap)
                strlen(ELLIPSIS));
     }
     flatten(line + pos, len);
+    if (capture_buf != NULL && level == LOG_ERROR)
+        capture(line + pos, len);
     pos += len;
     len = strlen(suffix);
     memcpy(line + pos, suffix, len);

@@ -9,6 +9,7 @@
 #define PF_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -24,6 +25,11 @@ void log_set_level(int level);
 int log_get_level(void);
 /* "master", "worker 3": put before every message. Copied. */
 void log_set_role(const char *role);
+
+/* From now on, every error-level message (text only, one per line) is also
+ * appended to buf, NUL-terminated, as much as fits in len; NULL stops it.
+ * For a process that must pass its errors on (the mold to the master). */
+void log_capture(char *buf, size_t len);
 
 void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_errx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include "admin.h"
@@ -42,9 +43,11 @@ static ev_tstamp real_now(void)
 }
 
 static pid_t real_fork_worker(int id, int slot);
+static bool real_can_fork(void);
 
 static const struct master_ops real_ops = {
-    .now = real_now, .fork_worker = real_fork_worker, .kill = kill,
+    .now = real_now, .can_fork = real_can_fork,
+    .fork_worker = real_fork_worker, .kill = kill,
 };
 const struct master_ops *master_ops = &real_ops;
 
@@ -82,17 +85,29 @@ static bool soft_reason(enum retire_reason r)
     return r == RETIRE_MAX_REQUESTS || r == RETIRE_MAX_RSS || r == RETIRE_LIFETIME;
 }
 
+/* How strong a signal is to a worker, to keep the strongest deferred one. */
+static int sig_rank(int sig)
+{
+    return sig == SIGKILL ? 3 : sig == SIGQUIT || sig == SIGINT ? 2 : sig == SIGTERM;
+}
+
 void master_signal(struct worker *w, int sig)
 {
+    if (w->pid == PID_PENDING) {
+        /* Sent when the mold tells its pid (master_mold_message). */
+        if (sig_rank(sig) >= sig_rank(w->deferred_sig))
+            w->deferred_sig = sig;
+        return;
+    }
     if (w->pid > 0 && master_ops->kill(w->pid, sig) < 0 && errno != ESRCH)
         log_warn("kill(%d, SIG%s)", (int)w->pid, sigabbrev_np(sig));
     if (sig == SIGKILL)
         w->killed = true;
 }
 
-/* In the child, before worker_main: forget everything of the master's
- * loop, so the worker never runs a master watcher. */
-static void child_forget_master(void)
+/* See master_int.h. In a new mold: it and the workers it forks never run
+ * a master watcher. */
+void master_forget_in_child(void)
 {
     for (size_t i = 0; i < sizeof(M.sigs) / sizeof(M.sigs[0]); i++)
         ev_signal_stop(M.loop, &M.sigs[i]);
@@ -113,27 +128,19 @@ static int free_slot(void)
     return -1;
 }
 
+/* Workers come from the current generation's mold, started here when
+ * there is none (at start, or after it died: then with the boot back-off). */
+static bool real_can_fork(void)
+{
+    if (M.mold.pid == 0 && M.mode == RUNNING &&
+        spawn_mold(&M.mold, M.generation, M.cfg, M.lfds, M.nlisten) < 0)
+        M.next_spawn = now_() + BOOT_BACKOFF_MAX;
+    return M.mold.ready;
+}
+
 static pid_t real_fork_worker(int id, int slot)
 {
-    pid_t self = getpid(); /* before fork: the child checks it is still its parent */
-    pid_t pid;
-
-    app_fork_prepare(&M.app);
-    pid = proc_fork();
-    if (pid != 0)
-        app_fork_parent(&M.app);
-
-    if (pid == 0) {
-        struct worker_boot boot = {
-            .id = id, .slot = slot, .generation = M.generation, .cfg = M.cfg,
-            .app = &M.app, .listen_fds = M.lfds, .nlisten = M.nlisten,
-            .sb = M.sb, .msg_fd = M.msg_wr, .master = self,
-            .handoff_fd = {M.handoff[0], M.handoff[1]},
-        };
-        child_forget_master();
-        worker_main(&boot);
-    }
-    return pid;
+    return spawn_ask(&M.mold, id, slot) == 0 ? PID_PENDING : 0;
 }
 
 /* Forks worker `id` into slot index i. Returns 0, or -1 (retry later). */
@@ -150,18 +157,20 @@ static int spawn(int id, int i)
     SB_SET(s->forked_us, scoreboard_mono_us());
     SB_SET(s->heartbeat_ms, scoreboard_mono_ms());
     pid = master_ops->fork_worker(id, i + 1);
-    if (pid < 0) {
+    if (pid == 0) {
         log_warn("fork for worker %d", id);
         SB_SET(s->state, SLOT_EMPTY);
         M.next_spawn = now_() + BOOT_BACKOFF_MIN;
         return -1;
     }
-    SB_SET(s->pid, (int32_t)pid);
     *w = (struct worker){.pid = pid, .id = id, .generation = M.generation,
                          .phase = PH_ACTIVE, .spawned = now_(),
                          .phase_since = now_(), .replacement = -1};
-    log_info("worker %d spawned (pid %d, generation %u)", id, (int)pid,
-             M.generation);
+    if (pid != PID_PENDING) {
+        SB_SET(s->pid, (int32_t)pid);
+        log_info("worker %d spawned (pid %d, generation %u)", id, (int)pid,
+                 M.generation);
+    }
     return 0;
 }
 
@@ -189,7 +198,7 @@ static void hard_kill(struct worker *w, enum retire_reason why, const char *deta
 static bool may_spawn(ev_tstamp now)
 {
     if (now >= M.next_spawn)
-        return true;
+        return master_ops->can_fork();
     ev_timer_stop(M.loop, &M.spawn_timer);
     ev_timer_set(&M.spawn_timer, M.next_spawn - now, 0.);
     ev_timer_start(M.loop, &M.spawn_timer);
@@ -253,16 +262,19 @@ static void recycle(ev_tstamp now)
 
 static void reconcile_stopping(ev_tstamp now)
 {
-    uint32_t live = 0;
+    uint32_t live = (M.mold.pid > 0) + (M.next_mold.pid > 0) + (M.old_mold.pid > 0);
 
     for (uint32_t i = 0; i < M.nslots; i++)
         live += M.w[i].pid != 0;
     if (live == 0) {
         ev_break(M.loop, EVBREAK_ALL);
     } else if (now >= M.stop_deadline && !M.killed_all) {
-        log_warnx("%u workers still running after the stop deadline: SIGKILL", live);
+        log_warnx("%u processes still running after the stop deadline: SIGKILL", live);
         for (uint32_t i = 0; i < M.nslots; i++)
             master_signal(&M.w[i], SIGKILL);
+        spawn_signal(&M.mold, SIGKILL);
+        spawn_signal(&M.next_mold, SIGKILL);
+        spawn_signal(&M.old_mold, SIGKILL);
         M.killed_all = true;
     }
 }
@@ -283,6 +295,8 @@ void master_reconcile(void)
         if (holds_id(w) && (uint32_t)w->id > M.target)
             retire(w, RETIRE_SCALE);
     }
+    if (M.mold.pid == 0 && M.target > 0)
+        (void)may_spawn(now); /* a mold ready before a worker is needed */
     recycle(now);
     for (uint32_t id = 1; id <= M.target; id++) {
         bool held = false;
@@ -294,6 +308,19 @@ void master_reconcile(void)
         if (!may_spawn(now) || (i = free_slot()) < 0 || spawn((int)id, i) < 0)
             return;
     }
+}
+
+/* A worker asked of the mold a whole timeout ago whose pid never came: the
+ * mold is stuck (a lock held across fork by an app thread, say). Killed,
+ * it is replaced, and its pending workers are asked again of the new one. */
+static void mold_stuck(const struct worker *w)
+{
+    if (now_() - w->spawned <= M.cfg->server.timeout || M.mold.killed)
+        return;
+    log_errx("mold (pid %d) has not forked worker %d in %.0fs: killing it",
+             (int)M.mold.pid, w->id, M.cfg->server.timeout);
+    spawn_signal(&M.mold, SIGKILL);
+    M.mold.killed = true;
 }
 
 /* The master's hard limits, once a second: no heartbeat, max_rss_hard. */
@@ -311,6 +338,10 @@ void master_hard_limits(void)
 
         if (w->pid == 0 || w->phase == PH_KILLING)
             continue;
+        if (w->pid == PID_PENDING) {
+            mold_stuck(w);
+            continue;
+        }
         if ((double)(mono - SB_GET(s->heartbeat_ms)) > timeout_ms) {
             snprintf(detail, sizeof(detail), "no heartbeat for %.1fs",
                      (double)(mono - SB_GET(s->heartbeat_ms)) / 1000);
@@ -333,10 +364,11 @@ void master_hard_limits(void)
 
 /* A worker that could not boot: back off, or give up when the app can
  * never start (exit 70/78 before any worker ever served). */
+static void back_off(void);
+
 static void boot_failed(struct worker *w, int wstatus)
 {
     int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 0;
-    double delay = BOOT_BACKOFF_MIN;
 
     if ((code == EXIT_APP_INIT || code == EXIT_CONFIG) && !M.ever_served) {
         log_errx("worker %d could not boot (exit %d): the app cannot start, "
@@ -344,6 +376,15 @@ static void boot_failed(struct worker *w, int wstatus)
         M.exit_code = code;
         return;
     }
+    back_off();
+}
+
+/* One more start-up failure in a row (a worker's or a mold's): the next
+ * spawn waits, exponentially longer. */
+static void back_off(void)
+{
+    double delay = BOOT_BACKOFF_MIN;
+
     M.boot_failures++;
     for (unsigned i = 1; i < M.boot_failures && delay < BOOT_BACKOFF_MAX; i++)
         delay *= 2;
@@ -364,12 +405,106 @@ static enum retire_reason exit_reason(const struct worker *w, int wstatus)
     return RETIRE_CRASH;
 }
 
+/* Frees w's entry and slot; a worker it was replacing asks again. */
+static void forget_worker(struct worker *w)
+{
+    int i = (int)(w - M.w);
+
+    for (uint32_t k = 0; k < M.nslots; k++)
+        if (M.w[k].pid && M.w[k].phase == PH_REPLACING && M.w[k].replacement == i) {
+            M.w[k].phase = PH_WANTS; /* its replacement died: ask again */
+            M.w[k].replacement = -1;
+        }
+    memset(slot_of(w), 0, sizeof(struct slot));
+    memset(w, 0, sizeof(*w));
+    w->replacement = -1;
+}
+
+/* Workers of generation gen whose pid their mold never told: it is gone,
+ * so they will never be (a worker forked all the same has said so itself
+ * over the pipe, and is known by now). */
+static void drop_pending(uint32_t gen)
+{
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid == PID_PENDING && M.w[i].generation == gen)
+            forget_worker(&M.w[i]);
+}
+
+/* The pid of a worker asked of the mold is known: it now counts as any. */
+static void worker_known(struct worker *w, pid_t pid)
+{
+    int sig = w->deferred_sig;
+
+    SB_SET(slot_of(w)->pid, (int32_t)pid);
+    w->pid = pid;
+    w->deferred_sig = 0;
+    log_info("worker %d spawned (pid %d, generation %u)", w->id, (int)pid,
+             w->generation);
+    if (sig)
+        master_signal(w, sig);
+}
+
+void master_mold_message(struct mold_proc *m, const struct mold_msg *msg)
+{
+    struct worker *w;
+
+    if (msg->type == MOLD_READY) {
+        m->ready = true;
+        log_info("mold ready (pid %d, generation %u) after %.0f ms", (int)m->pid,
+                 m->generation, (now_() - m->started) * 1000);
+        if (m == &M.next_mold)
+            master_reload_ready();
+    } else if (msg->type == MOLD_FAILED) {
+        snprintf(m->error, sizeof(m->error), "%s", msg->text);
+    } else if (msg->type == MOLD_SPAWNED && msg->slot >= 1 &&
+               (uint32_t)msg->slot <= M.nslots &&
+               (w = &M.w[msg->slot - 1])->pid == PID_PENDING) {
+        if (msg->pid > 0) {
+            worker_known(w, msg->pid);
+            return;
+        }
+        errno = msg->err;
+        log_warn("mold: fork for worker %d", w->id);
+        forget_worker(w);
+        M.next_spawn = now_() + BOOT_BACKOFF_MIN;
+    }
+}
+
+bool master_mold_reaped(pid_t pid, int wstatus)
+{
+    struct mold_proc *m = spawn_find(pid);
+    char how[96];
+
+    if (m == NULL)
+        return false;
+    proc_describe(wstatus, how, sizeof(how));
+    drop_pending(m->generation);
+    if (m == &M.next_mold) {
+        master_reload_failed(wstatus, m->error);
+    } else if (m == &M.old_mold || M.mode == STOPPING) {
+        log_info("mold of generation %u (pid %d) %s", m->generation, (int)pid, how);
+    } else if (!m->ready && !M.ever_served) {
+        log_errx("the app cannot start: the mold (pid %d) %s before it was "
+                 "ready; giving up", (int)pid, how);
+        M.exit_code = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0
+                          ? WEXITSTATUS(wstatus) : EXIT_APP_INIT;
+        spawn_forget(m);
+        master_stop(false);
+        return true;
+    } else {
+        log_errx("mold (pid %d) %s%s: starting another; the workers go on "
+                 "serving", (int)pid, how, m->ready ? "" : " before it was ready");
+        back_off();
+    }
+    spawn_forget(m);
+    return true;
+}
+
 void master_reaped(struct worker *w, int wstatus)
 {
     enum retire_reason why = exit_reason(w, wstatus);
     struct slot *s = slot_of(w);
     char how[96];
-    int i = (int)(w - M.w);
 
     proc_describe(wstatus, how, sizeof(how));
     if (why == RETIRE_OOM)
@@ -381,21 +516,21 @@ void master_reaped(struct worker *w, int wstatus)
     if (M.mode == RUNNING && why == RETIRE_CRASH &&
         (!w->served || now_() - w->spawned < QUICK_FAILURE))
         boot_failed(w, wstatus);
-    for (uint32_t k = 0; k < M.nslots; k++)
-        if (M.w[k].pid && M.w[k].phase == PH_REPLACING && M.w[k].replacement == i) {
-            M.w[k].phase = PH_WANTS; /* its replacement died: ask again */
-            M.w[k].replacement = -1;
-        }
-    memset(s, 0, sizeof(*s));
-    memset(w, 0, sizeof(*w));
-    w->replacement = -1;
+    forget_worker(w);
     if (M.exit_code != 0 && M.mode == RUNNING)
         master_stop(false);
 }
 
+static void read_worker_msgs(void);
+
 static void on_child(struct ev_loop *loop, ev_child *c, int revents)
 {
-    if (master_upgrade_reaped(c->rpid, c->rstatus)) {
+    /* What a child said before it ended is heard first: a worker's pid
+     * from its mold, a worker's last message before its slot is reused. */
+    spawn_read_all();
+    read_worker_msgs();
+    if (master_upgrade_reaped(c->rpid, c->rstatus) ||
+        master_mold_reaped(c->rpid, c->rstatus)) {
         master_reconcile();
         return;
     }
@@ -441,17 +576,27 @@ void master_message(struct worker *w, int type, int reason)
     check_ready();
 }
 
-static void on_msg(struct ev_loop *loop, ev_io *io, int revents)
+static void read_worker_msgs(void)
 {
     struct worker_msg m;
 
     while (read(M.msg_rd, &m, sizeof(m)) == (ssize_t)sizeof(m)) {
         struct worker *w;
-        if (m.slot < 1 || (uint32_t)m.slot > M.nslots ||
-            (w = &M.w[m.slot - 1])->pid != m.pid)
+        if (m.slot < 1 || (uint32_t)m.slot > M.nslots)
+            continue;
+        w = &M.w[m.slot - 1];
+        /* Its mold's word was lost (the mold died in between). */
+        if (w->pid == PID_PENDING && m.pid > 0 && m.generation == w->generation)
+            worker_known(w, m.pid);
+        if (w->pid != m.pid)
             continue; /* from a worker already reaped */
         master_message(w, m.type, m.reason);
     }
+}
+
+static void on_msg(struct ev_loop *loop, ev_io *io, int revents)
+{
+    read_worker_msgs();
     master_reconcile();
 }
 
@@ -562,6 +707,10 @@ void master_stop(bool graceful)
         for (size_t i = 0; i < M.nlisten; i++)
             master_close_listener(M.lfds[i], &M.cfg->server.listen[i]);
         M.nlisten = 0;
+        /* No worker is forked any more; a reload in progress is dropped. */
+        spawn_signal(&M.mold, SIGTERM);
+        spawn_signal(&M.next_mold, SIGTERM);
+        spawn_signal(&M.old_mold, SIGTERM);
     }
     for (uint32_t i = 0; i < M.nslots; i++) {
         if (M.w[i].pid == 0)
@@ -616,6 +765,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
             log_warn("reopening the error log");
         for (uint32_t i = 0; i < M.nslots; i++)
             master_signal(&M.w[i], SIGUSR1);
+        spawn_signal(&M.mold, SIGUSR1);
         break;
     default:
         break;
@@ -693,9 +843,12 @@ static int setup(void)
     }
     if (open_listeners() < 0)
         return 1;
-    if (M.cfg->server.preload &&
-        (app_open(&M.app, M.cfg->app.module) < 0 || app_load(&M.app, M.cfg) < 0))
-        return EXIT_APP_INIT;
+    /* Workers are forked by a mold, a child of ours, and become ours when
+     * the middle process of the double fork exits (mold.c). */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+        log_err("master: prctl(PR_SET_CHILD_SUBREAPER)");
+        return 1;
+    }
     /* Room for every worker, a replacement each within the recycle budget,
      * and as many again for workers still leaving after a hard kill. */
     M.nslots = 2 * M.cfg->server.max_workers + M.cfg->recycle.max_concurrent_recycles;
@@ -730,7 +883,9 @@ static void teardown(void)
     for (size_t i = 0; i < M.nlisten; i++)
         master_close_listener(M.lfds[i], &M.cfg->server.listen[i]);
     M.nlisten = 0;
-    app_close(&M.app);
+    spawn_forget(&M.mold);
+    spawn_forget(&M.next_mold);
+    spawn_forget(&M.old_mold);
     if (M.sb)
         scoreboard_destroy(M.sb);
     free(M.w);
@@ -763,6 +918,7 @@ int master_run(struct config *cfg, char *const *argv)
     *M.cfg = *cfg;
     cfg = M.cfg;
     M.loop = EV_DEFAULT;
+    M.mold.fd = M.next_mold.fd = M.old_mold.fd = -1;
     M.started = now_();
     M.generation = 1;
     M.target = cfg->server.workers;

@@ -13,7 +13,11 @@
 #include "account.h"
 #include "app.h"
 #include "config.h"
+#include "mold.h"
 #include "scoreboard.h"
+
+/* A worker the master asked a mold for, whose pid is not known yet. */
+#define PID_PENDING ((pid_t)-1)
 
 /* Where a worker is in the master's eyes. A worker "holds" its id (its
  * place in the pool) while ACTIVE or WANTS; once its replacement starts,
@@ -30,7 +34,7 @@ enum phase {
 enum reload_state { RL_NONE, RL_IN_PROGRESS, RL_DONE, RL_FAILED };
 
 struct worker {
-    pid_t pid;           /* 0: slot free */
+    pid_t pid;           /* 0: slot free; PID_PENDING: asked of the mold */
     int id;              /* place in the pool, 1..target */
     uint32_t generation;
     enum phase phase;
@@ -39,14 +43,37 @@ struct worker {
     int replacement;     /* slot index of its replacement, or -1 */
     bool served;         /* reported SERVING */
     bool killed;         /* we sent SIGKILL */
+    int deferred_sig;    /* signalled while PID_PENDING: sent once known */
+};
+
+/* A mold as the master sees it (spawn.c). */
+struct mold_proc {
+    pid_t pid;           /* 0: none */
+    int fd;              /* the master's end of the socket pair; -1: none */
+    uint32_t generation;
+    bool ready;          /* said MOLD_READY */
+    bool killed;         /* stuck: SIGKILL sent */
+    ev_tstamp started;
+    char error[MOLD_TEXT_MAX]; /* MOLD_FAILED's text, or "" */
+    ev_io io;
 };
 
 enum mode { RUNNING, STOPPING };
 
+/* A reload waiting for its new mold to load the app (reload.c). */
+struct pending_reload {
+    struct config *cfg;  /* NULL: none */
+    int *fds;
+    struct listen_addr *spec;
+};
+
 struct master {
     struct ev_loop *loop;
-    struct config *cfg;
-    struct app app;
+    struct config *cfg;         /* the current generation's */
+    struct mold_proc mold;      /* forks the current generation's workers */
+    struct mold_proc next_mold; /* a reload's, while it loads the app */
+    struct mold_proc old_mold;  /* the one before a reload, until it ends */
+    struct pending_reload pending;
     int *lfds;
     struct listen_addr *lspec; /* each listener as configured (port 0 kept) */
     struct listen_addr admin_spec; /* [admin] listen as configured */
@@ -71,7 +98,7 @@ struct master {
     struct account account;
     uint32_t reloads;    /* SIGHUPs acted on */
     enum reload_state reload_state;
-    char reload_error[1024];
+    char reload_error[4096];
     ev_tstamp reload_started;
     pid_t upgrade_pid;   /* the new master of a binary upgrade, while alive */
     bool handed_over;    /* sockets shared with a new master: never unlink */
@@ -91,8 +118,12 @@ extern struct master M;
  * clock, fake fork and kill): tests/test_master.c. */
 struct master_ops {
     ev_tstamp (*now)(void);
-    /* Forks worker `id` into scoreboard slot `slot` (1-based); the child
-     * never returns. The pid, or -1. */
+    /* Whether workers can be forked now: the mold has loaded the app. The
+     * real one starts a mold when there is none. */
+    bool (*can_fork)(void);
+    /* Starts worker `id` in scoreboard slot `slot` (1-based): its pid,
+     * PID_PENDING (the mold tells it later: master_mold_message), or 0
+     * when it cannot be asked for now. */
     pid_t (*fork_worker)(int id, int slot);
     int (*kill)(pid_t pid, int sig);
 };
@@ -110,6 +141,32 @@ void master_message(struct worker *w, int type, int reason);
 /* Sends sig to w through master_ops (SIGKILL marks it killed). */
 void master_signal(struct worker *w, int sig);
 
+/* In a child of the master: stops every master watcher and closes what
+ * only the master uses (master.c). */
+void master_forget_in_child(void);
+/* A mold's message (spawn.c reads, master.c decides). */
+void master_mold_message(struct mold_proc *m, const struct mold_msg *msg);
+/* A child was reaped: a mold? true when it was (and has been dealt with). */
+bool master_mold_reaped(pid_t pid, int wstatus);
+
+/* spawn.c: the molds' mechanism. */
+/* Forks a mold for generation gen with cfg and the listeners fds (any
+ * other listener of the master is closed in it). 0 / -1 (logged). */
+int spawn_mold(struct mold_proc *m, uint32_t gen, const struct config *cfg,
+               const int *fds, size_t nfds);
+/* Asks m for worker id in slot. 0 / -1 (the mold is gone or stuck). */
+int spawn_ask(struct mold_proc *m, int id, int slot);
+/* Reads every message waiting from both molds, without blocking. */
+void spawn_read_all(void);
+/* The mold (current, next or old) with this pid, or NULL. */
+struct mold_proc *spawn_find(pid_t pid);
+/* kill(2) for a mold, logged when it fails for another reason than ESRCH. */
+void spawn_signal(struct mold_proc *m, int sig);
+/* Stops watching m, closes its socket and empties it (pid 0, fd -1). */
+void spawn_forget(struct mold_proc *m);
+/* Moves the mold in from to to (to is forgotten first); from is emptied. */
+void spawn_move(struct mold_proc *to, struct mold_proc *from);
+
 const char *master_phase_name(enum phase p);
 const char *master_reload_state_name(enum reload_state s);
 
@@ -122,6 +179,10 @@ void master_upgrade(void);
 bool master_upgrade_reaped(pid_t pid, int wstatus);
 /* The new generation serves: retire the old one, finish the reload. */
 void master_reload_done(void);
+/* The reload's mold loaded the app: start the new generation. */
+void master_reload_ready(void);
+/* The reload's mold ended before it was ready: refuse the reload. */
+void master_reload_failed(int wstatus, const char *why);
 /* Closes a listener, unlinking a unix socket only when no other master
  * shares it. */
 void master_close_listener(int fd, const struct listen_addr *a);

@@ -63,6 +63,9 @@ int proc_drop_privileges(const char *user, const char *group)
 
     if (user == NULL && group == NULL)
         return 0;
+    if (geteuid() != 0 && user != NULL && (pw = getpwnam(user)) != NULL &&
+        pw->pw_uid == geteuid())
+        return 0; /* dropped already (by the mold that forked this worker) */
     if (geteuid() != 0) {
         log_warnx("user/group set but not running as root: keeping uid %d",
                   (int)geteuid());

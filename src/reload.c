@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #include "accesslog.h"
@@ -77,6 +78,21 @@ static bool same_spec(const struct listen_addr *a, const struct listen_addr *b)
            memcmp(&a->u, &b->u, a->len) == 0;
 }
 
+/* Closes the listeners in fds that the master does not have (bound for
+ * nc only), and frees both arrays. */
+static void drop_new_listeners(struct config *nc, int *fds, struct listen_addr *spec)
+{
+    for (size_t i = 0; fds && i < nc->server.nlisten; i++) {
+        bool ours = fds[i] >= 0;
+        for (size_t k = 0; k < M.nlisten && ours; k++)
+            ours = M.lfds[k] != fds[i];
+        if (ours)
+            listen_close(fds[i], &nc->server.listen[i]);
+    }
+    free(fds);
+    free(spec);
+}
+
 /* Listeners for nc: an address configured before keeps its socket (no
  * connection is refused, whatever waits in its backlog stays); new ones
  * are bound. 0, or -1 with every socket opened here closed again. */
@@ -109,15 +125,7 @@ static int new_listeners(struct config *nc, int **fds, struct listen_addr **spec
     }
     return 0;
 fail:
-    for (size_t i = 0; *fds && i < n; i++) {
-        bool ours = (*fds)[i] >= 0;
-        for (size_t k = 0; k < M.nlisten && ours; k++)
-            ours = M.lfds[k] != (*fds)[i];
-        if (ours)
-            listen_close((*fds)[i], &nc->server.listen[i]);
-    }
-    free(*fds);
-    free(*spec);
+    drop_new_listeners(nc, *fds, *spec);
     return -1;
 }
 
@@ -167,12 +175,10 @@ static void apply_log(struct config *nc)
                  M.cfg->log.error_log);
 }
 
-static void start_generation(struct config *nc, struct app *na, int *fds,
+static void start_generation(struct config *nc, int *fds,
                              struct listen_addr *spec)
 {
     drop_old_listeners(fds, nc->server.nlisten);
-    app_close(&M.app); /* the master's copy only: workers have their own */
-    M.app = *na;
     apply_log(nc);
     config_free(M.cfg);
     free(M.cfg);
@@ -200,14 +206,39 @@ static void start_generation(struct config *nc, struct app *na, int *fds,
              nc->app.module);
 }
 
+/* Drops the reload waiting for its mold: the mold is stopped, what was
+ * bound for it closed, its config freed. */
+static void drop_pending(bool mold_alive)
+{
+    struct pending_reload *p = &M.pending;
+
+    if (p->cfg == NULL)
+        return;
+    if (mold_alive)
+        spawn_signal(&M.next_mold, SIGKILL);
+    spawn_forget(&M.next_mold);
+    drop_new_listeners(p->cfg, p->fds, p->spec);
+    config_free(p->cfg);
+    free(p->cfg);
+    *p = (struct pending_reload){0};
+}
+
+/* Phase one, on SIGHUP: read and check the file, bind new listeners, and
+ * fork the mold of the next generation. It loads the app (new code, in a
+ * process that never ran the old); phase two starts when it is ready
+ * (master_reload_ready) or has failed (master_reload_failed). */
 void master_reload(void)
 {
     struct config *nc = calloc(1, sizeof(*nc));
-    struct app na = {0};
     struct listen_addr *spec = NULL;
     int *fds = NULL;
     char *errors = NULL, why[160];
 
+    if (M.pending.cfg != NULL) {
+        log_warnx("received SIGHUP while the reload before still loads: "
+                  "dropping that one");
+        drop_pending(true);
+    }
     M.reloads++;
     M.reload_state = RL_IN_PROGRESS;
     M.reload_error[0] = '\0';
@@ -215,7 +246,9 @@ void master_reload(void)
     sdnotify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
              sdnotify_monotonic_usec(), M.cfg->path);
     log_info("received SIGHUP: reloading %s", M.cfg->path);
-    if (nc == NULL || config_load(M.cfg->path, nc, &errors) < 0) {
+    if (nc == NULL || (M.cfg->text != NULL
+                           ? config_load_text(M.cfg->path, M.cfg->text, nc, &errors)
+                           : config_load(M.cfg->path, nc, &errors)) < 0) {
         char line[sizeof(M.reload_error)];
         if (errors)
             log_errx("%s", errors);
@@ -230,21 +263,52 @@ void master_reload(void)
         fail("[log] access_log_format: %s", why);
         goto fail;
     }
-    if (check_fixed(nc) < 0 ||
-        (nc->server.preload && (app_open(&na, nc->app.module) < 0 ||
-                                app_load(&na, nc) < 0))) {
-        if (M.reload_state != RL_FAILED)
-            fail("app %s could not be loaded (see the lines above)", nc->app.module);
+    if (check_fixed(nc) < 0 || new_listeners(nc, &fds, &spec) < 0)
+        goto fail;
+    if (spawn_mold(&M.next_mold, M.generation + 1, nc, fds, nc->server.nlisten) < 0) {
+        fail("cannot start a mold for the new generation: %s", strerror(errno));
+        drop_new_listeners(nc, fds, spec);
         goto fail;
     }
-    if (new_listeners(nc, &fds, &spec) < 0)
-        goto fail;
-    start_generation(nc, &na, fds, spec);
+    M.pending = (struct pending_reload){.cfg = nc, .fds = fds, .spec = spec};
     return;
 fail:
-    app_close(&na);
     config_free(nc);
     free(nc);
+}
+
+/* See master_int.h. The new mold has the app: its generation starts, the
+ * old mold is told to go (it forks nothing any more), and the old workers
+ * retire once the new ones serve (master_reload_done). */
+void master_reload_ready(void)
+{
+    struct pending_reload p = M.pending;
+
+    M.pending = (struct pending_reload){0};
+    if (M.old_mold.pid > 0)
+        spawn_forget(&M.old_mold); /* a reload ago: its end is no news */
+    spawn_signal(&M.mold, SIGTERM);
+    spawn_move(&M.old_mold, &M.mold);
+    spawn_move(&M.mold, &M.next_mold);
+    start_generation(p.cfg, p.fds, p.spec);
+}
+
+/* See master_int.h. why: the error lines the mold sent, if any. */
+void master_reload_failed(int wstatus, const char *why)
+{
+    char how[96];
+
+    proc_describe(wstatus, how, sizeof(how));
+    if (why != NULL && *why) {
+        size_t n = strlen(why);
+        fail("app %s could not be loaded (the new mold %s):\n%.*s",
+             M.pending.cfg->app.module, how,
+             (int)(why[n - 1] == '\n' ? n - 1 : n), why);
+    } else {
+        fail("app %s could not be loaded (the new mold %s; see the error log)",
+             M.pending.cfg->app.module, how);
+    }
+    drop_pending(false); /* reaped: nothing left to kill */
 }
 
 void master_reload_done(void)
@@ -269,6 +333,11 @@ void master_winch(void)
 {
     log_info("received SIGWINCH: retiring every worker, the master stays");
     M.target = 0;
+    /* And its mold: nothing is forked until TTIN or HUP, which start one. */
+    if (M.mold.pid > 0) {
+        spawn_signal(&M.mold, SIGTERM);
+        spawn_move(&M.old_mold, &M.mold);
+    }
     SB_SET(M.sb->handoff_ok, 0);
     for (uint32_t i = 0; i < M.nslots; i++) {
         struct worker *w = &M.w[i];

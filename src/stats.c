@@ -101,6 +101,20 @@ static void json_worker(struct buf *b, uint32_t i, ev_tstamp now, bool *first)
     *first = false;
 }
 
+/* A mold of the master's (none: nothing): pid, generation, whether it has
+ * loaded the app, and its role in a reload. */
+static void json_mold(struct buf *b, const struct mold_proc *m, const char *role,
+                      bool *first)
+{
+    if (m->pid <= 0)
+        return;
+    bprintf(b, "%s{\"pid\": %d, \"generation\": %u, \"role\": \"%s\", "
+            "\"ready\": %s, \"age\": %.3f}", *first ? "" : ", ", (int)m->pid,
+            m->generation, role, m->ready ? "true" : "false",
+            ev_now(M.loop) - m->started);
+    *first = false;
+}
+
 static void render_stats(struct buf *b)
 {
     ev_tstamp now = ev_now(M.loop);
@@ -117,7 +131,12 @@ static void render_stats(struct buf *b)
             M.cfg->recycle.max_concurrent_recycles,
             M.boot_failures, M.reloads, master_reload_state_name(M.reload_state));
     json_escape(b, M.reload_error);
-    bprintf(b, "\", \"upgrade_pid\": %d},\n  \"retired\": {", (int)M.upgrade_pid);
+    bprintf(b, "\", \"upgrade_pid\": %d},\n  \"molds\": [", (int)M.upgrade_pid);
+    json_mold(b, &M.mold, "current", &first);
+    json_mold(b, &M.next_mold, "loading", &first);
+    json_mold(b, &M.old_mold, "leaving", &first);
+    first = true;
+    bprintf(b, "],\n  \"retired\": {");
     for (int r = 1; r < RETIRE_NREASONS; r++)
         bprintf(b, "%s\"%s\": %" PRIu64, r > 1 ? ", " : "",
                 recycle_reason_name((enum retire_reason)r), M.account.retired[r]);
@@ -146,8 +165,8 @@ static void render_metrics(struct buf *b)
             "# TYPE preforkd_worker_memory_bytes gauge\n");
     for (uint32_t i = 0; i < M.nslots; i++) {
         struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
-        if (M.w[i].pid == 0)
-            continue;
+        if (M.w[i].pid <= 0)
+            continue; /* none, or asked of the mold and not forked yet */
         bprintf(b, "preforkd_worker_requests{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n"
                 "preforkd_worker_memory_bytes{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n",
                 M.w[i].id, (int)M.w[i].pid, SB_GET(s->requests),

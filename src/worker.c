@@ -463,18 +463,21 @@ void worker_main(const struct worker_boot *b)
     log_set_role(role);
     proctitle_set("worker %d [gen %u]", b->id, b->generation);
     SB_SET(W.slot->heartbeat_ms, scoreboard_mono_ms());
-    /* 2. Signals: the master's handlers are gone; install ours. They stay
+    SB_SET(W.slot->pid, (int32_t)getpid());
+    /* 2. Signals: the mold's handlers are gone; install ours. They stay
      *    blocked until the loop is about to run. */
     proc_child_reset_signals();
     start_signals();
+    /* 3. Privileges, before any app code runs in this process (the mold
+     *    has usually dropped them already). */
+    if (proc_drop_privileges(cfg->server.user, cfg->server.group) < 0)
+        exit(EXIT_CONFIG);
     /* A master killed outright (SIGKILL, a crash) must not leave workers
-     * serving on their own: they get SIGTERM, and retire. */
+     * serving on their own: they get SIGTERM, and retire. Set after the
+     * change of credentials, which clears it. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != b->master)
         exit(1); /* it died before prctl took effect */
-    /* 3. Privileges, before any app code runs in this process. */
-    if (proc_drop_privileges(cfg->server.user, cfg->server.group) < 0)
-        exit(EXIT_CONFIG);
     /* 4. The app: load (without preload) and per-worker init, after the
      *    upstream pools, which worker_init may look up. */
     if (upstream_worker_init(W.loop, cfg, W.slot) < 0)

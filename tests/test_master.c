@@ -40,8 +40,14 @@ static int fake_kill(pid_t pid, int sig)
     return 0;
 }
 
+static bool fake_can_fork(void)
+{
+    return true;
+}
+
 static const struct master_ops fake = {
-    .now = fake_now, .fork_worker = fake_fork, .kill = fake_kill,
+    .now = fake_now, .can_fork = fake_can_fork, .fork_worker = fake_fork,
+    .kill = fake_kill,
 };
 
 static void setup(uint32_t workers, uint32_t budget)
