@@ -1129,14 +1129,13 @@ static void parser_free(struct parser *p)
     free(p->upseen);
 }
 
-/* Reads path into c. Blocks on the file only. On -1 *c is all zeroes
- * (nothing to free; config_free is a no-op on it) and *errors, when errors
- * is not NULL, holds the text (NULL only when memory ran out). Sets inih's
- * options, which are process globals: not for concurrent use. */
-int config_load(const char *path, struct config *c, char **errors)
+/* Reads the INI text of fp (NULL: it could not be opened, errno then
+ * says why) into c, which config_load or config_load_text has named. */
+static int load_stream(FILE *fp, const char *path, struct config *c,
+                       char **errors)
 {
     struct parser p;
-    int open_errno = 0;
+    int open_errno = errno;
     bool failed;
     char *text;
 
@@ -1148,9 +1147,7 @@ int config_load(const char *path, struct config *c, char **errors)
     if (c->path == NULL || c->log.error_log == NULL ||
         c->log.access_log_format == NULL || c->server.nlisten == 0)
         p.oom = true;
-    p.fp = fopen(path, "r");
-    if (p.fp == NULL)
-        open_errno = errno;
+    p.fp = fp;
     if (p.fp == NULL) {
         errorf(&p, 0, "cannot open: %s", strerror(open_errno));
     } else {
@@ -1171,10 +1168,35 @@ int config_load(const char *path, struct config *c, char **errors)
     return failed ? -1 : 0;
 }
 
+/* Reads path into c. Blocks on the file only. On -1 *c is all zeroes
+ * (nothing to free; config_free is a no-op on it) and *errors, when errors
+ * is not NULL, holds the text (NULL only when memory ran out). Sets inih's
+ * options, which are process globals: not for concurrent use. */
+int config_load(const char *path, struct config *c, char **errors)
+{
+    return load_stream(fopen(path, "r"), path, c, errors);
+}
+
+/* See config.h. The text is kept in c->text, so a reload parses it again. */
+int config_load_text(const char *name, const char *text, struct config *c,
+                     char **errors)
+{
+    char *copy = strdup(text);
+    FILE *fp = copy != NULL ? fmemopen(copy, strlen(copy), "r") : NULL;
+    int rc = load_stream(fp, name, c, errors);
+
+    if (rc == 0)
+        c->text = copy;
+    else
+        free(copy);
+    return rc;
+}
+
 /* Frees everything c owns and zeroes it: safe to call twice. */
 void config_free(struct config *c)
 {
     free(c->path);
+    free(c->text);
     free(c->server.listen);
     free(c->server.pidfile);
     free(c->server.user);

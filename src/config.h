@@ -43,7 +43,8 @@ struct config_upstream {
 };
 
 struct config {
-    char *path; /* the file it came from */
+    char *path; /* the file it came from (or a name: config_load_text) */
+    char *text; /* config_load_text's text, or NULL for a file */
 
     struct {
         struct listen_addr *listen; /* default 127.0.0.1:8000 */
@@ -113,6 +114,11 @@ void config_defaults(struct config *c);
  * a failed reload never leaks. Errors come sorted by line, each ending
  * in '\n'; *errors is NULL on success. errors may be NULL. */
 int config_load(const char *path, struct config *c, char **errors);
+
+/* The same for INI text that is no file (preforkd --wsgi builds one from
+ * its options): errors name `name` as they would a path. */
+int config_load_text(const char *name, const char *text, struct config *c,
+                     char **errors);
 
 void config_free(struct config *c);
 

@@ -4,8 +4,12 @@
  * fatal), 70 (the app cannot start), 78 (configuration error, EX_CONFIG).
  */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include <string.h>
+#include <unistd.h>
 
 #include "accesslog.h"
 #include "app.h"
@@ -22,11 +26,101 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: preforkd [-t] [-c FILE]\n"
+            "       preforkd [-t] --wsgi MODULE:CALLABLE [OPTION...]\n"
             "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
             "  -t       check the configuration and the app module, then exit:\n"
             "           0 when valid, 78 with the errors otherwise\n"
             "  -v       print the version\n"
-            "  -h       this help\n");
+            "  -h       this help\n"
+            "Without a file, serve a Python WSGI app (see docs/python.md); each\n"
+            "option stands for a key of the file:\n"
+            "  --wsgi MODULE:CALLABLE   [app] module = wsgi, app = MODULE:CALLABLE\n"
+            "  -b, --listen ADDR        [server] listen (repeatable; default 127.0.0.1:8000)\n"
+            "  -w, --workers N          [server] workers (a number, or auto)\n"
+            "  --threads N              [app] threads\n"
+            "  --python-path DIR        [app] python_path (default: the current directory)\n"
+            "  --virtualenv DIR         [app] virtualenv\n"
+            "  --max-requests N         [recycle] max_requests\n"
+            "  --admin ADDR             [admin] listen\n"
+            "  --set SECTION.KEY=VALUE  any other key, e.g. --set recycle.max_rss=256M\n");
+}
+
+/* --wsgi: the options become the text of an INI file, one key a line,
+ * so that they are checked, reported and reloaded exactly as a file is. */
+#define NSECTIONS 5
+static const char *const sections[NSECTIONS] = {"server", "recycle", "app", "log",
+                                                 "admin"};
+static char *lines[NSECTIONS]; /* each "key = value\n"..., or NULL */
+
+/* Appends to *dst (NULL: empty) with printf's format; exits when memory
+ * runs out, as nothing could start then. */
+static void cat_printf(char **dst, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void cat_printf(char **dst, const char *fmt, ...)
+{
+    char *more, *joined;
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (vasprintf(&more, fmt, ap) < 0)
+        exit(1);
+    va_end(ap);
+    if (asprintf(&joined, "%s%s", *dst ? *dst : "", more) < 0)
+        exit(1);
+    free(more);
+    free(*dst);
+    *dst = joined;
+}
+
+/* Adds "key = value" to section; -1 for an unknown section. */
+static int cli_key(const char *section, size_t slen, const char *key, size_t klen,
+                   const char *value)
+{
+    for (int i = 0; i < NSECTIONS; i++)
+        if (strlen(sections[i]) == slen && strncmp(sections[i], section, slen) == 0) {
+            cat_printf(&lines[i], "%.*s = %s\n", (int)klen, key, value);
+            return 0;
+        }
+    return -1;
+}
+
+static int cli_set(const char *section, const char *key, const char *value)
+{
+    return cli_key(section, strlen(section), key, strlen(key), value);
+}
+
+/* "--set recycle.max_rss=256M". */
+static int cli_set_arg(const char *arg)
+{
+    const char *dot = strchr(arg, '.'), *eq = strchr(arg, '=');
+
+    if (dot == NULL || eq == NULL || eq < dot || dot == arg || eq == dot + 1 ||
+        cli_key(arg, (size_t)(dot - arg), dot + 1, (size_t)(eq - dot - 1), eq + 1) < 0) {
+        fprintf(stderr, "preforkd: --set %s: expected SECTION.KEY=VALUE with a "
+                "section of server, recycle, app, log, admin\n", arg);
+        return -1;
+    }
+    return 0;
+}
+
+/* The INI text of the --wsgi options; malloc'd. */
+static char *cli_text(const char *app, bool python_path)
+{
+    char cwd[4096], *text = NULL;
+
+    cli_set("app", "module", "wsgi");
+    cli_set("app", "app", app);
+    if (!python_path && getcwd(cwd, sizeof cwd) != NULL)
+        cli_set("app", "python_path", cwd); /* as Gunicorn, the directory it runs in */
+    for (int i = 0; i < NSECTIONS; i++) {
+        if (lines[i] == NULL)
+            continue;
+        cat_printf(&text, "[%s]\n%s", sections[i], lines[i]);
+        free(lines[i]);
+        lines[i] = NULL;
+    }
+    return text;
 }
 
 /* The access log format is the access log's to judge (accesslog.c). */
@@ -55,29 +149,76 @@ static int check_only(struct config *cfg)
     return 0;
 }
 
+enum { OPT_WSGI = 256, OPT_THREADS, OPT_PYPATH, OPT_VENV, OPT_MAXREQ, OPT_ADMIN,
+       OPT_SET };
+
+static const struct option long_options[] = {
+    {"wsgi", required_argument, NULL, OPT_WSGI},
+    {"listen", required_argument, NULL, 'b'},
+    {"bind", required_argument, NULL, 'b'},
+    {"workers", required_argument, NULL, 'w'},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"python-path", required_argument, NULL, OPT_PYPATH},
+    {"virtualenv", required_argument, NULL, OPT_VENV},
+    {"max-requests", required_argument, NULL, OPT_MAXREQ},
+    {"admin", required_argument, NULL, OPT_ADMIN},
+    {"set", required_argument, NULL, OPT_SET},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'v'},
+    {NULL, 0, NULL, 0},
+};
+
 int main(int argc, char **argv)
 {
-    const char *path = DEFAULT_CONFIG;
+    const char *path = DEFAULT_CONFIG, *wsgi = NULL;
     struct config cfg;
-    char *errors = NULL;
-    bool test = false;
+    char *errors = NULL, *text = NULL;
+    bool test = false, file = false, options = false, python_path = false;
+    char *listen = NULL;
     int opt, rc;
 
     proctitle_init(argc, argv);
-    while ((opt = getopt(argc, argv, "c:thv")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:thvb:w:", long_options, NULL)) != -1) {
+        options |= opt != 'c' && opt != 't' && opt != OPT_WSGI;
         switch (opt) {
-        case 'c': path = optarg; break;
+        case 'c': path = optarg; file = true; break;
         case 't': test = true; break;
         case 'v': printf("preforkd " PF_VERSION "\n"); return 0;
         case 'h': usage(stdout); return 0;
+        case OPT_WSGI: wsgi = optarg; break;
+        case 'b': cat_printf(&listen, "%s%s", listen ? ", " : "", optarg); break;
+        case 'w': cli_set("server", "workers", optarg); break;
+        case OPT_THREADS: cli_set("app", "threads", optarg); break;
+        case OPT_PYPATH: cli_set("app", "python_path", optarg); python_path = true; break;
+        case OPT_VENV: cli_set("app", "virtualenv", optarg); break;
+        case OPT_MAXREQ: cli_set("recycle", "max_requests", optarg); break;
+        case OPT_ADMIN: cli_set("admin", "listen", optarg); break;
+        case OPT_SET:
+            if (cli_set_arg(optarg) < 0)
+                return EXIT_CONFIG;
+            break;
         default: usage(stderr); return 1;
         }
     }
-    if (optind != argc) {
+    if (optind != argc || (wsgi != NULL && file) || (wsgi == NULL && options)) {
+        if (wsgi != NULL && file)
+            fprintf(stderr, "preforkd: -c and --wsgi exclude each other\n");
+        else if (wsgi == NULL && options)
+            fprintf(stderr, "preforkd: these options go with --wsgi (with -c, "
+                    "the file says it all)\n");
         usage(stderr);
         return 1;
     }
-    if (config_load(path, &cfg, &errors) < 0) {
+    if (wsgi != NULL) {
+        if (listen != NULL)
+            cli_set("server", "listen", listen);
+        free(listen);
+        path = "preforkd --wsgi";
+        text = cli_text(wsgi, python_path);
+    }
+    if ((text != NULL ? config_load_text(path, text, &cfg, &errors)
+                      : config_load(path, &cfg, &errors)) < 0) {
+        free(text);
         fprintf(stderr, "%s", errors);
         if (errors[0] && errors[strlen(errors) - 1] != '\n')
             fputc('\n', stderr);
@@ -85,6 +226,7 @@ int main(int argc, char **argv)
         free(errors);
         return EXIT_CONFIG;
     }
+    free(text);
     if (check_access_log(&cfg) < 0) {
         fprintf(stderr, "preforkd: %s: configuration invalid\n", path);
         config_free(&cfg);

@@ -91,6 +91,30 @@ static int count_lines(const char *s)
 
 #define APP "[app]\nmodule = hello\n"
 
+/* Text that is no file (preforkd --wsgi): parsed and reported as a file,
+ * and kept so that a reload parses it again. */
+START_TEST(test_load_text)
+{
+    struct config c, again;
+    char *errors = NULL;
+
+    ck_assert_int_eq(config_load_text("cli", "[server]\nworkers = 3\n" APP, &c,
+                                      &errors), 0);
+    ck_assert_uint_eq(c.server.workers, 3);
+    ck_assert_str_eq(c.path, "cli");
+    ck_assert_ptr_nonnull(c.text);
+    ck_assert_int_eq(config_load_text(c.path, c.text, &again, NULL), 0);
+    ck_assert_uint_eq(again.server.workers, 3);
+    config_free(&again);
+    config_free(&c);
+    ck_assert_int_eq(config_load_text("cli", "[server]\nworkers = x\n" APP, &c,
+                                      &errors), -1);
+    ck_assert_msg(strstr(errors, "cli:2: [server] workers:") != NULL, "%s", errors);
+    ck_assert_ptr_null(c.text);
+    free(errors);
+}
+END_TEST
+
 START_TEST(test_defaults)
 {
     struct config c;
@@ -918,6 +942,7 @@ static Suite *config_suite(void)
     TCase *t = tcase_create("config");
 
     tcase_add_test(t, test_defaults);
+    tcase_add_test(t, test_load_text);
     tcase_add_test(t, test_minimal_file);
     tcase_add_test(t, test_every_key);
     tcase_add_test(t, test_duration_units);

@@ -885,6 +885,28 @@ START_TEST(test_module_missing)
 }
 END_TEST
 
+/* The --wsgi options are keys of a file that is not one: their errors are
+ * reported as a file's, and they need --wsgi. */
+START_TEST(test_wsgi_options)
+{
+    struct hdaemon *d = harness_daemon_new();
+    const char *const bad[] = {"-t", "--wsgi", "app:application", "-w", "lots",
+                               "--set", "recycle.max_rss=256M", NULL};
+    const char *const set[] = {"-t", "--wsgi", "app:application", "--set",
+                               "nosuch.key=1", NULL};
+    const char *const alone[] = {"-t", "--workers", "3", NULL};
+
+    ck_assert_int_eq(run_to_exit(d, bad, 10.0), 78);
+    ck_assert_msg(log_has(d, "preforkd --wsgi:2: [server] workers: expected a number "
+                          "or \"auto\", got \"lots\""), "%s", harness_log_tail(d, 1500));
+    ck_assert(log_has(d, "preforkd --wsgi: configuration invalid"));
+    ck_assert_int_eq(run_to_exit(d, set, 10.0), 78);
+    ck_assert(log_has(d, "--set nosuch.key=1: expected SECTION.KEY=VALUE"));
+    ck_assert_int_eq(run_to_exit(d, alone, 10.0), 1);
+    ck_assert(log_has(d, "these options go with --wsgi"));
+}
+END_TEST
+
 START_TEST(test_configtest_good)
 {
     struct hdaemon *d = harness_daemon_new();
@@ -1050,6 +1072,7 @@ static Suite *daemon_suite(void)
     tcase_add_test(tc, test_module_missing);
     tcase_add_test(tc, test_configtest_good);
     tcase_add_test(tc, test_configtest_bad);
+    tcase_add_test(tc, test_wsgi_options);
 
     tc = tcase(s, "stream");
     tcase_add_test(tc, test_stream_chunked);
