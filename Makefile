@@ -68,6 +68,10 @@ CTL_SRCS  := $(wildcard src/ctl/*.c)
 CTL_OBJS  := $(CTL_SRCS:src/ctl/%.c=$(BUILD)/obj/ctl/%.o)
 APP_SRCS  := $(wildcard src/apps/*.c)
 APPS      := $(APP_SRCS:src/apps/%.c=$(BUILD)/apps/%.so)
+# The wsgi module: a folder of its own, linked with libpython.
+WSGI_SRCS := $(wildcard src/apps/wsgi/*.c)
+WSGI_OBJS := $(WSGI_SRCS:src/apps/wsgi/%.c=$(BUILD)/obj/apps/wsgi/%.o)
+APPS      += $(if $(WSGI_SRCS),$(BUILD)/apps/wsgi.so)
 TAPP_SRCS := $(wildcard tests/apps/*.c)
 TAPPS     := $(TAPP_SRCS:tests/apps/%.c=$(BUILD)/tests/apps/%.so)
 TEST_SRCS := $(wildcard tests/test_*.c)
@@ -123,6 +127,22 @@ $(BUILD)/preforkctl: $(CTL_OBJS) $(CTL_LIB_OBJS)
 $(BUILD)/apps/%.so: src/apps/%.c $(BUILD)/include/preforkd.h | deps $(BUILD)/.dir
 	@$(if $(Q),echo "  APP     $@")
 	$(Q)$(CC) $(APP_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -lev
+
+# Debian's CPython (python3-dev): its headers as system headers, so that our
+# warnings apply to our code only. pkg-config, never a python3 on PATH.
+PY_CFLAGS = $(patsubst -I%,-isystem %,$(shell pkg-config --cflags python3-embed)) \
+            -DWSGI_PY_PREFIX='"$(shell pkg-config --variable=prefix python3-embed)"'
+PY_LIBS   = $(shell pkg-config --libs python3-embed)
+
+$(BUILD)/obj/apps/wsgi/%.o: src/apps/wsgi/%.c $(BUILD)/include/preforkd.h | deps $(BUILD)/.dir
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)mkdir -p $(@D) && $(CC) $(ALL_CFLAGS) -I$(BUILD)/include -fPIC $(PY_CFLAGS) -c -o $@ $<
+
+# -z nodelete: Python keeps pointers to the module's types and functions for
+# the life of the process, so a dlclose() must never unmap it.
+$(BUILD)/apps/wsgi.so: $(WSGI_OBJS)
+	@$(if $(Q),echo "  APP     $@")
+	$(Q)$(CC) $(APP_CFLAGS) $(ALL_LDFLAGS) -Wl,-z,nodelete -o $@ $(WSGI_OBJS) $(PY_LIBS) -lev -pthread
 
 $(BUILD)/tests/apps/%.so: tests/apps/%.c $(BUILD)/include/preforkd.h | deps $(BUILD)/.dir
 	@$(if $(Q),echo "  APP     $@")
@@ -194,4 +214,4 @@ clean:
 # the variables above and adds its own phony targets.
 include $(sort $(wildcard mk/*.mk))
 
--include $(OBJS:.o=.d) $(CTL_OBJS:.o=.d) $(THELP_OBJS:.o=.d) $(TESTS:$(BUILD)/tests/%=$(BUILD)/tests/obj/%.d)
+-include $(OBJS:.o=.d) $(CTL_OBJS:.o=.d) $(WSGI_OBJS:.o=.d) $(THELP_OBJS:.o=.d) $(TESTS:$(BUILD)/tests/%=$(BUILD)/tests/obj/%.d)

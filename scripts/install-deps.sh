@@ -6,7 +6,10 @@ set -eu
 
 # systemd: systemd-socket-activate and systemd-analyze, used by the tests
 # (installing it in a container starts nothing).
-pkgs="gcc make pkg-config libev-dev libhttp-parser-dev libinih-dev check curl systemd valgrind $*"
+# python3-dev: libpython3.11 and its headers for the wsgi module (src/apps/wsgi/);
+# python3-flask, -django, -falcon, -requests: its integration tests.
+pkgs="gcc make pkg-config libev-dev libhttp-parser-dev libinih-dev check curl systemd valgrind
+      python3-dev python3-flask python3-django python3-falcon python3-requests $*"
 
 missing=""
 for p in $pkgs; do
