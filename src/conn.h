@@ -40,6 +40,7 @@ struct conn_server {
     int handoff_fd;
     bool (*may_hand_over)(const struct conn_server *);
     uint64_t handed_over;  /* connections passed on */
+    struct slot *slot;     /* this worker's: the request in handle() (or NULL) */
 };
 
 enum req_state {

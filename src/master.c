@@ -328,7 +328,7 @@ void master_hard_limits(void)
 {
     int64_t mono = scoreboard_mono_ms();
     double timeout_ms = M.cfg->server.timeout * 1000;
-    char detail[96], m1[16], m2[16];
+    char detail[192], m1[16], m2[16];
 
     for (uint32_t i = 0; i < M.nslots; i++) {
         struct worker *w = &M.w[i];
@@ -343,8 +343,11 @@ void master_hard_limits(void)
             continue;
         }
         if ((double)(mono - SB_GET(s->heartbeat_ms)) > timeout_ms) {
-            snprintf(detail, sizeof(detail), "no heartbeat for %.1fs",
-                     (double)(mono - SB_GET(s->heartbeat_ms)) / 1000);
+            uint32_t len = SB_GET(s->in_app_len);
+            snprintf(detail, sizeof(detail), "no heartbeat for %.1fs%s%.*s",
+                     (double)(mono - SB_GET(s->heartbeat_ms)) / 1000,
+                     len ? ", the app still on " : "",
+                     (int)(len < sizeof(s->in_app) ? len : sizeof(s->in_app)), s->in_app);
             hard_kill(w, RETIRE_TIMEOUT, detail);
             continue;
         }

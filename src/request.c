@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "scoreboard.h"
 
 static time_t now_sec(const struct conn *c)
 {
@@ -63,14 +64,33 @@ void request_prepare(struct conn *c)
     };
 }
 
+/* Into the worker's slot: which request handle() has, for the master's
+ * log line if the loop never comes back from it (heartbeat timeout). */
+static void say_in_app(struct slot *s, const struct pf_request *r)
+{
+    size_t m = r->method.len < 16 ? r->method.len : 16;
+    size_t t = r->target.len < sizeof(s->in_app) - m - 1 ? r->target.len
+                                                          : sizeof(s->in_app) - m - 1;
+
+    memcpy(s->in_app, r->method.ptr, m);
+    s->in_app[m] = ' ';
+    memcpy(s->in_app + m + 1, r->target.ptr, t);
+    SB_SET(s->in_app_len, (uint32_t)(m + 1 + t));
+}
+
 void request_dispatch(struct conn *c)
 {
     struct pf_request *r = &c->req;
     struct app *app = c->srv->app;
+    struct slot *slot = c->srv->slot;
     int rc;
 
     c->in_dispatch = true;
+    if (slot != NULL)
+        say_in_app(slot, r);
     rc = app->api->handle(r, app->state);
+    if (slot != NULL)
+        SB_SET(slot->in_app_len, 0);
     c->in_dispatch = false;
     if (rc == 0 || r->state == REQ_DONE)
         return;

@@ -65,6 +65,11 @@ struct slot {
     _Atomic uint32_t loop_lag_us;    /* last measured event-loop lag */
     _Atomic uint32_t retire_reason;  /* enum retire_reason, set when leaving */
     _Atomic uint32_t nsamples;       /* samples[] written, wraps at SB_SAMPLES */
+    /* While the app's handle() runs: "METHOD target", cut to fit, so that
+     * the master's log line names the request of a worker whose loop is
+     * blocked. len 0: not in handle(). Read torn at worst: a log line. */
+    _Atomic uint32_t in_app_len;
+    char in_app[96];
     struct {
         _Atomic int64_t age_ms;
         _Atomic uint64_t requests;

@@ -496,6 +496,7 @@ void worker_main(const struct worker_boot *b)
         .on_request_done = on_request_done,
         .handoff_fd = b->handoff_fd[0],
         .may_hand_over = may_hand_over,
+        .slot = W.slot,
     };
     recycle_init(&W.rec, cfg, b->sb, W.slot, ev_now(W.loop));
     W.last_beat = ev_now(W.loop);

@@ -479,8 +479,9 @@ START_TEST(test_timeout)
     struct hconn *c = harness_connect(d->port);
     char *j;
 
-    harness_send_str(c, "GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
-    ck_assert(harness_log_wait(d, "timeout: no heartbeat for", 1, 10));
+    harness_send_str(c, "GET /block?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert(harness_log_wait(d, "timeout: no heartbeat for [0-9.]+s, the app still "
+                               "on GET /block\\?x=1, killing it", 1, 10));
     ck_assert(harness_log_wait(d, RETIRED("timeout"), 1, 10));
     ck_assert_int_eq(harness_wait_closed(c, 5), 1); /* the killed worker's socket */
     harness_close(c);
