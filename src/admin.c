@@ -22,6 +22,8 @@
 
 struct admin_conn {
     struct admin_conn *next;
+    uint64_t token;     /* names it for admin_answer */
+    bool head_only;
     int fd;
     ev_io io;
     ev_timer timer;
@@ -37,6 +39,7 @@ static struct {
     admin_render_fn render;
     struct admin_conn *conns;
     unsigned nconns;
+    uint64_t tokens;    /* the last one given */
 } A = {.fd = -1};
 
 static void conn_free(struct admin_conn *c)
@@ -72,43 +75,101 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
     conn_free(c);
 }
 
-/* Answers the request line in c->in: "GET /path HTTP/1.x". */
-static void respond(struct admin_conn *c)
+static const char *reason(int status)
 {
-    struct buf body = {0};
-    const char *ctype = "text/plain";
-    char method[8] = "", path[256] = "", head[256];
-    int status = 400, n;
-    bool head_only = false;
-
-    if (sscanf(c->in.p, "%7s %255s HTTP/1.%*c", method, path) == 2) {
-        head_only = strcmp(method, "HEAD") == 0;
-        if (strcmp(method, "GET") != 0 && !head_only) {
-            status = 405;
-            buf_puts(&body, "only GET and HEAD\n");
-        } else {
-            char *q = strchr(path, '?');
-            if (q)
-                *q = '\0';
-            status = A.render(path, &body, &ctype);
-        }
-    } else {
-        buf_puts(&body, "bad request\n");
+    switch (status) {
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Error";
     }
-    n = snprintf(head, sizeof(head), "HTTP/1.0 %d %s\r\nContent-Type: %s\r\n"
-                 "Content-Length: %zu\r\nCache-Control: no-store\r\n"
-                 "Connection: close\r\n\r\n", status,
-                 status == 200 ? "OK" : status == 404 ? "Not Found" :
-                 status == 503 ? "Service Unavailable" : "Error",
-                 ctype, body.len);
+}
+
+/* Queues the whole answer and switches c to writing it. */
+static void send_answer(struct admin_conn *c, int status, const char *ctype,
+                        const char *body, size_t len)
+{
+    char head[256];
+    int n = snprintf(head, sizeof(head), "HTTP/1.0 %d %s\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\nCache-Control: no-store\r\n"
+                     "Connection: close\r\n\r\n", status, reason(status), ctype, len);
+
     buf_append(&c->out, head, (size_t)n);
-    if (!head_only && body.len)
-        buf_append(&c->out, body.p, body.len);
-    buf_free(&body);
+    if (!c->head_only && len)
+        buf_append(&c->out, body, len);
     ev_io_stop(A.loop, &c->io);
     ev_io_set(&c->io, c->fd, EV_WRITE);
     ev_set_cb(&c->io, on_write);
     ev_io_start(A.loop, &c->io);
+}
+
+/* Answers the request line in c->in: "GET /path?query HTTP/1.x". */
+static void respond(struct admin_conn *c)
+{
+    struct buf body = {0};
+    const char *ctype = "text/plain";
+    char method[8] = "", path[256] = "";
+    int status = 400;
+
+    if (sscanf(c->in.p, "%7s %255s HTTP/1.%*c", method, path) == 2) {
+        c->head_only = strcmp(method, "HEAD") == 0;
+        if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 &&
+            !c->head_only) {
+            status = 405;
+            buf_puts(&body, "only GET, HEAD and POST\n");
+        } else {
+            char *q = strchr(path, '?');
+            struct admin_req rq = {.method = method, .path = path,
+                                   .query = q ? q + 1 : "", .token = c->token};
+            if (q)
+                *q = '\0';
+            status = A.render(&rq, &body, &ctype);
+        }
+    } else {
+        buf_puts(&body, "bad request\n");
+    }
+    if (status != ADMIN_LATER) {
+        send_answer(c, status, ctype, body.p, body.len);
+    } else {
+        ev_io_stop(A.loop, &c->io); /* nothing more to read: wait */
+    }
+    buf_free(&body);
+}
+
+static struct admin_conn *by_token(uint64_t token)
+{
+    for (struct admin_conn *c = A.conns; c != NULL; c = c->next)
+        if (c->token == token)
+            return c;
+    return NULL;
+}
+
+int admin_answer(uint64_t token, int status, const char *ctype,
+                 const char *body, size_t len)
+{
+    struct admin_conn *c = by_token(token);
+
+    if (c == NULL || c->out.len > 0)
+        return -1;
+    send_answer(c, status, ctype, body, len);
+    return 0;
+}
+
+void admin_hold(uint64_t token, double seconds)
+{
+    struct admin_conn *c = by_token(token);
+
+    if (c == NULL)
+        return;
+    ev_timer_stop(A.loop, &c->timer);
+    ev_timer_set(&c->timer, seconds, 0.);
+    ev_timer_start(A.loop, &c->timer);
 }
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)
@@ -153,6 +214,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         c->fd = fd;
+        c->token = ++A.tokens;
         c->next = A.conns;
         A.conns = c;
         A.nconns++;

@@ -330,6 +330,24 @@ app_fork_parent(struct app *a)
         f(a->state);
 }
 
+/* See app.h. Runs in a worker, on its loop. */
+int
+app_command(struct app *a, const char *cmd, const char *args, char *out,
+            size_t outlen)
+{
+    int (*f)(void *, const char *, const char *, char *, size_t) = HOOK(a, command);
+
+    if (f == NULL) {
+        snprintf(out, outlen, "app %s has no command \"%s\"%s\n",
+                 a->api && a->api->name ? a->api->name : "?", cmd,
+                 strcmp(cmd, "trace") == 0 ? ": trace is for Python workers "
+                                             "(module wsgi)" : "");
+        return 404;
+    }
+    out[0] = '\0';
+    return f(a->state, cmd, args, out, outlen);
+}
+
 /* See app.h. Runs where app_open ran. */
 void
 app_close(struct app *a)

@@ -40,6 +40,10 @@ int app_worker_init(struct app *a);
  * around each fork of a worker. */
 void app_fork_prepare(struct app *a);
 void app_fork_parent(struct app *a);
+/* command(), the module's answer to an operator's command (see
+ * preforkd.h); 404 with a line in out when the module has none. */
+int app_command(struct app *a, const char *cmd, const char *args, char *out,
+                size_t outlen);
 /* worker_exit(), if any. */
 void app_worker_exit(struct app *a);
 /* unload() if loaded, then dlclose; *a is left empty. Safe on an empty a. */

@@ -2,6 +2,8 @@
  * buf.c - growable byte buffers. Any process; no I/O.
  * Capacity doubles (from 1 KiB) so appends are amortised O(1).
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "buf.h"
@@ -48,4 +50,22 @@ void buf_shrink(struct buf *b, size_t keep)
         b->p = p;
         b->cap = keep;
     }
+}
+
+/* See buf.h. */
+void buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf_reserve(b, 256), 256, fmt, ap);
+    va_end(ap);
+    if (n >= 256) {
+        va_start(ap, fmt);
+        vsnprintf(buf_reserve(b, (size_t)n + 1), (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    if (n > 0)
+        b->len += (size_t)n;
 }

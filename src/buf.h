@@ -24,6 +24,10 @@ void buf_consume(struct buf *b, size_t n);
 /* Shrinks the allocation to `keep` bytes when it is larger and len fits. */
 void buf_shrink(struct buf *b, size_t keep);
 
+/* Appends printf's output. */
+void buf_printf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 static inline void buf_append(struct buf *b, const void *data, size_t n)
 {
     if (b->cap - b->len < n)

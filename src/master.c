@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include "admin.h"
@@ -42,7 +43,7 @@ static ev_tstamp real_now(void)
     return ev_now(M.loop);
 }
 
-static pid_t real_fork_worker(int id, int slot);
+static pid_t real_fork_worker(int id, int slot, int ctl_fd);
 static bool real_can_fork(void);
 
 static const struct master_ops real_ops = {
@@ -82,7 +83,8 @@ static bool holds_id(const struct worker *w)
 
 static bool soft_reason(enum retire_reason r)
 {
-    return r == RETIRE_MAX_REQUESTS || r == RETIRE_MAX_RSS || r == RETIRE_LIFETIME;
+    return r == RETIRE_MAX_REQUESTS || r == RETIRE_MAX_RSS || r == RETIRE_LIFETIME ||
+           r == RETIRE_REQUESTED;
 }
 
 /* How strong a signal is to a worker, to keep the strongest deferred one. */
@@ -138,9 +140,9 @@ static bool real_can_fork(void)
     return M.mold.ready;
 }
 
-static pid_t real_fork_worker(int id, int slot)
+static pid_t real_fork_worker(int id, int slot, int ctl_fd)
 {
-    return spawn_ask(&M.mold, id, slot) == 0 ? PID_PENDING : 0;
+    return spawn_ask(&M.mold, id, slot, ctl_fd) == 0 ? PID_PENDING : 0;
 }
 
 /* Forks worker `id` into slot index i. Returns 0, or -1 (retry later). */
@@ -149,6 +151,7 @@ static int spawn(int id, int i)
     struct worker *w = &M.w[i];
     struct slot *s = scoreboard_slot(M.sb, i + 1);
     pid_t pid;
+    int pair[2];
 
     memset(s, 0, sizeof(*s));
     SB_SET(s->state, SLOT_STARTING);
@@ -156,8 +159,18 @@ static int spawn(int id, int i)
     SB_SET(s->started_ms, scoreboard_wall_ms());
     SB_SET(s->forked_us, scoreboard_mono_us());
     SB_SET(s->heartbeat_ms, scoreboard_mono_ms());
-    pid = master_ops->fork_worker(id, i + 1);
+    /* The worker's command channel (relay.c): without one it serves all
+     * the same, only preforkctl's commands to it fail. */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0) {
+        log_warn("socketpair for worker %d's commands", id);
+        pair[0] = pair[1] = -1;
+    }
+    pid = master_ops->fork_worker(id, i + 1, pair[1]);
+    if (pair[1] >= 0)
+        close(pair[1]);
     if (pid == 0) {
+        if (pair[0] >= 0)
+            close(pair[0]);
         log_warn("fork for worker %d", id);
         SB_SET(s->state, SLOT_EMPTY);
         M.next_spawn = now_() + BOOT_BACKOFF_MIN;
@@ -165,7 +178,8 @@ static int spawn(int id, int i)
     }
     *w = (struct worker){.pid = pid, .id = id, .generation = M.generation,
                          .phase = PH_ACTIVE, .spawned = now_(),
-                         .phase_since = now_(), .replacement = -1};
+                         .phase_since = now_(), .replacement = -1,
+                         .ctl_fd = pair[0]};
     if (pid != PID_PENDING) {
         SB_SET(s->pid, (int32_t)pid);
         log_info("worker %d spawned (pid %d, generation %u)", id, (int)pid,
@@ -418,9 +432,11 @@ static void forget_worker(struct worker *w)
             M.w[k].phase = PH_WANTS; /* its replacement died: ask again */
             M.w[k].replacement = -1;
         }
+    relay_forget(w);
     memset(slot_of(w), 0, sizeof(struct slot));
     memset(w, 0, sizeof(*w));
     w->replacement = -1;
+    w->ctl_fd = -1;
 }
 
 /* Workers of generation gen whose pid their mold never told: it is gone,
@@ -861,6 +877,8 @@ static int setup(void)
         log_err("master: allocating %u worker slots", M.nslots);
         return 1;
     }
+    for (uint32_t i = 0; i < M.nslots; i++)
+        M.w[i].ctl_fd = -1;
     if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0) {
         log_err("master: pipe");
         return 1;

@@ -11,6 +11,7 @@
 #include <ev.h>
 
 #include "account.h"
+#include "admin.h"
 #include "app.h"
 #include "config.h"
 #include "mold.h"
@@ -44,6 +45,14 @@ struct worker {
     bool served;         /* reported SERVING */
     bool killed;         /* we sent SIGKILL */
     int deferred_sig;    /* signalled while PID_PENDING: sent once known */
+    /* relay.c: the master's end of the worker's command socket pair, and
+     * the admin request waiting for its answer (token 0: none). */
+    int ctl_fd;
+    uint32_t ctl_seq;
+    uint64_t ctl_token;
+    double ctl_wait;     /* seconds it may take, for the 504's message */
+    ev_io ctl_io;
+    ev_timer ctl_timer;
 };
 
 /* A mold as the master sees it (spawn.c). */
@@ -121,10 +130,11 @@ struct master_ops {
     /* Whether workers can be forked now: the mold has loaded the app. The
      * real one starts a mold when there is none. */
     bool (*can_fork)(void);
-    /* Starts worker `id` in scoreboard slot `slot` (1-based): its pid,
-     * PID_PENDING (the mold tells it later: master_mold_message), or 0
-     * when it cannot be asked for now. */
-    pid_t (*fork_worker)(int id, int slot);
+    /* Starts worker `id` in scoreboard slot `slot` (1-based) with ctl_fd
+     * (its end of the command pair, or -1; the caller closes its copy):
+     * its pid, PID_PENDING (the mold tells it later: master_mold_message),
+     * or 0 when it cannot be asked for now. */
+    pid_t (*fork_worker)(int id, int slot, int ctl_fd);
     int (*kill)(pid_t pid, int sig);
 };
 extern const struct master_ops *master_ops;
@@ -149,13 +159,23 @@ void master_mold_message(struct mold_proc *m, const struct mold_msg *msg);
 /* A child was reaped: a mold? true when it was (and has been dealt with). */
 bool master_mold_reaped(pid_t pid, int wstatus);
 
+/* relay.c: operators' commands to one worker (GET|POST /workers/ID/...). */
+/* An admin_render_fn for /workers/...: answers now, or ADMIN_LATER. */
+int relay_render(const struct admin_req *rq, struct buf *out);
+/* w is being forgotten (exited, or never forked): a waiting admin request
+ * gets 502, the socket is closed, the watchers stopped. */
+void relay_forget(struct worker *w);
+/* In a new mold: close the master's ends of every worker's pair. */
+void relay_forget_in_child(void);
+
 /* spawn.c: the molds' mechanism. */
 /* Forks a mold for generation gen with cfg and the listeners fds (any
  * other listener of the master is closed in it). 0 / -1 (logged). */
 int spawn_mold(struct mold_proc *m, uint32_t gen, const struct config *cfg,
                const int *fds, size_t nfds);
-/* Asks m for worker id in slot. 0 / -1 (the mold is gone or stuck). */
-int spawn_ask(struct mold_proc *m, int id, int slot);
+/* Asks m for worker id in slot, handing it the worker's end of its
+ * command socket pair (or -1). 0 / -1 (the mold is gone or stuck). */
+int spawn_ask(struct mold_proc *m, int id, int slot, int ctl_fd);
 /* Reads every message waiting from both molds, without blocking. */
 void spawn_read_all(void);
 /* The mold (current, next or old) with this pid, or NULL. */

@@ -72,13 +72,14 @@ static void tell(int sock, const struct mold_msg *m, size_t len)
  * the master is the parent it checks and that reaps it. */
 static void __attribute__((noreturn))
 worker(const struct mold_boot *b, struct app *app, const struct mold_cmd *c,
-       pid_t middle)
+       int ctl_fd, pid_t middle)
 {
     struct worker_boot wb = {
         .id = c->id, .slot = c->slot, .generation = b->generation,
         .cfg = b->cfg, .app = app, .listen_fds = b->listen_fds,
         .nlisten = b->nlisten, .sb = b->sb, .msg_fd = b->msg_fd,
         .handoff_fd = {b->handoff_fd[0], b->handoff_fd[1]}, .master = b->master,
+        .ctl_fd = ctl_fd,
     };
     pid_t parent;
 
@@ -93,13 +94,14 @@ worker(const struct mold_boot *b, struct app *app, const struct mold_cmd *c,
 
 /* The middle process: forks the worker, tells the master its pid, exits. */
 static void __attribute__((noreturn))
-middle(const struct mold_boot *b, struct app *app, const struct mold_cmd *c)
+middle(const struct mold_boot *b, struct app *app, const struct mold_cmd *c,
+       int ctl_fd)
 {
     struct mold_msg m = {.type = MOLD_SPAWNED, .slot = c->slot};
     pid_t self = getpid(), pid = fork();
 
     if (pid == 0)
-        worker(b, app, c, self);
+        worker(b, app, c, ctl_fd, self);
     m.pid = pid > 0 ? pid : -1;
     m.err = pid > 0 ? 0 : errno;
     tell(b->sock, &m, offsetof(struct mold_msg, text));
@@ -109,7 +111,7 @@ middle(const struct mold_boot *b, struct app *app, const struct mold_cmd *c)
 /* One worker, forked twice over. Signals stay blocked in the children
  * until the worker has installed its own (proc_fork). */
 static void spawn_worker(const struct mold_boot *b, struct app *app,
-                         const struct mold_cmd *c)
+                         const struct mold_cmd *c, int ctl_fd)
 {
     struct mold_msg m = {.type = MOLD_SPAWNED, .slot = c->slot, .pid = -1};
     pid_t mid;
@@ -118,9 +120,11 @@ static void spawn_worker(const struct mold_boot *b, struct app *app,
     app_fork_prepare(app);
     mid = proc_fork();
     if (mid == 0)
-        middle(b, app, c);
+        middle(b, app, c, ctl_fd);
     m.err = errno;
     app_fork_parent(app);
+    if (ctl_fd >= 0)
+        close(ctl_fd); /* the worker's now */
     if (mid < 0) {
         log_warn("mold: fork for worker %d", c->id);
         tell(b->sock, &m, offsetof(struct mold_msg, text));
@@ -128,6 +132,23 @@ static void spawn_worker(const struct mold_boot *b, struct app *app,
     }
     while (waitpid(mid, &st, 0) < 0 && errno == EINTR)
         ;
+}
+
+/* One request of the master, and the fd it carries (or -1). */
+static ssize_t recv_cmd(int sock, struct mold_cmd *c, int *fd)
+{
+    char ctl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = c, .iov_len = sizeof(*c)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                        .msg_controllen = sizeof(ctl)};
+    struct cmsghdr *cm;
+    ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+
+    *fd = -1;
+    if (n > 0 && (cm = CMSG_FIRSTHDR(&mh)) != NULL && cm->cmsg_level == SOL_SOCKET &&
+        cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(fd, CMSG_DATA(cm), sizeof(int));
+    return n;
 }
 
 /* Preloads the app; on failure tells the master why and exits. */
@@ -178,7 +199,9 @@ void mold_main(const struct mold_boot *b)
     tell(b->sock, &ready, offsetof(struct mold_msg, text));
     /* 4. Workers, on request, until the master closes its end. */
     for (;;) {
-        n = recv(b->sock, &c, sizeof(c), 0);
+        int fd = -1;
+
+        n = recv_cmd(b->sock, &c, &fd);
         if (n < 0 && errno == EINTR) {
             if (reopen_logs && log_reopen() < 0)
                 log_warn("reopening the error log");
@@ -191,9 +214,12 @@ void mold_main(const struct mold_boot *b)
             log_warn("mold: reading from the master");
             exit(1);
         }
-        if (n == (ssize_t)sizeof(c) && c.type == MOLD_SPAWN)
-            spawn_worker(b, &app, &c);
-        else
+        if (n == (ssize_t)sizeof(c) && c.type == MOLD_SPAWN) {
+            spawn_worker(b, &app, &c, fd);
+        } else {
             log_warnx("mold: a malformed request of %zd bytes", n);
+            if (fd >= 0)
+                close(fd);
+        }
     }
 }

@@ -15,7 +15,8 @@
 #include "config.h"
 #include "scoreboard.h"
 
-/* Master -> mold. */
+/* Master -> mold, with the worker's end of its command socket pair
+ * (command.h) attached (SCM_RIGHTS), or none. */
 struct mold_cmd {
     uint32_t type;       /* MOLD_SPAWN */
     int32_t id;          /* the worker's place in the pool */

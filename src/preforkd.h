@@ -77,6 +77,15 @@ struct pf_app {
      * PyOS_BeforeFork / PyOS_AfterFork_Parent). May be NULL. */
     void (*fork_prepare)(void *state);
     void (*fork_parent)(void *state);
+    /* Added within ABI version 1, as the two above. An operator's command
+     * to one worker (preforkctl, relayed by the master), e.g. cmd "trace",
+     * args "start frames=5"; on the worker's loop thread, in a worker that
+     * has booted. Writes its answer, text, into out (at most outlen bytes,
+     * NUL-terminated) and returns an HTTP status: 200 done, 400 bad
+     * arguments, 404 no such command, 409 not now. May be NULL: every
+     * command the daemon does not know itself is then 404. */
+    int (*command)(void *state, const char *cmd, const char *args, char *out,
+                   size_t outlen);
 };
 
 /* The size of struct pf_app in modules built before fork_prepare. */
@@ -182,6 +191,11 @@ int pf_response_abort(pf_request *r);
 struct ev_loop *pf_loop(void);
 /* This worker's number, 1..max_workers (stable across its replacement). */
 int pf_worker_id(void);
+/* Asks the master to replace this worker gracefully, as when it reaches
+ * max_requests: the replacement starts, then this worker retires. Its
+ * retirement is counted as "requested". Once per worker; later calls do
+ * nothing. */
+void pf_worker_recycle(void);
 
 enum pf_log_level { PF_LOG_ERROR = 0, PF_LOG_WARN, PF_LOG_INFO, PF_LOG_DEBUG };
 void pf_log(int level, const char *fmt, ...)

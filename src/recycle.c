@@ -27,6 +27,7 @@ static const char *const reason_names[RETIRE_NREASONS] = {
     [RETIRE_RELOAD] = "reload",
     [RETIRE_SCALE] = "scale_down",
     [RETIRE_SHUTDOWN] = "shutdown",
+    [RETIRE_REQUESTED] = "requested",
 };
 
 const char *recycle_reason_name(enum retire_reason r)

@@ -29,6 +29,7 @@ enum retire_reason {
     RETIRE_RELOAD,        /* old generation after a reload */
     RETIRE_SCALE,         /* SIGTTOU */
     RETIRE_SHUTDOWN,
+    RETIRE_REQUESTED,     /* asked for: preforkctl recycle, trace stop, the app */
     RETIRE_NREASONS
 };
 

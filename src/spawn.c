@@ -51,6 +51,7 @@ mold_child(struct mold_proc *m, int sock, uint32_t gen,
             ev_io_stop(M.loop, &molds[i]->io);
             close(molds[i]->fd);
         }
+    relay_forget_in_child(); /* the master's ends of workers' command pairs */
     mold_main(&b);
 }
 
@@ -87,15 +88,29 @@ int spawn_mold(struct mold_proc *m, uint32_t gen, const struct config *cfg,
 }
 
 /* See master_int.h. */
-int spawn_ask(struct mold_proc *m, int id, int slot)
+int spawn_ask(struct mold_proc *m, int id, int slot, int ctl_fd)
 {
     struct mold_cmd c = {.type = MOLD_SPAWN, .id = id, .slot = slot};
+    char ctl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = &c, .iov_len = sizeof(c)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct cmsghdr *cm;
 
     if (m->pid <= 0 || m->fd < 0 || !m->ready) {
         errno = ESRCH;
         return -1;
     }
-    if (send(m->fd, &c, sizeof(c), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+    if (ctl_fd >= 0) {
+        memset(ctl, 0, sizeof(ctl));
+        mh.msg_control = ctl;
+        mh.msg_controllen = sizeof(ctl);
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &ctl_fd, sizeof(int));
+    }
+    if (sendmsg(m->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
         log_warn("master: asking the mold (pid %d) for worker %d", (int)m->pid, id);
         return -1;
     }

@@ -15,24 +15,6 @@
 
 static const char *const state_names[] = {"empty", "starting", "serving", "retiring"};
 
-static void bprintf(struct buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void bprintf(struct buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(buf_reserve(b, 256), 256, fmt, ap);
-    va_end(ap);
-    if (n >= 256) {
-        va_start(ap, fmt);
-        vsnprintf(buf_reserve(b, (size_t)n + 1), (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
-    b->len += (size_t)n;
-}
 
 /* A JSON string body: quotes, backslashes and control bytes escaped. */
 static void json_escape(struct buf *b, const char *s)
@@ -40,9 +22,9 @@ static void json_escape(struct buf *b, const char *s)
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\')
-            bprintf(b, "\\%c", c);
+            buf_printf(b, "\\%c", c);
         else if (c < 0x20)
-            bprintf(b, "\\u%04x", c);
+            buf_printf(b, "\\u%04x", c);
         else
             buf_append(b, s, 1);
     }
@@ -82,7 +64,7 @@ static void json_worker(struct buf *b, uint32_t i, ev_tstamp now, bool *first)
     uint32_t st = SB_GET(s->state);
 
     snprintf(k3, sizeof(k3), "%.3f", accept_us / 1000.0);
-    bprintf(b, "%s\n    {\"slot\": %u, \"id\": %d, \"pid\": %d, \"generation\": %u, "
+    buf_printf(b, "%s\n    {\"slot\": %u, \"id\": %d, \"pid\": %d, \"generation\": %u, "
             "\"state\": \"%s\", \"phase\": \"%s\", \"reason\": \"%s\", "
             "\"age\": %.3f, \"requests\": %" PRIu64 ", \"request_limit\": %" PRIu64
             ", \"connections\": %u, \"rss\": %" PRIu64 ", \"uss\": %" PRIu64
@@ -108,7 +90,7 @@ static void json_mold(struct buf *b, const struct mold_proc *m, const char *role
 {
     if (m->pid <= 0)
         return;
-    bprintf(b, "%s{\"pid\": %d, \"generation\": %u, \"role\": \"%s\", "
+    buf_printf(b, "%s{\"pid\": %d, \"generation\": %u, \"role\": \"%s\", "
             "\"ready\": %s, \"age\": %.3f}", *first ? "" : ", ", (int)m->pid,
             m->generation, role, m->ready ? "true" : "false",
             ev_now(M.loop) - m->started);
@@ -120,7 +102,7 @@ static void render_stats(struct buf *b)
     ev_tstamp now = ev_now(M.loop);
     bool first = true;
 
-    bprintf(b, "{\n  \"master\": {\"pid\": %d, \"uptime\": %.3f, \"generation\": %u, "
+    buf_printf(b, "{\n  \"master\": {\"pid\": %d, \"uptime\": %.3f, \"generation\": %u, "
             "\"mode\": \"%s\", \"ready\": %s, \"workers_wanted\": %u, "
             "\"workers_serving\": %u, \"max_workers\": %u, \"max_concurrent_recycles\": %u, "
             "\"boot_failures\": %u, \"reloads\": %u, \"reload_state\": \"%s\", "
@@ -131,25 +113,25 @@ static void render_stats(struct buf *b)
             M.cfg->recycle.max_concurrent_recycles,
             M.boot_failures, M.reloads, master_reload_state_name(M.reload_state));
     json_escape(b, M.reload_error);
-    bprintf(b, "\", \"upgrade_pid\": %d},\n  \"molds\": [", (int)M.upgrade_pid);
+    buf_printf(b, "\", \"upgrade_pid\": %d},\n  \"molds\": [", (int)M.upgrade_pid);
     json_mold(b, &M.mold, "current", &first);
     json_mold(b, &M.next_mold, "loading", &first);
     json_mold(b, &M.old_mold, "leaving", &first);
     first = true;
-    bprintf(b, "],\n  \"retired\": {");
+    buf_printf(b, "],\n  \"retired\": {");
     for (int r = 1; r < RETIRE_NREASONS; r++)
-        bprintf(b, "%s\"%s\": %" PRIu64, r > 1 ? ", " : "",
+        buf_printf(b, "%s\"%s\": %" PRIu64, r > 1 ? ", " : "",
                 recycle_reason_name((enum retire_reason)r), M.account.retired[r]);
-    bprintf(b, "},\n  \"workers\": [");
+    buf_printf(b, "},\n  \"workers\": [");
     for (uint32_t i = 0; i < M.nslots; i++)
         if (M.w[i].pid)
             json_worker(b, i, now, &first);
-    bprintf(b, "\n  ]\n}\n");
+    buf_printf(b, "\n  ]\n}\n");
 }
 
 static void render_metrics(struct buf *b)
 {
-    bprintf(b, "# HELP preforkd_workers_serving Workers accepting requests.\n"
+    buf_printf(b, "# HELP preforkd_workers_serving Workers accepting requests.\n"
             "# TYPE preforkd_workers_serving gauge\npreforkd_workers_serving %u\n"
             "# HELP preforkd_workers_wanted Workers the master keeps.\n"
             "# TYPE preforkd_workers_wanted gauge\npreforkd_workers_wanted %u\n"
@@ -157,9 +139,9 @@ static void render_metrics(struct buf *b)
             "# TYPE preforkd_workers_retired_total counter\n",
             serving_count(), M.target);
     for (int r = 1; r < RETIRE_NREASONS; r++)
-        bprintf(b, "preforkd_workers_retired_total{reason=\"%s\"} %" PRIu64 "\n",
+        buf_printf(b, "preforkd_workers_retired_total{reason=\"%s\"} %" PRIu64 "\n",
                 recycle_reason_name((enum retire_reason)r), M.account.retired[r]);
-    bprintf(b, "# HELP preforkd_worker_requests Requests served by a live worker.\n"
+    buf_printf(b, "# HELP preforkd_worker_requests Requests served by a live worker.\n"
             "# TYPE preforkd_worker_requests gauge\n"
             "# HELP preforkd_worker_memory_bytes A live worker's memory (memory_metric).\n"
             "# TYPE preforkd_worker_memory_bytes gauge\n");
@@ -167,15 +149,23 @@ static void render_metrics(struct buf *b)
         struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
         if (M.w[i].pid <= 0)
             continue; /* none, or asked of the mold and not forked yet */
-        bprintf(b, "preforkd_worker_requests{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n"
+        buf_printf(b, "preforkd_worker_requests{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n"
                 "preforkd_worker_memory_bytes{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n",
                 M.w[i].id, (int)M.w[i].pid, SB_GET(s->requests),
                 M.w[i].id, (int)M.w[i].pid, SB_GET(s->mem));
     }
 }
 
-int stats_render(const char *path, struct buf *out, const char **ctype)
+int stats_render(const struct admin_req *rq, struct buf *out, const char **ctype)
 {
+    const char *path = rq->path;
+
+    if (strncmp(path, "/workers/", 9) == 0)
+        return relay_render(rq, out);
+    if (strcmp(rq->method, "POST") == 0) {
+        buf_puts(out, "POST is for /workers/ID/...: this is read with GET\n");
+        return 405;
+    }
     if (strcmp(path, "/stats") == 0) {
         *ctype = "application/json";
         render_stats(out);

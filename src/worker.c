@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <malloc.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <ev.h>
 
 #include "accesslog.h"
+#include "command.h"
 #include "conn.h"
 #include "handoff.h"
 #include "recycle.h"
@@ -39,6 +41,7 @@ static struct worker {
     bool guard_gave_up; /* memory_guard: accepting again, past max_rss, as nobody else serves */
     bool app_in_worker; /* loaded here (preload = false): unload here */
     bool access_log;    /* [log] access_log is on */
+    bool asked_recycle; /* pf_worker_recycle was called */
     struct recycle rec;
     ev_tstamp last_beat;
     ev_signal sig_term, sig_int, sig_quit, sig_usr1, sig_usr2;
@@ -316,15 +319,16 @@ static int count_fds(void)
     return n - 3; /* ".", ".." and the directory's own fd */
 }
 
-/* USR2: a picture of this worker for whoever hunts the leak. Keeps serving. */
-static void snapshot(void)
+/* A picture of this worker for whoever hunts the leak (USR2, preforkctl
+ * snapshot), into out. Keeps serving. */
+static void snapshot_text(char *out, size_t len)
 {
     struct mem_usage u = {0};
     struct mallinfo2 mi = mallinfo2();
     char rss[16], uss[16], pss[16], heap[16], freeb[16], mmapb[16];
 
     memory_full(0, &u);
-    log_info("snapshot: rss %s uss %s pss %s; malloc: in use %s, free %s in "
+    snprintf(out, len, "rss %s uss %s pss %s; malloc: in use %s, free %s in "
              "%zu chunks, mmapped %s, main arena %zu B; fds %d; "
              "connections %u; requests %llu; loop lag %u us",
              memory_fmt(u.rss, rss, sizeof(rss)), memory_fmt(u.uss, uss, sizeof(uss)),
@@ -333,6 +337,38 @@ static void snapshot(void)
              memory_fmt(mi.hblkhd, mmapb, sizeof(mmapb)), mi.arena,
              count_fds(), W.srv.nconns, (unsigned long long)W.rec.requests,
              SB_GET(W.slot->loop_lag_us));
+}
+
+/* USR2: the snapshot, to the log. */
+static void snapshot(void)
+{
+    char text[512];
+
+    snapshot_text(text, sizeof(text));
+    log_info("snapshot: %s", text);
+}
+
+/* The daemon's own commands to a worker (command.h); 0: not one of them. */
+static int builtin_command(const char *cmd, const char *args, char *out, size_t len)
+{
+    if (strcmp(cmd, "snapshot") != 0)
+        return 0;
+    snapshot_text(out, len);
+    if (strlen(out) + 2 < len)
+        strcat(out, "\n");
+    return 200;
+}
+
+/* See preforkd.h. */
+void pf_worker_recycle(void)
+{
+    if (W.boot == NULL || W.asked_recycle || W.srv.retiring)
+        return;
+    W.asked_recycle = true;
+    log_info("recycle requested (%llu requests): asking for a replacement",
+             (unsigned long long)W.rec.requests);
+    SB_SET(W.slot->retire_reason, RETIRE_REQUESTED);
+    tell_master(MSG_RECYCLE, RETIRE_REQUESTED);
 }
 
 static void on_graceful_over(struct ev_loop *loop, ev_timer *w, int revents)
@@ -510,6 +546,7 @@ void worker_main(const struct worker_boot *b)
     ev_timer_start(W.loop, &W.heartbeat);
     ev_init(&W.graceful, on_graceful_over);
     start_accepting();
+    command_start(W.loop, b->ctl_fd, b->app, builtin_command);
     /* 6. Serving. */
     proc_child_signals_done();
     SB_SET(W.slot->state, SLOT_SERVING);
@@ -521,6 +558,7 @@ void worker_main(const struct worker_boot *b)
     if (W.srv.handed_over > 0)
         log_info("handed %llu idle connections to serving workers",
                  (unsigned long long)W.srv.handed_over);
+    command_stop();
     recycle_close(&W.rec, ev_now(W.loop));
     if (W.access_log)
         accesslog_close();

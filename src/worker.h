@@ -40,6 +40,7 @@ struct worker_boot {
     struct scoreboard *sb;
     int msg_fd;             /* write end of the worker -> master pipe */
     int handoff_fd[2];      /* handoff.h: [0] send, [1] receive */
+    int ctl_fd;             /* commands from the master (command.h), or -1 */
     pid_t master;           /* the master's pid: a worker never outlives it */
 };
 

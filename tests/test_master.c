@@ -28,7 +28,7 @@ static ev_tstamp fake_now(void)
     return clock_now;
 }
 
-static pid_t fake_fork(int id, int slot)
+static pid_t fake_fork(int id, int slot, int ctl_fd)
 {
     return next_pid++;
 }

@@ -335,6 +335,10 @@ fi
 # A worker forked while the master serves an admin client: the copy of
 # that client's state the worker inherits must not leak. The client sends
 # half a request and waits; SIGTTIN forks a worker, SIGTTOU retires one.
+# Counted once no worker is leaving (max_requests = 30 recycles under the
+# load above): the master closes a worker's command socket when it exits,
+# which would hide the held client's.
+wait_until 60 live_is front 2 || true
 fds=$(fd_count "$front_pid")
 mkfifo "$tmp/hold"
 curl -q -s -m 60 "telnet://127.0.0.1:$admin_port" <"$tmp/hold" >/dev/null 2>&1 &

@@ -4,8 +4,9 @@
  * reads the master's admin endpoint and signals the master. A short-lived
  * process of its own, never part of the daemon. Files: main.c (argv,
  * dispatch), http.c (admin endpoint client), json.c (reading /stats),
- * status.c (the table), ops.c (reload, scale, stop, upgrade), procs.c
- * (pids, pidfiles, /proc).
+ * status.c (the table), ops.c (reload, scale, stop, upgrade), worker.c
+ * (snapshot, recycle, trace: one worker's), procs.c (pids, pidfiles,
+ * /proc).
  * Convention: commands return an exit code (CTL_*), having printed what
  * failed and with which value; helpers return 0 / -1 with the reason in a
  * `why` buffer, or NULL for pointers.
@@ -71,6 +72,9 @@ const char *json_string(const struct json *obj, const char *key, const char *dfl
 /* GET path (HTTP/1.0) from the admin endpoint at a, within timeout
  * seconds. 0 with *status and *body (malloc'd, NUL-terminated); -1 when
  * there is no complete answer (why says what: connect, timeout...). */
+/* The same with another method (a POST has no body). */
+int ctl_request(const struct listen_addr *a, const char *method, const char *path,
+                double timeout, int *status, char **body, char *why, size_t wlen);
 int ctl_get(const struct listen_addr *a, const char *path, double timeout,
             int *status, char **body, char *why, size_t wlen);
 /* GET /stats, checked (200, a "master" object) and parsed. NULL with why
@@ -107,5 +111,10 @@ int ctl_reload(struct ctl *c);
 int ctl_scale(struct ctl *c, const char *arg);
 int ctl_stop(struct ctl *c);
 int ctl_upgrade(struct ctl *c);
+/* snapshot, recycle and trace (worker.c): one worker's, through the
+ * master's admin endpoint. cmd is argv's command, args what follows it.
+ * CTL_USAGE when cmd is none of them or args do not fit. */
+int ctl_worker(struct ctl *c, const char *cmd, int nargs, char **args);
+bool ctl_is_worker_command(const char *cmd);
 
 #endif

@@ -137,13 +137,23 @@ static int parse_answer(char *a, int *status, char **body, char *why, size_t wle
 int ctl_get(const struct listen_addr *a, const char *path, double timeout,
             int *status, char **body, char *why, size_t wlen)
 {
+    return ctl_request(a, "GET", path, timeout, status, body, why, wlen);
+}
+
+int ctl_request(const struct listen_addr *a, const char *method, const char *path,
+                double timeout, int *status, char **body, char *why, size_t wlen)
+{
     double deadline = ctl_now() + timeout;
-    char req[512], *answer = NULL;
+    char req[1024], *answer = NULL;
     size_t len = 0;
     int fd, rc = -1, n;
 
-    n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: preforkd\r\n"
-                 "User-Agent: preforkctl\r\n\r\n", path);
+    n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: preforkd\r\n"
+                 "User-Agent: preforkctl\r\nContent-Length: 0\r\n\r\n", method, path);
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        snprintf(why, wlen, "%s %s: too long", method, path);
+        return -1;
+    }
     if ((fd = connect_to(a, deadline)) < 0) {
         snprintf(why, wlen, "connecting to the admin endpoint %s: %s", a->text,
                  strerror(errno));
@@ -151,7 +161,7 @@ int ctl_get(const struct listen_addr *a, const char *path, double timeout,
     }
     if (send_all(fd, req, (size_t)n, deadline) < 0 ||
         (answer = recv_all(fd, deadline, &len)) == NULL)
-        snprintf(why, wlen, "GET %s from %s: %s", path, a->text, strerror(errno));
+        snprintf(why, wlen, "%s %s at %s: %s", method, path, a->text, strerror(errno));
     else
         rc = parse_answer(answer, status, body, why, wlen);
     free(answer);

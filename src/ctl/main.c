@@ -26,13 +26,18 @@ static void usage(FILE *f)
         "  stop              SIGTERM, then wait until the master has exited\n"
         "  upgrade           binary upgrade: USR2, wait for the new master, WINCH\n"
         "                    and TERM the old one\n"
+        "  snapshot WORKER   worker WORKER's memory, allocator, fds, connections\n"
+        "  recycle WORKER    replace worker WORKER gracefully (as max_requests does)\n"
+        "  trace start WORKER [--frames N]   Python workers: start tracemalloc\n"
+        "  trace dump WORKER [--top N]       what grew since start, by line\n"
+        "  trace stop WORKER                 stop it; the worker is recycled\n"
         "options:\n"
         "  -c FILE     the daemon's configuration (default " DEFAULT_CONFIG "):\n"
         "              [admin] listen and [server] pidfile are read from it\n"
         "  -a ADDRESS  the admin endpoint (host:port or unix:/path), overrides the file\n"
         "  -p PIDFILE  the master's pidfile, overrides the file\n"
         "  -t SECONDS  how long to wait (reload, scale, upgrade: 60; stop:\n"
-        "              graceful_timeout + 10)\n"
+        "              graceful_timeout + 10; a worker's answer: 5)\n"
         "exit: 0 done, 1 failed, 2 usage, 69 daemon not reachable\n");
 }
 
@@ -115,6 +120,8 @@ static int run(struct ctl *c, const char *cmd, int nargs, char **args)
 {
     bool json = nargs == 1 && strcmp(args[0], "--json") == 0;
 
+    if (ctl_is_worker_command(cmd))
+        return ctl_worker(c, cmd, nargs, args);
     if (strcmp(cmd, "status") == 0 && (nargs == 0 || json)) {
         c->json = json;
         return ctl_status(c);
@@ -148,8 +155,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return CTL_USAGE;
     }
-    /* With both -a and -p the file is optional (graceful_timeout from it). */
-    need_file = !c.have_admin || c.pidfile == NULL;
+    /* With both -a and -p the file is optional (graceful_timeout from it);
+     * with -a it is for status and the commands to one worker, which only
+     * talk to the admin endpoint. */
+    need_file = !c.have_admin ||
+                (c.pidfile == NULL && !ctl_is_worker_command(argv[optind]) &&
+                 strcmp(argv[optind], "status") != 0);
     if (load_config(&c, need_file) < 0)
         return CTL_FAILED;
     if (check_admin(&c) < 0)
