@@ -169,7 +169,8 @@ TEST_ENV = PREFORKD_BIN=$(abspath $(BUILD)/preforkd) \
            PREFORKD_TEST_APPS=$(abspath $(BUILD)/tests/apps) \
            PREFORKD_CTL=$(abspath $(BUILD)/preforkctl) \
            PREFORKD_SRC=$(abspath .) \
-           PREFORKD_MAKE="$(MAKE) --no-print-directory SANITIZE=$(SANITIZE)"
+           PREFORKD_MAKE="$(MAKE) --no-print-directory SANITIZE=$(SANITIZE)" \
+           LSAN_OPTIONS="suppressions=$(abspath tests/lsan.supp):print_suppressions=0$${LSAN_OPTIONS:+:$$LSAN_OPTIONS}"
 
 # Each suite's output is also kept in $(BUILD)/check/; at the end the tail of
 # every failed suite is repeated and the last line names them, because CI logs

@@ -126,6 +126,8 @@ static void signals_save(struct sigsave *s)
                      sigaction(sig, NULL, &s->sa[sig]) == 0;
 }
 
+/* Puts back every disposition of s; warns about each one that `when`
+ * (NULL: quietly) changed. */
 static void signals_restore(struct wsgi *w, const struct sigsave *s,
                             const char *when)
 {
@@ -138,10 +140,11 @@ static void signals_restore(struct wsgi *w, const struct sigsave *s,
             now.sa_flags == s->sa[sig].sa_flags)
             continue;
         sigaction(sig, &s->sa[sig], NULL);
-        wsgi_log(w, PF_LOG_WARN,
-                 "wsgi: the app changed the handling of SIG%s %s: undone "
-                 "(preforkd owns the process's signals)",
-                 sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", when);
+        if (when != NULL)
+            wsgi_log(w, PF_LOG_WARN,
+                     "wsgi: the app changed the handling of SIG%s %s: undone "
+                     "(preforkd owns the process's signals)",
+                     sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", when);
     }
 }
 
@@ -614,6 +617,12 @@ static int wsgi_load(const pf_app_config *cfg, void **state)
         wsgi_free(w);
         return -1;
     }
+    /* The signal module, when first imported, puts its KeyboardInterrupt
+     * handler on a default SIGINT: that is Python's doing, not the app's,
+     * so it is undone quietly here, before the app's import. */
+    Py_XDECREF(PyImport_ImportModule("signal"));
+    PyErr_Clear();
+    signals_restore(NULL, saved, NULL);
     w->load_pid = getpid();
     rc = import_app(w, cfg, python_path);
     signals_restore(w, saved, "at import time");
@@ -621,8 +630,10 @@ static int wsgi_load(const pf_app_config *cfg, void **state)
     /* Let the app's own threads (if any) run while we wait; every later
      * entry takes the GIL back. */
     w->main_ts = PyEval_SaveThread();
-    if (rc < 0)
-        return -1; /* the interpreter stays: this process exits soon */
+    if (rc < 0) {
+        wsgi_free(w); /* the interpreter stays: this process exits soon */
+        return -1;
+    }
     *state = w;
     return 0;
 }
