@@ -17,6 +17,9 @@ struct account {
 
 /* The growth fit of a slot's memory samples (limit: eta target, 0 none). */
 struct growth account_growth(struct slot *s, uint64_t limit);
+/* The same for one of the figures sampled with it. */
+enum growth_of { GROWTH_MEM, GROWTH_C_HEAP, GROWTH_APP_HEAP };
+struct growth account_growth_of(struct slot *s, enum growth_of what, uint64_t limit);
 
 /* Counts reason and logs the retirement line for the worker of slot s
  * (read before the slot is cleared): pid, generation, reason, requests,

@@ -101,6 +101,9 @@ void master_signal(struct worker *w, int sig)
             w->deferred_sig = sig;
         return;
     }
+    /* The worker may want to know why it goes (pf_worker_leaving). */
+    if (w->reason != RETIRE_NONE && sig != SIGUSR1)
+        SB_SET(slot_of(w)->retire_reason, w->reason);
     if (w->pid > 0 && master_ops->kill(w->pid, sig) < 0 && errno != ESRCH)
         log_warn("kill(%d, SIG%s)", (int)w->pid, sigabbrev_np(sig));
     if (sig == SIGKILL)

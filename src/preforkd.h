@@ -196,6 +196,29 @@ int pf_worker_id(void);
  * retirement is counted as "requested". Once per worker; later calls do
  * nothing. */
 void pf_worker_recycle(void);
+/* Why this worker is leaving, once it is ("max_rss", "max_requests",
+ * "max_lifetime", "requested", "reload", "scale_down", "shutdown", or
+ * "signal" for a TERM from outside), e.g. for worker_exit to log what an
+ * operator hunting a leak wants to see; NULL while it serves. */
+const char *pf_worker_leaving(void);
+
+/* ---- figures the app publishes (workers, loop thread) --------------------
+ * Shown per worker in /stats and /metrics, so that an operator sees which
+ * heap grows and what the app itself counts. */
+
+/* The heap the app manages itself (an interpreter's object allocator),
+ * named (at most 15 bytes, e.g. "python") and in bytes in use. It is
+ * sampled with the worker's memory and malloc's bytes in use ("c"), each
+ * with a growth slope in /stats and the retirement log line. Call it as
+ * often as the figure changes (it is read once a second). */
+void pf_worker_heap(const char *name, uint64_t bytes);
+/* Sets one figure: name is [a-z0-9_]{1,31} (/metrics shows it as
+ * preforkd_app_NAME), label free text (up to 63 bytes, "" for none) that
+ * tells rows of one name apart (a route, a generation). At most 16 rows a
+ * worker: 0, or -1 when the table is full or the name malformed. */
+int pf_metric_set(const char *name, const char *label, double value);
+/* Removes every row of name (to publish a new top N, say). */
+void pf_metric_clear(const char *name);
 
 enum pf_log_level { PF_LOG_ERROR = 0, PF_LOG_WARN, PF_LOG_INFO, PF_LOG_DEBUG };
 void pf_log(int level, const char *fmt, ...)

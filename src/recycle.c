@@ -5,6 +5,7 @@
  * reach it, so a limit is seen on the request that crosses it without a
  * /proc read per request in the common case.
  */
+#include <malloc.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <sys/random.h>
@@ -80,6 +81,9 @@ done:
 
 static void sample(struct recycle *l, double now, uint64_t mem)
 {
+    struct mallinfo2 mi = mallinfo2(); /* walks malloc's arenas: here only */
+
+    SB_SET(l->slot->c_heap, mi.uordblks + mi.hblkhd);
     uint32_t i = SB_GET(l->slot->nsamples);
     uint32_t k = i % SB_SAMPLES;
     double age = now - l->started;
@@ -87,6 +91,8 @@ static void sample(struct recycle *l, double now, uint64_t mem)
     SB_SET(l->slot->samples[k].age_ms, (int64_t)(age * 1000));
     SB_SET(l->slot->samples[k].requests, l->requests);
     SB_SET(l->slot->samples[k].mem, mem);
+    SB_SET(l->slot->samples[k].c_heap, SB_GET(l->slot->c_heap));
+    SB_SET(l->slot->samples[k].app_heap, SB_GET(l->slot->app_heap));
     SB_SET(l->slot->nsamples, i + 1);
     /* Spread the ring over the whole life: a slope over the last few
      * seconds of an old worker says little about a slow leak. */

@@ -47,6 +47,7 @@ struct sb_upstream {
 
 /* Memory samples for the growth slope: (age, requests, memory). */
 #define SB_SAMPLES 16
+#define SB_METRICS 16
 
 struct slot {
     _Atomic int32_t pid;
@@ -75,7 +76,22 @@ struct slot {
         _Atomic int64_t age_ms;
         _Atomic uint64_t requests;
         _Atomic uint64_t mem;
+        _Atomic uint64_t c_heap;     /* malloc's bytes in use */
+        _Atomic uint64_t app_heap;   /* the app's own heap (pf_worker_heap) */
     } samples[SB_SAMPLES];
+    /* Which heap grows: malloc's bytes in use (mallinfo2: in arenas and
+     * mmapped), and the heap an app manages itself (the wsgi module:
+     * pymalloc's arenas), named by it; both sampled with mem. */
+    _Atomic uint64_t c_heap, app_heap;
+    char app_heap_name[16];          /* "" when the app has none */
+    /* Figures the app publishes (pf_metric_set), by the worker's loop
+     * thread; seq is odd while a row is written (the master re-reads). */
+    struct sb_metric {
+        _Atomic uint32_t seq;
+        char name[32];               /* [a-z0-9_]+; "" = free row */
+        char label[64];
+        _Atomic uint64_t value;      /* a double's bits */
+    } metrics[SB_METRICS];
     struct sb_upstream upstreams[SB_MAX_UPSTREAMS];
 };
 

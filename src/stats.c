@@ -4,6 +4,7 @@
  * the master; reads the scoreboard and the master's worker table.
  */
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "recycle.h"
 #include "master_int.h"
+#include "metrics.h"
 #include "stats.h"
 
 static const char *const state_names[] = {"empty", "starting", "serving", "retiring"};
@@ -54,6 +56,51 @@ static const char *json_num(double v, bool ok, char *buf)
     return buf;
 }
 
+/* "heaps": malloc's bytes in use and the app's own heap, with their
+ * growth per 1000 requests (null while unknown). */
+static void json_heaps(struct buf *b, struct slot *s)
+{
+    struct growth c = account_growth_of(s, GROWTH_C_HEAP, 0);
+    char k[32];
+
+    buf_printf(b, "\"heaps\": {\"c\": %" PRIu64 ", \"c_growth_per_1k_requests\": %s",
+               SB_GET(s->c_heap), json_num(c.per_1k_requests, c.by_requests_ok, k));
+    if (s->app_heap_name[0] != '\0') {
+        struct growth a = account_growth_of(s, GROWTH_APP_HEAP, 0);
+        char name[sizeof(s->app_heap_name)];
+
+        snprintf(name, sizeof(name), "%s", s->app_heap_name);
+        buf_puts(b, ", \"");
+        json_escape(b, name);
+        buf_printf(b, "\": %" PRIu64 ", \"", SB_GET(s->app_heap));
+        json_escape(b, name);
+        buf_printf(b, "_growth_per_1k_requests\": %s",
+                   json_num(a.per_1k_requests, a.by_requests_ok, k));
+    }
+    buf_puts(b, "}, ");
+}
+
+/* "app": the figures the app publishes (pf_metric_set). */
+static void json_app(struct buf *b, struct slot *s)
+{
+    struct metrics_row r;
+    bool any = false;
+
+    buf_puts(b, "\"app\": [");
+    for (int i = 0; i < SB_METRICS; i++) {
+        if (!metrics_read(s, i, &r))
+            continue;
+        buf_printf(b, "%s{\"name\": \"", any ? ", " : "");
+        json_escape(b, r.name);
+        buf_puts(b, "\", \"label\": \"");
+        json_escape(b, r.label);
+        buf_printf(b, isfinite(r.value) ? "\", \"value\": %.17g}" : "\", \"value\": null}",
+                   r.value);
+        any = true;
+    }
+    buf_puts(b, "]");
+}
+
 static void json_worker(struct buf *b, uint32_t i, ev_tstamp now, bool *first)
 {
     char k1[32], k2[32], k3[32];
@@ -70,7 +117,7 @@ static void json_worker(struct buf *b, uint32_t i, ev_tstamp now, bool *first)
             ", \"connections\": %u, \"rss\": %" PRIu64 ", \"uss\": %" PRIu64
             ", \"pss\": %" PRIu64 ", \"memory\": %" PRIu64 ", \"loop_lag_us\": %u, "
             "\"growth_per_1k_requests\": %s, \"growth_per_hour\": %s, "
-            "\"eta_max_rss\": %.1f, \"boot_ms\": %.3f, \"first_accept_ms\": %s}",
+            "\"eta_max_rss\": %.1f, \"boot_ms\": %.3f, \"first_accept_ms\": %s, ",
             *first ? "" : ",", i + 1, w->id, (int)w->pid, w->generation,
             st < 4 ? state_names[st] : "?", master_phase_name(w->phase),
             recycle_reason_name(w->reason), now - w->spawned,
@@ -80,6 +127,9 @@ static void json_worker(struct buf *b, uint32_t i, ev_tstamp now, bool *first)
             json_num(g.per_hour, g.by_time_ok, k2), g.eta,
             SB_GET(s->boot_us) / 1000.0,
             accept_us > 0 ? k3 : "null");
+    json_heaps(b, s);
+    json_app(b, s);
+    buf_puts(b, "}");
     *first = false;
 }
 
@@ -129,6 +179,9 @@ static void render_stats(struct buf *b)
     buf_printf(b, "\n  ]\n}\n");
 }
 
+static void metrics_heaps(struct buf *b);
+static void metrics_app(struct buf *b);
+
 static void render_metrics(struct buf *b)
 {
     buf_printf(b, "# HELP preforkd_workers_serving Workers accepting requests.\n"
@@ -141,18 +194,95 @@ static void render_metrics(struct buf *b)
     for (int r = 1; r < RETIRE_NREASONS; r++)
         buf_printf(b, "preforkd_workers_retired_total{reason=\"%s\"} %" PRIu64 "\n",
                 recycle_reason_name((enum retire_reason)r), M.account.retired[r]);
+    /* One family after the other: the text format wants each together. */
     buf_printf(b, "# HELP preforkd_worker_requests Requests served by a live worker.\n"
-            "# TYPE preforkd_worker_requests gauge\n"
-            "# HELP preforkd_worker_memory_bytes A live worker's memory (memory_metric).\n"
+            "# TYPE preforkd_worker_requests gauge\n");
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid > 0) /* none, or asked of the mold and not forked yet */
+            buf_printf(b, "preforkd_worker_requests{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n",
+                       M.w[i].id, (int)M.w[i].pid,
+                       SB_GET(scoreboard_slot(M.sb, (int)i + 1)->requests));
+    buf_printf(b, "# HELP preforkd_worker_memory_bytes A live worker's memory (memory_metric).\n"
             "# TYPE preforkd_worker_memory_bytes gauge\n");
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid > 0)
+            buf_printf(b, "preforkd_worker_memory_bytes{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n",
+                       M.w[i].id, (int)M.w[i].pid,
+                       SB_GET(scoreboard_slot(M.sb, (int)i + 1)->mem));
+    metrics_heaps(b);
+    metrics_app(b);
+}
+
+/* A label value in the text format: \\, \" and \\n escaped. */
+static void prom_escape(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            buf_printf(b, "\\%c", *s);
+        else if (*s == '\n')
+            buf_puts(b, "\\n");
+        else
+            buf_append(b, s, 1);
+    }
+}
+
+static void metrics_heaps(struct buf *b)
+{
+    buf_puts(b, "# HELP preforkd_worker_heap_bytes A live worker's heaps: malloc's bytes "
+             "in use (c) and the app's own (python, for the wsgi module).\n"
+             "# TYPE preforkd_worker_heap_bytes gauge\n");
     for (uint32_t i = 0; i < M.nslots; i++) {
         struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
+        char name[sizeof(s->app_heap_name)];
+
         if (M.w[i].pid <= 0)
-            continue; /* none, or asked of the mold and not forked yet */
-        buf_printf(b, "preforkd_worker_requests{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n"
-                "preforkd_worker_memory_bytes{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n",
-                M.w[i].id, (int)M.w[i].pid, SB_GET(s->requests),
-                M.w[i].id, (int)M.w[i].pid, SB_GET(s->mem));
+            continue;
+        buf_printf(b, "preforkd_worker_heap_bytes{worker=\"%d\",pid=\"%d\",heap=\"c\"} %"
+                   PRIu64 "\n", M.w[i].id, (int)M.w[i].pid, SB_GET(s->c_heap));
+        snprintf(name, sizeof(name), "%s", s->app_heap_name);
+        if (name[0] == '\0')
+            continue;
+        buf_printf(b, "preforkd_worker_heap_bytes{worker=\"%d\",pid=\"%d\",heap=\"",
+                   M.w[i].id, (int)M.w[i].pid);
+        prom_escape(b, name);
+        buf_printf(b, "\"} %" PRIu64 "\n", SB_GET(s->app_heap));
+    }
+}
+
+/* preforkd_app_NAME{worker,pid,label}: each name's rows from every worker
+ * together, under one TYPE line. */
+static void metrics_app(struct buf *b)
+{
+    char done[SB_METRICS * 4][32];
+    int ndone = 0;
+
+    for (uint32_t i = 0; i < M.nslots; i++) {
+        for (int k = 0; M.w[i].pid > 0 && k < SB_METRICS; k++) {
+            struct metrics_row first;
+            bool seen = false;
+
+            if (!metrics_read(scoreboard_slot(M.sb, (int)i + 1), k, &first))
+                continue;
+            for (int d = 0; d < ndone && !seen; d++)
+                seen = strcmp(done[d], first.name) == 0;
+            if (seen || ndone == (int)(sizeof(done) / sizeof(done[0])))
+                continue;
+            snprintf(done[ndone++], sizeof(done[0]), "%s", first.name);
+            buf_printf(b, "# HELP preforkd_app_%s Published by the app (pf_metric_set).\n"
+                       "# TYPE preforkd_app_%s gauge\n", first.name, first.name);
+            for (uint32_t j = i; j < M.nslots; j++) {
+                for (int m = 0; M.w[j].pid > 0 && m < SB_METRICS; m++) {
+                    struct metrics_row r;
+                    if (!metrics_read(scoreboard_slot(M.sb, (int)j + 1), m, &r) ||
+                        strcmp(r.name, first.name) != 0 || !isfinite(r.value))
+                        continue;
+                    buf_printf(b, "preforkd_app_%s{worker=\"%d\",pid=\"%d\",label=\"",
+                               r.name, M.w[j].id, (int)M.w[j].pid);
+                    prom_escape(b, r.label);
+                    buf_printf(b, "\"} %.17g\n", r.value);
+                }
+            }
+        }
     }
 }
 

@@ -21,6 +21,7 @@
 #include "handoff.h"
 #include "recycle.h"
 #include "log.h"
+#include "metrics.h"
 #include "proc.h"
 #include "proctitle.h"
 #include "upstream.h"
@@ -42,6 +43,7 @@ static struct worker {
     bool app_in_worker; /* loaded here (preload = false): unload here */
     bool access_log;    /* [log] access_log is on */
     bool asked_recycle; /* pf_worker_recycle was called */
+    bool leaving;       /* retiring, or out of its loop: pf_worker_leaving */
     struct recycle rec;
     ev_tstamp last_beat;
     ev_signal sig_term, sig_int, sig_quit, sig_usr1, sig_usr2;
@@ -359,6 +361,19 @@ static int builtin_command(const char *cmd, const char *args, char *out, size_t 
     return 200;
 }
 
+/* See preforkd.h. The master writes the reason into the slot before it
+ * signals a worker to go; a worker that asked for its replacement wrote
+ * its own. */
+const char *pf_worker_leaving(void)
+{
+    enum retire_reason r;
+
+    if (W.boot == NULL || !W.leaving)
+        return NULL;
+    r = (enum retire_reason)SB_GET(W.slot->retire_reason);
+    return r == RETIRE_NONE ? "signal" : recycle_reason_name(r);
+}
+
 /* See preforkd.h. */
 void pf_worker_recycle(void)
 {
@@ -383,6 +398,7 @@ static void retire(void)
 {
     if (W.srv.retiring)
         return;
+    W.leaving = true;
     log_info("retiring: %u connections open", W.srv.nconns);
     SB_SET(W.slot->state, SLOT_RETIRING);
     accepting(false);
@@ -500,6 +516,7 @@ void worker_main(const struct worker_boot *b)
     proctitle_set("worker %d [gen %u]", b->id, b->generation);
     SB_SET(W.slot->heartbeat_ms, scoreboard_mono_ms());
     SB_SET(W.slot->pid, (int32_t)getpid());
+    metrics_init(W.slot);
     /* 2. Signals: the mold's handlers are gone; install ours. They stay
      *    blocked until the loop is about to run. */
     proc_child_reset_signals();
@@ -555,6 +572,7 @@ void worker_main(const struct worker_boot *b)
     log_info("serving");
     ev_run(W.loop, 0);
     /* 7. Leaving. */
+    W.leaving = true;
     if (W.srv.handed_over > 0)
         log_info("handed %llu idle connections to serving workers",
                  (unsigned long long)W.srv.handed_over);

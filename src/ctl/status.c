@@ -124,6 +124,41 @@ static void print_worker(const struct json *w)
            json_number(w, "connections", 0));
 }
 
+/* The heaps (when the app names its own) and the figures the app
+ * publishes, one line per worker that has any: which heap grows, and,
+ * for the wsgi module, which routes retain objects. */
+static void print_figures(const struct json *ws)
+{
+    bool title = false;
+
+    for (size_t i = 0; ws && ws->type == JSON_ARRAY && i < ws->n; i++) {
+        const struct json *w = &ws->items[i], *h = json_get(w, "heaps");
+        const struct json *app = json_get(w, "app");
+        char b1[16], b2[16];
+        bool named = h && h->type == JSON_OBJECT && h->n > 2;
+
+        if (!named && !(app && app->type == JSON_ARRAY && app->n > 0))
+            continue;
+        if (!title)
+            printf("\nworker figures (heap growth per 1000 requests; the app's own):\n");
+        title = true;
+        printf("%4.0f:", json_number(w, "id", 0));
+        for (size_t k = 0; named && k + 1 < h->n; k += 2)
+            printf(" %s heap %s (%s)%s", h->items[k].key,
+                   human_bytes(h->items[k].num, false, b1, sizeof(b1)),
+                   growth(h, h->items[k + 1].key, b2, sizeof(b2)),
+                   k + 3 < h->n ? "," : "");
+        for (size_t k = 0; app && app->type == JSON_ARRAY && k < app->n; k++) {
+            const struct json *r = &app->items[k];
+            const char *label = json_string(r, "label", "");
+            printf("%s %s%s%s%s %g", k == 0 ? ";" : ",", json_string(r, "name", "?"),
+                   *label ? " \"" : "", label, *label ? "\"" : "",
+                   json_number(r, "value", 0));
+        }
+        printf("\n");
+    }
+}
+
 static void print_table(const struct json *j)
 {
     const struct json *ws = json_get(j, "workers"), *ret = json_get(j, "retired");
@@ -133,6 +168,7 @@ static void print_table(const struct json *j)
            "GEN", "STATE", "PHASE", "AGE", "REQUESTS", "MEMORY", "GROW/1K", "GROW/H", "CONNS");
     for (size_t i = 0; ws && ws->type == JSON_ARRAY && i < ws->n; i++)
         print_worker(&ws->items[i]);
+    print_figures(ws);
     if (ret && ret->type == JSON_OBJECT) {
         printf("\nretired:");
         for (size_t i = 0; i < ret->n; i++)
