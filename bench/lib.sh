@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # bench/lib.sh - the mechanism of bench/run.sh: start and stop servers from
 # the templates in bench/conf, run wrk pinned to the client CPUs, read wrk's
-# output and the workers' private memory. Sourced by run.sh (bash), on the
+# output, the servers' CPU time and the workers' private memory. Sourced by run.sh (bash), on the
 # benchmark machine. Functions print what failed on stderr; a server that
 # cannot start is fatal (die), and the EXIT trap of run.sh stops everything
 # it started, by pid.
@@ -12,12 +12,13 @@ note() { echo "bench: $*" >&2; }
 
 declare -A PID    # server name -> pid of its (master) process
 declare -A PORT   # server name -> its port on 127.0.0.1
-declare -A KIND   # server name -> preforkd, nginx or h2o
+declare -A KIND   # server name -> preforkd, nginx, h2o, gunicorn or uwsgi
 declare -A SHOWN  # server name -> the name shown in the table
 declare -A ADMIN_PORT # preforkd name -> port of its admin endpoint on TCP
 STARTED=()        # every server pid, in start order, for cleanup
 WRK_PID=
 POLL_PID=         # the /stats poller of poll_stats while it runs
+CLK_TCK=$(getconf CLK_TCK) # the unit of the CPU times in /proc/PID/stat
 
 # True while pid $1 runs (a zombie that was not reaped yet does not count).
 alive() {
@@ -165,12 +166,19 @@ start_h2o() {
     wait_ready "$name"
 }
 
-# Pids of the processes of server $1 that serve requests: preforkd's and
-# nginx's workers (children of the master), h2o's one process.
+# Pids of the processes of server $1 that serve requests: preforkd's,
+# nginx's, Gunicorn's and uWSGI's workers (children of the master; not
+# preforkd's mold, "preforkd-mold", which forks preforkd's workers but
+# serves nothing), h2o's one process.
 workers_of() {
+    local k
     case ${KIND[$1]} in
     h2o) echo "${PID[$1]}" ;;
-    *) ps -o pid= --ppid "${PID[$1]}" | tr -d ' ' ;;
+    *)
+        for k in $(ps -o pid= --ppid "${PID[$1]}"); do
+            [ "$(cat "/proc/$k/comm" 2>/dev/null)" = preforkd-mold ] || echo "$k"
+        done
+        ;;
     esac
 }
 
@@ -229,18 +237,56 @@ stop_servers() {
     done
 }
 
+# tree_ticks PID: the CPU time of process PID and of every process under
+# it, in clock ticks (1/CLK_TCK s): utime + stime of each (all its
+# threads), plus cutime + cstime of each, the time of the children it
+# reaped (a recycled worker, a finished helper), which /proc keeps in the
+# parent once the child is gone. Nothing when PID does not run. Read from
+# /proc/*/stat in one pass (a process that ends meanwhile is skipped).
+tree_ticks() {
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
+    {
+        pid = $1
+        sub(/^.*\) /, "")  # the command may hold spaces and parentheses
+        parent[pid] = $2
+        t[pid] = $12 + $13 + $14 + $15
+        kids[$2] = kids[$2] " " pid
+    }
+    END {
+        if (!(root in t))
+            exit
+        todo[n = 1] = root
+        while (n > 0) {
+            p = todo[n--]
+            sum += t[p]
+            m = split(kids[p], k, " ")
+            for (i = 1; i <= m; i++)
+                todo[++n] = k[i]
+        }
+        print sum
+    }'
+}
+
 # run_wrk OUT SERVER SECONDS [wrk options]: one wrk run against SERVER's /,
 # on the client CPUs, its output in OUT. wait (not a foreground wrk) keeps
-# the signal traps of run.sh working during a run.
+# the signal traps of run.sh working during a run. The CPU time of
+# SERVER's process tree during the run (tree_ticks before and after) is
+# appended to OUT as "server CPU: TICKS ticks of 1/CLK_TCK s".
 run_wrk() {
-    local out=$1 name=$2 secs=$3
+    local out=$1 name=$2 secs=$3 before after
     shift 3
+    before=$(tree_ticks "${PID[$name]}")
     # shellcheck disable=SC2046
     $(pin "$CLIENT_CPUS") wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency \
         "$@" "http://127.0.0.1:${PORT[$name]}/" > "$out" 2>&1 < /dev/null &
     WRK_PID=$!
     wait "$WRK_PID" || warn "wrk against $name exited with status $? (see $out)"
     WRK_PID=
+    after=$(tree_ticks "${PID[$name]}")
+    if [ -n "$before" ] && [ -n "$after" ]; then
+        echo "server CPU: $((after - before)) ticks of 1/$CLK_TCK s" \
+            "(process tree of pid ${PID[$name]})" >> "$out"
+    fi
 }
 
 # stats NAME: one GET of preforkd NAME's /stats on its TCP admin port.
@@ -269,8 +315,10 @@ stop_poll() {
 }
 
 # parse_wrk FILE: "req/s <TAB> p50 ms <TAB> p99 ms <TAB> non-2xx <TAB>
-# socket errors <TAB> ok|fail" from wrk --latency's output ("fail": no
-# Requests/sec line, i.e. wrk did not run).
+# socket errors <TAB> ok|fail <TAB> requests <TAB> server CPU us/request"
+# from wrk --latency's output and the line run_wrk adds ("fail": no
+# Requests/sec line, i.e. wrk did not run; "-": no CPU figure). The CPU
+# figure divides the server's CPU time by the requests wrk completed.
 parse_wrk() {
     awk '
     function ms(v) {
@@ -281,13 +329,16 @@ parse_wrk() {
         return v + 0
     }
     /^Requests\/sec:/ { rps = $2; ok = 1 }
+    $2 == "requests" && $3 == "in" { reqs = $1 + 0 }
     $1 == "50%" { p50 = ms($2) }
     $1 == "99%" { p99 = ms($2) }
     /Socket errors:/ { gsub(",", ""); sock = $4 + $6 + $8 + $10 }
     /Non-2xx or 3xx responses:/ { bad = $5 }
+    /^server CPU: / { ticks = $3; hz = substr($6, 3) + 0; cpu = 1 }
     END {
-        printf "%.1f\t%.3f\t%.3f\t%d\t%d\t%s\n", rps, p50, p99, bad, sock,
-            ok ? "ok" : "fail"
+        us = (cpu && hz > 0 && reqs > 0) ? sprintf("%.2f", ticks * 1e6 / hz / reqs) : "-"
+        printf "%.1f\t%.3f\t%.3f\t%d\t%d\t%s\t%d\t%s\n", rps, p50, p99, bad, sock,
+            ok ? "ok" : "fail", reqs, us
     }' "$1"
 }
 

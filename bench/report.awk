@@ -2,10 +2,11 @@
 # POSIX awk on the benchmark machine; prints the table and exits 0.
 # Input: one line per wrk run, tab-separated: scenario id, scenario label,
 # server, round, req/s, p50 ms, p99 ms, non-2xx responses, socket errors,
-# ok|fail, wrk output file. Per scenario and server: medians over the
-# rounds, errors summed over them, and each preforkd row's ratios to the
-# nginx and h2o rows of its scenario (req/s, and p99 for nginx). A run with
-# errors is listed under the table.
+# ok|fail, requests, server CPU us per request ("-": not measured), wrk
+# output file. Per scenario and server: medians over the rounds, errors
+# summed over them, and each preforkd row's ratios to the nginx and h2o
+# rows of its scenario (req/s, and p99 for nginx). A run with errors is
+# listed under the table.
 
 BEGIN { FS = "\t" }
 
@@ -37,22 +38,25 @@ function ratio(a, b) {
     val[k, "rps", i] = $5
     val[k, "p50", i] = $6
     val[k, "p99", i] = $7
+    if ($12 == "-")
+        nocpu[k] = 1
+    val[k, "cpu", i] = $12
     errors[k] += $8 + $9
     if ($10 != "ok")
         failed[k]++
     if ($8 + $9 > 0 || $10 != "ok")
         notes[++nnotes] = sprintf("  %s, %s, round %s: %s; %d non-2xx, %d socket errors (%s)",
-            $2, $3, $4, $10 == "ok" ? "ran" : "wrk FAILED", $8, $9, $11)
+            $2, $3, $4, $10 == "ok" ? "ran" : "wrk FAILED", $8, $9, $13)
 }
 
-function line(a, b, c, d, e, f, g, h, i,    t) {
-    t = sprintf("%-26s %-28s %9s %7s %7s %7s %7s %7s %9s", a, b, c, d, e, f, g, h, i)
+function line(a, b, c, d, e, f, g, h, i, j,    t) {
+    t = sprintf("%-26s %-28s %9s %7s %7s %7s %7s %7s %7s %9s", a, b, c, d, e, f, g, h, i, j)
     sub(/ +$/, "", t)
     print t
 }
 
 END {
-    line("scenario", "server", "req/s", "p50 ms", "p99 ms", "errors",
+    line("scenario", "server", "req/s", "p50 ms", "p99 ms", "us/req", "errors",
          "x nginx", "x h2o", "p99/nginx")
     for (s = 1; s <= nscen; s++) {
         id = scen[s]
@@ -77,6 +81,7 @@ END {
                 xh = ratio(rps[k], rps[h2])
             line(r == 1 ? label[id] : "", name, sprintf("%.0f", rps[k]),
                  sprintf("%.2f", median(k, "p50")), sprintf("%.2f", p99[k]),
+                 (k in nocpu) ? "-" : sprintf("%.2f", median(k, "cpu")),
                  err, xn, xh, xp)
             if (name ~ /^preforkd ./ && (base in has))
                 extra[id] = sprintf("  %s: %s the req/s of plain preforkd (cost %.1f%%), p99 %.2f vs %.2f ms",

@@ -1,11 +1,12 @@
 #!/bin/bash
 # bench/run.sh - `make bench`: preforkd side by side with nginx and h2o on
-# 127.0.0.1 (method and reading: docs/performance.md). Runs on the benchmark
-# machine as the user of make: installs wrk, nginx and h2o from Debian when
-# missing (without starting their services), starts every server from a
-# private config in a temporary directory, pins servers and wrk to separate
-# CPUs, runs each scenario's servers in alternation and prints the table,
-# also written to $BENCH_OUT/results.txt.
+# 127.0.0.1, and its wsgi module beside Gunicorn and uWSGI (bench/wsgi;
+# method and reading: docs/performance.md). Runs on the benchmark machine
+# as the user of make: installs wrk, nginx, h2o and the Python servers
+# from Debian when missing (without starting their services), starts every
+# server from a private config in a temporary directory, pins servers and
+# wrk to separate CPUs, runs each scenario's servers in alternation and
+# prints the tables, also written to $BENCH_OUT/results.txt.
 # Exit status: 0 when every step ran (errors that wrk saw are in the table),
 # 1 when a tool or a server could not run. Any exit stops every process it
 # started, by pid.
@@ -15,20 +16,33 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 CONF=$SRC/bench/conf
 # shellcheck source=bench/lib.sh
 . "$SRC/bench/lib.sh"
+# shellcheck source=bench/wsgi/bench.sh
+. "$SRC/bench/wsgi/bench.sh"
 
-RUNS=${BENCH_RUNS:-3}
-DURATION=${BENCH_DURATION:-10}
-WARMUP=${BENCH_WARMUP:-2}
+# BENCH_QUICK=1: one short round of everything, to see that it all runs.
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    q_runs=1 q_duration=2 q_warmup=1 q_wsgi_duration=2
+else
+    q_runs=3 q_duration=10 q_warmup=2 q_wsgi_duration=5
+fi
+RUNS=${BENCH_RUNS:-$q_runs}
+DURATION=${BENCH_DURATION:-$q_duration}
+WARMUP=${BENCH_WARMUP:-$q_warmup}
+WSGI_DURATION=${BENCH_WSGI_DURATION:-$q_wsgi_duration}
+WSGI_WARMUP=${BENCH_WSGI_WARMUP:-1}
+WSGI_APPS=${BENCH_WSGI_APPS:-hello flask django}
+WSGI_THREADS=${BENCH_WSGI_THREADS:-} # empty: the wsgi module's default
 WORKERS=${BENCH_WORKERS:-1}
 UPSTREAM_WORKERS=${BENCH_UPSTREAM_WORKERS:-1}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-1}
 MAX_REQUESTS=${BENCH_MAX_REQUESTS:-1000}
 POLL_PER_S=20 # /stats polls a second in the fork step: every 50 ms
-SCENARIOS=${BENCH_SCENARIOS:-keepalive close proxy recycle fork}
+SCENARIOS=${BENCH_SCENARIOS:-keepalive close proxy recycle fork wsgi}
 BIN=${PREFORKD_BIN:-$SRC/build/preforkd}
 APPS=${PREFORKD_APPS:-$SRC/build/apps}
 OUT=${BENCH_OUT:-$(dirname "$BIN")/bench}
+RUNS_TSV=$OUT/runs.tsv # where scenario writes (the WSGI step: its own)
 DIR=
 POLICY_ADDED=
 SUDO=
@@ -41,7 +55,7 @@ want() {
 check_knobs() {
     local v
     for v in RUNS DURATION WARMUP WORKERS UPSTREAM_WORKERS CONNECTIONS THREADS \
-        MAX_REQUESTS; do
+        MAX_REQUESTS WSGI_DURATION WSGI_WARMUP; do
         case ${!v} in
         '' | *[!0-9]* | 0) die "BENCH_$v (${!v}) must be a number > 0" ;;
         esac
@@ -51,24 +65,41 @@ check_knobs() {
     fi
     for v in $SCENARIOS; do
         case $v in
-        keepalive | close | proxy | recycle | fork) ;;
-        *) die "BENCH_SCENARIOS: unknown \"$v\" (keepalive close proxy recycle fork)" ;;
+        keepalive | close | proxy | recycle | fork | wsgi) ;;
+        *) die "BENCH_SCENARIOS: unknown \"$v\" (keepalive close proxy recycle fork wsgi)" ;;
         esac
     done
+    for v in $WSGI_APPS; do
+        case $v in
+        hello | flask | django) ;;
+        *) die "BENCH_WSGI_APPS: unknown \"$v\" (hello flask django)" ;;
+        esac
+    done
+    case $WSGI_THREADS in
+    '' | [0-9] | [0-9][0-9] | [0-9][0-9][0-9]) ;;
+    *) die "BENCH_WSGI_THREADS ($WSGI_THREADS) must be a number, or empty for the default" ;;
+    esac
     [ -x "$BIN" ] || die "$BIN: not built (make all)"
     for v in hello proxy; do
         [ -f "$APPS/$v.so" ] || die "$APPS/$v.so: not built (make all)"
     done
 }
 
-# Installs what is missing through scripts/install-deps.sh. A policy-rc.d
-# that denies every start, while apt runs, keeps the packages' nginx and h2o
-# services from starting (and from taking port 80).
+# Installs what is missing through scripts/install-deps.sh, with the
+# benchmark's own packages as extra names (they are not the project's
+# dependencies). A policy-rc.d that denies every start, while apt runs,
+# keeps the packages' nginx and h2o services from starting (and from
+# taking port 80).
 ensure_tools() {
-    local t missing='' guard=/usr/sbin/policy-rc.d rc=0 f
+    local t missing='' guard=/usr/sbin/policy-rc.d rc=0 f pkgs
+    pkgs="wrk nginx h2o python3 util-linux"
     for t in wrk nginx h2o python3 taskset curl; do
         command -v "$t" > /dev/null || missing="$missing $t"
     done
+    if want wsgi && wsgi_tools_missing; then
+        missing="$missing the WSGI servers"
+        pkgs="$pkgs $WSGI_PACKAGES"
+    fi
     [ -n "$missing" ] || return 0
     note "missing:$missing; installing from Debian"
     [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -76,12 +107,16 @@ ensure_tools() {
         $SUDO sh -c "printf '#!/bin/sh\nexit 101\n' > $guard && chmod 755 $guard"
         POLICY_ADDED=$guard
     fi
-    sh "$SRC/scripts/install-deps.sh" wrk nginx h2o python3 util-linux || rc=$?
+    # shellcheck disable=SC2086
+    sh "$SRC/scripts/install-deps.sh" $pkgs || rc=$?
     if [ -n "$POLICY_ADDED" ]; then
         $SUDO rm -f "$POLICY_ADDED"
         POLICY_ADDED=
     fi
     [ "$rc" -eq 0 ] || die "installing the benchmark's tools failed"
+    if want wsgi && wsgi_tools_missing; then
+        die "the WSGI servers are still missing after installing $WSGI_PACKAGES"
+    fi
     for f in /run/nginx.pid /run/h2o.pid; do
         if [ -s "$f" ] && alive "$(cat "$f")"; then
             warn "a system service runs ($f: pid $(cat "$f")); stop it for a quiet run"
@@ -146,9 +181,9 @@ scenario() {
             f=$OUT/wrk/$id-$s-$r.txt
             run_wrk "$f" "$s" "$DURATION" "$@"
             printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$label" "${SHOWN[$s]}" "$r" \
-                "$(parse_wrk "$f")" "$f" >> "$OUT/runs.tsv"
+                "$(parse_wrk "$f")" "$f" >> "$RUNS_TSV"
             note "$label, round $r/$RUNS, ${SHOWN[$s]}: $(parse_wrk "$f" |
-                awk -F'\t' '{ printf "%.0f req/s, p99 %.2f ms, errors %d", $1, $3, $4 + $5 }')"
+                awk -F'\t' '{ printf "%.0f req/s, p99 %.2f ms, %s us/req, errors %d", $1, $3, $8, $4 + $5 }')"
         done
     done
 }
@@ -250,15 +285,16 @@ memory_lines() {
 
 # Warnings and errors that the servers logged (a crashed worker, a
 # refused request...): what wrk cannot see. Per log, the distinct messages
-# (numbers shown as N) with their counts. h2o's log has no levels.
+# (numbers shown as N) with their counts. h2o's and uWSGI's logs have no
+# levels; Gunicorn's are in capitals.
 log_problems() {
-    local f n levels='\[(warn|error|crit|alert|emerg)\]'
+    local f n levels='\[(warn|warning|error|crit|critical|alert|emerg)\]'
     for f in "$DIR"/*-error.log; do
         [ -e "$f" ] || continue
-        n=$(grep -cE "$levels" "$f" || true)
+        n=$(grep -ciE "$levels" "$f" || true)
         [ "$n" -gt 0 ] || continue
         echo "$(basename "$f"): $n warnings or errors:"
-        grep -E "$levels" "$f" | sed -E "s/^.*($levels)/\1/; s/[0-9]+/N/g" |
+        grep -iE "$levels" "$f" | sed -E "s/^.*($levels)/\1/I; s/[0-9]+/N/g" |
             sort | uniq -c | sort -rn | head -n 5
     done
 }
@@ -266,11 +302,15 @@ log_problems() {
 report() {
     {
         header
-        awk -f "$SRC/bench/report.awk" "$OUT/runs.tsv"
+        if [ -s "$OUT/runs.tsv" ]; then
+            awk -f "$SRC/bench/report.awk" "$OUT/runs.tsv"
+            echo "us/req: the server's CPU time (its whole process tree, /proc) per request wrk completed"
+        fi
         [ -z "${RECYCLES:-}" ] || echo "  workers recycled by max_requests in the runs of scenario 4: $RECYCLES"
         echo
         memory_lines
         [ ! -s "$OUT/fork.txt" ] || { echo; cat "$OUT/fork.txt"; }
+        wsgi_report
         echo
         log_problems
         echo "raw wrk output: $OUT/wrk/, server logs: $OUT/logs/"
@@ -289,7 +329,8 @@ main() {
     if [ "$(id -u)" -eq 0 ]; then
         NGINX_USER="user root root;" H2O_USER="user: root"
     fi
-    rm -rf "$OUT/wrk" "$OUT/logs" "$OUT/runs.tsv" "$OUT/memory.tsv" "$OUT/fork.txt"
+    rm -rf "$OUT/wrk" "$OUT/logs" "$OUT/runs.tsv" "$OUT/memory.tsv" "$OUT/fork.txt" \
+        "$OUT"/wsgi-*.tsv
     mkdir -p "$OUT/wrk"
     : > "$OUT/runs.tsv"
     DIR=$(mktemp -d "${TMPDIR:-/tmp}/preforkd-bench.XXXXXX")
@@ -298,6 +339,7 @@ main() {
     if want proxy; then bench_proxy; fi
     if want recycle; then bench_recycle; fi
     if want fork; then bench_fork; fi
+    if want wsgi; then bench_wsgi; fi
     report
 }
 
