@@ -26,7 +26,7 @@ struct snap {
     double generation, wanted, serving, max_workers;
     double reloads;       /* -1: this daemon does not report reloads */
     char reload_state[16];
-    char reload_error[256];
+    char reload_error[4096]; /* a Python traceback, say */
 };
 
 static int snap(const struct ctl *c, struct snap *s, char *why, size_t wlen)
