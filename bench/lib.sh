@@ -267,25 +267,67 @@ tree_ticks() {
     }'
 }
 
+# cpus_busy LIST: "COUNT TICKS": how many CPUs LIST names ("0,2-3"), and
+# the clock ticks they spent running anything (user, nice, system, and
+# steal: time the hypervisor gave to another guest) since boot, from
+# /proc/stat.
+cpus_busy() {
+    awk -v list="$1" '
+    BEGIN {
+        n = split(list, item, ",")
+        for (i = 1; i <= n; i++) {
+            m = split(item[i], r, "-")
+            for (c = r[1]; c <= r[m]; c++)
+                want["cpu" c] = 1
+        }
+    }
+    $1 in want { cpus++; sum += $2 + $3 + $4 + $9 }
+    END { print cpus + 0, sum + 0 }' /proc/stat
+}
+
+# own_children_ticks: CPU ticks of the processes this shell has reaped
+# (cutime + cstime of $$): wrk's, once wait has returned.
+own_children_ticks() {
+    awk '{ sub(/^.*\) /, ""); print $14 + $15 }' "/proc/$$/stat"
+}
+
 # run_wrk OUT SERVER SECONDS [wrk options]: one wrk run against SERVER's /,
 # on the client CPUs, its output in OUT. wait (not a foreground wrk) keeps
-# the signal traps of run.sh working during a run. The CPU time of
-# SERVER's process tree during the run (tree_ticks before and after) is
-# appended to OUT as "server CPU: TICKS ticks of 1/CLK_TCK s".
+# the signal traps of run.sh working during a run. Appended to OUT, from
+# readings before and after the run: the CPU time of SERVER's process tree
+# ("server CPU: TICKS ticks of 1/CLK_TCK s", tree_ticks), and how busy the
+# server's and the client's CPUs were, with wrk's own time, so that
+# parse_wrk can tell what other processes took ("server CPUs: N busy
+# TICKS", "client CPUs: N busy TICKS wrk TICKS"; only when both are
+# pinned, to different CPUs).
 run_wrk() {
-    local out=$1 name=$2 secs=$3 before after
+    local out=$1 name=$2 secs=$3 before after cpus=
+    local sb sa cb ca wb wa
     shift 3
+    [ -z "$SERVER_CPUS" ] || [ "$SERVER_CPUS" = "$CLIENT_CPUS" ] || cpus=1
     before=$(tree_ticks "${PID[$name]}")
+    if [ -n "$cpus" ]; then
+        wb=$(own_children_ticks)
+        sb=$(cpus_busy "$SERVER_CPUS") cb=$(cpus_busy "$CLIENT_CPUS")
+    fi
     # shellcheck disable=SC2046
     $(pin "$CLIENT_CPUS") wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency \
         "$@" "http://127.0.0.1:${PORT[$name]}/" > "$out" 2>&1 < /dev/null &
     WRK_PID=$!
     wait "$WRK_PID" || warn "wrk against $name exited with status $? (see $out)"
     WRK_PID=
+    if [ -n "$cpus" ]; then
+        sa=$(cpus_busy "$SERVER_CPUS") ca=$(cpus_busy "$CLIENT_CPUS")
+        wa=$(own_children_ticks)
+    fi
     after=$(tree_ticks "${PID[$name]}")
     if [ -n "$before" ] && [ -n "$after" ]; then
         echo "server CPU: $((after - before)) ticks of 1/$CLK_TCK s" \
             "(process tree of pid ${PID[$name]})" >> "$out"
+    fi
+    if [ -n "$cpus" ]; then
+        echo "server CPUs: ${sa%% *} busy $((${sa#* } - ${sb#* }))" >> "$out"
+        echo "client CPUs: ${ca%% *} busy $((${ca#* } - ${cb#* })) wrk $((wa - wb))" >> "$out"
     fi
 }
 
@@ -315,10 +357,13 @@ stop_poll() {
 }
 
 # parse_wrk FILE: "req/s <TAB> p50 ms <TAB> p99 ms <TAB> non-2xx <TAB>
-# socket errors <TAB> ok|fail <TAB> requests <TAB> server CPU us/request"
-# from wrk --latency's output and the line run_wrk adds ("fail": no
-# Requests/sec line, i.e. wrk did not run; "-": no CPU figure). The CPU
-# figure divides the server's CPU time by the requests wrk completed.
+# socket errors <TAB> ok|fail <TAB> requests <TAB> server CPU us/request
+# <TAB> others on the server CPUs % <TAB> others on the client CPUs %"
+# from wrk --latency's output and the lines run_wrk adds ("fail": no
+# Requests/sec line, i.e. wrk did not run; "-": no figure). The CPU figure
+# divides the server's CPU time by the requests wrk completed; "others" is
+# the share of those CPUs' time, over the run, that went to processes
+# other than the server's (on the client's: than wrk), and to steal.
 parse_wrk() {
     awk '
     function ms(v) {
@@ -334,11 +379,21 @@ parse_wrk() {
     $1 == "99%" { p99 = ms($2) }
     /Socket errors:/ { gsub(",", ""); sock = $4 + $6 + $8 + $10 }
     /Non-2xx or 3xx responses:/ { bad = $5 }
+    $2 == "requests" && $3 == "in" { secs = $4 + 0 }
     /^server CPU: / { ticks = $3; hz = substr($6, 3) + 0; cpu = 1 }
+    /^server CPUs: / { sn = $3; sbusy = $5 }
+    /^client CPUs: / { cn = $3; cbusy = $5; wrk = $7 }
+    function others(n, busy, own) {
+        if (n == 0 || hz == 0 || secs == 0)
+            return "-"
+        busy = (busy - own) / (n * secs * hz) * 100
+        return sprintf("%.0f", busy < 0 ? 0 : busy)
+    }
     END {
         us = (cpu && hz > 0 && reqs > 0) ? sprintf("%.2f", ticks * 1e6 / hz / reqs) : "-"
-        printf "%.1f\t%.3f\t%.3f\t%d\t%d\t%s\t%d\t%s\n", rps, p50, p99, bad, sock,
-            ok ? "ok" : "fail", reqs, us
+        printf "%.1f\t%.3f\t%.3f\t%d\t%d\t%s\t%d\t%s\t%s\t%s\n", rps, p50, p99, bad,
+            sock, ok ? "ok" : "fail", reqs, us, others(sn, sbusy, ticks),
+            others(cn, cbusy, wrk)
     }' "$1"
 }
 

@@ -2,13 +2,18 @@
 # POSIX awk on the benchmark machine; prints the table and exits 0.
 # Input: one line per wrk run, tab-separated: scenario id, scenario label,
 # server, round, req/s, p50 ms, p99 ms, non-2xx responses, socket errors,
-# ok|fail, requests, server CPU us per request ("-": not measured), wrk
-# output file. Per scenario and server: medians over the rounds, errors
-# summed over them, and each preforkd row's ratios to the nginx and h2o
-# rows of its scenario (req/s, and p99 for nginx). A run with errors is
-# listed under the table.
+# ok|fail, requests, server CPU us per request, % of the server's CPUs and
+# of wrk's CPUs taken by other processes ("-": not measured), wrk output
+# file. Per scenario and server: medians over the rounds, errors summed
+# over them, and each preforkd row's ratios to the nginx and h2o rows of
+# its scenario (req/s, and p99 for nginx). A run with errors is listed
+# under the table, and so is one disturbed by other processes (bench.awk).
 
 BEGIN { FS = "\t" }
+
+function disturbed_run() {
+    disturbed($2 ", " $3 ", round " $4, $13, $14, $15)
+}
 
 function median(k, f,    a, i, j, t, m) {
     m = runs[k]
@@ -44,9 +49,10 @@ function ratio(a, b) {
     errors[k] += $8 + $9
     if ($10 != "ok")
         failed[k]++
+    disturbed_run()
     if ($8 + $9 > 0 || $10 != "ok")
         notes[++nnotes] = sprintf("  %s, %s, round %s: %s; %d non-2xx, %d socket errors (%s)",
-            $2, $3, $4, $10 == "ok" ? "ran" : "wrk FAILED", $8, $9, $13)
+            $2, $3, $4, $10 == "ok" ? "ran" : "wrk FAILED", $8, $9, $15)
 }
 
 function line(a, b, c, d, e, f, g, h, i, j,    t) {
@@ -91,9 +97,11 @@ END {
         if (id in extra)
             print extra[id]
     }
+    print "us/req: the server's CPU time (its whole process tree, /proc) per request wrk completed"
     if (nnotes) {
         print "runs with errors:"
         for (i = 1; i <= nnotes; i++)
             print notes[i]
     }
+    disturbed_summary()
 }

@@ -183,7 +183,8 @@ scenario() {
             printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$id" "$label" "${SHOWN[$s]}" "$r" \
                 "$(parse_wrk "$f")" "$f" >> "$RUNS_TSV"
             note "$label, round $r/$RUNS, ${SHOWN[$s]}: $(parse_wrk "$f" |
-                awk -F'\t' '{ printf "%.0f req/s, p99 %.2f ms, %s us/req, errors %d", $1, $3, $8, $4 + $5 }')"
+                awk -F'\t' '{ printf "%.0f req/s, p99 %.2f ms, %s us/req, errors %d, others %s%% | %s%%",
+                    $1, $3, $8, $4 + $5, $9, $10 }')"
         done
     done
 }
@@ -303,8 +304,7 @@ report() {
     {
         header
         if [ -s "$OUT/runs.tsv" ]; then
-            awk -f "$SRC/bench/report.awk" "$OUT/runs.tsv"
-            echo "us/req: the server's CPU time (its whole process tree, /proc) per request wrk completed"
+            awk -f "$SRC/bench/disturbed.awk" -f "$SRC/bench/report.awk" "$OUT/runs.tsv"
         fi
         [ -z "${RECYCLES:-}" ] || echo "  workers recycled by max_requests in the runs of scenario 4: $RECYCLES"
         echo

@@ -169,6 +169,7 @@ wsgi_report() {
     echo
     wsgi_header
     awk -v pf="$WSGI_PF" -v cref="$WSGI_C" -v skipped="$WSGI_SKIP" \
-        -f "$SRC/bench/wsgi/report.awk" "$OUT/wsgi-appcost.tsv" "$WSGI_TSV" \
+        -f "$SRC/bench/disturbed.awk" -f "$SRC/bench/wsgi/report.awk" \
+        "$OUT/wsgi-appcost.tsv" "$WSGI_TSV" \
         "$OUT/wsgi-memory.tsv"
 }

@@ -7,7 +7,8 @@
 #   2. one line per wrk run, as bench/report.awk reads them, with scenario
 #      ids "wsgi-APP-keepalive" and "wsgi-APP-close": id, label, server,
 #      round, req/s, p50 ms, p99 ms, non-2xx, socket errors, ok|fail,
-#      requests, server CPU us per request ("-": not measured), wrk output;
+#      requests, server CPU us per request, % of the server's and of wrk's
+#      CPUs taken by other processes ("-": not measured), wrk output;
 #   3. private memory per worker after load (bench/lib.sh mem_sample):
 #      when, server ("APP: SHOWN"), kind, KiB of each worker.
 # -v pf=: the name of the preforkd wsgi row the targets use; -v cref=: the
@@ -58,12 +59,13 @@ $1 ~ /^wsgi-/ {
     val[k, "cpu", i] = $12 == "-" ? 0 : $12
     if ($12 == "-")
         nocpu[k] = 1
+    disturbed($2 ", " $3 ", round " $4, $13, $14, $15)
     errors[app, $3] += $8 + $9
     if ($10 != "ok")
         failed[app, $3] = 1
     if ($8 + $9 > 0 || $10 != "ok")
         notes[++nnotes] = sprintf("  %s, %s, round %s: %s; %d non-2xx, %d socket errors (%s)",
-            $2, $3, $4, $10 == "ok" ? "ran" : "wrk FAILED", $8, $9, $13)
+            $2, $3, $4, $10 == "ok" ? "ran" : "wrk FAILED", $8, $9, $15)
 }
 
 function has(app, server, mode) {
@@ -193,4 +195,5 @@ END {
         for (i = 1; i <= nnotes; i++)
             print notes[i]
     }
+    disturbed_summary()
 }
