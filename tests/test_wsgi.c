@@ -634,6 +634,48 @@ static int check_config(struct hdaemon *d, const char *app)
     return harness_exit_code(d);
 }
 
+/* A virtualenv's site-packages, as that virtualenv's python sees it (the
+ * system's dist-packages left out), and one for another Python refused. */
+START_TEST(test_virtualenv)
+{
+    static const char app[] =
+        "import importlib.util, sys\n"
+        "def app(environ, start_response):\n"
+        "    body = ('prefix %s flask %s\\n' % (sys.prefix,\n"
+        "            importlib.util.find_spec('flask') is not None)).encode()\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [body]\n";
+    struct hdaemon *d = harness_daemon_new();
+    char cmd[600], path[400], keys[600], want[400], *out;
+    int st;
+
+    snprintf(cmd, sizeof(cmd), "/usr/bin/python3 -m venv --without-pip %s/venv",
+             d->dir);
+    out = run(cmd, &st);
+    ck_assert_msg(st == 0, "%s: %s", cmd, out);
+    free(out);
+    snprintf(path, sizeof(path), "%s/venv/lib/python3.11/site-packages/venvapp.py",
+             d->dir);
+    harness_write_file(path, app, sizeof(app) - 1);
+    snprintf(keys, sizeof(keys), "app = venvapp:app\nvirtualenv = %s/venv\n",
+             d->dir);
+    wsgi_config(d, 1, NULL, keys, NULL);
+    harness_daemon_spawn(d, NULL);
+    harness_daemon_wait_ready(d, 20);
+    snprintf(want, sizeof(want), "prefix %s/venv flask False\n", d->dir);
+    expect_get(d, "/", 200, want);
+    harness_daemon_stop(d, SIGTERM, 10);
+
+    /* A virtualenv of another Python version. */
+    snprintf(path, sizeof(path), "%s/venv/pyvenv.cfg", d->dir);
+    harness_write_file(path, "home = /usr/bin\nversion = 3.9.2\n", 32);
+    ck_assert_int_eq(check_config(d, keys), 78);
+    snprintf(want, sizeof(want), "\\[app\\] virtualenv: %s/venv is for Python "
+             "3.9, this preforkd embeds Python 3.11$", d->dir);
+    expect_log(d, want, 1);
+}
+END_TEST
+
 START_TEST(test_check_import_failure)
 {
     struct hdaemon *d = harness_daemon_new();
@@ -835,6 +877,7 @@ int main(void)
     tcase_add_test(tc, test_import_thread_warned);
     tcase_add_test(tc, test_import_usr2_handler);
     tcase_add_test(tc, test_preload_false);
+    tcase_add_test(tc, test_virtualenv);
     tcase_add_test(tc, test_check_import_failure);
     tcase_add_test(tc, test_bad_app_values);
     tcase_add_test(tc, test_flask);

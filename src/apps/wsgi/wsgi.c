@@ -136,8 +136,9 @@ static void signals_restore(struct wsgi *w, const struct sigsave *s,
 
         if (!s->ok[sig] || sigaction(sig, NULL, &now) != 0)
             continue;
-        if (now.sa_handler == s->sa[sig].sa_handler &&
-            now.sa_flags == s->sa[sig].sa_flags)
+        /* The handler alone: the kernel reports flags glibc added
+         * (SA_RESTORER) that were not in what we saved. */
+        if (now.sa_handler == s->sa[sig].sa_handler)
             continue;
         sigaction(sig, &s->sa[sig], NULL);
         if (when != NULL)
