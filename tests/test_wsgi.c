@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "load.h"
 
 #define RE_SPAWNED "master: worker ([0-9]+) spawned \\(pid ([0-9]+)"
 #define BIG_BYTES (1600L * 65536L) /* plain.py /big */
@@ -620,6 +621,35 @@ START_TEST(test_preload_false)
 }
 END_TEST
 
+/* The worker publishes Python's object heap (pymalloc's arenas) next to
+ * malloc's: /stats shows both. */
+static bool heap_published(void *arg)
+{
+    int port = *(int *)arg;
+    char *json = stats_get(port);
+    bool ok = json != NULL && stats_num(json, "python") > 1e6 &&
+              stats_num(json, "c") > 0;
+
+    free(json);
+    return ok;
+}
+
+START_TEST(test_python_heap_published)
+{
+    struct hdaemon *d = harness_daemon_new();
+    int port;
+
+    wsgi_config(d, 1, NULL, "app = plain:app\n",
+                "[admin]\nlisten = 127.0.0.1:0\n");
+    harness_daemon_spawn(d, NULL);
+    harness_daemon_wait_ready(d, 20);
+    port = stats_admin_port(d);
+    expect_get(d, "/pid", 200, NULL);
+    ck_assert_msg(harness_wait_for(heap_published, &port, 10),
+                  "no python heap in /stats: %s", stats_get(port));
+}
+END_TEST
+
 /* ---- configuration errors (preforkd -t) ------------------------------------- */
 
 /* preforkd -t with [app] lines; returns the exit code. */
@@ -877,6 +907,7 @@ int main(void)
     tcase_add_test(tc, test_import_thread_warned);
     tcase_add_test(tc, test_import_usr2_handler);
     tcase_add_test(tc, test_preload_false);
+    tcase_add_test(tc, test_python_heap_published);
     tcase_add_test(tc, test_virtualenv);
     tcase_add_test(tc, test_check_import_failure);
     tcase_add_test(tc, test_bad_app_values);

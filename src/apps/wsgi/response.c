@@ -118,6 +118,11 @@ static int check_headers(struct job *j, PyObject *h)
             (PyUnicode_GET_LENGTH(name) == 14 &&
              PyUnicode_IS_ASCII(name) &&
              strcasecmp(PyUnicode_AsUTF8(name), "content-length") == 0)) {
+            if (j->has_cl) {
+                PyErr_SetString(PyExc_ValueError, "two Content-Length "
+                                "headers");
+                return -1;
+            }
             if (parse_cl(value, &j->cl) < 0) {
                 PyErr_Format(PyExc_ValueError, "Content-Length %R is not a "
                              "number", value);
@@ -670,9 +675,37 @@ static void send_file(struct job *j)
     }
 }
 
+/* pf_respond / pf_response_start said -1 while the client is still
+ * there: the daemon refused the head (the app's headers passed our checks
+ * but not its own). The request is still open: end it with a 500. */
+static void refused(struct job *j)
+{
+    wsgi_log(j->w, PF_LOG_ERROR, "wsgi: %.*s %.*s: the daemon refused the "
+             "app's response head (status %d): answering 500",
+             (int)j->method.len, j->method.ptr, (int)j->target.len,
+             j->target.ptr, j->status);
+    pf_respond(j->r, 500, NULL, 0, "500 Internal Server Error\n", 26);
+}
+
+/* The abort callback has run (it runs inside the daemon's call that
+ * noticed, so a -1 from a pf_ call is explained by it). */
+static bool client_gone(struct job *j)
+{
+    bool gone;
+
+    lock(j->w);
+    gone = j->aborted;
+    unlock(j->w);
+    return gone;
+}
+
 /* Ends the request and frees j. */
 static void end(struct job *j, bool failed, bool aborted)
 {
+    if (j->ended_early) {
+        threads_release(j);
+        return;
+    }
     if (!j->head_sent)
         pf_respond(j->r, 500, NULL, 0, NULL, 0); /* aborted: only frees */
     else if (failed || aborted)
@@ -723,20 +756,28 @@ void response_deliver(struct job *j)
         if (py == PY_DONE && !failed && !file_done &&
             (!j->has_cl || j->cl == q.len)) {
             /* the whole response at once: the common case */
-            pf_respond(j->r, j->status, j->ohdrs, j->nohdrs, q.p, q.len);
+            if (pf_respond(j->r, j->status, j->ohdrs, j->nohdrs, q.p,
+                           q.len) < 0 && !client_gone(j))
+                refused(j); /* invalid use: the request is still open */
             free(q.p);
             threads_release(j);
             return;
         }
-        j->head_sent = true;
-        if (pf_response_start(j->r, j->status, j->ohdrs, j->nohdrs) < 0) {
+        if (pf_response_start(j->r, j->status, j->ohdrs, j->nohdrs) < 0 &&
+            !client_gone(j)) {
+            refused(j);
             lock(w);
-            j->aborted = true;
+            j->aborted = true; /* Python stops; the request has ended */
+            j->ended_early = true;
             unlock(w);
             free(q.p);
-            response_deliver(j);
+            if (py == PY_IDLE)
+                threads_schedule(j);
+            else if (py == PY_DONE)
+                threads_release(j);
             return;
         }
+        j->head_sent = true; /* or counts as sent: the client is gone */
     }
     if (q.len > 0 && !write_out(j, q.p, q.len)) {
         free(q.p);

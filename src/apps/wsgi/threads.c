@@ -215,6 +215,11 @@ static void on_stuck_check(struct ev_loop *loop, ev_timer *t, int revents)
     kill(getpid(), SIGTERM);
 }
 
+static void on_heap_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    wsgi_publish_heap();
+}
+
 /* ---- the pool --------------------------------------------------------------------- */
 
 static void *thread_main(void *arg)
@@ -267,6 +272,9 @@ int threads_start(struct wsgi *w)
     ev_async_init(&w->wake, on_wake);
     w->wake.data = w;
     ev_async_start(w->loop, &w->wake);
+    wsgi_publish_heap();
+    ev_timer_init(&w->heap, on_heap_tick, 1., 1.);
+    ev_timer_start(w->loop, &w->heap);
     if (w->nthreads == 0)
         return 0;
     if (w->stuck_timeout > 0) {
@@ -305,6 +313,7 @@ void threads_stop(struct wsgi *w)
     unlock(w);
     flush_logs(w);
     ev_async_stop(w->loop, &w->wake);
+    ev_timer_stop(w->loop, &w->heap);
     if (w->nthreads > 0 && w->stuck_timeout > 0)
         ev_timer_stop(w->loop, &w->stuck);
     /* Not joined: a thread stuck in the app would hold the exit forever,

@@ -110,6 +110,45 @@ void wsgi_log_exception(struct wsgi *w, const char *what)
     Py_XDECREF(tb);
 }
 
+/* ---- the Python heap ------------------------------------------------------------ */
+
+/* pymalloc's arenas (1 MiB blocks that hold every small object) are
+ * counted as they come and go: the heap the daemon shows as "python" next
+ * to malloc's ("c"), so that an operator sees which one grows. Objects
+ * over 512 bytes come from malloc and count as "c". */
+static PyObjectArenaAllocator arena_orig;
+static int64_t arena_bytes;
+
+static void *arena_alloc(void *ctx, size_t size)
+{
+    void *p = arena_orig.alloc(arena_orig.ctx, size);
+
+    if (p != NULL)
+        __atomic_add_fetch(&arena_bytes, (int64_t)size, __ATOMIC_RELAXED);
+    return p;
+}
+
+static void arena_free(void *ctx, void *p, size_t size)
+{
+    arena_orig.free(arena_orig.ctx, p, size);
+    __atomic_sub_fetch(&arena_bytes, (int64_t)size, __ATOMIC_RELAXED);
+}
+
+static void count_arenas(void)
+{
+    PyObjectArenaAllocator a = {NULL, arena_alloc, arena_free};
+
+    PyObject_GetArenaAllocator(&arena_orig);
+    PyObject_SetArenaAllocator(&a);
+}
+
+void wsgi_publish_heap(void)
+{
+    int64_t n = __atomic_load_n(&arena_bytes, __ATOMIC_RELAXED);
+
+    pf_worker_heap("python", n > 0 ? (uint64_t)n : 0);
+}
+
 /* ---- signals ------------------------------------------------------------------ */
 
 /* preforkd owns the process's signals: whatever the app installs while its
@@ -613,6 +652,7 @@ static int wsgi_load(const pf_app_config *cfg, void **state)
         return -1;
     }
     signals_save(saved);
+    count_arenas();
     if (start_interpreter(venv) < 0) {
         free(saved);
         wsgi_free(w);

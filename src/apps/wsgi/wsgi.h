@@ -89,6 +89,7 @@ struct job {
 
     /* Loop only. */
     bool head_sent;
+    bool ended_early;            /* the request was ended with a 500 */
     bool ended;                  /* the request ended: free when unlisted */
 };
 
@@ -141,6 +142,7 @@ struct wsgi {
     struct logline *logs, **logs_tail;
     ev_async wake;
     ev_timer stuck;
+    ev_timer heap;               /* wsgi_publish_heap, every second */
     bool stopping, stuck_reported;
     struct pythread *threads;
     int started_threads;
@@ -152,6 +154,9 @@ struct wsgi {
  * directly, from a pool thread through the loop (wake). */
 void wsgi_log(struct wsgi *w, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Tells the daemon the size of Python's object heap (pymalloc's arenas).
+ * [loop] */
+void wsgi_publish_heap(void);
 /* Logs the current Python exception (and clears it) as a traceback, one
  * line per log line, after `what`. [GIL] */
 void wsgi_log_exception(struct wsgi *w, const char *what);
