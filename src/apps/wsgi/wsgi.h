@@ -1,12 +1,9 @@
 /*
- * wsgi.h - internals of the built-in `wsgi` module (src/apps/wsgi/),
- * which embeds CPython and serves a PEP 3333 application. Shared by its
- * files only; the module's public face is struct pf_app in wsgi.c.
- *
- * Threads: "loop" is the worker's event-loop thread (every pf_* call but
- * pf_log happens there); "Python" is whoever holds the GIL to run the app:
- * the loop thread itself with threads = 0, a pool thread otherwise.
- * Convention: 0 / -1; Python errors are left set for the caller.
+ * wsgi.h - internals of the built-in `wsgi` module (src/apps/wsgi/), shared
+ * by its files only. [loop]: the worker's event-loop thread, where every
+ * pf_* call happens; [GIL]: whoever runs the app (the loop thread with
+ * threads = 0, else a pool thread). Convention: 0 / -1, Python errors left
+ * set for the caller.
  */
 #ifndef PF_WSGI_H
 #define PF_WSGI_H
@@ -195,6 +192,9 @@ int response_init(void);
  * hands a file to the loop. Then sets j->py (never to PY_RUNNING) and
  * reports to the loop (threads_post). [GIL, no pool mutex] */
 void response_run(struct job *j);
+
+/* ---- deliver.c ------------------------------------------------------------- */
+
 /* The loop's side: writes what j's Python side queued, ends the request
  * when both sides are done, frees j. May ask for Python again
  * (threads_schedule). [loop] */
