@@ -610,14 +610,25 @@ START_TEST(test_import_usr2_handler)
 }
 END_TEST
 
+/* load in each worker; a worker that leaves with a thread still in the
+ * app (graceful_timeout passed) exits cleanly. */
 START_TEST(test_preload_false)
 {
-    struct hdaemon *d = start(1, "preload = false",
-                              "app = plain:app\nthreads = 0\n");
+    struct hdaemon *d = start(1, "preload = false\ngraceful_timeout = 1s",
+                              "app = plain:app\nthreads = 2\n");
+    struct hconn *c;
 
     expect_get(d, "/cext", 200,
                "bz2 ok, sqlite 45, ssl PROTOCOL_TLS_CLIENT, sha256 2d711642\n");
     expect_get(d, "/stream?n=2&size=2", 200, "0001");
+    c = harness_connect(d->port);
+    harness_send_str(c, "GET /hang?5 HTTP/1.1\r\nHost: t\r\n\r\n");
+    harness_pause(0.2);
+    ck_assert(harness_daemon_stop(d, SIGTERM, 10));
+    ck_assert_int_eq(harness_exit_code(d), 0);
+    expect_log(d, "worker 1 \\(pid [0-9]+, generation 1\\) retired: shutdown "
+                  "\\(exited with status 0\\)", 1);
+    harness_close(c);
 }
 END_TEST
 

@@ -773,14 +773,23 @@ static void wsgi_worker_exit(void *state)
     threads_stop(state);
 }
 
+/* Kept to the end: a pool thread still in the app uses it. */
+static struct wsgi *unloaded_with_threads;
+
 /* Python is not finalised: with the app's threads and C extensions that
- * is unsafe, and the process exits right after this. */
+ * is unsafe, and the process exits right after this. In a worker whose
+ * pool threads ran (preload = false), the state outlives unload: a thread
+ * stuck in the app may still finish a request and touch it. */
 static void wsgi_unload(void *state)
 {
     struct wsgi *w = state;
 
     if (w == NULL)
         return;
+    if (w->started_threads > 0) {
+        unloaded_with_threads = w;
+        return;
+    }
     w->app = NULL; /* Python's, left to the process's end */
     wsgi_free(w);
 }
