@@ -497,23 +497,20 @@ static void read_big(struct hconn *c)
     ck_assert_int_eq(total, head + (size_t)BIG_BYTES);
 }
 
-static void backpressure(int threads)
+/* A 100 MB response (target) to a client that does not read for a while,
+ * then reads it all: the worker's RSS stays within 20 MB of before. */
+static void slow_reader(struct hdaemon *d, pid_t pid, const char *target)
 {
-    char app[64];
-    struct hdaemon *d;
     struct hconn *c;
     long before, peak = 0;
-    pid_t pid;
     int rcv = 64 * 1024;
+    char req[128];
 
-    snprintf(app, sizeof(app), "app = plain:app\nthreads = %d\n", threads);
-    d = start(1, NULL, app);
-    pid = last_worker(d);
-    expect_get(d, "/pid", 200, NULL); /* warm */
     before = harness_proc_rss_kib(pid);
     c = harness_connect(d->port);
     setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
-    harness_send_str(c, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", target);
+    harness_send_str(c, req);
     /* A client that does not read: the generator must wait for it. */
     for (int i = 0; i < 6; i++) {
         long rss;
@@ -528,6 +525,21 @@ static void backpressure(int threads)
                   "worker RSS grew by %ld KiB after the body",
                   harness_proc_rss_kib(pid) - before);
     harness_close(c);
+}
+
+static void backpressure(int threads)
+{
+    char app[64];
+    struct hdaemon *d;
+    pid_t pid;
+
+    snprintf(app, sizeof(app), "app = plain:app\nthreads = %d\n", threads);
+    d = start(1, NULL, app);
+    pid = last_worker(d);
+    expect_get(d, "/pid", 200, NULL); /* warm */
+    slow_reader(d, pid, "/big");
+    if (threads > 0) /* write() waits for the client with threads only */
+        slow_reader(d, pid, "/bigwrite");
 }
 
 START_TEST(test_backpressure_threads0) { backpressure(0); }

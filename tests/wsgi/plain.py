@@ -112,6 +112,17 @@ def big(environ, start_response):
     return gen()
 
 
+def bigwrite(environ, start_response):
+    """The same 100 MB through the legacy write() callable."""
+    piece = b"x" * 65536
+    write = start_response("200 OK", [
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Length", str(1600 * 65536))])
+    for _ in range(1600):
+        write(piece)
+    return []
+
+
 def boom(environ, start_response):
     raise ValueError("boom before the head")
 
@@ -257,7 +268,7 @@ def hang(environ, start_response):
 
 ROUTES = {
     "/environ": environ_view, "/input": input_view, "/errors": errors_view,
-    "/stream": stream, "/big": big, "/boom": boom, "/boom_after": boom_after,
+    "/stream": stream, "/big": big, "/bigwrite": bigwrite, "/boom": boom, "/boom_after": boom_after,
     "/system_exit": system_exit, "/keyboard": keyboard, "/no_start": no_start,
     "/bad_status": bad_status, "/bad_header": bad_header, "/twice": twice,
     "/exc_info": exc_info_replace, "/cl_short": cl_short, "/cl_long": cl_long,

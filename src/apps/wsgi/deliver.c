@@ -19,6 +19,7 @@ void job_free(struct job *j)
     if (j->file_fd >= 0)
         close(j->file_fd);
     free(j->q.p);
+    free(j->spare.p);
     free(j->ohdrs);
     free(j);
 }
@@ -29,6 +30,7 @@ static void on_drain(pf_request *r, void *arg)
 
     lock(j->w);
     j->blocked = false;
+    pthread_cond_broadcast(&j->w->room); /* a write() may wait for this */
     unlock(j->w);
     threads_kick(j);
 }
@@ -46,6 +48,7 @@ static bool write_out(struct job *j, const char *p, size_t n)
     } else if (rc < 0) {
         lock(j->w);
         j->aborted = true;
+        pthread_cond_broadcast(&j->w->room);
         unlock(j->w);
         return false;
     }
@@ -192,6 +195,7 @@ static bool send_head(struct job *j, struct snap *s)
         lock(j->w);
         j->aborted = true; /* Python stops; the request has ended */
         j->ended_early = true;
+        pthread_cond_broadcast(&j->w->room);
         unlock(j->w);
         if (s->py == PY_IDLE)
             threads_schedule(j);
@@ -203,13 +207,17 @@ static bool send_head(struct job *j, struct snap *s)
     return true;
 }
 
-/* Hands q's buffer back for reuse when Python has not made a new one. */
+/* Hands q's buffer back for reuse: as the queue when Python has not made
+ * a new one, else as the spare Python takes next. */
 static void give_back(struct job *j, struct obuf *q)
 {
     lock(j->w);
     if (j->q.p == NULL) {
         j->q.p = q->p;
         j->q.cap = q->cap;
+        q->p = NULL;
+    } else if (j->spare.p == NULL) {
+        j->spare = *q;
         q->p = NULL;
     }
     unlock(j->w);

@@ -289,6 +289,11 @@ static int emit(struct job *j, const char *p, size_t n)
         full = 1;
     }
     lock(j->w);
+    if (j->q.p == NULL && j->spare.p != NULL) { /* no malloc per piece */
+        j->q = j->spare;
+        j->q.len = 0;
+        j->spare = (struct obuf){0};
+    }
     int rc = obuf_add(&j->q, p, n);
     unlock(j->w);
     if (rc < 0) {
@@ -319,12 +324,13 @@ static PyObject *sr_write(PyObject *self, PyObject *data)
         bool wait;
         threads_post(j);
         lock(j->w);
-        wait = j->q.len >= WSGI_WINDOW && !j->aborted;
+        wait = (j->q.len >= WSGI_WINDOW || j->blocked) && !j->aborted;
         unlock(j->w);
-        if (wait) { /* the loop will drain q: give it the time */
+        if (wait) { /* as fast as the client reads, as a generator is */
             Py_BEGIN_ALLOW_THREADS
             lock(j->w);
-            while (j->q.len >= WSGI_WINDOW && !j->aborted && !j->w->stopping)
+            while ((j->q.len >= WSGI_WINDOW || j->blocked) && !j->aborted &&
+                   !j->w->stopping)
                 pthread_cond_wait(&j->w->room, &j->w->mu);
             unlock(j->w);
             Py_END_ALLOW_THREADS

@@ -102,6 +102,7 @@ void threads_abort(struct job *j)
 {
     lock(j->w);
     j->aborted = true;
+    pthread_cond_broadcast(&j->w->room); /* a write() may wait */
     unlock(j->w);
     threads_kick(j); /* not from inside the daemon's callback */
 }

@@ -76,6 +76,7 @@ struct job {
     bool head_ready;             /* status + ohdrs are set */
     bool failed;                 /* Python failed after the head: cut it */
     struct obuf q;               /* body bytes for the loop */
+    struct obuf spare;           /* a buffer the loop is done with */
     int status;
     pf_header *ohdrs;            /* the response head, one allocation */
     size_t nohdrs;
