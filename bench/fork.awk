@@ -56,7 +56,7 @@ function line(what, a, n) {
     if (pid in before || pid in accept)
         next
     seen[pid] = 1
-    if ($0 ~ /"first_accept_ms": [0-9.]+\}/) {
+    if ($0 ~ /"first_accept_ms": [0-9.]+[,}]/) {
         accept[pid] = num("first_accept_ms")
         boot[pid] = num("boot_ms")
     }

@@ -23,7 +23,7 @@ CONF=$SRC/bench/conf
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     q_runs=1 q_duration=2 q_warmup=1 q_wsgi_duration=2
 else
-    q_runs=3 q_duration=10 q_warmup=2 q_wsgi_duration=5
+    q_runs=3 q_duration=10 q_warmup=2 q_wsgi_duration=4
 fi
 RUNS=${BENCH_RUNS:-$q_runs}
 DURATION=${BENCH_DURATION:-$q_duration}

@@ -18,6 +18,9 @@ INSTALLED_APPS = []
 MIDDLEWARE = []
 DATABASES = {}
 USE_TZ = True
+# Django sets TZ from TIME_ZONE (default America/Chicago) for the whole
+# process: UTC keeps the server's own log times as they are.
+TIME_ZONE = "UTC"
 
 
 def hello(request):
