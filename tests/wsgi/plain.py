@@ -245,6 +245,15 @@ def wait_gate(environ, start_response):
     return text(start_response, "gate %s\n" % ("opened" if opened else "timeout"))
 
 
+def events(environ, start_response):
+    """A slow generator: one piece, then the next once /open_gate."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"event 1\n"
+    GATE.wait(10)
+    GATE.clear()
+    yield b"event 2\n"
+
+
 def open_gate(environ, start_response):
     GATE.set()
     return text(start_response, "opening\n")
@@ -273,7 +282,7 @@ ROUTES = {
     "/bad_status": bad_status, "/bad_header": bad_header, "/twice": twice,
     "/exc_info": exc_info_replace, "/cl_short": cl_short, "/cl_long": cl_long,
     "/writer": writer, "/empty": empty, "/cext": cext, "/pid": pid,
-    "/file": file_view, "/wait_gate": wait_gate, "/open_gate": open_gate,
+    "/file": file_view, "/wait_gate": wait_gate, "/open_gate": open_gate, "/events": events,
     "/wait_file": wait_file, "/hang": hang,
 }
 

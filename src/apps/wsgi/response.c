@@ -541,8 +541,11 @@ static int pull(struct job *j)
         if (full)
             return 0; /* the declared length is reached: the rest is cut */
         /* A generator may be slow: its pieces go out as they come. */
-        if (!seq && maybe_park(j, inline_mode))
-            return 1;
+        if (!seq) {
+            if (maybe_park(j, inline_mode))
+                return 1;
+            threads_post(j); /* the loop writes this piece now */
+        }
         if (seq && j->q.len >= WSGI_WINDOW && maybe_park(j, false))
             return 1;
     }
