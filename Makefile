@@ -169,6 +169,7 @@ TEST_ENV = PREFORKD_BIN=$(abspath $(BUILD)/preforkd) \
            PREFORKD_TEST_APPS=$(abspath $(BUILD)/tests/apps) \
            PREFORKD_CTL=$(abspath $(BUILD)/preforkctl) \
            PREFORKD_SRC=$(abspath .) \
+           PREFORKD_SANITIZE=$(SANITIZE) \
            PREFORKD_MAKE="$(MAKE) --no-print-directory SANITIZE=$(SANITIZE)" \
            LSAN_OPTIONS="suppressions=$(abspath tests/lsan.supp):print_suppressions=0$${LSAN_OPTIONS:+:$$LSAN_OPTIONS}"
 
