@@ -525,6 +525,7 @@ static struct conn *conn_open(struct conn_server *s, int fd,
     if (peer->sa_family != AF_UNIX)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     listen_peer_text(peer, c->peer, sizeof(c->peer));
+    c->peer_port = listen_port(peer);
     c->srv = s;
     c->fd = fd;
     c->state = CONN_HEAD;

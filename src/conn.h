@@ -98,6 +98,9 @@ struct conn {
     bool close_after;   /* close once out is flushed */
     bool sent_continue; /* "100 Continue" already written */
     char peer[INET6_ADDRSTRLEN];
+    int peer_port;      /* 0 for a unix socket */
+    char local[INET6_ADDRSTRLEN]; /* pf_request_local, read once: "" until */
+    int local_port;
 };
 
 /* Takes ownership of an accepted, non-blocking fd and starts serving it. */

@@ -338,6 +338,15 @@ void listen_close(int fd, const struct listen_addr *a)
 /* Formats a peer address as "127.0.0.1", "::1" or "unix" ("unknown" for
  * other families or a NULL sa) into buf (len >= INET6_ADDRSTRLEN for any
  * IP address to fit). Returns buf. Pure. */
+int listen_port(const struct sockaddr *sa)
+{
+    if (sa != NULL && sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+    if (sa != NULL && sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+    return 0;
+}
+
 const char *listen_peer_text(const struct sockaddr *sa, char *buf, size_t len)
 {
     const void *addr = NULL;

@@ -46,6 +46,9 @@ int listen_open(struct listen_addr *a, int backlog);
  * the socket we bound: same inode). */
 void listen_close(int fd, const struct listen_addr *a);
 
+/* The port of an AF_INET or AF_INET6 address, 0 for any other. */
+int listen_port(const struct sockaddr *sa);
+
 /* Formats a peer address (from accept) as text: "127.0.0.1", "::1", "unix".
  * buf must hold INET6_ADDRSTRLEN bytes. Returns buf. */
 const char *listen_peer_text(const struct sockaddr *sa, char *buf, size_t len);

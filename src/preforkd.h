@@ -17,7 +17,8 @@
  *   unload       once where load ran, at the end.
  *
  * Every pf_* function below runs in a worker, on the worker's event loop
- * thread, except pf_config_* (load only) and pf_log (anywhere).
+ * thread, except pf_config_* (load only) and pf_log (anywhere, any thread:
+ * each line is one write(2)).
  *
  * Strings handed to the app (pf_str) are NOT NUL-terminated: they point into
  * the connection's buffer and stay valid until the response ends (pf_respond
@@ -140,6 +141,12 @@ pf_str pf_request_header(const pf_request *r, const char *name);
 pf_str pf_request_body(const pf_request *r);
 /* The client's address as text ("127.0.0.1", "::1", "unix"). */
 const char *pf_request_peer(const pf_request *r);
+/* The client's port; 0 for a unix socket. */
+int pf_request_peer_port(const pf_request *r);
+/* The address the connection came in on, as text ("127.0.0.1", "unix"),
+ * with its port in *port (0 for a unix socket; port may be NULL). Read
+ * from the socket once per connection. */
+const char *pf_request_local(const pf_request *r, int *port);
 
 /* Called once if the client goes away before the response ends, or when
  * the app has said nothing about the request for [server] request_timeout

@@ -298,6 +298,28 @@ pf_str pf_request_body(const pf_request *r) { return r->body; }
 int pf_request_version(const pf_request *r) { return r->resp.version; }
 size_t pf_request_header_count(const pf_request *r) { return r->nhdrs; }
 const char *pf_request_peer(const pf_request *r) { return r->c->peer; }
+int pf_request_peer_port(const pf_request *r) { return r->c->peer_port; }
+
+/* See preforkd.h: one getsockname per connection, on first use. */
+const char *pf_request_local(const pf_request *r, int *port)
+{
+    struct conn *c = r->c;
+
+    if (c->local[0] == '\0') {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+
+        memset(&ss, 0, sizeof(ss));
+        if (getsockname(c->fd, (struct sockaddr *)&ss, &len) < 0 ||
+            len <= sizeof(sa_family_t))
+            ss.ss_family = AF_UNIX;
+        listen_peer_text((struct sockaddr *)&ss, c->local, sizeof(c->local));
+        c->local_port = listen_port((struct sockaddr *)&ss);
+    }
+    if (port != NULL)
+        *port = c->local_port;
+    return c->local;
+}
 
 const pf_header *pf_request_header_at(const pf_request *r, size_t i)
 {

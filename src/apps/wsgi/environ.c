@@ -14,7 +14,7 @@
 #define LIT(s) s, sizeof(s) - 1
 
 static PyObject *k_method, *k_script, *k_path, *k_query, *k_ctype, *k_clen,
-    *k_sname, *k_sport, *k_proto, *k_raddr, *k_input;
+    *k_sname, *k_sport, *k_proto, *k_raddr, *k_rport, *k_input;
 static PyObject *v_http10, *v_http11, *v_empty, *v_port80, *v_port443,
     *v_localhost;
 
@@ -89,7 +89,8 @@ int environ_init(struct wsgi *w)
         !(k_sname = intern("SERVER_NAME")) ||
         !(k_sport = intern("SERVER_PORT")) ||
         !(k_proto = intern("SERVER_PROTOCOL")) ||
-        !(k_raddr = intern("REMOTE_ADDR")) || !(k_input = intern("wsgi.input")) ||
+        !(k_raddr = intern("REMOTE_ADDR")) || !(k_rport = intern("REMOTE_PORT")) ||
+        !(k_input = intern("wsgi.input")) ||
         !(v_http10 = intern("HTTP/1.0")) || !(v_http11 = intern("HTTP/1.1")) ||
         !(v_empty = intern("")) || !(v_port80 = intern("80")) ||
         !(v_port443 = intern("443")) || !(v_localhost = intern("localhost")))
@@ -216,13 +217,22 @@ static int set_path(struct job *j, PyObject *d, bool *not_found)
 }
 
 /* SERVER_NAME and SERVER_PORT from Host ("name", "name:port",
- * "[v6]:port"); without one, localhost and the scheme's port. */
+ * "[v6]:port"); without one, the address and port the connection came in
+ * on (a unix socket: localhost and the scheme's port). */
 static int set_server(struct job *j, PyObject *d, pf_str host)
 {
     bool https = strcmp(j->w->url_scheme, "https") == 0;
     const char *h = host.ptr, *colon = NULL;
     size_t len = host.len;
+    char num[16];
 
+    if ((h == NULL || len == 0) && j->local_port > 0) {
+        snprintf(num, sizeof(num), "%d", j->local_port);
+        return put(d, k_sname, latin1(j->local, strlen(j->local))) < 0 ||
+                       put(d, k_sport, latin1(num, strlen(num))) < 0
+                   ? -1
+                   : 0;
+    }
     if (h == NULL || len == 0)
         return PyDict_SetItem(d, k_sname, v_localhost) < 0 ||
                        PyDict_SetItem(d, k_sport, https ? v_port443 : v_port80) <
@@ -338,6 +348,11 @@ PyObject *environ_build(struct job *j, bool *not_found)
         put(d, k_raddr, PyUnicode_DecodeLatin1(j->peer, (Py_ssize_t)strlen(j->peer),
                                                NULL)) < 0)
         goto fail;
+    if (j->peer_port > 0) {
+        snprintf(num, sizeof(num), "%d", j->peer_port);
+        if (put(d, k_rport, latin1(num, strlen(num))) < 0)
+            goto fail;
+    }
     for (size_t i = 0; i < j->nhdrs; i++) {
         const pf_header *h = &j->hdrs[i];
 

@@ -185,9 +185,10 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
 
 /* A job in Python for longer than stuck_timeout: Python code cannot be
  * interrupted, and this worker's heartbeat goes on (the loop is free), so
- * the master would never replace it. Retire it instead: SIGTERM to
- * ourselves, the worker's own graceful path (in-flight requests finish,
- * up to graceful_timeout), and the master starts a new worker. */
+ * the master would never replace it. Ask for a replacement instead
+ * (pf_worker_recycle, counted "requested"): it starts first, then this
+ * worker retires gracefully (in-flight requests finish, up to
+ * graceful_timeout; the stuck one is cut then). */
 static void on_stuck_check(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct wsgi *w = t->data;
@@ -211,9 +212,9 @@ static void on_stuck_check(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     w->stuck_reported = true;
     pf_log(PF_LOG_ERROR, "wsgi: request %s stuck in the app for %.0fs "
-           "(stuck_timeout %gs): retiring this worker so that the master "
-           "replaces it", what, age, w->stuck_timeout);
-    kill(getpid(), SIGTERM);
+           "(stuck_timeout %gs): asking for this worker's replacement", what, age,
+           w->stuck_timeout);
+    pf_worker_recycle();
 }
 
 static void on_heap_tick(struct ev_loop *loop, ev_timer *t, int revents)

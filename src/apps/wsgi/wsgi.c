@@ -752,6 +752,8 @@ static int wsgi_handle(pf_request *r, void *state)
     j->body = pf_request_body(r);
     j->version = pf_request_version(r);
     snprintf(j->peer, sizeof(j->peer), "%s", peer ? peer : "");
+    j->peer_port = pf_request_peer_port(r);
+    snprintf(j->local, sizeof(j->local), "%s", pf_request_local(r, &j->local_port));
     j->hdrs = (pf_header *)(j + 1);
     for (size_t i = 0; i < n; i++)
         j->hdrs[i] = *pf_request_header_at(r, i);

@@ -53,6 +53,9 @@ struct job {
     pf_str method, target, path, query, body;
     int version;
     char peer[64];
+    int peer_port;               /* 0: a unix socket */
+    char local[64];              /* the address it came in on, for a */
+    int local_port;              /* request without Host */
     size_t nhdrs;
     pf_header *hdrs;             /* points into this allocation */
 
