@@ -569,6 +569,7 @@ static void finish(struct job *j)
     Py_CLEAR(j->sr);
     Py_CLEAR(j->sr_status);
     Py_CLEAR(j->sr_headers);
+    hunt_request_end(j);
     lock(j->w);
     j->py = PY_DONE;
     unlock(j->w);
@@ -585,6 +586,7 @@ void response_run(struct job *j)
     file_done = j->file_done;
     unlock(j->w);
     if (first) {
+        hunt_request_begin(j);
         if (is_aborted(j)) {
             finish(j); /* the client left before the app saw it */
             return;

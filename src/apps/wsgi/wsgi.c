@@ -147,6 +147,7 @@ void wsgi_publish_heap(void)
     int64_t n = __atomic_load_n(&arena_bytes, __ATOMIC_RELAXED);
 
     pf_worker_heap("python", n > 0 ? (uint64_t)n : 0);
+    hunt_publish();
 }
 
 /* ---- signals ------------------------------------------------------------------ */
@@ -342,6 +343,7 @@ static int read_config(const pf_app_config *cfg, struct wsgi *w,
     rc |= parse_threads(cfg, &w->nthreads);
     rc |= parse_bool(cfg, "gc_freeze", true, &w->gc_freeze);
     rc |= pf_config_get_duration(cfg, "stuck_timeout", 30., &w->stuck_timeout);
+    rc |= hunt_config(cfg);
     if (app == NULL || *app == '\0')
         rc |= pf_config_error(cfg, "app", "required: the WSGI application "
                               "as MODULE:CALLABLE, e.g. myproject.wsgi:"
@@ -710,6 +712,7 @@ static int wsgi_worker_init(void *state)
         PyEval_RestoreThread(w->main_ts);
     w->loop = pf_loop();
     w->loop_thread = pthread_self();
+    hunt_worker_init(w);
     if (post_fork_fn != NULL && (saved = malloc(sizeof(*saved))) != NULL) {
         PyObject *r;
 
@@ -772,6 +775,7 @@ static int wsgi_handle(pf_request *r, void *state)
 
 static void wsgi_worker_exit(void *state)
 {
+    hunt_worker_exit(state);
     threads_stop(state);
 }
 
@@ -802,4 +806,4 @@ PF_APP_DEFINE(.name = "wsgi",
               .load = wsgi_load, .worker_init = wsgi_worker_init,
               .handle = wsgi_handle, .worker_exit = wsgi_worker_exit,
               .unload = wsgi_unload, .fork_prepare = wsgi_fork_prepare,
-              .fork_parent = wsgi_fork_parent);
+              .fork_parent = wsgi_fork_parent, .command = trace_command);

@@ -92,6 +92,10 @@ struct job {
     bool head_sent;
     bool ended_early;            /* the request was ended with a 500 */
     bool ended;                  /* the request ended: free when unlisted */
+
+    /* Leak hunting (hunt.c, routes.c), Python side. */
+    int hunt_route;              /* its route key, or -1: not measured */
+    int64_t hunt_blocks;         /* Python's blocks when the app was called */
 };
 
 /* A log line from a pool thread, on its way to the loop. */
@@ -233,6 +237,46 @@ void threads_kick(struct job *j);
 /* The request of j has ended: frees j, now or when it leaves the lists
  * it is on. [loop] */
 void threads_release(struct job *j);
+
+/* ---- hunt.c: figures, the census, the request hooks ------------------------- */
+
+/* Reads the [app] keys census_after, route_segments, route_keys, hunt.
+ * 0 / -1 (logged). [load] */
+int hunt_config(const pf_app_config *cfg);
+/* Per worker, before the pool starts: counts Python's blocks, publishes
+ * the first figures. [loop, GIL held] */
+void hunt_worker_init(struct wsgi *w);
+/* The census at a max_rss retirement. [loop, no GIL] */
+void hunt_worker_exit(struct wsgi *w);
+/* The figures and the route ranking, at most once a second. [loop] */
+void hunt_publish(void);
+/* Around the app's whole part in a request: before it is called, and once
+ * its response is closed and dropped. [GIL] */
+void hunt_request_begin(struct job *j);
+void hunt_request_end(struct job *j);
+/* Python's allocated blocks, counted as they come and go, plus those the
+ * collector freed (0 when the count is off): differences only are
+ * meaningful. [GIL] */
+int64_t hunt_blocks(void);
+
+/* ---- routes.c: which traffic retains blocks --------------------------------- */
+
+/* The table of route keys: at most max_keys, then "other"; segments: how
+ * many path segments a key has. 0 / -1. [loop] */
+int routes_init(int segments, int max_keys);
+/* The index of j's route key. [GIL] */
+int routes_find(const struct job *j);
+/* Adds one request's retained blocks to route i. [GIL] */
+void routes_add(int i, int64_t blocks);
+/* Publishes the top 5 routes by mean retained blocks per request. [loop] */
+void routes_publish(void);
+
+/* ---- trace.c: tracemalloc on demand ----------------------------------------- */
+
+/* The module's command hook: "trace start [frames=N]", "trace dump
+ * [top=N]", "trace stop". Takes the GIL. [loop] */
+int trace_command(void *state, const char *cmd, const char *args, char *out,
+                  size_t outlen);
 
 static inline void lock(struct wsgi *w) { pthread_mutex_lock(&w->mu); }
 static inline void unlock(struct wsgi *w) { pthread_mutex_unlock(&w->mu); }
