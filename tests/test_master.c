@@ -5,6 +5,7 @@
  * messages, exits, time) and checks what reconcile decided.
  */
 #include <check.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +29,11 @@ static ev_tstamp fake_now(void)
     return clock_now;
 }
 
+static bool fork_pending; /* answer PID_PENDING, as a mold does */
+
 static pid_t fake_fork(int id, int slot, int ctl_fd)
 {
-    return next_pid++;
+    return fork_pending ? PID_PENDING : next_pid++;
 }
 
 static int fake_kill(pid_t pid, int sig)
@@ -72,6 +75,8 @@ static void setup(uint32_t workers, uint32_t budget)
     clock_now = 1000;
     next_pid = 100;
     nsent = 0;
+    fork_pending = false;
+    M.mold.fd = M.next_mold.fd = M.old_mold.fd = -1;
 }
 
 static void teardown(void)
@@ -121,6 +126,52 @@ static void reap(struct worker *w, int wstatus)
     master_reaped(w, wstatus);
     master_reconcile();
 }
+
+/* The mold tells a worker's pid later: meanwhile the worker holds its id,
+ * a signal for it waits, and is sent once the pid is known; a fork the mold
+ * could not make frees the entry and backs off. */
+START_TEST(test_pending_workers)
+{
+    struct mold_msg m = {.type = MOLD_SPAWNED};
+    struct worker *w;
+
+    setup(2, 1);
+    fork_pending = true;
+    master_reconcile();
+    ck_assert_int_eq(live(), 2);
+    master_reconcile(); /* pending workers hold their ids: nothing more */
+    ck_assert_int_eq(live(), 2);
+    w = by_id(1, PH_ACTIVE);
+    ck_assert_int_eq(w->pid, PID_PENDING);
+    master_signal(w, SIGTERM);
+    master_signal(w, SIGQUIT);
+    master_signal(w, SIGTERM); /* the strongest one waits */
+    ck_assert_int_eq(nsent, 0);
+    m.slot = (int)(w - M.w) + 1;
+    m.pid = 4242;
+    master_mold_message(&M.mold, &m);
+    ck_assert_int_eq(w->pid, 4242);
+    ck_assert_int_eq(SB_GET(scoreboard_slot(M.sb, m.slot)->pid), 4242);
+    ck_assert_int_eq(sent_to(4242, SIGQUIT), 1);
+    ck_assert_int_eq(nsent, 1);
+    /* A second word for the same slot changes nothing. */
+    m.pid = 4343;
+    master_mold_message(&M.mold, &m);
+    ck_assert_int_eq(w->pid, 4242);
+    /* The other one could not be forked. */
+    w = by_id(2, PH_ACTIVE);
+    m.slot = (int)(w - M.w) + 1;
+    m.pid = -1;
+    m.err = EAGAIN;
+    master_mold_message(&M.mold, &m);
+    ck_assert_int_eq(live(), 1);
+    ck_assert(M.next_spawn > clock_now);
+    clock_now += 1;
+    master_reconcile();
+    ck_assert_int_eq(live(), 2);
+    teardown();
+}
+END_TEST
 
 START_TEST(test_spawns_the_pool)
 {
@@ -335,6 +386,7 @@ int main(void)
 
     log_set_level(LOG_ERROR); /* the decisions' log lines are noise here */
     tcase_add_test(tc, test_spawns_the_pool);
+    tcase_add_test(tc, test_pending_workers);
     tcase_add_test(tc, test_crash_loop_backoff);
     tcase_add_test(tc, test_app_cannot_boot);
     tcase_add_test(tc, test_recycle_budget);
