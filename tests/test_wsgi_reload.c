@@ -3,8 +3,9 @@
  * the real preforkd and preforkctl: SIGHUP with changed Python code under
  * load (a new mold imports it; nothing fails), SIGHUP with code that cannot
  * be imported (refused with the traceback, which preforkctl reload prints;
- * the old generation goes on), and a leaking Flask route contained by
- * max_rss with memory_metric = uss with nothing lost.
+ * the old generation goes on), a leaking Flask route contained by
+ * max_rss with memory_metric = uss with nothing lost, and application
+ * factories (app = module:create_app(...), as Gunicorn takes them).
  */
 #include <check.h>
 #include <signal.h>
@@ -154,6 +155,62 @@ START_TEST(test_flask_leak_max_rss)
 }
 END_TEST
 
+/* preforkd -t against an app spec; its exit code, the output in *out. */
+static int check_spec(const char *spec, char **out)
+{
+    struct hdaemon *d = harness_daemon_new();
+    char *mod = harness_path("PREFORKD_APPS", "wsgi.so"), *dir;
+    const char *args[] = {"-t", "-c", d->conf, NULL};
+    int code;
+
+    ck_assert(asprintf(&dir, "%s/tests/wsgi", harness_env("PREFORKD_SRC")) > 0);
+    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\n[app]\nmodule = %s\n"
+                          "app = %s\npython_path = %s\n", mod, spec, dir);
+    harness_daemon_spawn(d, args);
+    ck_assert(harness_daemon_wait_exit(d, 20));
+    code = harness_exit_code(d);
+    *out = harness_log_text(d);
+    free(mod);
+    free(dir);
+    return code;
+}
+
+/* module:create_app('prod', answer=42) is called once, with those literal
+ * arguments; arguments that are not literals, a factory that raises, and a
+ * malformed call are errors naming the key. */
+START_TEST(test_app_factory)
+{
+    struct hdaemon *d = harness_daemon_new();
+    char *mod = harness_path("PREFORKD_APPS", "wsgi.so"), *dir, *out;
+
+    ck_assert(asprintf(&dir, "%s/tests/wsgi", harness_env("PREFORKD_SRC")) > 0);
+    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
+                          "[app]\nmodule = %s\napp = factory:create_app('prod', "
+                          "answer=42)\npython_path = %s\n", mod, dir);
+    free(mod);
+    free(dir);
+    harness_daemon_spawn(d, NULL);
+    harness_daemon_wait_ready(d, 20);
+    load_sync(d->port, 10, true, "prod 42\n");
+
+    ck_assert_int_eq(check_spec("factory:create_app()", &out), 0);
+    free(out);
+    ck_assert_int_eq(check_spec("factory:create_app(__import__('os'))", &out), 78);
+    ck_assert_msg(strstr(out, "[app] app: factory:create_app(__import__('os')): the "
+                         "factory's arguments must be literals"), "%s", out);
+    free(out);
+    ck_assert_int_eq(check_spec("factory:broken_factory()", &out), 78);
+    ck_assert_msg(strstr(out, "calling the factory factory:broken_factory()") &&
+                  strstr(out, "ValueError: the factory fails on purpose"), "%s", out);
+    free(out);
+    ck_assert_int_eq(check_spec("factory:create_app(", &out), 78);
+    ck_assert_msg(strstr(out, "[app] app: expected MODULE:CALLABLE (dotted Python names, "
+                         "e.g. myproject.wsgi:application, or a factory: "
+                         "myproject:create_app()), got \"factory:create_app(\""), "%s", out);
+    free(out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("wsgi_reload");
@@ -162,5 +219,6 @@ int main(void)
     tcase_add_test(tc, test_reload_new_python_code);
     tcase_add_test(tc, test_reload_broken_python_code);
     tcase_add_test(tc, test_flask_leak_max_rss);
+    tcase_add_test(tc, test_app_factory);
     return harness_run_suite(s);
 }

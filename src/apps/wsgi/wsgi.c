@@ -213,19 +213,27 @@ static bool is_ident_path(const char *s, size_t len)
     return !start;
 }
 
-/* MODULE[:CALLABLE], both dotted names; CALLABLE defaults to dflt. */
+/* MODULE[:CALLABLE], both dotted names; CALLABLE defaults to dflt. For
+ * app, CALLABLE may be a factory call, NAME(ARGS) (resolve checks ARGS). */
 static int check_spec(const pf_app_config *cfg, const char *key,
                       const char *v)
 {
     const char *colon = strchr(v, ':');
     size_t mlen = colon ? (size_t)(colon - v) : strlen(v);
+    const char *callable = colon ? colon + 1 : "";
+    const char *paren = strchr(callable, '(');
+    size_t clen = paren ? (size_t)(paren - callable) : strlen(callable);
+    bool call_ok = paren == NULL ||
+                   (strcmp(key, "app") == 0 && v[strlen(v) - 1] == ')');
 
     if (!is_ident_path(v, mlen) ||
-        (colon != NULL && !is_ident_path(colon + 1, strlen(colon + 1))))
+        (colon != NULL && (!is_ident_path(callable, clen) || !call_ok)))
         return pf_config_error(cfg, key,
                                "expected MODULE:CALLABLE (dotted Python "
-                               "names, e.g. myproject.wsgi:application), "
-                               "got \"%s\"", v);
+                               "names, e.g. myproject.wsgi:application%s), "
+                               "got \"%s\"", strcmp(key, "app") == 0
+                                   ? ", or a factory: myproject:create_app()" : "",
+                               v);
     return 0;
 }
 
@@ -483,6 +491,62 @@ static int set_python_path(const char *list)
     return 0;
 }
 
+/* Whether tree (ast.parse of "(lambda *a, **k: (a, k))(ARGS)", "eval")
+ * calls with literal arguments only: every argument and keyword value
+ * passes ast.literal_eval. */
+static bool check_literal_call(PyObject *tree)
+{
+    PyObject *ast = PyImport_ImportModule("ast"), *call = NULL, *lit = NULL;
+    PyObject *args = NULL, *kws = NULL;
+    bool ok = false;
+
+    if (ast == NULL || (call = PyObject_GetAttrString(tree, "body")) == NULL ||
+        (lit = PyObject_GetAttrString(ast, "literal_eval")) == NULL ||
+        (args = PyObject_GetAttrString(call, "args")) == NULL ||
+        (kws = PyObject_GetAttrString(call, "keywords")) == NULL)
+        goto done;
+    ok = true;
+    for (Py_ssize_t i = 0; ok && i < PyList_Size(args); i++) {
+        PyObject *v = PyObject_CallOneArg(lit, PyList_GET_ITEM(args, i));
+        ok = v != NULL;
+        Py_XDECREF(v);
+    }
+    for (Py_ssize_t i = 0; ok && i < PyList_Size(kws); i++) {
+        PyObject *val = PyObject_GetAttrString(PyList_GET_ITEM(kws, i), "value");
+        PyObject *v = val ? PyObject_CallOneArg(lit, val) : NULL;
+        ok = v != NULL;
+        Py_XDECREF(v);
+        Py_XDECREF(val);
+    }
+done:
+    PyErr_Clear();
+    Py_XDECREF(kws);
+    Py_XDECREF(args);
+    Py_XDECREF(lit);
+    Py_XDECREF(call);
+    Py_XDECREF(ast);
+    return ok;
+}
+
+/* (args, kwargs) of the literal call src, checked by check_literal_call:
+ * evaluated with no builtins. New reference, or NULL with an exception. */
+static PyObject *eval_args(const char *src)
+{
+    PyObject *globals = PyDict_New(), *none = PyDict_New(), *res = NULL, *code;
+
+    if (globals == NULL || none == NULL ||
+        PyDict_SetItemString(globals, "__builtins__", none) < 0)
+        goto done;
+    if ((code = Py_CompileString(src, "<app factory arguments>", Py_eval_input)) != NULL) {
+        res = PyEval_EvalCode(code, globals, globals);
+        Py_DECREF(code);
+    }
+done:
+    Py_XDECREF(none);
+    Py_XDECREF(globals);
+    return res;
+}
+
 /* getattr along a dotted path. New reference, or NULL with an exception. */
 static PyObject *get_dotted(PyObject *obj, const char *path)
 {
@@ -505,16 +569,68 @@ static PyObject *get_dotted(PyObject *obj, const char *path)
     return obj;
 }
 
+/* An application factory, as Gunicorn takes it: "create_app()" or
+ * "create_app('prod', debug=False)" -> calls ATTR with the literal
+ * arguments (ast.literal_eval; keywords too) and returns what it returns.
+ * NULL after logging why. */
+static PyObject *call_factory(struct wsgi *w, const pf_app_config *cfg,
+                              const char *key, const char *spec, PyObject *fn,
+                              const char *args)
+{
+    PyObject *ast = NULL, *call = NULL, *res = NULL;
+    char src[600], what[700];
+
+    /* f(*a, **k) with the arguments parsed as a literal call of a dummy. */
+    snprintf(src, sizeof(src), "(lambda *a, **k: (a, k))(%s)", args);
+    if ((ast = PyImport_ImportModule("ast")) == NULL)
+        goto fail;
+    call = PyObject_CallMethod(ast, "parse", "sss", src, "<app>", "eval");
+    if (call == NULL || !check_literal_call(call)) {
+        PyErr_Clear();
+        pf_config_error(cfg, key, "%s: the factory's arguments must be literals "
+                        "(numbers, strings, True, None, ...)", spec);
+        goto done;
+    }
+    Py_CLEAR(call);
+    if ((call = eval_args(src)) == NULL)
+        goto fail;
+    res = PyObject_Call(fn, PyTuple_GET_ITEM(call, 0), PyTuple_GET_ITEM(call, 1));
+    if (res == NULL)
+        goto fail;
+    goto done;
+fail:
+    snprintf(what, sizeof(what), "wsgi: [app] %s: calling the factory %s", key, spec);
+    wsgi_log_exception(w, what);
+done:
+    Py_XDECREF(call);
+    Py_XDECREF(ast);
+    return res;
+}
+
 /* Imports MODULE of spec and returns CALLABLE (default "application"), or
  * NULL after logging why: an import failure with its traceback, a bad
- * attribute as a configuration error naming the key. */
+ * attribute as a configuration error naming the key. CALLABLE may be a
+ * factory call, "create_app()" (call_factory). */
 static PyObject *resolve(struct wsgi *w, const pf_app_config *cfg,
                          const char *key, const char *spec)
 {
     const char *colon = strchr(spec, ':');
     const char *attr = colon ? colon + 1 : "application";
-    char modname[512], what[600];
+    const char *paren = strchr(attr, '(');
+    char modname[512], what[600], name[256], args[512] = "";
     PyObject *mod, *obj;
+    size_t alen = strlen(attr);
+
+    if (paren != NULL) {
+        if (attr[alen - 1] != ')' || paren == attr) {
+            pf_config_error(cfg, key, "%s: expected NAME or NAME(ARGS)", spec);
+            return NULL;
+        }
+        snprintf(args, sizeof(args), "%.*s", (int)(alen - (size_t)(paren - attr) - 2),
+                 paren + 1);
+        snprintf(name, sizeof(name), "%.*s", (int)(paren - attr), attr);
+        attr = name;
+    }
 
     snprintf(modname, sizeof(modname), "%.*s",
              (int)(colon ? (size_t)(colon - spec) : strlen(spec)), spec);
@@ -532,6 +648,12 @@ static PyObject *resolve(struct wsgi *w, const pf_app_config *cfg,
         pf_config_error(cfg, key, "module \"%s\" has no attribute \"%s\"",
                         modname, attr);
         return NULL;
+    }
+    if (paren != NULL && PyCallable_Check(obj)) {
+        PyObject *made = call_factory(w, cfg, key, spec, obj, args);
+        Py_DECREF(obj);
+        if ((obj = made) == NULL)
+            return NULL;
     }
     if (!PyCallable_Check(obj)) {
         pf_config_error(cfg, key, "%s is a %s, not a callable", spec,
