@@ -147,11 +147,13 @@ START_TEST(test_flask_leak_max_rss)
                   l.why);
     ck_assert_msg(harness_log_wait(d, "retired: max_rss", 2, 10), "%s",
                   harness_log_tail(d, 2000));
-    /* "memory 41.2M" of each retirement: about the limit, never far past. */
+    /* "memory 41.2M" of each retirement: bounded. Under load a worker goes
+     * on growing (200 KiB a request) until its replacement serves and its
+     * last connections end, so the bound is twice the limit, not the limit. */
     n = harness_log_numbers(d, "retired: max_rss .*; memory ([0-9]+)\\.[0-9]M", 1, mem, 64);
     ck_assert_int_ge(n, 2);
     for (int i = 0; i < n; i++)
-        ck_assert_msg(mem[i] < 40 * 5 / 4 + 1, "a worker left at %ldM", mem[i]);
+        ck_assert_msg(mem[i] < 2 * 40, "a worker left at %ldM", mem[i]);
 }
 END_TEST
 
