@@ -68,7 +68,9 @@ static void soft_limit(enum retire_reason r)
 {
     char mem[16];
 
-    if (r == RETIRE_NONE)
+    /* Leaving already (retiring, or a recycle it asked for): its slot's
+     * reason stays the one the master acts on (pf_worker_leaving). */
+    if (r == RETIRE_NONE || W.leaving || W.asked_recycle)
         return;
     memory_fmt(SB_GET(W.slot->mem), mem, sizeof(mem));
     log_info("%s reached (%llu requests, %s, %.0fs old): asking for a replacement",
