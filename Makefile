@@ -80,18 +80,21 @@ THELP_SRCS := $(filter-out $(TEST_SRCS),$(wildcard tests/*.c))
 THELP_OBJS := $(THELP_SRCS:tests/%.c=$(BUILD)/tests/obj/%.o)
 
 .PHONY: all check run install uninstall clean deps
-# Keep test objects between runs (they are intermediate files to make).
-.SECONDARY:
+# Keep test objects between runs (they are intermediate files to make). Named
+# ones only: a bare .SECONDARY: would also make FORCE secondary, and then
+# build/paths.h would not be remade when PREFIX changes.
+.SECONDARY: $(TEST_SRCS:tests/%.c=$(BUILD)/tests/obj/%.o)
 all: $(BUILD)/preforkd $(if $(CTL_SRCS),$(BUILD)/preforkctl) $(APPS) $(BUILD)/preforkd.pc
 
 deps:
 	$(Q)sh scripts/install-deps.sh
 
 # Compiled-in paths live in a generated header that changes only when a
-# path changes, so `make install PREFIX=...` rebuilds exactly what uses it.
+# path changes, so `make install PREFIX=...` rebuilds exactly what uses it
+# (preforkd.pc too: every path it names is in here).
 $(BUILD)/paths.h: FORCE | $(BUILD)/.dir
-	$(Q)printf '#define PF_VERSION "%s"\n#define PF_APPDIR "%s"\n#define PF_SYSCONFDIR "%s"\n' \
-	  '$(VERSION)' '$(APPDIR)' '$(SYSCONFDIR)' > $@.tmp
+	$(Q)printf '#define PF_VERSION "%s"\n#define PF_APPDIR "%s"\n#define PF_SYSCONFDIR "%s"\n/* %s %s */\n' \
+	  '$(VERSION)' '$(APPDIR)' '$(SYSCONFDIR)' 'prefix=$(PREFIX)' 'includedir=$(INCLUDEDIR)' > $@.tmp
 	$(Q)cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 FORCE:
 
@@ -156,7 +159,7 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/obj/test_%.o $(THELP_OBJS) $(LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -Wl,--dynamic-list=src/exports.list -o $@ $^ $(DEP_LIBS) $(CHECK_LIBS)
 
-$(BUILD)/preforkd.pc: Makefile | $(BUILD)/.dir
+$(BUILD)/preforkd.pc: Makefile $(BUILD)/paths.h | $(BUILD)/.dir
 	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$(INCLUDEDIR)' \
 	  'appdir=$(APPDIR)' '' 'Name: preforkd' \
 	  'Description: preforkd application module ABI' 'Version: $(VERSION)' \

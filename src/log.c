@@ -9,12 +9,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "preforkd.h"
@@ -30,6 +32,14 @@ static char log_path[PATH_MAX]; /* "" = stderr */
 static char log_role[64] = "master";
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
+/* sd-daemon(3) prefixes: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+static const char *const journal_prefix[] = { "<3>", "<4>", "<6>", "<7>" };
+
+/* Whether stderr is systemd's journal stream: 1, 0, or -1 (not looked at
+ * yet). Then a line starts with its syslog priority, which journald strips
+ * and keeps (journalctl -p err), and has no time of its own: the journal
+ * stamps every line. */
+static int journal = -1;
 
 /* log_capture: error lines are also appended here (without time and role). */
 static char *capture_buf;
@@ -73,6 +83,20 @@ static int open_log_file(const char *path)
     return fd;
 }
 
+/* JOURNAL_STREAM is "DEV:INODE" of the stream systemd connected stderr to
+ * (systemd.exec(5)); a child whose stderr was redirected inherits the
+ * variable but not the stream, hence the comparison. */
+static bool stderr_is_journal(void)
+{
+    const char *v = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+
+    if (v == NULL || sscanf(v, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) < 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 /* Switches the log to target ("stderr" or a file path) at level. When a
  * file replaces a file, the new one takes over the old fd number. Returns
  * 0, or -1 with errno (the previous target then stays in use). Blocks only
@@ -89,6 +113,7 @@ int log_open(const char *target, int level)
         log_fd = 2;
         log_path[0] = '\0';
         log_level = clamp_level(level);
+        journal = stderr_is_journal();
         return 0;
     }
     if (strlen(target) >= sizeof(log_path)) {
@@ -109,6 +134,7 @@ int log_open(const char *target, int level)
     } else {
         log_fd = fd;
     }
+    journal = 0;
     strcpy(log_path, target);
     log_level = clamp_level(level);
     return 0;
@@ -242,8 +268,13 @@ void log_vmsg(int level, int with_errno, const char *fmt, va_list ap)
     if (with_errno)
         snprintf(suffix, sizeof(suffix), ": %s",
                  strerror_r(saved, errbuf, sizeof(errbuf)));
-    pos = format_time(line, sizeof(line));
-    n = snprintf(line + pos, sizeof(line) - pos, " [%s] [%ld] %s: ",
+    if (journal < 0) /* stderr since start: nobody called log_open yet */
+        journal = log_fd == 2 && stderr_is_journal();
+    if (journal)
+        pos = (size_t)snprintf(line, sizeof(line), "%s", journal_prefix[level]);
+    else
+        pos = format_time(line, sizeof(line));
+    n = snprintf(line + pos, sizeof(line) - pos, journal ? "[%s] [%ld] %s: " : " [%s] [%ld] %s: ",
                  level_names[level], (long)getpid(), log_role);
     pos += (size_t)n; /* role is at most 63 bytes: always fits */
 

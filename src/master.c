@@ -854,7 +854,7 @@ static int setup(void)
         M.generation = M.generation ? M.generation : 1;
         unsetenv(GENERATION_ENV);
     }
-    sdnotify_init();
+    sdnotify_init(M.heir_of);
     if (inherit_collect() > 0)
         log_info("%s: adopting inherited sockets", M.upgraded ?
                  "binary upgrade" : "socket activation");

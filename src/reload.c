@@ -411,6 +411,7 @@ void master_upgrade(void)
     }
     M.upgrade_pid = pid;
     M.handed_over = true;
+    sdnotify_handover(true);
     admin_pause(true); /* the new master answers on the admin socket */
     log_info("binary upgrade: new master pid %d; send SIGWINCH then SIGTERM to "
              "this master (%d) once it serves", (int)pid, (int)getpid());
@@ -428,6 +429,11 @@ bool master_upgrade_reaped(pid_t pid, int wstatus)
     M.upgrade_pid = 0;
     M.handed_over = false;
     admin_pause(false);
+    /* systemd may have taken the new master for the main process: this one
+     * is again (a no-op when the new one never said MAINPID=). */
+    sdnotify_handover(false);
+    if (pid > 0 && M.mode == RUNNING)
+        sdnotify("MAINPID=%d\nREADY=1", (int)getpid());
     if (M.pidfile && (dot = strstr(M.pidfile, ".oldbin")) != NULL &&
         strcmp(dot, ".oldbin") == 0) {
         char *orig = strndup(M.pidfile, (size_t)(dot - M.pidfile));

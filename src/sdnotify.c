@@ -23,16 +23,26 @@ static struct {
     struct sockaddr_un addr;
     socklen_t len;
     double watchdog;
+    bool handed_over;
 } N = {.fd = -1};
 
-int sdnotify_init(void)
+int sdnotify_init(pid_t heir_of)
 {
     const char *path = getenv("NOTIFY_SOCKET");
     const char *wd = getenv("WATCHDOG_USEC"), *wdpid = getenv("WATCHDOG_PID");
     size_t n;
 
-    if (wd && (!wdpid || atol(wdpid) == (long)getpid()))
+    /* systemd names the main process; after a binary upgrade that is the
+     * old master, whose place this one takes: the pings become ours, and
+     * so does the variable, for the upgrade after this one. */
+    if (wd && (!wdpid || atol(wdpid) == (long)getpid() ||
+               (heir_of > 1 && atol(wdpid) == (long)heir_of))) {
+        char me[24];
         N.watchdog = strtod(wd, NULL) / 2e6;
+        snprintf(me, sizeof(me), "%ld", (long)getpid());
+        if (wdpid)
+            setenv("WATCHDOG_PID", me, 1);
+    }
     if (path == NULL || *path == '\0')
         return 0;
     n = strlen(path);
@@ -66,9 +76,18 @@ void sdnotify(const char *fmt, ...)
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof(msg))
         return;
+    /* The main process is, or is about to be, the new master: anything but
+     * a watchdog ping from this one would speak for the service. */
+    if (N.handed_over && strcmp(msg, "WATCHDOG=1") != 0)
+        return;
     if (sendto(N.fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&N.addr,
                N.len) < 0 && errno != EAGAIN)
         log_debug("sd_notify: %s", strerror(errno));
+}
+
+void sdnotify_handover(bool on)
+{
+    N.handed_over = on;
 }
 
 double sdnotify_watchdog_interval(void)

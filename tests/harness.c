@@ -498,6 +498,14 @@ exec_daemon(const char *bin, const char *const *args, int logfd,
     unsetenv("NOTIFY_SOCKET");
     if (d->notify_socket)
         setenv("NOTIFY_SOCKET", d->notify_socket, 1);
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
+    if (d->watchdog_usec) {
+        char me[24];
+        snprintf(me, sizeof me, "%d", (int)getpid());
+        setenv("WATCHDOG_USEC", d->watchdog_usec, 1);
+        setenv("WATCHDOG_PID", me, 1);
+    }
     if (d->exec_bin)
         bin = d->exec_bin;
     argv[n++] = strdup(bin);

@@ -65,6 +65,8 @@ struct hdaemon {
     char pidfile[128]; /* dir/preforkd.pid, for configs that want one */
     const char *exec_bin;      /* run this instead of PREFORKD_BIN (NULL: no) */
     const char *notify_socket; /* NOTIFY_SOCKET for the daemon (NULL: none) */
+    const char *watchdog_usec; /* WATCHDOG_USEC, with WATCHDOG_PID = the
+                                * daemon's pid as systemd sets it (NULL: none) */
 };
 
 /* A fresh temp dir and paths; the daemon is not started. */

@@ -88,6 +88,24 @@ for f in sbin/preforkd lib/preforkd/apps/hello.so lib/preforkd/apps/echo.so \
     if [ -f "$prefix/$f" ]; then ok "installed $f"; else not_ok "installed $f"; fi
 done
 
+# The same build directory installed again under another prefix must rebuild
+# what names a path: the binary's apps directory and the .pc file.
+prefix2=$tmp/prefix2
+# shellcheck disable=SC2086
+if (cd "$src" && $make_cmd install PREFIX="$prefix2" BUILD="$tmp/build") \
+        >"$tmp/make2.out" 2>&1; then
+    pc2=$(PKG_CONFIG_PATH="$prefix2/lib/pkgconfig" pkg-config --variable=prefix preforkd)
+    if [ "$pc2" != "$prefix2" ]; then
+        not_ok "reinstall PREFIX=$prefix2: preforkd.pc says prefix=$pc2"
+    elif ! grep -qaF "$prefix2/lib/preforkd/apps" "$prefix2/sbin/preforkd"; then
+        not_ok "reinstall PREFIX=$prefix2: the binary's apps directory is not under it"
+    else
+        ok "make install again with another PREFIX rebuilds the paths"
+    fi
+else
+    not_ok "make install PREFIX=$prefix2 (same build directory)" "$tmp/make2.out"
+fi
+
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 appdir=$(pkg-config --variable=appdir preforkd 2>/dev/null)
 if [ "$appdir" = "$prefix/lib/preforkd/apps" ]; then

@@ -332,6 +332,50 @@ START_TEST(default_is_stderr_info)
 }
 END_TEST
 
+/* Under systemd, stderr is the stream JOURNAL_STREAM names: each line
+ * starts with its syslog priority (journalctl -p err finds errors) and has
+ * no time of its own. Another stream (stderr redirected by a child of the
+ * unit) keeps the plain format. */
+START_TEST(journal_stream_prefixes)
+{
+    const char *path = tmp_path("journal.log");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+    int saved = dup(2);
+    struct stat st;
+    char v[64], re[512];
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(dup2(fd, 2), 2);
+    close(fd);
+    ck_assert_int_eq(fstat(2, &st), 0);
+    snprintf(v, sizeof v, "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", v, 1);
+    ck_assert_int_eq(log_open("stderr", LOG_DEBUG), 0);
+    log_errx("broken %d", 1);
+    log_warnx("odd");
+    log_info("fine");
+    log_debug("detail");
+    snprintf(v, sizeof v, "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino + 1);
+    setenv("JOURNAL_STREAM", v, 1);
+    ck_assert_int_eq(log_open("stderr", LOG_DEBUG), 0);
+    log_errx("elsewhere");
+    unsetenv("JOURNAL_STREAM");
+    dup2(saved, 2);
+    close(saved);
+    snprintf(re, sizeof re,
+             "^<3>\\[error\\] \\[%ld\\] master: broken 1\n"
+             "<4>\\[warn\\] \\[%ld\\] master: odd\n"
+             "<6>\\[info\\] \\[%ld\\] master: fine\n"
+             "<7>\\[debug\\] \\[%ld\\] master: detail\n"
+             STAMP "[+-][0-9]{4} \\[error\\] \\[%ld\\] master: elsewhere\n$",
+             (long)getpid(), (long)getpid(), (long)getpid(), (long)getpid(),
+             (long)getpid());
+    ck_assert_msg(matches(read_text(path), re), "lines:\n%s", text);
+}
+END_TEST
+
 /* The pid is read at each call: a forked worker logs its own. */
 START_TEST(pid_after_fork)
 {
@@ -623,6 +667,7 @@ static Suite *log_suite(void)
     tcase_add_test(l, open_failure_keeps_previous);
     tcase_add_test(l, open_switches_file);
     tcase_add_test(l, default_is_stderr_info);
+    tcase_add_test(l, journal_stream_prefixes);
     tcase_add_test(l, pid_after_fork);
     tcase_add_test(l, long_message_truncated);
     tcase_add_test(l, newlines_flattened);

@@ -273,6 +273,65 @@ START_TEST(test_sd_notify)
 }
 END_TEST
 
+/* Every datagram that arrives within timeout; true if one contains want. */
+static bool notify_seen(int fd, const char *want, double timeout)
+{
+    char buf[1024];
+    bool seen = false;
+
+    for (double t0 = harness_now(); harness_now() - t0 < timeout;) {
+        struct timeval tv = {0, 50000};
+        ssize_t n;
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        n = recv(fd, buf, sizeof buf - 1, 0);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        seen = seen || strstr(buf, want) != NULL;
+    }
+    return seen;
+}
+
+/* A binary upgrade under systemd: the new master says MAINPID= and takes
+ * over the watchdog systemd set for the old one's pid; the old master, no
+ * longer the main process, says nothing (its STOPPING=1 made systemd stop
+ * the service it thought was ending). */
+START_TEST(test_sd_notify_upgrade)
+{
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
+    struct hdaemon *d = harness_daemon_new();
+    char path[100];
+    pid_t old, newpid = 0;
+    int fd;
+
+    snprintf(path, sizeof path, "%.80s/notify.sock", d->dir);
+    fd = notify_listen(path);
+    d->notify_socket = path;
+    d->watchdog_usec = "1000000";
+    start(mod, 2, true, d);
+    old = d->pid;
+    ck_assert_msg(notify_expect(fd, "READY=1", 5), "no READY=1");
+    ck_assert_msg(notify_expect(fd, "WATCHDOG=1", 3), "no WATCHDOG=1 before the upgrade");
+    kill(old, SIGUSR2);
+    ck_assert_msg(notify_expect(fd, "MAINPID=", 10), "the new master sent no MAINPID=");
+    newpid = read_pid(d->pidfile);
+    ck_assert_msg(newpid > 0 && newpid != old, "pidfile: %d", (int)newpid);
+    kill(old, SIGWINCH);
+    kill(old, SIGTERM);
+    ck_assert(harness_daemon_wait_exit(d, 10));
+    ck_assert_msg(!notify_seen(fd, "STOPPING=1", 0.5),
+                  "the old master sent STOPPING=1 for a service that goes on");
+    /* Only the new master is left to ping. */
+    ck_assert_msg(notify_expect(fd, "WATCHDOG=1", 3), "no WATCHDOG=1 from the new master");
+    load_sync(d->port, 5, true, "Hello, World!\n");
+    ck_assert_int_eq(kill(newpid, SIGTERM), 0);
+    ck_assert_msg(notify_expect(fd, "STOPPING=1", 10), "no STOPPING=1 from the new master");
+    ck_assert_int_eq(waitpid(newpid, NULL, 0), newpid); /* we are its subreaper */
+    close(fd);
+    free(mod);
+}
+END_TEST
+
 /* systemd-socket-activate binds, preforkd adopts the socket (LISTEN_FDS). */
 START_TEST(test_socket_activation)
 {
@@ -358,6 +417,7 @@ int main(void)
     tcase_add_test(tc, test_reload_listeners);
     tcase_add_test(tc, test_binary_upgrade);
     tcase_add_test(tc, test_sd_notify);
+    tcase_add_test(tc, test_sd_notify_upgrade);
     tcase_add_test(tc, test_socket_activation);
     return harness_run_suite(s);
 }
