@@ -3,10 +3,15 @@
 #   make                 build build/preforkd, build/apps/*.so, build/preforkd.pc
 #   make check           build and run every test
 #   make run             start preforkd in the foreground with conf/preforkd.ini
-#   make install         PREFIX=/usr/local DESTDIR= (binary, apps, header, .pc)
+#   make install         PREFIX=/usr/local DESTDIR= (binary, apps, header, .pc,
+#                        systemd units in UNITDIR, and SYSCONFDIR/preforkd/
+#                        preforkd.ini from conf/system.ini unless it exists)
 #   make SANITIZE=1 ...  ASan + UBSan build in build/san (check, run too)
 #   make WERROR=1 ...    warnings are errors (CI)
 #   make V=1 ...         print every command
+#   make deb             Debian packages (debian/) of a copy of the working
+#                        tree, in $(BUILD)/deb/*.deb: dpkg-buildpackage with
+#                        PREFIX=/usr; log in $(BUILD)/deb/build.log (mk/deb.mk)
 #
 # Missing Debian build dependencies are installed by scripts/install-deps.sh
 # (with sudo when not root) the first time any target needs them.
@@ -20,6 +25,8 @@ APPDIR    ?= $(LIBDIR)/preforkd/apps
 INCLUDEDIR ?= $(PREFIX)/include
 PCDIR     ?= $(LIBDIR)/pkgconfig
 SYSCONFDIR ?= /etc
+# systemd reads units from /usr/local/lib and /usr/lib (Debian: /lib).
+UNITDIR   ?= $(LIBDIR)/systemd/system
 
 CC        ?= cc
 ifeq ($(origin CC),default)
@@ -206,11 +213,24 @@ install: all
 	install -m 0644 $(APPS) $(DESTDIR)$(APPDIR)/
 	install -m 0644 src/preforkd.h $(DESTDIR)$(INCLUDEDIR)/preforkd.h
 	install -m 0644 $(BUILD)/preforkd.pc $(DESTDIR)$(PCDIR)/preforkd.pc
+# The units with this installation's paths; conf/system.ini (admin socket,
+# user preforkd) as the default config, never over an existing one.
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/preforkd
+	for u in preforkd.service preforkd.socket; do \
+	  sed -e 's|/usr/local/sbin/|$(SBINDIR)/|g' -e 's|/etc/preforkd/|$(SYSCONFDIR)/preforkd/|g' \
+	    systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.tmp && \
+	  mv $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	[ -e $(DESTDIR)$(SYSCONFDIR)/preforkd/preforkd.ini ] || \
+	  install -m 0644 conf/system.ini $(DESTDIR)$(SYSCONFDIR)/preforkd/preforkd.ini
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/preforkd $(DESTDIR)$(SBINDIR)/preforkctl $(DESTDIR)$(INCLUDEDIR)/preforkd.h \
-	  $(DESTDIR)$(PCDIR)/preforkd.pc
+	  $(DESTDIR)$(PCDIR)/preforkd.pc $(DESTDIR)$(UNITDIR)/preforkd.service \
+	  $(DESTDIR)$(UNITDIR)/preforkd.socket
 	rm -rf $(DESTDIR)$(LIBDIR)/preforkd
+# SYSCONFDIR/preforkd/preforkd.ini stays: it may hold local changes.
 
 clean:
 	rm -rf build

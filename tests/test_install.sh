@@ -14,6 +14,10 @@ cc=${CC:-cc}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/preforkd-install.XXXXXX") || exit 1
 prefix=$tmp/prefix
 pid=
+# make install writes SYSCONFDIR/preforkd/preforkd.ini (default /etc): keep
+# every install of this script under the prefix. make reads it from here.
+SYSCONFDIR=$prefix/etc
+export SYSCONFDIR
 
 # The live processes among the children of $1 (its workers), from /proc.
 children() {
@@ -87,6 +91,60 @@ for f in sbin/preforkd lib/preforkd/apps/hello.so lib/preforkd/apps/echo.so \
          include/preforkd.h lib/pkgconfig/preforkd.pc; do
     if [ -f "$prefix/$f" ]; then ok "installed $f"; else not_ok "installed $f"; fi
 done
+
+# ---- the units and the default config ---------------------------------------
+# The installed units run the installed binaries on the installed config.
+unit=$prefix/lib/systemd/system/preforkd.service
+if grep -qxF "ExecStart=$prefix/sbin/preforkd -c $prefix/etc/preforkd/preforkd.ini" \
+        "$unit" 2>/dev/null &&
+    grep -qxF "ExecReload=$prefix/sbin/preforkctl -c $prefix/etc/preforkd/preforkd.ini reload" \
+        "$unit" && [ -f "$prefix/lib/systemd/system/preforkd.socket" ]; then
+    ok "installed units name $prefix/sbin and $prefix/etc"
+else
+    grep -s '^Exec' "$unit" >"$tmp/unit.out"
+    not_ok "installed units name $prefix/sbin and $prefix/etc" "$tmp/unit.out"
+fi
+if command -v systemd-analyze >/dev/null 2>&1; then
+    if systemd-analyze verify "$unit" "$prefix/lib/systemd/system/preforkd.socket" \
+            >"$tmp/verify.out" 2>&1 && [ ! -s "$tmp/verify.out" ]; then
+        ok "systemd-analyze verify on the installed units"
+    else
+        not_ok "systemd-analyze verify on the installed units" "$tmp/verify.out"
+    fi
+fi
+
+# systemctl reload runs `preforkctl reload` on the default config: it must
+# name an admin endpoint. With no daemon, preforkctl (its default -c is the
+# installed file) must find the endpoint and fail to reach it (69), not
+# refuse the file (1, "no admin endpoint").
+conf=$prefix/etc/preforkd/preforkd.ini
+"$prefix/sbin/preforkd" -t -c "$conf" >"$tmp/t.out" 2>&1
+st=$?
+if [ "$st" -eq 0 ]; then
+    ok "preforkd -t on the installed default config"
+else
+    not_ok "preforkd -t on the installed default config: exit $st" "$tmp/t.out"
+fi
+"$prefix/sbin/preforkctl" -t 1 status >"$tmp/ctl.out" 2>&1
+st=$?
+if [ "$st" -eq 69 ] && grep -qF "connecting to the admin endpoint unix:" "$tmp/ctl.out"
+then
+    ok "preforkctl on the installed default config finds the admin endpoint"
+else
+    not_ok "preforkctl on the installed default config: exit $st, expected 69" \
+        "$tmp/ctl.out"
+fi
+
+# Installing again keeps a config the operator has changed.
+echo "; changed here" >>"$conf"
+# shellcheck disable=SC2086
+(cd "$src" && $make_cmd install PREFIX="$prefix" BUILD="$tmp/build") \
+    >"$tmp/make3.out" 2>&1
+if tail -n 1 "$conf" | grep -qxF "; changed here"; then
+    ok "make install again keeps the existing preforkd.ini"
+else
+    not_ok "make install again replaced the existing preforkd.ini" "$tmp/make3.out"
+fi
 
 # The same build directory installed again under another prefix must rebuild
 # what names a path: the binary's apps directory and the .pc file.
