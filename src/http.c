@@ -127,7 +127,8 @@ static bool name_eq(const char *base, const struct http_hdr *h,
 #define MAX_TE_FIELDS 8
 
 /* The request's framing fields: one Content-Length, or Transfer-Encoding
- * that is exactly "chunked" (RFC 9112 6.1, 6.3), and never both. */
+ * that is exactly "chunked" (RFC 9112 6.1, 6.3; empty list elements
+ * ignored), and never both. */
 static int check_framing(struct http_parse *hp, const char *const *te,
                          const size_t *te_len, size_t nte, int ncl)
 {
@@ -142,8 +143,12 @@ static int check_framing(struct http_parse *hp, const char *const *te,
             return fail(hp, 400, "too many Transfer-Encoding fields");
         if ((st = httpcheck_transfer_encoding(te, te_len, nte, &hp->why)) != 0)
             return fail(hp, st, hp->why);
-        if (!(hp->p.flags & F_CHUNKED)) /* http-parser must agree */
-            return fail(hp, 400, "ambiguous Transfer-Encoding");
+        /* The fields name chunked, once and last. http-parser misses it when
+         * the list has empty elements (",chunked", "chunked,"), which RFC
+         * 9110 5.6.1 says to ignore: tell it, so that the body is read as
+         * chunked rather than as the next request. It reads the flag after
+         * this callback returns. */
+        hp->p.flags |= F_CHUNKED;
         hp->req.chunked = true;
     }
     if (ncl > 1)

@@ -92,6 +92,24 @@ static const struct {
      "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
      "5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n",
      0, "/c", "hello world", "Host: x", 2},
+    /* RFC 9110 5.6.1: empty list elements are ignored; the body is chunked
+     * (a body read any other way would be taken for the next request). */
+    {"te leading comma",
+     "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,chunked\r\n\r\n"
+     "5\r\nhello\r\n0\r\n\r\n",
+     0, "/c", "hello", "Host: x", 2},
+    {"te trailing comma",
+     "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked,\r\n\r\n"
+     "5\r\nhello\r\n0\r\n\r\n",
+     0, "/c", "hello", "Host: x", 2},
+    {"te comma and space",
+     "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: , chunked\r\n\r\n"
+     "5\r\nhello\r\n0\r\n\r\n",
+     0, "/c", "hello", "Host: x", 2},
+    {"te empty field and chunked field",
+     "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "5\r\nhello\r\n0\r\n\r\n",
+     0, "/c", "hello", "Host: x", 3},
     {"chunked trailer ignored",
      "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
      "2\r\nhi\r\n0\r\nX-Trailer: t\r\n\r\n",
@@ -153,9 +171,11 @@ static const struct {
     {"te empty", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n"), 400},
     {"te vertical tab", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\x0b\r\n\r\n0\r\n\r\n"), 400},
     {"te in http/1.0", RAW("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400},
-    /* An empty list element is valid, but http-parser then does not see
-     * chunked: when the two disagree, the request is refused. */
-    {"te trailing comma", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n"), 400},
+    /* Empty list elements are ignored, but not an empty field or one of
+     * commas alone: no coding at all. */
+    {"te commas only", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: , ,\r\n\r\n0\r\n\r\n"), 400},
+    {"te empty elements around gzip", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,gzip,\r\n\r\n0\r\n\r\n"), 400},
+    {"te chunked twice with an empty element", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked,,chunked\r\n\r\n0\r\n\r\n"), 400},
     {"te unknown coding before chunked", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"), 501},
     /* CONNECT: http-parser stops after the head, so a body would be read
      * as the next request */
