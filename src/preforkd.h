@@ -129,8 +129,12 @@ int pf_config_error(const pf_app_config *cfg, const char *key,
 /* ---- the request -------------------------------------------------------- */
 
 pf_str pf_request_method(const pf_request *r);
-pf_str pf_request_target(const pf_request *r); /* as sent: path[?query] */
-pf_str pf_request_path(const pf_request *r);   /* target before '?' */
+/* The target as sent: "/path?query", or "http://host/path?query" from a
+ * client that takes the server for a proxy (absolute form). Path and query
+ * are the same in both forms; with the absolute form, the Host header reads
+ * as the target's host (RFC 9112 3.2.2). */
+pf_str pf_request_target(const pf_request *r);
+pf_str pf_request_path(const pf_request *r);   /* "/path": at least "/" */
 pf_str pf_request_query(const pf_request *r);  /* after '?', len 0 if none */
 int pf_request_version(const pf_request *r);   /* 10 or 11 */
 size_t pf_request_header_count(const pf_request *r);

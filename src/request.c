@@ -6,6 +6,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 #include <time.h>
 
@@ -18,6 +19,25 @@ static time_t now_sec(const struct conn *c)
     return (time_t)ev_now(c->srv->loop);
 }
 
+/* An absolute-form target ("http://host:8080/a?b", RFC 9112 3.2.2, already
+ * checked by httpcheck_target): returns its authority and sets *rest to
+ * what follows it (path and query, maybe empty). Any other form: an empty
+ * authority, and *rest is the whole target. */
+static pf_str absolute_form(pf_str t, int method, pf_str *rest)
+{
+    const char *sep, *end = t.ptr + t.len, *a;
+
+    *rest = t;
+    if (t.len == 0 || t.ptr[0] == '/' || method == HTTP_CONNECT ||
+        (sep = memmem(t.ptr, t.len, "://", 3)) == NULL)
+        return (pf_str){"", 0};
+    a = sep + 3;
+    for (sep = a; sep < end && *sep != '/' && *sep != '?'; sep++)
+        ;
+    *rest = (pf_str){sep, (size_t)(end - sep)};
+    return (pf_str){a, (size_t)(sep - a)};
+}
+
 void request_prepare(struct conn *c)
 {
     struct pf_request *r = &c->req;
@@ -25,6 +45,7 @@ void request_prepare(struct conn *c)
     const char *base = c->in.p;
     const char *m = http_method_str((enum http_method)rq->method);
     const char *q;
+    pf_str authority, path;
 
     r->c = c;
     r->state = REQ_APP;
@@ -37,10 +58,13 @@ void request_prepare(struct conn *c)
     r->drain_cb = NULL;
     r->method = (pf_str){m, strlen(m)};
     r->target = (pf_str){base + rq->url_off, rq->url_len};
-    q = memchr(r->target.ptr, '?', r->target.len);
-    r->path = (pf_str){r->target.ptr, q ? (size_t)(q - r->target.ptr) : r->target.len};
-    r->query = q ? (pf_str){q + 1, r->target.len - r->path.len - 1}
-                 : (pf_str){r->target.ptr + r->target.len, 0};
+    authority = absolute_form(r->target, rq->method, &path);
+    q = memchr(path.ptr, '?', path.len);
+    r->path = (pf_str){path.ptr, q ? (size_t)(q - path.ptr) : path.len};
+    r->query = q ? (pf_str){q + 1, path.len - r->path.len - 1}
+                 : (pf_str){path.ptr + path.len, 0};
+    if (r->path.len == 0) /* "http://host" and "http://host?q" */
+        r->path = (pf_str){"/", 1};
     r->body = (pf_str){rq->body_len ? base + rq->body_off : "", rq->body_len};
     if (rq->nhdrs > r->hdr_cap) {
         pf_header *h = realloc(r->hdrs, rq->nhdrs * sizeof(*h));
@@ -54,6 +78,11 @@ void request_prepare(struct conn *c)
         const struct http_hdr *h = &rq->hdrs[i];
         r->hdrs[i].name = (pf_str){base + h->name_off, h->name_len};
         r->hdrs[i].value = (pf_str){base + h->value_off, h->value_len};
+        /* RFC 9112 3.2.2: with an absolute-form target, the target's
+         * authority is the host, whatever Host says. */
+        if (authority.len > 0 && h->name_len == 4 &&
+            strncasecmp(r->hdrs[i].name.ptr, "host", 4) == 0)
+            r->hdrs[i].value = authority;
     }
     r->resp = (struct http_resp){
         .status = 200,

@@ -411,6 +411,40 @@ START_TEST(test_hop_by_hop_and_forwarded)
 }
 END_TEST
 
+/* An absolute-form target (a client configured to use a proxy) is sent
+ * upstream in origin form, and its authority is the host (RFC 9112 3.2.2):
+ * the client's Host is ignored. */
+START_TEST(test_absolute_form_target)
+{
+    struct hdaemon *up = start_echo();
+    struct hdaemon *d = start_proxy(up->port, NULL, NULL);
+    struct hresp r;
+
+    harness_roundtrip(d->port, "GET http://localhost:8080/abs2?q=1 HTTP/1.1\r\n"
+                      "Host: other.invalid\r\nConnection: close\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    assert_has(&r, "GET /abs2?q=1 HTTP/1.1\n", true);
+    assert_has(&r, "Host: localhost:8080\n", true);
+    assert_has(&r, "X-Forwarded-Host: localhost:8080\n", true);
+    assert_has(&r, "other.invalid", false);
+    hresp_free(&r);
+    /* No path: "/" before the query. */
+    harness_roundtrip(d->port, "GET http://localhost:8080?x=2 HTTP/1.1\r\n"
+                      "Host: localhost:8080\r\nConnection: close\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    assert_has(&r, "GET /?x=2 HTTP/1.1\n", true);
+    hresp_free(&r);
+    harness_roundtrip(d->port, "GET HTTP://LOCALHOST HTTP/1.1\r\n"
+                      "Host: other.invalid\r\nConnection: close\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    assert_has(&r, "GET / HTTP/1.1\n", true);
+    assert_has(&r, "Host: LOCALHOST\n", true);
+    hresp_free(&r);
+    harness_daemon_stop(d, SIGTERM, 10);
+    harness_daemon_stop(up, SIGTERM, 10);
+}
+END_TEST
+
 /* A chunked request body reaches the upstream with a Content-Length. */
 START_TEST(test_chunked_request_reframed)
 {
@@ -649,6 +683,7 @@ static Suite *proxy_suite(void)
     tcase_add_test(t, test_client_abort);
     tcase_add_test(t, test_client_gone_as_head_arrives);
     tcase_add_test(t, test_hop_by_hop_and_forwarded);
+    tcase_add_test(t, test_absolute_form_target);
     tcase_add_test(t, test_chunked_request_reframed);
     tcase_add_test(t, test_response_hop_by_hop);
     tcase_add_test(t, test_head_request);

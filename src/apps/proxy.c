@@ -292,13 +292,37 @@ static size_t upstream_headers(pf_request *r, const struct proxy *p,
     return m;
 }
 
+/* The target to send upstream: as received, except that an absolute-form
+ * target ("http://host/a?b", as a client configured for a proxy sends)
+ * becomes the origin form "/a?b" (RFC 9112 3.2.1). Its host reaches the
+ * upstream as Host: the daemon presents the target's authority as the
+ * request's Host (3.2.2). When the path is empty, "/" is put before the
+ * query in *buf, malloc'd (the caller frees it). */
+static pf_str origin_form(pf_request *r, char **buf)
+{
+    pf_str t = pf_request_target(r), path = pf_request_path(r), q = pf_request_query(r);
+
+    if (t.len == 0 || t.ptr[0] == '/' || (t.len == 1 && t.ptr[0] == '*') ||
+        name_is(pf_request_method(r), LIT("CONNECT")))
+        return t;
+    if (path.ptr >= t.ptr && path.ptr < t.ptr + t.len) /* in the target */
+        return (pf_str){path.ptr, (size_t)(t.ptr + t.len - path.ptr)};
+    /* "http://host?q": the path was empty. */
+    if (asprintf(buf, "/%s%.*s", q.ptr > t.ptr && q.ptr[-1] == '?' ? "?" : "",
+                 (int)q.len, q.ptr) < 0) {
+        *buf = NULL;
+        return (pf_str){"/", 1};
+    }
+    return (pf_str){*buf, strlen(*buf)};
+}
+
 static int proxy_handle(pf_request *r, void *state)
 {
     const struct proxy *p = state;
     pf_str body = pf_request_body(r);
     struct px *x = calloc(1, sizeof(*x));
     pf_header *h = malloc((pf_request_header_count(r) + 3) * sizeof(*h));
-    char *xff = forwarded_for(r, p->trust);
+    char *xff = forwarded_for(r, p->trust), *origin[1] = {NULL};
 
     if (x == NULL || h == NULL || xff == NULL) {
         free(x);
@@ -307,11 +331,12 @@ static int proxy_handle(pf_request *r, void *state)
         return -1; /* the daemon answers 500 */
     }
     x->r = r;
-    x->u = pf_upstream_request(p->up, pf_request_method(r), pf_request_target(r),
+    x->u = pf_upstream_request(p->up, pf_request_method(r), origin_form(r, origin),
                                h, upstream_headers(r, p, h, xff), body.ptr,
                                body.len, &callbacks, x);
     free(h);
     free(xff);
+    free(origin[0]);
     if (x->u != NULL) {
         pf_request_on_abort(r, on_abort, x);
         return 0;
