@@ -39,14 +39,16 @@ enum section {
 
 enum vtype {
     V_U32, V_U64, V_WORKERS, V_BOOL, V_DURATION, V_SIZE, V_STRING,
-    V_ERROR_LOG, V_ACCESS_LOG, V_LEVEL, V_METRIC, V_LISTEN_LIST, V_ADDR
+    V_ERROR_LOG, V_ACCESS_LOG, V_LEVEL, V_METRIC, V_LISTEN_LIST, V_ADDR,
+    V_MEMLIMIT
 };
 
 struct keydef {
     const char *name;
     enum vtype type;
     size_t off;         /* field, from the start of the section's struct */
-    size_t aux;         /* V_LISTEN_LIST: count field; V_ADDR: enabled flag */
+    size_t aux;         /* V_LISTEN_LIST: count field; V_ADDR: enabled flag;
+                           V_MEMLIMIT: its struct config_memlimit */
     uint64_t min, max;  /* integers; V_DURATION: min 1 means "> 0" */
 };
 
@@ -82,8 +84,10 @@ static const struct keydef server_keys[] = {
 static const struct keydef recycle_keys[] = {
     REC(max_requests, V_U64, 0, UINT64_MAX),
     REC(max_requests_jitter, V_U64, 0, UINT64_MAX),
-    REC(max_rss, V_SIZE, 0, 0),
-    REC(max_rss_hard, V_SIZE, 0, 0),
+    { "max_rss", V_MEMLIMIT, offsetof(struct config, recycle.max_rss),
+      offsetof(struct config, recycle.max_rss_set), 0, 0 },
+    { "max_rss_hard", V_MEMLIMIT, offsetof(struct config, recycle.max_rss_hard),
+      offsetof(struct config, recycle.max_rss_hard_set), 0, 0 },
     REC(memory_metric, V_METRIC, 0, 0),
     REC(max_lifetime, V_DURATION, 0, 0),
     REC(max_lifetime_jitter, V_DURATION, 0, 0),
@@ -489,6 +493,64 @@ static void set_string(struct parser *p, const struct keydef *k,
     *field = copy;
 }
 
+/* "12", "62.5": digits with an optional fraction, nothing else. 0 / -1. */
+static int parse_decimal(const char *s, double *out)
+{
+    uint64_t whole, frac = 0;
+    const char *end, *f;
+    double div = 1;
+
+    if (parse_digits(s, &whole, &end) != 0)
+        return -1;
+    if (*end == '.') {
+        if (parse_digits(end + 1, &frac, &f) != 0 || *f != '\0' || f - end > 10)
+            return -1;
+        for (const char *q = end + 1; q < f; q++)
+            div *= 10;
+        end = f;
+    }
+    if (*end != '\0')
+        return -1;
+    *out = (double)whole + (double)frac / div;
+    return 0;
+}
+
+/* A size, "N%" (0 < N <= 100, a fraction allowed) or "auto": a memory
+ * limit, or a share of the cgroup's memory per worker (memlimit.c). */
+static void set_memlimit(struct parser *p, const struct keydef *k, void *base,
+                         const char *v)
+{
+    struct config_memlimit *m = (void *)((char *)base + k->aux), n = {0};
+    bool hard = strcmp(k->name, "max_rss_hard") == 0;
+    char buf[SHOW_BUF];
+    size_t len = strlen(v);
+
+    if (strcasecmp(v, "auto") == 0) {
+        n.automatic = true;
+        n.percent = hard ? CONFIG_AUTO_MAX_RSS_HARD : CONFIG_AUTO_MAX_RSS;
+    } else if (len > 1 && v[len - 1] == '%') {
+        char *num = strndup(v, len - 1);
+        if (num == NULL) {
+            p->oom = true;
+            return;
+        }
+        if (parse_decimal(num, &n.percent) < 0 || !(n.percent > 0 && n.percent <= 100))
+            n.percent = -1;
+        free(num);
+    } else if (config_parse_size(v, &n.bytes) < 0) {
+        n.percent = -1;
+    }
+    if (n.percent < 0) {
+        bad(p, k->name, "a size (e.g. 8190, 64K, 256M, 1G), a share of the "
+            "cgroup's memory per worker (e.g. 80%, at most 100%) or auto", v);
+        return;
+    }
+    n.line = p->lineno;
+    snprintf(n.text, sizeof(n.text), "%s", show(v, buf));
+    *m = n;
+    *(uint64_t *)((char *)base + k->off) = n.bytes;
+}
+
 static int parse_addr(struct parser *p, const struct keydef *k,
                       const char *item, struct listen_addr *out)
 {
@@ -610,6 +672,9 @@ static void set_value(struct parser *p, const struct keydef *k, void *base,
     case V_ADDR:
         if (parse_addr(p, k, v, field) == 0)
             *(bool *)((char *)base + k->aux) = true;
+        break;
+    case V_MEMLIMIT:
+        set_memlimit(p, k, base, v);
         break;
     }
 }
@@ -1037,6 +1102,14 @@ static void check_recycle(struct parser *p)
         errorf(p, hard->line, "[recycle] max_rss_hard: expected a size "
                "greater than max_rss (%s), got \"%s\"",
                soft->raw ? soft->raw : "", hard->raw ? hard->raw : "");
+    /* Two shares of the same thing compare now; a size and a share only
+     * once the master knows the cgroup's limit (memlimit.c). */
+    if (c->recycle.max_rss_set.percent > 0 && c->recycle.max_rss_hard_set.percent > 0 &&
+        c->recycle.max_rss_hard_set.percent <= c->recycle.max_rss_set.percent)
+        errorf(p, hard->line, "[recycle] max_rss_hard: expected a share greater "
+               "than max_rss (%s = %g%%), got \"%s\" (= %g%%)", soft->raw ? soft->raw : "",
+               c->recycle.max_rss_set.percent, hard->raw ? hard->raw : "",
+               c->recycle.max_rss_hard_set.percent);
     if (c->recycle.max_lifetime > 0 &&
         c->recycle.min_lifetime > c->recycle.max_lifetime)
         errorf(p, min->line, "[recycle] min_lifetime: expected a duration "

@@ -24,6 +24,34 @@ struct config_kv {
 
 enum memory_metric { METRIC_RSS = 0, METRIC_USS, METRIC_PSS };
 
+/* "auto" for [recycle] max_rss and max_rss_hard: these percentages of the
+ * per-worker share of the cgroup's memory (docs/recycling.md, "In a
+ * container": soft x 1.25, where the last worker accepting stops, stays
+ * below hard; hard leaves 5 % of the limit to the master and the mold). */
+#define CONFIG_AUTO_MAX_RSS 75
+#define CONFIG_AUTO_MAX_RSS_HARD 95
+
+/* Where an effective memory limit came from (memlimit.c fills it in). */
+enum memlimit_source {
+    MEMLIMIT_OFF = 0,  /* 0, or not set */
+    MEMLIMIT_SIZE,     /* written as a size */
+    MEMLIMIT_SHARE,    /* "N%" of the per-worker share */
+    MEMLIMIT_AUTO,     /* "auto": CONFIG_AUTO_* % of the share */
+    MEMLIMIT_NO_LIMIT, /* a share, but no cgroup memory limit: off */
+    MEMLIMIT_CLAMPED,  /* lowered below max_rss_hard after a scale */
+};
+
+/* max_rss or max_rss_hard as written: a size, or a share of the cgroup's
+ * memory per worker, which the master resolves into bytes (memlimit.c). */
+struct config_memlimit {
+    uint64_t bytes;      /* written as a size; 0 = off */
+    double percent;      /* "N%" (or auto's): of the per-worker share; 0 = a size */
+    bool automatic;      /* written "auto" */
+    int line;            /* where it was set; 0 = not set */
+    char text[32];       /* as written (cut), for messages */
+    enum memlimit_source source; /* how it resolved (memlimit.c) */
+};
+
 struct config_upstream {
     char *name; /* from [upstream NAME] */
     int line;   /* of the section header */
@@ -73,8 +101,13 @@ struct config {
     struct {
         uint64_t max_requests;        /* 0 = off (default) */
         uint64_t max_requests_jitter; /* default 0 */
-        uint64_t max_rss;             /* bytes, 0 = off (default) */
-        uint64_t max_rss_hard;        /* 0 = off (default) */
+        /* Effective bytes, 0 = off (default). A share of the cgroup's
+         * memory ("N%", "auto") is 0 here until the master resolves it
+         * (memlimit.c) from max_rss_set / max_rss_hard_set. */
+        uint64_t max_rss;
+        uint64_t max_rss_hard;
+        struct config_memlimit max_rss_set, max_rss_hard_set;
+        uint64_t share;               /* per-worker share last resolved; 0 = none */
         enum memory_metric memory_metric; /* default rss */
         double max_lifetime;          /* 0 = off (default) */
         double max_lifetime_jitter;   /* default 0 */

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "memlimit.h"
 #include "paths.h"
 #include "proc.h"
 #include "proctitle.h"
@@ -135,12 +136,14 @@ static int check_access_log(const struct config *c)
     return -1;
 }
 
-/* -t: the file, then the module and the app's own keys. */
+/* -t: the file, max_rss shares of this cgroup's memory, then the module
+ * and the app's own keys. */
 static int check_only(struct config *cfg)
 {
     struct app app = {0};
+    bool limits_ok = memlimit_check(cfg) == 0;
 
-    if (app_open(&app, cfg->app.module) < 0 || app_load(&app, cfg) < 0) {
+    if (app_open(&app, cfg->app.module) < 0 || app_load(&app, cfg) < 0 || !limits_ok) {
         app_close(&app);
         return EXIT_CONFIG;
     }

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "master.h"
 #include "master_int.h"
+#include "memlimit.h"
 #include "memory.h"
 #include "pidfile.h"
 #include "proc.h"
@@ -162,6 +163,7 @@ static int spawn(int id, int i)
     SB_SET(s->started_ms, scoreboard_wall_ms());
     SB_SET(s->forked_us, scoreboard_mono_us());
     SB_SET(s->heartbeat_ms, scoreboard_mono_ms());
+    SB_SET(s->max_rss, M.cfg->recycle.max_rss);
     /* The worker's command channel (relay.c): without one it serves all
      * the same, only preforkctl's commands to it fail. */
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0) {
@@ -529,13 +531,12 @@ void master_reaped(struct worker *w, int wstatus)
     char how[96];
 
     proc_describe(wstatus, how, sizeof(how));
-    if (why == RETIRE_OOM)
-        log_errx("worker %d (pid %d) %s, not by preforkd: probably the kernel's "
-                 "OOM killer (see dmesg)", w->id, (int)w->pid, how);
+    if (why == RETIRE_OOM) /* the cgroup's oom_kill count tells */
+        why = memlimit_sigkill(w, how);
     else if (why == RETIRE_CRASH)
         log_warnx("worker %d (pid %d) %s", w->id, (int)w->pid, how);
     account_retired(&M.account, w->id, s, why, how, M.cfg->recycle.max_rss);
-    if (M.mode == RUNNING && why == RETIRE_CRASH &&
+    if (M.mode == RUNNING && (why == RETIRE_CRASH || why == RETIRE_OOM) &&
         (!w->served || now_() - w->spawned < QUICK_FAILURE))
         boot_failed(w, wstatus);
     forget_worker(w);
@@ -763,11 +764,13 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         if (M.mode == RUNNING && M.target < M.cfg->server.max_workers)
             M.target++;
         log_info("received SIGTTIN: %u workers wanted", M.target);
+        memlimit_rescale(); /* a share of the cgroup's memory is smaller now */
         break;
     case SIGTTOU:
         if (M.mode == RUNNING && M.target > 1)
             M.target--;
         log_info("received SIGTTOU: %u workers wanted", M.target);
+        memlimit_rescale();
         break;
     case SIGHUP:
         if (M.mode == RUNNING)
@@ -950,7 +953,7 @@ int master_run(struct config *cfg, char *const *argv)
     proctitle_set("master -c %s", cfg->path);
     log_info("preforkd starting: %u workers, app %s%s", cfg->server.workers,
              cfg->app.module, cfg->server.preload ? " (preloaded)" : "");
-    rc = setup();
+    rc = memlimit_start() < 0 ? EXIT_CONFIG : setup();
     if (rc == 0) {
         start_watchers();
         master_reconcile();

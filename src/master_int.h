@@ -13,6 +13,7 @@
 #include "account.h"
 #include "admin.h"
 #include "app.h"
+#include "cgroup.h"
 #include "config.h"
 #include "mold.h"
 #include "scoreboard.h"
@@ -115,6 +116,8 @@ struct master {
     pid_t heir_of;       /* then: the old master, its parent while it lives */
     char *pidfile;       /* the pidfile this master owns now (or NULL) */
     ev_tstamp last_watchdog;
+    struct cgroup cgroup; /* the master's memory cgroup (memlimit.c) */
+    uint64_t oom_claimed; /* its oom_kill count, as far as deaths were named by it */
     ev_signal sigs[9];
     ev_child child;
     ev_io msg_io;

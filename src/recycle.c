@@ -49,6 +49,13 @@ static uint64_t draw(uint64_t span)
     return seed % (span + 1);
 }
 
+/* This worker's max_rss: the master writes it into the slot at spawn, and
+ * again when a share of the cgroup's memory changes (memlimit.c). */
+static uint64_t max_rss(const struct recycle *l)
+{
+    return SB_GET(l->slot->max_rss);
+}
+
 /* Reads the configured metric; rss is always refreshed (cheap). */
 static int measure(struct recycle *l, double now, bool force_full, uint64_t *mem)
 {
@@ -63,7 +70,7 @@ static int measure(struct recycle *l, double now, bool force_full, uint64_t *mem
     if (c->recycle.memory_metric == METRIC_RSS)
         goto done;
     /* USS and PSS never exceed RSS: below the limit, no dear read needed. */
-    if (!force_full && (c->recycle.max_rss == 0 || rss < c->recycle.max_rss ||
+    if (!force_full && (max_rss(l) == 0 || rss < max_rss(l) ||
                         now - l->last_full < FULL_READ_GAP)) {
         *mem = SB_GET(l->slot->mem);
         return 0;
@@ -151,11 +158,11 @@ static void reach(struct recycle *l, enum retire_reason r)
 /* What the worker will still grow by while its replacement starts: it keeps
  * serving until then. Asking that much before max_rss makes the worker
  * leave at max_rss rather than above it. At most a quarter of the limit. */
-static uint64_t handover_margin(const struct recycle *l)
+static uint64_t handover_margin(const struct recycle *l, uint64_t soft)
 {
     double h = SB_GET(l->sb->handover_us) / 1e6;
     double m = l->growth * l->rate * (h > 0 ? h : 0.01);
-    double cap = (double)l->cfg->recycle.max_rss / RECYCLE_OVERSHOOT;
+    double cap = (double)soft / RECYCLE_OVERSHOOT;
 
     return (uint64_t)(m < cap ? m : cap);
 }
@@ -199,19 +206,18 @@ static void plan_next_check(struct recycle *l, uint64_t mem, uint64_t limit)
 
 static void check_memory(struct recycle *l, double now, bool tick)
 {
-    uint64_t mem;
+    uint64_t mem, soft = max_rss(l);
 
     if (measure(l, now, tick, &mem) < 0)
         return;
-    if (l->cfg->recycle.max_rss) {
+    if (soft) {
         uint64_t limit;
         learn(l, mem, now);
-        limit = l->cfg->recycle.max_rss - handover_margin(l);
+        limit = soft - handover_margin(l, soft);
         if (mem >= limit)
             reach(l, RETIRE_MAX_RSS);
-        l->over_rss = mem >= l->cfg->recycle.max_rss;
-        l->far_over_rss = mem >= l->cfg->recycle.max_rss +
-                                     l->cfg->recycle.max_rss / RECYCLE_OVERSHOOT;
+        l->over_rss = mem >= soft;
+        l->far_over_rss = mem >= soft + soft / RECYCLE_OVERSHOOT;
         plan_next_check(l, mem, limit);
     }
     /* By time on the tick; by requests too, so that a worker recycled
@@ -225,7 +231,7 @@ enum retire_reason recycle_after_request(struct recycle *l, double now)
     l->requests++;
     if (l->request_limit && l->requests >= l->request_limit)
         reach(l, RETIRE_MAX_REQUESTS);
-    if (l->cfg->recycle.max_rss && --l->countdown == 0)
+    if (max_rss(l) && --l->countdown == 0)
         check_memory(l, now, false);
     return report(l, now);
 }

@@ -24,6 +24,7 @@
 #include "inherit.h"
 #include "log.h"
 #include "master_int.h"
+#include "memlimit.h"
 #include "proc.h"
 #include "sdnotify.h"
 
@@ -233,6 +234,7 @@ void master_reload(void)
     struct listen_addr *spec = NULL;
     int *fds = NULL;
     char *errors = NULL, why[160];
+    char limits[640];
 
     if (M.pending.cfg != NULL) {
         log_warnx("received SIGHUP while the reload before still loads: "
@@ -261,6 +263,10 @@ void master_reload(void)
     if (nc->log.access_log &&
         accesslog_check_format(nc->log.access_log_format, why, sizeof(why)) < 0) {
         fail("[log] access_log_format: %s", why);
+        goto fail;
+    }
+    if (memlimit_reload(nc, limits, sizeof(limits)) < 0) { /* shares of the cgroup's memory */
+        fail("%s", limits);
         goto fail;
     }
     if (check_fixed(nc) < 0 || new_listeners(nc, &fds, &spec) < 0)

@@ -62,6 +62,8 @@ struct slot {
     _Atomic uint32_t boot_us;        /* fork -> serving */
     _Atomic uint32_t first_accept_us; /* fork -> first connection accepted; 0 = none yet */
     _Atomic uint64_t request_limit;  /* this worker's max_requests draw, 0 = none */
+    _Atomic uint64_t max_rss;        /* the master's: this worker's soft memory
+                                        limit, 0 = off (memlimit.c may change it) */
     _Atomic uint64_t rss, uss, pss;  /* bytes, last measured by the worker */
     _Atomic uint64_t mem;            /* by memory_metric: what the limits compare */
     _Atomic uint32_t loop_lag_us;    /* last measured event-loop lag */

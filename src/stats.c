@@ -12,6 +12,7 @@
 
 #include "recycle.h"
 #include "master_int.h"
+#include "memlimit.h"
 #include "metrics.h"
 #include "stats.h"
 
@@ -147,6 +148,54 @@ static void json_mold(struct buf *b, const struct mold_proc *m, const char *role
     *first = false;
 }
 
+/* A cgroup figure: a number, or null when it cannot be read. */
+static const char *json_u64(int rc, uint64_t v, char *buf)
+{
+    if (rc < 0)
+        return "null";
+    snprintf(buf, 32, "%" PRIu64, v);
+    return buf;
+}
+
+/* "max_rss": {"bytes": N, "setting": "auto", "source": "auto"}. */
+static void json_memlimit(struct buf *b, const char *key, uint64_t bytes,
+                          const struct config_memlimit *m)
+{
+    buf_printf(b, "\"%s\": {\"bytes\": %" PRIu64 ", \"setting\": \"", key, bytes);
+    json_escape(b, m->line > 0 ? m->text : "0");
+    buf_printf(b, "\", \"source\": \"%s\"}", memlimit_source_name(m->source));
+}
+
+/* "cgroup": the master's memory cgroup, its limit, usage and OOM kills,
+ * and the effective memory limits of the workers (memlimit.c). */
+static void json_cgroup(struct buf *b)
+{
+    const struct cgroup *cg = &M.cgroup;
+    uint64_t usage = 0, kills = 0;
+    int urc = cgroup_usage(cg, &usage), krc = cgroup_oom_kills(cg, &kills);
+    char n1[32], n2[32], n3[32], n4[32];
+
+    buf_puts(b, ",\n  \"cgroup\": {\"version\": ");
+    if (cg->version == CGROUP_NONE) {
+        buf_puts(b, "null, \"path\": null");
+    } else {
+        buf_printf(b, "\"%s\", \"path\": \"", cgroup_version_name(cg->version));
+        json_escape(b, cg->path);
+        buf_puts(b, "\"");
+    }
+    buf_printf(b, ", \"memory_limit\": %s, \"memory_usage\": %s, \"oom_kills\": %s, "
+               "\"why_no_limit\": \"", json_u64(cg->limit > 0 ? 0 : -1, cg->limit, n1),
+               json_u64(urc, usage, n2), json_u64(krc, kills, n3));
+    json_escape(b, cg->limit > 0 ? "" : cg->why);
+    buf_printf(b, "\", \"share_per_worker\": %s, ",
+               json_u64(M.cfg->recycle.share > 0 ? 0 : -1, M.cfg->recycle.share, n4));
+    json_memlimit(b, "max_rss", M.cfg->recycle.max_rss, &M.cfg->recycle.max_rss_set);
+    buf_puts(b, ", ");
+    json_memlimit(b, "max_rss_hard", M.cfg->recycle.max_rss_hard,
+                  &M.cfg->recycle.max_rss_hard_set);
+    buf_puts(b, "}");
+}
+
 static void render_stats(struct buf *b)
 {
     ev_tstamp now = ev_now(M.loop);
@@ -176,11 +225,39 @@ static void render_stats(struct buf *b)
     for (uint32_t i = 0; i < M.nslots; i++)
         if (M.w[i].pid)
             json_worker(b, i, now, &first);
-    buf_printf(b, "\n  ]\n}\n");
+    buf_printf(b, "\n  ]");
+    json_cgroup(b); /* last: its max_rss keys do not shadow the counts above */
+    buf_printf(b, "\n}\n");
 }
 
 static void metrics_heaps(struct buf *b);
 static void metrics_app(struct buf *b);
+
+/* The cgroup's figures that can be read now, and the effective limits. */
+static void metrics_cgroup(struct buf *b)
+{
+    uint64_t v;
+
+    if (M.cgroup.limit > 0)
+        buf_printf(b, "# HELP preforkd_cgroup_memory_limit_bytes Memory limit of the "
+                   "master's cgroup (the smallest over it and its ancestors).\n"
+                   "# TYPE preforkd_cgroup_memory_limit_bytes gauge\n"
+                   "preforkd_cgroup_memory_limit_bytes %" PRIu64 "\n", M.cgroup.limit);
+    if (cgroup_usage(&M.cgroup, &v) == 0)
+        buf_printf(b, "# HELP preforkd_cgroup_memory_usage_bytes Memory in use in the "
+                   "master's cgroup.\n# TYPE preforkd_cgroup_memory_usage_bytes gauge\n"
+                   "preforkd_cgroup_memory_usage_bytes %" PRIu64 "\n", v);
+    if (cgroup_oom_kills(&M.cgroup, &v) == 0)
+        buf_printf(b, "# HELP preforkd_oom_kills_total Processes of the master's cgroup "
+                   "killed by the kernel's OOM killer.\n# TYPE preforkd_oom_kills_total "
+                   "counter\npreforkd_oom_kills_total %" PRIu64 "\n", v);
+    buf_printf(b, "# HELP preforkd_max_rss_bytes Effective max_rss of the current "
+               "generation's workers (0 = off).\n# TYPE preforkd_max_rss_bytes gauge\n"
+               "preforkd_max_rss_bytes %" PRIu64 "\n"
+               "# HELP preforkd_max_rss_hard_bytes Effective max_rss_hard (0 = off).\n"
+               "# TYPE preforkd_max_rss_hard_bytes gauge\npreforkd_max_rss_hard_bytes %"
+               PRIu64 "\n", M.cfg->recycle.max_rss, M.cfg->recycle.max_rss_hard);
+}
 
 static void render_metrics(struct buf *b)
 {
@@ -211,6 +288,7 @@ static void render_metrics(struct buf *b)
                        SB_GET(scoreboard_slot(M.sb, (int)i + 1)->mem));
     metrics_heaps(b);
     metrics_app(b);
+    metrics_cgroup(b);
 }
 
 /* A label value in the text format: \\, \" and \\n escaped. */

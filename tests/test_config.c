@@ -529,7 +529,8 @@ START_TEST(test_err_bad_size)
     has_error(e, 2, "[server] max_body_size: expected a size (e.g. 8190, "
               "64K, 256M, 1G), got \"1.5M\"\n");
     has_error(e, 4, "[recycle] max_rss: expected a size (e.g. 8190, 64K, "
-              "256M, 1G), got \"10T\"\n");
+              "256M, 1G), a share of the cgroup's memory per worker (e.g. 80%, "
+              "at most 100%) or auto, got \"10T\"\n");
     ck_assert_int_eq(count_lines(e), 2);
     free(e);
 }
@@ -628,6 +629,58 @@ START_TEST(test_cross_fields_ok)
     ck_assert_uint_eq(c.server.max_workers, 4);
     ck_assert_uint_eq(c.recycle.max_rss_hard, 1u << 30);
     config_free(&c);
+}
+END_TEST
+
+/* max_rss and max_rss_hard as shares of the cgroup's memory per worker:
+ * kept as written for the master to resolve (memlimit.c); bytes 0 here. */
+START_TEST(test_memory_shares)
+{
+    struct config c;
+    char *e;
+
+    load_ok("[recycle]\nmax_rss = auto\nmax_rss_hard = 97.5%\n" APP, &c);
+    ck_assert_uint_eq(c.recycle.max_rss, 0);
+    ck_assert(c.recycle.max_rss_set.automatic);
+    ck_assert_double_eq(c.recycle.max_rss_set.percent, CONFIG_AUTO_MAX_RSS);
+    ck_assert_int_eq(c.recycle.max_rss_set.line, 2);
+    ck_assert_str_eq(c.recycle.max_rss_set.text, "auto");
+    ck_assert(!c.recycle.max_rss_hard_set.automatic);
+    ck_assert_double_eq(c.recycle.max_rss_hard_set.percent, 97.5);
+    ck_assert_str_eq(c.recycle.max_rss_hard_set.text, "97.5%");
+    config_free(&c);
+    /* A size and a share: compared by the master, once it knows the limit. */
+    load_ok("[recycle]\nmax_rss = 2G\nmax_rss_hard = AUTO\n" APP, &c);
+    ck_assert_uint_eq(c.recycle.max_rss, 2u << 30);
+    ck_assert_uint_eq(c.recycle.max_rss_set.bytes, 2u << 30);
+    ck_assert_double_eq(c.recycle.max_rss_set.percent, 0);
+    ck_assert_double_eq(c.recycle.max_rss_hard_set.percent, CONFIG_AUTO_MAX_RSS_HARD);
+    config_free(&c);
+
+    e = load_err("[recycle]\nmax_rss = 0%\nmax_rss_hard = 101%\n" APP);
+    has_error(e, 2, "[recycle] max_rss: expected a size (e.g. 8190, 64K, 256M, 1G), "
+              "a share of the cgroup's memory per worker (e.g. 80%, at most 100%) "
+              "or auto, got \"0%\"\n");
+    has_error(e, 3, "[recycle] max_rss_hard: expected a size");
+    ck_assert_int_eq(count_lines(e), 2);
+    free(e);
+    e = load_err("[recycle]\nmax_rss = 80 %\nmax_rss_hard = %\n" APP);
+    has_error(e, 2, "[recycle] max_rss: expected a size");
+    has_error(e, 3, "[recycle] max_rss_hard: expected a size");
+    free(e);
+    e = load_err("[recycle]\nmax_rss = 1.5%x\nmax_rss_hard = auto5\n" APP);
+    ck_assert_int_eq(count_lines(e), 2);
+    free(e);
+    /* Two shares compare at once. */
+    e = load_err("[recycle]\nmax_rss = 96%\nmax_rss_hard = auto\n" APP);
+    ck_assert_int_eq(count_lines(e), 1);
+    has_error(e, 3, "[recycle] max_rss_hard: expected a share greater than max_rss "
+              "(96% = 96%), got \"auto\" (= 95%)\n");
+    free(e);
+    e = load_err("[recycle]\nmax_rss = auto\nmax_rss_hard = 75%\n" APP);
+    has_error(e, 3, "[recycle] max_rss_hard: expected a share greater than max_rss "
+              "(auto = 75%), got \"75%\" (= 75%)\n");
+    free(e);
 }
 END_TEST
 
@@ -960,6 +1013,7 @@ static Suite *config_suite(void)
     tcase_add_test(t, test_err_duplicate_key);
     tcase_add_test(t, test_err_cross_fields);
     tcase_add_test(t, test_cross_fields_ok);
+    tcase_add_test(t, test_memory_shares);
     tcase_add_test(t, test_err_missing_module);
     tcase_add_test(t, test_err_missing_file);
     tcase_add_test(t, test_err_syntax_lines);

@@ -159,11 +159,51 @@ static void print_figures(const struct json *ws)
     }
 }
 
+/* One memory limit of the workers: "24.0M (auto)", "256.0M", "off". */
+static const char *limit_text(const struct json *m, char *b, size_t len)
+{
+    char n[16];
+    double bytes = json_number(m, "bytes", 0);
+    const char *src = json_string(m, "source", "?");
+
+    if (bytes > 0 && strcmp(src, "size") == 0)
+        snprintf(b, len, "%s", human_bytes(bytes, false, n, sizeof(n)));
+    else if (bytes > 0)
+        snprintf(b, len, "%s (%s)", human_bytes(bytes, false, n, sizeof(n)),
+                 strcmp(src, "clamped") == 0 ? "lowered below max_rss_hard"
+                                             : json_string(m, "setting", "?"));
+    else
+        snprintf(b, len, "off");
+    return b;
+}
+
+/* The cgroup's memory limit, when there is one, in one line. */
+static void print_cgroup(const struct json *cg)
+{
+    const struct json *lim = json_get(cg, "memory_limit");
+    char l[16], u[16], soft[64], hard[64];
+    double kills = json_number(cg, "oom_kills", -1);
+
+    if (lim == NULL || lim->type != JSON_NUMBER)
+        return;
+    printf("cgroup %s %s: memory limit %s", json_string(cg, "version", "?"),
+           json_string(cg, "path", "?"), human_bytes(lim->num, false, l, sizeof(l)));
+    if (json_number(cg, "memory_usage", -1) >= 0)
+        printf(", in use %s", human_bytes(json_number(cg, "memory_usage", 0), false, u,
+                                          sizeof(u)));
+    if (kills >= 0)
+        printf(", %.0f OOM kill%s", kills, kills == 1 ? "" : "s");
+    printf("; max_rss %s, max_rss_hard %s\n",
+           limit_text(json_get(cg, "max_rss"), soft, sizeof(soft)),
+           limit_text(json_get(cg, "max_rss_hard"), hard, sizeof(hard)));
+}
+
 static void print_table(const struct json *j)
 {
     const struct json *ws = json_get(j, "workers"), *ret = json_get(j, "retired");
 
     print_master(json_get(j, "master"));
+    print_cgroup(json_get(j, "cgroup"));
     printf("\n%4s %4s %8s %4s  %-9s %-24s %8s %9s %8s %9s %9s %5s\n", "SLOT", "ID", "PID",
            "GEN", "STATE", "PHASE", "AGE", "REQUESTS", "MEMORY", "GROW/1K", "GROW/H", "CONNS");
     for (size_t i = 0; ws && ws->type == JSON_ARRAY && i < ws->n; i++)
