@@ -24,6 +24,7 @@ LIBDIR    ?= $(PREFIX)/lib
 APPDIR    ?= $(LIBDIR)/preforkd/apps
 INCLUDEDIR ?= $(PREFIX)/include
 PCDIR     ?= $(LIBDIR)/pkgconfig
+MANDIR    ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 # systemd reads units from /usr/local/lib and /usr/lib (Debian: /lib).
 UNITDIR   ?= $(LIBDIR)/systemd/system
@@ -213,6 +214,17 @@ install: all
 	install -m 0644 $(APPS) $(DESTDIR)$(APPDIR)/
 	install -m 0644 src/preforkd.h $(DESTDIR)$(INCLUDEDIR)/preforkd.h
 	install -m 0644 $(BUILD)/preforkd.pc $(DESTDIR)$(PCDIR)/preforkd.pc
+# The manual pages, naming this installation's paths ("-" is "\-" in roff).
+	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	for m in preforkd.8 preforkctl.8 preforkd.ini.5; do \
+	  d=$(DESTDIR)$(MANDIR)/man$${m##*.}; \
+	  sed -e 's|/usr/local/lib/preforkd/apps/|$(subst -,\\-,$(APPDIR))/|g' \
+	    -e 's|/usr/local/lib/pkgconfig/|$(subst -,\\-,$(PCDIR))/|g' \
+	    -e 's|/usr/local/include/|$(subst -,\\-,$(INCLUDEDIR))/|g' \
+	    -e 's|/usr/local/sbin/|$(subst -,\\-,$(SBINDIR))/|g' \
+	    -e 's|/etc/preforkd/|$(subst -,\\-,$(SYSCONFDIR))/preforkd/|g' man/$$m > $$d/$$m.tmp && \
+	  chmod 0644 $$d/$$m.tmp && mv -f $$d/$$m.tmp $$d/$$m || exit 1; \
+	done
 # The units with this installation's paths; conf/system.ini (admin socket,
 # user preforkd) as the default config, never over an existing one.
 	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/preforkd
@@ -230,6 +242,8 @@ uninstall:
 	  $(DESTDIR)$(PCDIR)/preforkd.pc $(DESTDIR)$(UNITDIR)/preforkd.service \
 	  $(DESTDIR)$(UNITDIR)/preforkd.socket
 	rm -rf $(DESTDIR)$(LIBDIR)/preforkd
+	rm -f $(DESTDIR)$(MANDIR)/man8/preforkd.8 $(DESTDIR)$(MANDIR)/man8/preforkctl.8 \
+	  $(DESTDIR)$(MANDIR)/man5/preforkd.ini.5
 # SYSCONFDIR/preforkd/preforkd.ini stays: it may hold local changes.
 
 clean:

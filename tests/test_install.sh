@@ -172,6 +172,47 @@ else
     not_ok "pkg-config --variable=appdir preforkd: got \"$appdir\""
 fi
 
+# ---- the manual pages -------------------------------------------------------
+# Installed under MANDIR (PREFIX/share/man), naming this installation's
+# paths, found by man(1) there and rendered without a single warning.
+mandir=$prefix/share/man
+for f in man8/preforkd.8 man8/preforkctl.8 man5/preforkd.ini.5; do
+    if [ -f "$mandir/$f" ]; then ok "installed share/man/$f"
+    else not_ok "installed share/man/$f"; fi
+done
+# roff writes each "-" of a path as "\-".
+roff_apps=$(printf '%s' "$prefix/lib/preforkd/apps/" | sed 's/-/\\-/g')
+if grep -qF "$roff_apps" "$mandir/man8/preforkd.8" 2>/dev/null; then
+    ok "installed preforkd.8 names $prefix/lib/preforkd/apps/"
+else
+    grep -s -A1 '^\.SH FILES' "$mandir/man8/preforkd.8" >"$tmp/files.out"
+    not_ok "installed preforkd.8 does not name $prefix/lib/preforkd/apps/" "$tmp/files.out"
+fi
+# The pages name paths under the temporary prefix, longer than any real
+# one: 200 columns leave room for them (at 80, a path of more than 66
+# characters cannot be broken). tests/test_cli.sh renders man/ at 80.
+if command -v man >/dev/null 2>&1 && command -v groff >/dev/null 2>&1; then
+    for f in man8/preforkd.8 man8/preforkctl.8 man5/preforkd.ini.5; do
+        LC_ALL=C.UTF-8 MANROFFSEQ='' MANWIDTH=200 man --warnings -E UTF-8 -l \
+            "$mandir/$f" >"$tmp/man.out" 2>"$tmp/man.err"
+        st=$?
+        groff -man -ww -z -rLL=200n "$mandir/$f" >>"$tmp/man.err" 2>&1
+        if [ "$st" -eq 0 ] && [ -s "$tmp/man.out" ] && [ ! -s "$tmp/man.err" ]; then
+            ok "man -l share/man/$f: no warning"
+        else
+            not_ok "man -l share/man/$f: exit $st, or warnings" "$tmp/man.err"
+        fi
+    done
+    found=$(man -M "$mandir" -w 5 preforkd.ini 2>&1)
+    if [ "$found" = "$mandir/man5/preforkd.ini.5" ]; then
+        ok "man -M $mandir finds preforkd.ini(5)"
+    else
+        not_ok "man -M $mandir -w 5 preforkd.ini: got \"$found\""
+    fi
+else
+    echo "skip - man or groff is not installed: the installed pages are not rendered"
+fi
+
 # ---- a module built outside the tree ----------------------------------------
 cat >"$tmp/ext.c" <<'EOF'
 /* An app module built outside preforkd's tree: answers

@@ -18,6 +18,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: preforkctl [-c FILE] [-a ADDRESS] [-p PIDFILE] [-t SECONDS] COMMAND\n"
+        "       preforkctl -h|--help | -v|--version\n"
         "commands:\n"
         "  status [--json]   workers, generations, memory, recycles (--json: /stats as is)\n"
         "  reload            SIGHUP, then wait until the new generation serves\n"
@@ -38,6 +39,8 @@ static void usage(FILE *f)
         "  -p PIDFILE  the master's pidfile, overrides the file\n"
         "  -t SECONDS  how long to wait (reload, scale, upgrade: 60; stop:\n"
         "              graceful_timeout + 10; a worker's answer: 5)\n"
+        "  -h          this help (also --help)\n"
+        "  -v          print the version (also --version)\n"
         "exit: 0 done, 1 failed, 2 usage, 69 daemon not reachable\n");
 }
 
@@ -84,13 +87,20 @@ static int check_admin(const struct ctl *c)
     return 0;
 }
 
+static const struct option long_options[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'v'},
+    {NULL, 0, NULL, 0},
+};
+
+/* "+": options end at the command, so its own ("status --json") are its. */
 static int options(struct ctl *c, int argc, char **argv)
 {
     const char *why;
     char *end;
     int opt;
 
-    while ((opt = getopt(argc, argv, "+c:a:p:t:hv")) != -1) {
+    while ((opt = getopt_long(argc, argv, "+c:a:p:t:hv", long_options, NULL)) != -1) {
         switch (opt) {
         case 'c': c->conf_path = optarg; break;
         case 'p': c->pidfile = optarg; break;
