@@ -35,6 +35,14 @@
 /* As nginx and Apache log them: the body's bytes ($body_bytes_sent, %b). */
 #define FMT_COMMON "$remote_addr - - [$time_local] \"$request\" $status $body_bytes_sent"
 #define FMT_COMBINED FMT_COMMON " \"$http_referer\" \"$http_user_agent\""
+/* One JSON object a line: in this format each text variable is a JSON
+ * string (or null when absent), numbers are numbers. */
+#define FMT_JSON "{\"time\":$time_iso8601,\"remote_addr\":$remote_addr," \
+    "\"request\":$request,\"method\":$request_method,\"uri\":$request_uri," \
+    "\"protocol\":$server_protocol,\"status\":$status,\"bytes_sent\":$bytes_sent," \
+    "\"body_bytes_sent\":$body_bytes_sent,\"request_time\":$request_time," \
+    "\"referer\":$http_referer,\"user_agent\":$http_user_agent,\"host\":$http_host," \
+    "\"worker_id\":$worker_id,\"worker_pid\":$worker_pid}"
 
 enum var {
     V_LITERAL, V_REMOTE_ADDR, V_TIME_LOCAL, V_TIME_ISO8601, V_MSEC, V_REQUEST,
@@ -70,6 +78,7 @@ struct format {
     char *text;
     struct op *ops;
     size_t nops;
+    bool json;  /* "json": text variables as JSON strings */
 };
 
 static struct {
@@ -146,10 +155,11 @@ static void format_free(struct format *f)
 static int compile(const char *spec, struct format *f, char *why, size_t wlen)
 {
     const char *s = strcmp(spec, "common") == 0 ? FMT_COMMON :
-                    strcmp(spec, "combined") == 0 ? FMT_COMBINED : spec;
+                    strcmp(spec, "combined") == 0 ? FMT_COMBINED :
+                    strcmp(spec, "json") == 0 ? FMT_JSON : spec;
     size_t i = 0, lit = 0;
 
-    *f = (struct format){.text = strdup(s)};
+    *f = (struct format){.text = strdup(s), .json = s == (const char *)FMT_JSON};
     if (f->text == NULL)
         fatal("access log: out of memory");
     if (*s == '\0') {
@@ -235,13 +245,62 @@ static void put_escaped(struct buf *b, const char *p, size_t n)
     b->len += k;
 }
 
-/* A request field: "-" when absent. */
+/* Appends n bytes inside a JSON string (RFC 8259): '"' and '\\' escaped,
+ * control bytes and bytes >= 0x7f as \u00HH. A line stays valid JSON (and
+ * ASCII, so valid UTF-8) whatever a client sent; \u00HH stands for the
+ * byte HH, as if the bytes were Latin-1. */
+static void put_json(struct buf *b, const char *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *o = buf_reserve(b, n * 6);
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '"' || c == '\\') {
+            o[k++] = '\\';
+            o[k++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            memcpy(o + k, "\\u00", 4);
+            o[k + 4] = hex[c >> 4];
+            o[k + 5] = hex[c & 15];
+            k += 6;
+        } else {
+            o[k++] = (char)c;
+        }
+    }
+    b->len += k;
+}
+
+/* Text as the format wants it: escaped, and a quoted JSON string in the
+ * json format. */
+static void put_text(struct buf *b, const char *p, size_t n)
+{
+    if (!L.fmt.json) {
+        put_escaped(b, p, n);
+        return;
+    }
+    buf_append(b, "\"", 1);
+    put_json(b, p, n);
+    buf_append(b, "\"", 1);
+}
+
+/* What is not there: "-", or null in JSON. */
+static void put_absent(struct buf *b)
+{
+    if (L.fmt.json)
+        buf_puts(b, "null");
+    else
+        buf_append(b, "-", 1);
+}
+
+/* A request field: absent when .ptr is NULL. */
 static void put_str(struct buf *b, pf_str s)
 {
     if (s.ptr == NULL)
-        buf_append(b, "-", 1);
+        put_absent(b);
     else
-        put_escaped(b, s.ptr, s.len);
+        put_text(b, s.ptr, s.len);
 }
 
 static void put_fmt(struct buf *b, const char *fmt, ...)
@@ -280,25 +339,46 @@ static void cache_times(time_t t)
              "%.3s:%.2s", zone, zone + 3);
 }
 
-static void put_protocol(struct buf *b, int version)
+/* "HTTP/1.1", or "-" before the version was read (a bad request line). */
+static void put_protocol(struct buf *b, int version, bool quoted)
 {
-    if (version <= 0)
+    if (version <= 0 && !quoted)
+        put_absent(b);
+    else if (version <= 0)
         buf_append(b, "-", 1);
-    else
+    else if (quoted || !L.fmt.json)
         put_fmt(b, "HTTP/%d.%d", version / 10, version % 10);
+    else
+        put_fmt(b, "\"HTTP/%d.%d\"", version / 10, version % 10);
 }
 
+/* "GET /a HTTP/1.1": one string in JSON. */
 static void put_request(struct buf *b, const struct accesslog_entry *e)
 {
+    void (*esc)(struct buf *, const char *, size_t) = L.fmt.json ? put_json : put_escaped;
+
     if (e->method.len == 0 && e->target.len == 0) {
-        buf_append(b, "-", 1);
+        put_absent(b);
         return;
     }
-    put_escaped(b, e->method.ptr, e->method.len);
+    if (L.fmt.json)
+        buf_append(b, "\"", 1);
+    esc(b, e->method.ptr, e->method.len);
     buf_append(b, " ", 1);
-    put_escaped(b, e->target.ptr, e->target.len);
+    esc(b, e->target.ptr, e->target.len);
     buf_append(b, " ", 1);
-    put_protocol(b, e->version);
+    put_protocol(b, e->version, true);
+    if (L.fmt.json)
+        buf_append(b, "\"", 1);
+}
+
+/* The method or the target: absent when not read. */
+static void put_part(struct buf *b, pf_str s)
+{
+    if (s.len == 0)
+        put_absent(b);
+    else
+        put_text(b, s.ptr, s.len);
 }
 
 static void put_var(struct buf *b, enum var v, const struct accesslog_entry *e)
@@ -306,15 +386,21 @@ static void put_var(struct buf *b, enum var v, const struct accesslog_entry *e)
     switch (v) {
     case V_LITERAL:         break;
     case V_REMOTE_ADDR:
-        put_escaped(b, e->peer ? e->peer : "-", e->peer ? strlen(e->peer) : 1);
+        put_str(b, (pf_str){e->peer, e->peer ? strlen(e->peer) : 0});
         break;
-    case V_TIME_LOCAL:      cache_times((time_t)e->start); buf_puts(b, L.tlocal); break;
-    case V_TIME_ISO8601:    cache_times((time_t)e->start); buf_puts(b, L.tiso); break;
+    case V_TIME_LOCAL:
+        cache_times((time_t)e->start);
+        put_text(b, L.tlocal, strlen(L.tlocal));
+        break;
+    case V_TIME_ISO8601:
+        cache_times((time_t)e->start);
+        put_text(b, L.tiso, strlen(L.tiso));
+        break;
     case V_MSEC:            put_fmt(b, "%.3f", e->start); break;
     case V_REQUEST:         put_request(b, e); break;
-    case V_METHOD:          put_escaped(b, e->method.ptr, e->method.len); break;
-    case V_URI:             put_escaped(b, e->target.ptr, e->target.len); break;
-    case V_PROTOCOL:        put_protocol(b, e->version); break;
+    case V_METHOD:          put_part(b, e->method); break;
+    case V_URI:             put_part(b, e->target); break;
+    case V_PROTOCOL:        put_protocol(b, e->version, false); break;
     case V_STATUS:          put_fmt(b, "%d", e->status); break;
     case V_BYTES_SENT:      put_fmt(b, "%" PRIu64, e->bytes); break;
     case V_BODY_BYTES:      put_fmt(b, "%" PRIu64, e->body_bytes); break;

@@ -187,12 +187,46 @@ static void linger_read(struct conn *c)
     close_conn(c);
 }
 
+/* c->req for the access log line of an error response: the whole head
+ * when it was read, else the method and target when the request line was,
+ * else nothing (logged as "-"). */
+static void error_request(struct conn *c, int status, uint64_t bytes, size_t body)
+{
+    struct pf_request *r = &c->req;
+    const struct http_parse *hp = &c->hp;
+
+    if (hp->started && hp->req.version != 0) {
+        request_prepare(c);
+    } else {
+        r->method = r->target = r->path = r->query = (pf_str){"", 0};
+        if (hp->started && hp->req.url_len > 0) {
+            const char *m = http_method_str((enum http_method)hp->p.method);
+            r->method = (pf_str){m, strlen(m)};
+            r->target = (pf_str){c->in.p + hp->req.url_off, hp->req.url_len};
+        }
+        r->nhdrs = 0;
+        r->started = ev_time();
+        r->head_only = false;
+    }
+    r->resp.status = status;
+    r->resp.version = hp->req.version;
+    r->resp.framing = FRAME_LENGTH;
+    r->bytes = bytes;
+    r->sent = body;
+}
+
 /* Earlier responses of a pipelined batch may still be in c->out: the
  * error response follows them. */
 static void respond_error(struct conn *c, int status)
 {
+    size_t before = c->out.len, body;
+
     log_debug("%s: %d (%s)", c->peer, status, c->hp.why ? c->hp.why : "");
-    http_write_error(&c->out, status, (time_t)now(c));
+    body = http_write_error(&c->out, status, (time_t)now(c));
+    if (c->srv->on_error_response) {
+        error_request(c, status, c->out.len - before, body);
+        c->srv->on_error_response(c->srv, c);
+    }
     c->close_after = true;
     c->req.state = REQ_NONE;
     flush_out(c);

@@ -34,6 +34,9 @@ struct conn_server {
      * drained) and after each response is complete. */
     void (*on_conn_closed)(struct conn_server *);
     void (*on_request_done)(struct conn_server *, struct conn *);
+    /* After the server's own error response (400, 408, 413...): c->req
+     * describes what was parsed of the request (conn_error_request). */
+    void (*on_error_response)(struct conn_server *, struct conn *);
     /* Leaving (retiring, no_keepalive), idle keep-alive connections go to
      * a serving worker through handoff_fd (handoff.h) when may_hand_over
      * says one serves now; NULL: never, they close as before. */

@@ -553,7 +553,7 @@ void http_write_last_chunk(struct buf *out)
     buf_append(out, "0\r\n\r\n", 5);
 }
 
-void http_write_error(struct buf *out, int status, time_t now)
+size_t http_write_error(struct buf *out, int status, time_t now)
 {
     struct http_resp r = {
         .status = status, .version = 11, .framing = FRAME_LENGTH,
@@ -567,4 +567,5 @@ void http_write_error(struct buf *out, int status, time_t now)
     r.content_length = (uint64_t)k;
     http_write_head(out, &r, ct, 1, now);
     buf_append(out, body, (size_t)k);
+    return (size_t)k;
 }

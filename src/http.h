@@ -108,8 +108,9 @@ int http_header_content_length(const pf_header *h, size_t n, uint64_t *len);
 void http_write_chunk(struct buf *out, const void *data, size_t len);
 void http_write_last_chunk(struct buf *out);
 
-/* A whole error response (small text body, Connection: close). */
-void http_write_error(struct buf *out, int status, time_t now);
+/* A whole error response (small text body, Connection: close). Returns
+ * the body's length. */
+size_t http_write_error(struct buf *out, int status, time_t now);
 
 /* "Tue, 24 Nov 2026 07:50:00 GMT", formatted at most once a second. */
 const char *http_date(time_t now);

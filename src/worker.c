@@ -283,6 +283,12 @@ static void log_access(struct conn *c)
     accesslog_write(&e);
 }
 
+static void on_error_response(struct conn_server *s, struct conn *c)
+{
+    if (W.access_log)
+        log_access(c);
+}
+
 static void on_request_done(struct conn_server *s, struct conn *c)
 {
     SB_ADD(W.slot->requests, 1);
@@ -549,6 +555,7 @@ void worker_main(const struct worker_boot *b)
         },
         .on_conn_closed = on_conn_closed,
         .on_request_done = on_request_done,
+        .on_error_response = on_error_response,
         .handoff_fd = b->handoff_fd[0],
         .may_hand_over = may_hand_over,
         .slot = W.slot,

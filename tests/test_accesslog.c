@@ -207,6 +207,85 @@ START_TEST(test_escaping)
 }
 END_TEST
 
+/* access_log_format = json: one JSON object a line, text as strings (null
+ * when absent), numbers as numbers. */
+START_TEST(test_json_format)
+{
+    struct accesslog_entry e = entry();
+
+    expect_line("json", &e,
+                "{\"time\":\"2026-11-24T07:50:00+00:00\",\"remote_addr\":\"127.0.0.1\","
+                "\"request\":\"GET /a?b=c HTTP/1.1\",\"method\":\"GET\",\"uri\":\"/a?b=c\","
+                "\"protocol\":\"HTTP/1.1\",\"status\":200,\"bytes_sent\":1234,"
+                "\"body_bytes_sent\":1000,\"request_time\":0.001,\"referer\":\"http://r/\","
+                "\"user_agent\":\"curl/7.88.1\",\"host\":\"example.org\",\"worker_id\":3,"
+                "\"worker_pid\":4242}");
+    /* A 400 for a request line that never parsed. */
+    e.method = e.target = (pf_str){NULL, 0};
+    e.version = 0;
+    e.status = 400;
+    e.referer = e.user_agent = e.host = (pf_str){NULL, 0};
+    e.peer = NULL;
+    expect_line("json", &e,
+                "{\"time\":\"2026-11-24T07:50:00+00:00\",\"remote_addr\":null,"
+                "\"request\":null,\"method\":null,\"uri\":null,\"protocol\":null,"
+                "\"status\":400,\"bytes_sent\":1234,\"body_bytes_sent\":1000,"
+                "\"request_time\":0.001,\"referer\":null,\"user_agent\":null,"
+                "\"host\":null,\"worker_id\":3,\"worker_pid\":4242}");
+}
+END_TEST
+
+/* Every byte value a client can send, in every text field: each line is
+ * still one JSON object for a real parser (Python's json, strict), and the
+ * bytes come back as sent (\u00HH for HH). */
+START_TEST(test_json_hostile_bytes)
+{
+    const char *path = tmp_path("json.log");
+    char bytes[256], cmd[512];
+    struct accesslog_entry e = entry();
+    FILE *p;
+    int st;
+
+    if (access("/usr/bin/python3", X_OK) != 0) {
+        fprintf(stderr, "skip: /usr/bin/python3 missing\n");
+        return;
+    }
+    for (int i = 0; i < 256; i++)
+        bytes[i] = (char)i;
+    unlink(path);
+    ck_assert_int_eq(accesslog_open(EV_DEFAULT, path, "json"), 0);
+    e.target = (pf_str){bytes, sizeof bytes};
+    e.method = (pf_str){"G\"E\\T\n", 6};
+    e.user_agent = (pf_str){bytes + 1, 255};
+    e.referer = S("\xc3\xa9\xff\xfe\\u0000\"}{");
+    e.host = S("h\r\n{\"x\":1}");
+    accesslog_write(&e);
+    e.method = (pf_str){NULL, 0};
+    accesslog_write(&e);
+    accesslog_close();
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c 'import json, sys\n"
+             "lines = open(sys.argv[1], \"rb\").read().split(b\"\\n\")\n"
+             "assert lines[-1] == b\"\" and len(lines) == 3, lines\n"
+             "for l in lines[:2]:\n"
+             "    o = json.loads(l.decode(\"ascii\"))\n"
+             "    assert bytes(ord(c) for c in o[\"uri\"]) == bytes(range(256))\n"
+             "    assert bytes(ord(c) for c in o[\"user_agent\"]) == bytes(range(1, 256))\n"
+             "    assert o[\"host\"] == \"h\\r\\n{\\\"x\\\":1}\", o[\"host\"]\n"
+             "print(\"json ok\")' %s 2>&1", path);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    {
+        char out[4096] = "";
+        size_t n = fread(out, 1, sizeof out - 1, p);
+        out[n] = '\0';
+        st = pclose(p);
+        ck_assert_msg(st == 0 && strstr(out, "json ok"), "python3 json: %s\n%s", out,
+                      slurp(path));
+    }
+}
+END_TEST
+
 static void expect_bad(const char *format, const char *why_part)
 {
     char why[256] = "", *log_text;
@@ -424,6 +503,8 @@ int main(void)
     tcase_add_test(tc, test_braces_and_dollar);
     tcase_add_test(tc, test_absent_and_odd_values);
     tcase_add_test(tc, test_escaping);
+    tcase_add_test(tc, test_json_format);
+    tcase_add_test(tc, test_json_hostile_bytes);
     tcase_add_test(tc, test_bad_formats);
     tcase_add_test(tc, test_bad_formats_syntax);
     tcase_add_test(tc, test_buffered_until_flush);

@@ -201,6 +201,41 @@ START_TEST(test_access_log_combined)
 }
 END_TEST
 
+/* The server's own error responses are logged too (as nginx does), with
+ * "-" for what was not parsed: a request line that is not one, a target
+ * too long, a declared body too large, a head that never ends (408). */
+START_TEST(test_access_log_errors)
+{
+    struct ops o;
+    char log[256], *text, longreq[9000];
+
+    prepare(&o);
+    snprintf(log, sizeof(log), "access_log = %s\naccess_log_format = "
+             "[$request] $status $body_bytes_sent ua=$http_user_agent", o.access);
+    launch(&o, "PREFORKD_APPS", "hello", 1,
+           "header_timeout = 1s\nmax_body_size = 10", log);
+    raw_request(o.d->port, "GARBAGE\r\n\r\n");
+    snprintf(longreq, sizeof longreq, "GET /%08200d HTTP/1.1\r\nHost: t\r\n\r\n", 0);
+    raw_request(o.d->port, longreq);
+    raw_request(o.d->port, "POST /big HTTP/1.1\r\nHost: t\r\nUser-Agent: up\r\n"
+                "Content-Length: 11\r\n\r\n");
+    raw_request(o.d->port, "GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    /* Half a head: the 408 comes after header_timeout. */
+    ck_assert_uint_gt(raw_request(o.d->port, "GET /slow HTTP/1.1\r\nHost: t\r\n"), 0);
+    ck_assert(harness_daemon_stop(o.d, SIGTERM, 10));
+    text = harness_read_file(o.access, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "[-] 400 16 ua=-\n"), "no 400 line:\n%s", text);
+    ck_assert_msg(strstr(text, "[GET /00000000") && strstr(text, "0000 -] 414 "),
+                  "no 414 line:\n%s", text);
+    ck_assert_msg(strstr(text, "[POST /big HTTP/1.1] 413 "), "no 413 line:\n%s", text);
+    ck_assert_msg(strstr(text, " ua=up\n"), "no User-Agent on the 413 line:\n%s", text);
+    ck_assert_msg(strstr(text, "[GET /ok HTTP/1.1] 200 14 ua=-\n"), "no 200 line:\n%s", text);
+    ck_assert_msg(strstr(text, "[GET /slow -] 408 20 ua=-\n"), "no 408 line:\n%s", text);
+    free(text);
+}
+END_TEST
+
 /* Sends USR2 to each worker until each one's snapshot line shows up in the
  * new error log: proof that it reopened its logs (USR1 came first). */
 static void expect_workers_reopened(struct ops *o, long pids[16])
@@ -580,6 +615,7 @@ int main(void)
     TCase *tc = harness_tcase(s, "ops", 90);
 
     tcase_add_test(tc, test_access_log_combined);
+    tcase_add_test(tc, test_access_log_errors);
     tcase_add_test(tc, test_usr1_reopen);
     tcase_add_test(tc, test_ttin_ttou_under_load);
     tcase_add_test(tc, test_ttou_never_below_one);
