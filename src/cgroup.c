@@ -107,8 +107,8 @@ static const char *below(const char *path, const char *mroot)
 }
 
 /* Reads the line of /proc/self/cgroup for v2 ("0::/path") or for the v1
- * memory controller ("4:memory:/path") into path. 0 / -1 (none). */
-static int self_cgroup(const char *root, bool v2, char *path, size_t len)
+ * controller ctl ("4:memory:/path") into path. 0 / -1 (none). */
+static int self_cgroup(const char *root, bool v2, const char *want, char *path, size_t len)
 {
     char file[600], *line = NULL;
     size_t cap = 0;
@@ -125,7 +125,7 @@ static int self_cgroup(const char *root, bool v2, char *path, size_t len)
         *p++ = '\0';
         *ctl++ = '\0';
         p[strcspn(p, "\n")] = '\0';
-        if (v2 ? strcmp(line, "0") == 0 && *ctl == '\0' : has_item(ctl, "memory")) {
+        if (v2 ? strcmp(line, "0") == 0 && *ctl == '\0' : has_item(ctl, want)) {
             snprintf(path, len, "%s", p);
             rc = 0;
         }
@@ -135,11 +135,12 @@ static int self_cgroup(const char *root, bool v2, char *path, size_t len)
     return rc;
 }
 
-/* The mount of the hierarchy (cgroup2, or v1 with the memory controller)
+/* The mount of the hierarchy (cgroup2, or v1 with the controller want)
  * whose root holds path, the deepest such root when several do; failing
  * that, any mount of it (its cgroup is then taken as the mount's root).
  * 0 / -1 (not mounted). */
-static int find_mount(const char *root, bool v2, const char *path, struct mount *m)
+static int find_mount(const char *root, bool v2, const char *want, const char *path,
+                      struct mount *m)
 {
     char file[600], *line = NULL;
     size_t cap = 0, best = 0;
@@ -164,7 +165,7 @@ static int find_mount(const char *root, bool v2, const char *path, struct mount 
         super = strtok_r(NULL, " \n", &save);
         if (n < 5 || type == NULL ||
             !(v2 ? strcmp(type, "cgroup2") == 0
-                 : strcmp(type, "cgroup") == 0 && super && has_item(super, "memory")))
+                 : strcmp(type, "cgroup") == 0 && super && has_item(super, want)))
             continue;
         unescape(field[3]);
         unescape(field[4]);
@@ -193,23 +194,31 @@ static void locate(const char *root, const char *path, const struct mount *m,
     snprintf(cg->dir, sizeof(cg->dir), "%s%s", top, rel ? rel : "");
 }
 
+/* Whether the file (a space-separated list) has the word w. */
+static bool has_word(const char *file, const char *w)
+{
+    char buf[512];
+
+    if (read_small(file, buf, sizeof(buf)) < 0)
+        return false;
+    buf[strcspn(buf, "\n")] = '\0';
+    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save))
+        if (strcmp(t, w) == 0)
+            return true;
+    return false;
+}
+
 /* Whether the memory controller is on the v2 hierarchy: the cgroup has
  * memory.max, or (the root cgroup has none) the root lists the controller. */
 static bool v2_has_memory(const struct cgroup *cg, const char *top)
 {
-    char file[1100], buf[512];
+    char file[1100];
 
     snprintf(file, sizeof(file), "%s/memory.max", cg->dir);
     if (access(file, F_OK) == 0)
         return true;
     snprintf(file, sizeof(file), "%s/cgroup.controllers", top);
-    if (read_small(file, buf, sizeof(buf)) < 0)
-        return false;
-    buf[strcspn(buf, "\n")] = '\0';
-    for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
-        if (strcmp(w, "memory") == 0)
-            return true;
-    return false;
+    return has_word(file, "memory");
 }
 
 /* The smallest limit from the cgroup's directory up to the mount's (top):
@@ -258,8 +267,8 @@ int cgroup_find(const char *root, struct cgroup *cg)
 
     memset(cg, 0, sizeof(*cg));
     root = root ? root : "";
-    if (self_cgroup(root, true, path, sizeof(path)) == 0 &&
-        find_mount(root, true, path, &m) == 0) {
+    if (self_cgroup(root, true, NULL, path, sizeof(path)) == 0 &&
+        find_mount(root, true, NULL, path, &m) == 0) {
         locate(root, path, &m, cg, top, sizeof(top));
         v2_mounted = true;
         if (v2_has_memory(cg, top)) {
@@ -268,8 +277,8 @@ int cgroup_find(const char *root, struct cgroup *cg)
             return 0;
         }
     }
-    if (self_cgroup(root, false, path, sizeof(path)) == 0 &&
-        find_mount(root, false, path, &m) == 0) {
+    if (self_cgroup(root, false, "memory", path, sizeof(path)) == 0 &&
+        find_mount(root, false, "memory", path, &m) == 0) {
         locate(root, path, &m, cg, top, sizeof(top));
         cg->version = CGROUP_V1;
         walk_limits(cg, top, "memory.limit_in_bytes");
@@ -324,6 +333,71 @@ int cgroup_usage(const struct cgroup *cg, uint64_t *bytes)
     snprintf(file, sizeof(file), "%s/%s", cg->dir,
              cg->version == CGROUP_V2 ? "memory.current" : "memory.usage_in_bytes");
     return read_limit(file, bytes) == 1 ? 0 : -1;
+}
+
+/* The CPU quota of one directory: v2 cpu.max ("QUOTA PERIOD", "max
+ * PERIOD"), v1 cpu.cfs_quota_us (-1: none) over cpu.cfs_period_us. CPUs
+ * (2.5 = two and a half), or 0 for none or unreadable. */
+static double dir_cpus(const char *dir, bool v2)
+{
+    char file[1200], buf[64], per[64];
+    long long quota, period;
+
+    if (v2) {
+        snprintf(file, sizeof(file), "%s/cpu.max", dir);
+        if (read_small(file, buf, sizeof(buf)) < 0 ||
+            sscanf(buf, "%lld %lld", &quota, &period) != 2)
+            return 0;
+    } else {
+        snprintf(file, sizeof(file), "%s/cpu.cfs_quota_us", dir);
+        if (read_small(file, buf, sizeof(buf)) < 0 || sscanf(buf, "%lld", &quota) != 1)
+            return 0;
+        snprintf(file, sizeof(file), "%s/cpu.cfs_period_us", dir);
+        if (read_small(file, per, sizeof(per)) < 0 || sscanf(per, "%lld", &period) != 1)
+            return 0;
+    }
+    return quota > 0 && period > 0 ? (double)quota / (double)period : 0;
+}
+
+double cgroup_cpu_limit(const char *root)
+{
+    char path[512], dir[1100], top[1100];
+    struct cgroup cg;
+    struct mount m;
+    double least = 0;
+    bool v2;
+
+    root = root ? root : "";
+    if (self_cgroup(root, true, NULL, path, sizeof(path)) == 0 &&
+        find_mount(root, true, NULL, path, &m) == 0) {
+        locate(root, path, &m, &cg, top, sizeof(top));
+        /* The controllers this cgroup may use; the root lists all. */
+        snprintf(dir, sizeof(dir), "%s/cgroup.controllers", cg.dir);
+        if (has_word(dir, "cpu")) {
+            v2 = true;
+            goto walk;
+        }
+    }
+    if (self_cgroup(root, false, "cpu", path, sizeof(path)) < 0 ||
+        find_mount(root, false, "cpu", path, &m) < 0)
+        return 0;
+    v2 = false;
+    locate(root, path, &m, &cg, top, sizeof(top));
+walk:
+    /* A parent's quota holds its children too: the smallest counts. */
+    snprintf(dir, sizeof(dir), "%s", cg.dir);
+    for (;;) {
+        double c = dir_cpus(dir, v2);
+        char *slash;
+
+        if (c > 0 && (least == 0 || c < least))
+            least = c;
+        if (strlen(dir) <= strlen(top) || (slash = strrchr(dir, '/')) == NULL ||
+            (size_t)(slash - dir) < strlen(top))
+            break;
+        *slash = '\0';
+    }
+    return least;
 }
 
 const char *cgroup_version_name(enum cgroup_version v)

@@ -39,6 +39,12 @@ int cgroup_usage(const struct cgroup *cg, uint64_t *bytes);
  * 0 / -1 (no cgroup, or a kernel without the line). One small read. */
 int cgroup_oom_kills(const struct cgroup *cg, uint64_t *n);
 
+/* The CPU quota of the cgroup the calling process runs in, in CPUs (1.5
+ * = one and a half CPUs' time per period), the smallest over its
+ * ancestors: v2 cpu.max, v1 cpu.cfs_quota_us / cpu.cfs_period_us. 0 when
+ * there is none (or no cpu controller). root as for cgroup_find. */
+double cgroup_cpu_limit(const char *root);
+
 /* "v1", "v2" or "none". */
 const char *cgroup_version_name(enum cgroup_version v);
 

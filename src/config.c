@@ -8,6 +8,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "log.h"
 #include "scoreboard.h"
@@ -418,10 +421,19 @@ int config_parse_bool(const char *s, bool *out)
 
 /* Values */
 
+/* workers = auto: the CPUs this process may run on (its affinity mask, a
+ * container's cpuset), and no more than its cgroup's CPU quota allows (a
+ * container's CPU limit, systemd's CPUQuota=), rounded up. */
 static uint64_t online_cpus(void)
 {
+    cpu_set_t set;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
+    double quota = cgroup_cpu_limit(NULL);
 
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        n = CPU_COUNT(&set);
+    if (quota > 0 && (double)n > quota)
+        n = (long)ceil(quota);
     if (n < 1)
         return 1;
     return n > WORKERS_MAX ? WORKERS_MAX : (uint64_t)n;

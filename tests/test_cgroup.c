@@ -9,6 +9,7 @@
  * skip (one line on stderr) when not root or when no cgroup can be made.
  */
 #include <check.h>
+#include <sched.h>
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
@@ -217,6 +218,44 @@ START_TEST(test_v1_limited)
     ck_assert_int_eq(cgroup_find(root, &cg), 0);
     expect_dir(&cg, "/sys/fs/cgroup/memory/x");
     ck_assert_uint_eq(cg.limit, 48 * MIB);
+}
+END_TEST
+
+/* CPU quotas (workers = auto): the smallest over the ancestors, v2 cpu.max
+ * and v1 cpu.cfs_quota_us / cpu.cfs_period_us; none is 0. */
+START_TEST(test_cpu_limit)
+{
+    new_root();
+    fake("proc/self/cgroup", "0::/kubepods/pod1/c1\n");
+    fake("proc/self/mountinfo", MOUNT_ROOTFS MOUNT_V2);
+    fake("sys/fs/cgroup/kubepods/pod1/c1/cgroup.controllers", "cpuset cpu io memory pids\n");
+    fake("sys/fs/cgroup/kubepods/pod1/c1/cpu.max", "max 100000\n");
+    ck_assert(cgroup_cpu_limit(root) == 0);
+    fake("sys/fs/cgroup/kubepods/pod1/cpu.max", "150000 100000\n");
+    fake("sys/fs/cgroup/kubepods/cpu.max", "400000 100000\n");
+    ck_assert(cgroup_cpu_limit(root) == 1.5);
+    fake("sys/fs/cgroup/kubepods/pod1/c1/cpu.max", "50000 100000\n");
+    ck_assert(cgroup_cpu_limit(root) == 0.5);
+    /* No cpu controller for this cgroup (cpuset is not cpu). */
+    fake("sys/fs/cgroup/kubepods/pod1/c1/cgroup.controllers", "cpuset memory\n");
+    ck_assert(cgroup_cpu_limit(root) == 0);
+
+    /* Hybrid: v1 cpu,cpuacct, with an inner cgroup. */
+    new_root();
+    fake("proc/self/cgroup", "4:memory:/x\n1:cpu,cpuacct:/docker/abc\n0::/\n");
+    fake("proc/self/mountinfo", HYBRID_MOUNTS);
+    fake("sys/fs/cgroup/unified/cgroup.controllers", "\n");
+    fake("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "-1\n");
+    fake("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n");
+    ck_assert(cgroup_cpu_limit(root) == 0);
+    fake("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "250000\n");
+    ck_assert(cgroup_cpu_limit(root) == 2.5);
+
+    /* Neither. */
+    new_root();
+    fake("proc/self/cgroup", "4:memory:/x\n");
+    fake("proc/self/mountinfo", MOUNT_ROOTFS);
+    ck_assert(cgroup_cpu_limit(root) == 0);
 }
 END_TEST
 
@@ -525,6 +564,36 @@ static struct hdaemon *start_in(const struct realcg *cg, const char *recycle)
     return d;
 }
 
+/* workers = auto counts the CPUs the daemon may run on: under taskset -c 0,
+ * one worker on a machine with more. */
+START_TEST(test_auto_workers_affinity)
+{
+    char *hello = load_module_path("PREFORKD_APPS", "hello");
+    struct hdaemon *d;
+    cpu_set_t set;
+
+    if (sched_getaffinity(0, sizeof set, &set) < 0 || CPU_COUNT(&set) < 2 ||
+        !CPU_ISSET(0, &set) || access("/usr/bin/taskset", X_OK) < 0) {
+        fprintf(stderr, "test_auto_workers_affinity: skipped: needs CPU 0 and another, "
+                "and /usr/bin/taskset\n");
+        free(hello);
+        return;
+    }
+    d = harness_daemon_new();
+    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = auto\n"
+                          "[app]\nmodule = %s\n", hello);
+    d->exec_bin = "/usr/bin/taskset";
+    {
+        const char *args[] = {"-c", "0", harness_env("PREFORKD_BIN"), "-c", d->conf, NULL};
+        harness_daemon_spawn(d, args);
+    }
+    harness_daemon_wait_ready(d, 20);
+    ck_assert_msg(harness_log_count(d, "ready: 1 workers serving") == 1,
+                  "workers = auto under taskset -c 0 did not start 1 worker");
+    free(hello);
+}
+END_TEST
+
 /* /stats, its "cgroup" object, and a number of one of its members
  * ("max_rss.bytes": the number "bytes" after "max_rss"). */
 static double cgroup_num(const char *json, const char *member, const char *key)
@@ -803,6 +872,7 @@ int main(void)
     tcase_add_test(tc, test_v1_unlimited);
     tcase_add_test(tc, test_v1_limited);
     tcase_add_test(tc, test_missing);
+    tcase_add_test(tc, test_cpu_limit);
     tcase_add_test(tc, test_mountinfo_escapes);
     tcase_add_test(tc, test_resolve);
     suite_add_tcase(s, tc);
@@ -810,6 +880,7 @@ int main(void)
     tcase_add_unchecked_fixture(real, NULL, cg_cleanup);
     tcase_add_test(real, test_real_oom_kill);
     tcase_add_test(real, test_real_auto);
+    tcase_add_test(real, test_auto_workers_affinity);
     rc = harness_run_suite(s);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return rc;
