@@ -159,7 +159,7 @@ static int compile(const char *spec, struct format *f, char *why, size_t wlen)
                     strcmp(spec, "json") == 0 ? FMT_JSON : spec;
     size_t i = 0, lit = 0;
 
-    *f = (struct format){.text = strdup(s), .json = s == (const char *)FMT_JSON};
+    *f = (struct format){.text = strdup(s), .json = strcmp(spec, "json") == 0};
     if (f->text == NULL)
         fatal("access log: out of memory");
     if (*s == '\0') {

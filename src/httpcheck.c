@@ -257,12 +257,6 @@ int httpcheck_target(int method, const char *t, size_t len, const char **why)
         *why = "malformed absolute target";
         return 400;
     }
-    /* RFC 9110 4.2.4: userinfo in an http(s) URI is an error; the host
-     * that follows it would replace Host. */
-    if (u.field_set & (1 << UF_USERINFO)) {
-        *why = "userinfo in the target";
-        return 400;
-    }
     return 0;
 }
 

@@ -150,7 +150,19 @@ static pid_t real_fork_worker(int id, int slot, int ctl_fd)
 }
 
 /* Forks worker `id` into slot index i. Returns 0, or -1 (retry later). */
-static int spawn(int id, int i)
+/* A spawn's line: at info, except for a recycle's replacement (the old
+ * worker's retirement line tells that recycle, once). */
+static void say_spawned(const struct worker *w)
+{
+    if (w->quiet)
+        log_debug("worker %d spawned (pid %d, generation %u)", w->id, (int)w->pid,
+                  w->generation);
+    else
+        log_info("worker %d spawned (pid %d, generation %u)", w->id, (int)w->pid,
+                 w->generation);
+}
+
+static int spawn(int id, int i, bool quiet)
 {
     struct worker *w = &M.w[i];
     struct slot *s = scoreboard_slot(M.sb, i + 1);
@@ -164,6 +176,7 @@ static int spawn(int id, int i)
     SB_SET(s->forked_us, scoreboard_mono_us());
     SB_SET(s->heartbeat_ms, scoreboard_mono_ms());
     SB_SET(s->max_rss, M.cfg->recycle.max_rss);
+    SB_SET(s->quiet, quiet);
     /* The worker's command channel (relay.c): without one it serves all
      * the same, only preforkctl's commands to it fail. */
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0) {
@@ -184,11 +197,10 @@ static int spawn(int id, int i)
     *w = (struct worker){.pid = pid, .id = id, .generation = M.generation,
                          .phase = PH_ACTIVE, .spawned = now_(),
                          .phase_since = now_(), .replacement = -1,
-                         .ctl_fd = pair[0]};
+                         .ctl_fd = pair[0], .quiet = quiet};
     if (pid != PID_PENDING) {
         SB_SET(s->pid, (int32_t)pid);
-        log_info("worker %d spawned (pid %d, generation %u)", id, (int)pid,
-                 M.generation);
+        say_spawned(w);
     }
     return 0;
 }
@@ -268,9 +280,9 @@ static void recycle(ev_tstamp now)
                 oldest = &M.w[k];
         if (oldest == NULL || !may_spawn(now) || (i = free_slot()) < 0)
             return;
-        log_info("worker %d (pid %d): %s: starting its replacement",
-                 oldest->id, (int)oldest->pid, recycle_reason_name(oldest->reason));
-        if (spawn(oldest->id, i) < 0)
+        log_debug("worker %d (pid %d): %s: starting its replacement",
+                  oldest->id, (int)oldest->pid, recycle_reason_name(oldest->reason));
+        if (spawn(oldest->id, i, true) < 0)
             return;
         oldest->phase = PH_REPLACING;
         oldest->phase_since = now;
@@ -324,7 +336,7 @@ void master_reconcile(void)
             held = holds_id(&M.w[k]) && (uint32_t)M.w[k].id == id;
         if (held)
             continue;
-        if (!may_spawn(now) || (i = free_slot()) < 0 || spawn((int)id, i) < 0)
+        if (!may_spawn(now) || (i = free_slot()) < 0 || spawn((int)id, i, false) < 0)
             return;
     }
 }
@@ -462,8 +474,7 @@ static void worker_known(struct worker *w, pid_t pid)
     SB_SET(slot_of(w)->pid, (int32_t)pid);
     w->pid = pid;
     w->deferred_sig = 0;
-    log_info("worker %d spawned (pid %d, generation %u)", w->id, (int)pid,
-             w->generation);
+    say_spawned(w);
     if (sig)
         master_signal(w, sig);
 }
@@ -524,6 +535,13 @@ bool master_mold_reaped(pid_t pid, int wstatus)
     return true;
 }
 
+/* A SIGKILL: for a crash or an OOM kill, one the master did not send (its
+ * own carry w->reason and never count as either). */
+static bool killed_outside(int wstatus)
+{
+    return WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL;
+}
+
 void master_reaped(struct worker *w, int wstatus)
 {
     enum retire_reason why = exit_reason(w, wstatus);
@@ -536,8 +554,12 @@ void master_reaped(struct worker *w, int wstatus)
     else if (why == RETIRE_CRASH)
         log_warnx("worker %d (pid %d) %s", w->id, (int)w->pid, how);
     account_retired(&M.account, w->id, s, why, how, M.cfg->recycle.max_rss);
+    /* A crash loop: workers that die before they serve, or right after
+     * (an app that crashes on every first request). A SIGKILL from outside
+     * (an operator, the OOM killer) to a worker that served is not the
+     * app failing to start: its replacement comes at once. */
     if (M.mode == RUNNING && (why == RETIRE_CRASH || why == RETIRE_OOM) &&
-        (!w->served || now_() - w->spawned < QUICK_FAILURE))
+        (!w->served || (now_() - w->spawned < QUICK_FAILURE && !killed_outside(wstatus))))
         boot_failed(w, wstatus);
     forget_worker(w);
     if (M.exit_code != 0 && M.mode == RUNNING)

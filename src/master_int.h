@@ -45,6 +45,8 @@ struct worker {
     int replacement;     /* slot index of its replacement, or -1 */
     bool served;         /* reported SERVING */
     bool killed;         /* we sent SIGKILL */
+    bool quiet;          /* a recycle's replacement: its steps log at debug;
+                          * the retirement line is the recycle's one line */
     int deferred_sig;    /* signalled while PID_PENDING: sent once known */
     /* relay.c: the master's end of the worker's command socket pair, and
      * the admin request waiting for its answer (token 0: none). */

@@ -35,6 +35,13 @@ static pf_str absolute_form(pf_str t, int method, pf_str *rest)
     for (sep = a; sep < end && *sep != '/' && *sep != '?'; sep++)
         ;
     *rest = (pf_str){sep, (size_t)(end - sep)};
+    /* "user:pass@host": the host is what follows the last '@' (RFC 9110
+     * 4.2.4 deprecates userinfo; it never becomes the Host). */
+    for (const char *at = sep; at > a; at--)
+        if (at[-1] == '@') {
+            a = at;
+            break;
+        }
     return (pf_str){a, (size_t)(sep - a)};
 }
 

@@ -68,6 +68,8 @@ struct slot {
     _Atomic uint64_t mem;            /* by memory_metric: what the limits compare */
     _Atomic uint32_t loop_lag_us;    /* last measured event-loop lag */
     _Atomic uint32_t retire_reason;  /* enum retire_reason, set when leaving */
+    _Atomic uint32_t quiet;          /* the master's: a recycle's replacement,
+                                        whose steps log at debug */
     _Atomic uint32_t nsamples;       /* samples[] written, wraps at SB_SAMPLES */
     /* While the app's handle() runs: "METHOD target", cut to fit, so that
      * the master's log line names the request of a worker whose loop is

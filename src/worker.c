@@ -73,7 +73,7 @@ static void soft_limit(enum retire_reason r)
     if (r == RETIRE_NONE || W.leaving || W.asked_recycle)
         return;
     memory_fmt(SB_GET(W.slot->mem), mem, sizeof(mem));
-    log_info("%s reached (%llu requests, %s, %.0fs old): asking for a replacement",
+    log_debug("%s reached (%llu requests, %s, %.0fs old): asking for a replacement",
              recycle_reason_name(r), (unsigned long long)W.rec.requests, mem,
              ev_now(W.loop) - W.rec.started);
     SB_SET(W.slot->retire_reason, r);
@@ -407,7 +407,10 @@ static void retire(void)
     if (W.srv.retiring)
         return;
     W.leaving = true;
-    log_info("retiring: %u connections open", W.srv.nconns);
+    /* The master's retirement line tells the operator; this one only
+     * counts what is open now (idle keep-alive connections may have been
+     * handed over before: see "handed ... idle connections" at exit). */
+    log_debug("retiring: %u connections open", W.srv.nconns);
     SB_SET(W.slot->state, SLOT_RETIRING);
     accepting(false);
     ev_timer_stop(W.loop, &W.pause);
@@ -578,12 +581,15 @@ void worker_main(const struct worker_boot *b)
     SB_SET(W.slot->state, SLOT_SERVING);
     SB_SET(W.slot->boot_us, since_fork_us());
     tell_master(MSG_SERVING, 0);
-    log_info("serving");
+    if (SB_GET(W.slot->quiet))
+        log_debug("serving");
+    else
+        log_info("serving");
     ev_run(W.loop, 0);
     /* 7. Leaving. */
     W.leaving = true;
     if (W.srv.handed_over > 0)
-        log_info("handed %llu idle connections to serving workers",
+        log_debug("handed %llu idle connections to serving workers in all",
                  (unsigned long long)W.srv.handed_over);
     command_stop();
     recycle_close(&W.rec, ev_now(W.loop));

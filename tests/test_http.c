@@ -170,7 +170,6 @@ static const struct {
     {"te quoted", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \"chunked\"\r\n\r\n"), 400},
     {"te empty", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n"), 400},
     {"te vertical tab", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\x0b\r\n\r\n0\r\n\r\n"), 400},
-    {"userinfo in an absolute target", RAW("GET http://u:p@a/ HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
     {"te in http/1.0", RAW("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400},
     /* Empty list elements are ignored, but not an empty field or one of
      * commas alone: no coding at all. */

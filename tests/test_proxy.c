@@ -434,6 +434,14 @@ START_TEST(test_absolute_form_target)
     ck_assert_int_eq(r.status, 200);
     assert_has(&r, "GET /?x=2 HTTP/1.1\n", true);
     hresp_free(&r);
+    /* Userinfo never becomes the host. */
+    harness_roundtrip(d->port, "GET http://user:pw@localhost:8080/u HTTP/1.1\r\n"
+                      "Host: other.invalid\r\nConnection: close\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    assert_has(&r, "GET /u HTTP/1.1\n", true);
+    assert_has(&r, "Host: localhost:8080\n", true);
+    assert_has(&r, "user", false);
+    hresp_free(&r);
     harness_roundtrip(d->port, "GET HTTP://LOCALHOST HTTP/1.1\r\n"
                       "Host: other.invalid\r\nConnection: close\r\n\r\n", &r);
     ck_assert_int_eq(r.status, 200);

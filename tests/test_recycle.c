@@ -158,7 +158,8 @@ START_TEST(test_max_requests)
     char *mod = load_module_path("PREFORKD_APPS", "hello");
     /* A budget that never binds: an exiting worker holds its place in the
      * budget until it is gone, which under ASan takes a while. */
-    struct hdaemon *d = start(mod, 1, "max_requests = 50\nmax_concurrent_recycles = 3\n", NULL);
+    struct hdaemon *d = start(mod, 1, "max_requests = 50\nmax_concurrent_recycles = 3\n"
+                              "[log]\nlevel = debug\n", NULL);
     long served[32];
     int n;
 
@@ -197,6 +198,46 @@ static void keepalive_request(struct hconn *c, int i)
     hresp_free(&r);
 }
 
+/* A recycle is one info line, the master's retirement line (reason,
+ * requests, age, memory, growth); its steps (asked, replacement spawned and
+ * serving, retiring) are at debug: 785 recycles made 6,058 lines before. */
+START_TEST(test_one_info_line_per_recycle)
+{
+    char *mod = load_module_path("PREFORKD_APPS", "hello");
+    struct hdaemon *d = start(mod, 2, "max_requests = 10\n", NULL);
+    char *text, *line, *save = NULL;
+    bool after_ready = false;
+    int retired = 0;
+
+    /* A worker serves on until its replacement does: how many requests 4
+     * recycles take depends on the machine. */
+    for (double t0 = harness_now(); harness_log_count(d, RETIRED("max_requests")) < 4;) {
+        ck_assert_msg(harness_now() - t0 < 30, "%d retired in 30 s",
+                      harness_log_count(d, RETIRED("max_requests")));
+        load_sync(d->port, 20, false, "Hello, World!\n");
+    }
+    ck_assert(harness_daemon_stop(d, SIGTERM, 10));
+    text = harness_log_text(d);
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (strstr(line, "received SIGTERM"))
+            break;
+        /* From the first recycle on (the first workers' "serving" lines
+         * may come after the master's "ready"). */
+        after_ready = after_ready || strstr(line, "retired: ") != NULL;
+        if (after_ready && strstr(line, " [info] ")) {
+            ck_assert_msg(strstr(line, "retired: max_requests (exited with status 0); ") &&
+                          strstr(line, " requests in ") && strstr(line, "; memory ") &&
+                          strstr(line, "growth per 1000 requests"),
+                          "an info line that is not a retirement: %s", line);
+            retired++;
+        }
+    }
+    ck_assert_int_ge(retired, 4);
+    free(text);
+    free(mod);
+}
+END_TEST
+
 /* Keep-alive clients outlive the workers that serve them: each worker that
  * is recycled hands its idle connections to a serving worker instead of
  * closing them (several in one message when it retires), so no client
@@ -205,7 +246,9 @@ static void keepalive_request(struct hconn *c, int i)
 START_TEST(test_keepalive_survives_recycling)
 {
     char *mod = load_module_path("PREFORKD_APPS", "hello");
-    struct hdaemon *d = start(mod, 2, "max_requests = 20\nmax_concurrent_recycles = 2\n", NULL);
+    /* The hand-over lines are at debug. */
+    struct hdaemon *d = start(mod, 2, "max_requests = 20\nmax_concurrent_recycles = 2\n"
+                              "[log]\nlevel = debug\n", NULL);
     struct hconn *c[8];
     int i = 0;
 
@@ -291,7 +334,8 @@ START_TEST(test_max_rss)
     harness_daemon_stop(probe, SIGTERM, 10);
     /* A budget per worker: a worker waiting for its turn keeps serving and
      * growing by design (test_recycle_budget covers the budget). */
-    snprintf(recycle, sizeof recycle, "max_rss = %.0f\nmax_concurrent_recycles = 4\n", limit);
+    snprintf(recycle, sizeof recycle, "max_rss = %.0f\nmax_concurrent_recycles = 4\n"
+             "[log]\nlevel = debug\n", limit);
     d = start(mod, 2, recycle, "leak_bytes = 256K");
     load_watched(d->port, stats_admin_port(d), 2, 300, "leaked 262144 bytes\n", &s);
     ck_assert(harness_log_wait(d, RETIRED("max_rss"), 2, 10));
@@ -640,6 +684,7 @@ int main(void)
     setenv("ASAN_OPTIONS", opts, 1);
     tcase_add_test(tc, test_max_requests);
     tcase_add_test(tc, test_keepalive_survives_recycling);
+    tcase_add_test(tc, test_one_info_line_per_recycle);
     tcase_add_test(tc, test_max_requests_jitter);
     tcase_add_test(tc, test_max_rss);
     tcase_add_test(tc, test_max_rss_far_over);

@@ -274,6 +274,9 @@ max_requests = 25
 max_requests_jitter = 0
 [app]
 module = $test_apps/slow.so
+[log]
+; A recycle's replacement is "spawned" at debug: live_is counts them.
+level = debug
 EOF
 vg_start up
 up_pid=$pid up_port=$port
@@ -299,6 +302,7 @@ servers = 127.0.0.1:$up_port
 max_idle = 4
 [log]
 access_log = $tmp/access.log
+level = debug
 [admin]
 listen = 127.0.0.1:0
 EOF
