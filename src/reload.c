@@ -306,10 +306,11 @@ void master_reload_failed(int wstatus, const char *why)
 
     proc_describe(wstatus, how, sizeof(how));
     if (why != NULL && *why) {
-        size_t n = strlen(why);
-        fail("app %s could not be loaded (the new mold %s):\n%.*s",
-             M.pending.cfg->app.module, how,
-             (int)(why[n - 1] == '\n' ? n - 1 : n), why);
+        char line[sizeof(M.reload_error)];
+
+        join_lines(why, line, sizeof(line));
+        fail("app %s could not be loaded (the new mold %s): %s",
+             M.pending.cfg->app.module, how, line);
     } else {
         fail("app %s could not be loaded (the new mold %s; see the error log)",
              M.pending.cfg->app.module, how);

@@ -45,7 +45,7 @@ static void usage(FILE *f)
 }
 
 /* [admin] listen and [server] pidfile from the file, unless given. */
-static int load_config(struct ctl *c, bool need_file)
+static int load_config(struct ctl *c, bool need_file, const char *cmd)
 {
     char *errors = NULL;
 
@@ -55,8 +55,14 @@ static int load_config(struct ctl *c, bool need_file)
             return 0;
         }
         fputs(errors ? errors : "", stderr);
-        ctl_err("%s: cannot find the daemon from this file "
-                "(fix it, or give -a and -p)", c->conf_path);
+        /* A reload would be refused for the same errors: say so, rather
+         * than how to reach the daemon without the file. */
+        if (strcmp(cmd, "reload") == 0)
+            ctl_err("reload: %s is not valid (above): nothing was sent, the daemon "
+                    "goes on with the configuration it has", c->conf_path);
+        else
+            ctl_err("%s: the daemon's admin endpoint and pidfile cannot be read from "
+                    "this file (above)", c->conf_path);
         free(errors);
         return -1;
     }
@@ -171,7 +177,7 @@ int main(int argc, char **argv)
     need_file = !c.have_admin ||
                 (c.pidfile == NULL && !ctl_is_worker_command(argv[optind]) &&
                  strcmp(argv[optind], "status") != 0);
-    if (load_config(&c, need_file) < 0)
+    if (load_config(&c, need_file, argv[optind]) < 0)
         return CTL_FAILED;
     if (check_admin(&c) < 0)
         return CTL_USAGE;
