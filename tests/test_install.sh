@@ -105,7 +105,9 @@ else
     not_ok "installed units name $prefix/sbin and $prefix/etc" "$tmp/unit.out"
 fi
 if command -v systemd-analyze >/dev/null 2>&1; then
-    if systemd-analyze verify "$unit" "$prefix/lib/systemd/system/preforkd.socket" \
+    # Documentation=man:... must name pages that are installed: here.
+    if MANPATH="$prefix/share/man" systemd-analyze verify "$unit" \
+            "$prefix/lib/systemd/system/preforkd.socket" \
             >"$tmp/verify.out" 2>&1 && [ ! -s "$tmp/verify.out" ]; then
         ok "systemd-analyze verify on the installed units"
     else
