@@ -1,8 +1,10 @@
 /*
  * config.c - the INI file as a struct config. inih splits lines; this file
  * tracks sections and line numbers itself (through a reader callback), checks
- * every key and value against tables, and collects every error found. Pure
- * (no sockets, no logging): runs in the master (start, -t, SIGHUP) and tests.
+ * every key and value against tables, and collects every error found; it
+ * remembers where each key was set (config_line) and writes every value
+ * back as text (config_walk, for -T). Pure (no sockets, no logging): runs
+ * in the master (start, -t, SIGHUP) and tests.
  * Convention: 0 / -1 (config_load: -1 with the error text, see config.h).
  */
 #include <ctype.h>
@@ -166,6 +168,7 @@ struct parser {
     struct error *errs;      /* kept ones, sorted by line at the end */
     size_t nerrs;
     int nerrors;             /* found, kept or not (out of memory) */
+    int nsyntax;             /* of which lines not understood at all */
     bool oom;
     int read_errno;
     int lineno;              /* lines read so far = line of the handler call */
@@ -293,6 +296,7 @@ static void bad_line(struct parser *p)
 {
     char buf[SHOW_BUF];
 
+    p->nsyntax++;
     errorf(p, p->pending_line, "expected \"key = value\" or \"[section]\"%s, "
            "got \"%s\"", p->pending_indented ? " (an indented line does not "
            "continue the one above)" : "", show(p->pending, buf));
@@ -739,6 +743,25 @@ static void unknown_key(struct parser *p, const struct secdef *sd,
                show(name, buf));
 }
 
+/* Records where a key of a fixed section (or, key NULL, its header) was
+ * set, for config_line and config_raw. */
+static void note_key(struct parser *p, const char *section, const char *key,
+                     const char *raw)
+{
+    struct config *c = p->c;
+    struct config_key *grown = realloc(c->keys, (c->nkeys + 1) * sizeof(*grown));
+
+    if (grown == NULL) {
+        p->oom = true;
+        return;
+    }
+    c->keys = grown;
+    grown[c->nkeys] = (struct config_key){ section, key, p->lineno, NULL };
+    if (raw != NULL && (grown[c->nkeys].raw = xstrdup(p, raw)) == NULL)
+        return;
+    c->nkeys++;
+}
+
 static void set_key(struct parser *p, const struct secdef *sd, void *base,
                     struct seen *seen, const char *name, const char *value)
 {
@@ -758,6 +781,8 @@ static void set_key(struct parser *p, const struct secdef *sd, void *base,
     }
     seen[i].line = p->lineno;
     seen[i].raw = xstrdup(p, value);
+    if (sd != &sections[SEC_UPSTREAM])
+        note_key(p, sd->name, sd->keys[i].name, value);
     set_value(p, &sd->keys[i], base, value);
 }
 
@@ -806,6 +831,7 @@ static int on_key(void *user, const char *section, const char *name,
         return 1;
     }
     if (*name == '\0') {
+        p->nsyntax++;
         errorf(p, p->lineno, "expected \"key = value\", got no key before "
                "\"=\"");
         return 1;
@@ -814,6 +840,7 @@ static int on_key(void *user, const char *section, const char *name,
         if ((unsigned char)*k < 0x20 || *k == 0x7f) {
             /* No key has one; an [app] key would reach the module and its
              * messages as it is. */
+            p->nsyntax++;
             errorf(p, p->lineno, "%s: control byte in a key name", show(name, buf));
             return 1;
         }
@@ -935,6 +962,7 @@ static void open_section(struct parser *p, const char *name)
         }
         p->sec_line[s] = p->lineno;
         p->sec = (enum section)s;
+        note_key(p, sections[s].name, NULL, NULL);
         snprintf(p->secname, sizeof(p->secname), "%s", name);
         return;
     }
@@ -965,6 +993,7 @@ static void section_line(struct parser *p, const char *s)
 
     p->sec = SEC_IGNORE;
     if (*end != ']') {
+        p->nsyntax++;
         errorf(p, p->lineno, "expected \"]\" to close the section header, "
                "got \"%s\"", show(s, buf));
         return;
@@ -1048,6 +1077,7 @@ static char *read_line(char *buf, int size, void *stream)
     n = strlen(buf);
     if (n > 0 && n == (size_t)size - 1 && buf[n - 1] != '\n' &&
         !line_ends_here(p->fp)) {
+        p->nsyntax++;
         errorf(p, p->lineno, "line too long (more than %d bytes)", size - 1);
         buf[0] = '\0';
         return buf;
@@ -1129,14 +1159,17 @@ static void check_recycle(struct parser *p)
                max->raw ? max->raw : "", min->raw ? min->raw : "");
 }
 
+/* A required key is not reported missing when a line was not understood
+ * at all (an unclosed "[app" header, say): that line may be the one that
+ * held it, and its own error says what to fix. */
 static void check_required(struct parser *p)
 {
     const struct config *c = p->c;
 
-    if (c->app.module == NULL && p->seen[SEC_APP][0].line == 0)
+    if (c->app.module == NULL && p->seen[SEC_APP][0].line == 0 && p->nsyntax == 0)
         errorf(p, p->sec_line[SEC_APP], "[app] module: required key is "
                "missing (e.g. \"module = hello\")");
-    for (size_t i = 0; i < c->nupstreams; i++)
+    for (size_t i = 0; i < c->nupstreams && p->nsyntax == 0; i++)
         if (p->upseen[i][0].line == 0)
             errorf(p, c->upstreams[i].line, "[upstream %s] servers: "
                    "required key is missing", c->upstreams[i].name);
@@ -1192,8 +1225,10 @@ static void parse_file(struct parser *p)
     check_pending(p);
     if (rc == -2)
         p->oom = true;
-    else if (rc > 0 && p->nerrors == 0) /* inih saw what we did not */
+    else if (rc > 0 && p->nerrors == 0) { /* inih saw what we did not */
+        p->nsyntax++;
         errorf(p, rc, "syntax error");
+    }
     if (p->read_errno != 0)
         errorf(p, 0, "cannot read: %s", strerror(p->read_errno));
     if (p->read_errno == 0) {
@@ -1300,6 +1335,9 @@ void config_free(struct config *c)
     free(c->log.error_log);
     free(c->log.access_log);
     free(c->log.access_log_format);
+    for (size_t i = 0; i < c->nkeys; i++)
+        free(c->keys[i].raw);
+    free(c->keys);
     memset(c, 0, sizeof(*c));
 }
 
@@ -1310,4 +1348,188 @@ struct config_kv *config_app_find(const struct config *c, const char *key)
         if (strcmp(c->app.kv[i].key, key) == 0)
             return &c->app.kv[i];
     return NULL;
+}
+
+/* See config.h. Linear: a file sets a few dozen keys. */
+int config_line(const struct config *c, const char *section, const char *key)
+{
+    for (size_t i = 0; i < c->nkeys; i++)
+        if (strcmp(c->keys[i].section, section) == 0 &&
+            (key == NULL ? c->keys[i].key == NULL
+                         : c->keys[i].key != NULL && strcmp(c->keys[i].key, key) == 0))
+            return c->keys[i].line;
+    return 0;
+}
+
+/* See config.h. */
+const char *config_raw(const struct config *c, const char *section, const char *key)
+{
+    for (size_t i = 0; i < c->nkeys; i++)
+        if (c->keys[i].key != NULL && strcmp(c->keys[i].section, section) == 0 &&
+            strcmp(c->keys[i].key, key) == 0)
+            return c->keys[i].raw;
+    return NULL;
+}
+
+/* Values written back (config_walk): each as its parser reads it. */
+
+/* "12.500" -> "12.5", "3.000" -> "3": a %f number without trailing zeros. */
+static char *trim_decimals(char *s)
+{
+    char *dot = strchr(s, '.'), *e;
+
+    if (dot == NULL)
+        return s;
+    for (e = s + strlen(s); e > dot + 1 && e[-1] == '0'; e--)
+        ;
+    if (e == dot + 1)
+        e = dot;
+    *e = '\0';
+    return s;
+}
+
+/* The largest of G, M, K that divides n, else bytes. malloc'd. */
+static char *size_text(uint64_t n)
+{
+    static const char units[] = "GMK";
+    char *t = NULL;
+
+    for (int i = 0; i < 3 && n > 0; i++) {
+        uint64_t u = UINT64_C(1) << (10 * (3 - i));
+        if (n % u == 0)
+            return asprintf(&t, "%llu%c", (unsigned long long)(n / u), units[i]) < 0
+                       ? NULL : t;
+    }
+    return asprintf(&t, "%llu", (unsigned long long)n) < 0 ? NULL : t;
+}
+
+/* Whole hours, minutes or seconds, else whole milliseconds, else seconds
+ * with 15 significant digits (which read back give the same text again).
+ * malloc'd. */
+static char *duration_text(double d)
+{
+    double ms = d * 1000, r = round(ms);
+    char num[400], *t = NULL;
+    int n, decimals;
+
+    if (d == 0)
+        n = asprintf(&t, "0");
+    else if (d == floor(d) && fmod(d, 3600) == 0)
+        n = asprintf(&t, "%.0fh", d / 3600);
+    else if (d == floor(d) && fmod(d, 60) == 0)
+        n = asprintf(&t, "%.0fm", d / 60);
+    else if (d == floor(d))
+        n = asprintf(&t, "%.0fs", d);
+    else if (r >= 1 && fabs(ms - r) <= 1e-9 * r)
+        n = asprintf(&t, "%.0fms", r);
+    else {
+        decimals = 14 - (int)floor(log10(d));
+        snprintf(num, sizeof(num), "%.*f", decimals < 0 ? 0 : decimals > 340 ? 340
+                                                                              : decimals, d);
+        n = asprintf(&t, "%ss", trim_decimals(num));
+    }
+    return n < 0 ? NULL : t;
+}
+
+static char *memlimit_text(const struct config_memlimit *m)
+{
+    char num[64], *t = NULL;
+
+    if (m->automatic)
+        return strdup("auto");
+    if (m->percent <= 0)
+        return size_text(m->bytes);
+    snprintf(num, sizeof(num), "%.9f", m->percent);
+    return asprintf(&t, "%s%%", trim_decimals(num)) < 0 ? NULL : t;
+}
+
+static char *addr_list_text(const struct listen_addr *list, size_t n)
+{
+    size_t len = 1;
+    char *t;
+
+    for (size_t i = 0; i < n; i++)
+        len += strlen(list[i].text) + 2;
+    if ((t = malloc(len)) == NULL)
+        return NULL;
+    t[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            strcat(t, ", ");
+        strcat(t, list[i].text);
+    }
+    return t;
+}
+
+/* The value of k in the struct at base as text (malloc'd), or NULL for
+ * a key that is not set and has no default. */
+static char *value_text(const struct keydef *k, const void *base)
+{
+    static const char *const levels[] = { "error", "warn", "info", "debug" };
+    static const char *const metrics[] = { "rss", "uss", "pss" };
+    const void *field = (const char *)base + k->off;
+    const char *s;
+    char *t = NULL;
+    int level;
+
+    switch (k->type) {
+    case V_U32: case V_WORKERS:
+        return asprintf(&t, "%u", *(const uint32_t *)field) < 0 ? NULL : t;
+    case V_U64:
+        return asprintf(&t, "%llu", (unsigned long long)*(const uint64_t *)field) < 0
+                   ? NULL : t;
+    case V_BOOL:
+        return strdup(*(const bool *)field ? "true" : "false");
+    case V_DURATION:
+        return duration_text(*(const double *)field);
+    case V_SIZE:
+        return size_text(*(const uint64_t *)field);
+    case V_STRING: case V_ERROR_LOG: case V_ACCESS_LOG:
+        s = *(char *const *)field;
+        return s != NULL ? strdup(s) : k->type == V_ACCESS_LOG ? strdup("off") : NULL;
+    case V_LEVEL:
+        level = *(const int *)field;
+        return strdup(levels[level < LOG_ERROR ? LOG_ERROR : level > LOG_DEBUG ? LOG_DEBUG
+                                                                              : level]);
+    case V_METRIC:
+        return strdup(metrics[*(const enum memory_metric *)field]);
+    case V_LISTEN_LIST:
+        return addr_list_text(*(struct listen_addr *const *)field,
+                              *(const size_t *)((const char *)base + k->aux));
+    case V_ADDR:
+        return *(const bool *)((const char *)base + k->aux)
+                   ? strdup(((const struct listen_addr *)field)->text) : NULL;
+    case V_MEMLIMIT:
+        return memlimit_text((const void *)((const char *)base + k->aux));
+    }
+    return NULL;
+}
+
+static void walk_keys(const struct secdef *sd, const char *section, const void *base,
+                      config_walk_fn fn, void *arg)
+{
+    fn(arg, section, NULL, NULL);
+    for (size_t i = 0; i < sd->nkeys; i++) {
+        char *v = value_text(&sd->keys[i], base);
+        fn(arg, section, sd->keys[i].name, v);
+        free(v);
+    }
+}
+
+/* See config.h. Out of memory, a value is handed over as NULL. */
+void config_walk(const struct config *c, config_walk_fn fn, void *arg)
+{
+    char name[UPSTREAM_NAME_MAX + 16];
+
+    walk_keys(&sections[SEC_SERVER], "server", c, fn, arg);
+    walk_keys(&sections[SEC_RECYCLE], "recycle", c, fn, arg);
+    walk_keys(&sections[SEC_APP], "app", c, fn, arg);
+    for (size_t i = 0; i < c->app.nkv; i++)
+        fn(arg, "app", c->app.kv[i].key, c->app.kv[i].value);
+    for (size_t i = 0; i < c->nupstreams; i++) {
+        snprintf(name, sizeof(name), "upstream %s", c->upstreams[i].name);
+        walk_keys(&sections[SEC_UPSTREAM], name, &c->upstreams[i], fn, arg);
+    }
+    walk_keys(&sections[SEC_LOG], "log", c, fn, arg);
+    walk_keys(&sections[SEC_ADMIN], "admin", c, fn, arg);
 }

@@ -70,6 +70,16 @@ struct config_upstream {
                                     connection is busy, per worker */
 };
 
+/* Where a key of a fixed section ([server], [recycle], [app] module,
+ * [log], [admin]) was set, and how: for messages that name its line
+ * (preforkd -t) and for -T. */
+struct config_key {
+    const char *section; /* static: "server", "recycle", ... */
+    const char *key;     /* static; NULL: the section header itself */
+    int line;
+    char *raw;           /* the value as written; NULL for a header */
+};
+
 struct config {
     char *path; /* the file it came from (or a name: config_load_text) */
     char *text; /* config_load_text's text, or NULL for a file */
@@ -135,6 +145,9 @@ struct config {
         bool enabled; /* [admin] listen given */
         struct listen_addr listen;
     } admin;
+
+    struct config_key *keys; /* every key set in a fixed section, in file order */
+    size_t nkeys;
 };
 
 /* Sets every default (no allocation beyond what config_free frees). */
@@ -166,5 +179,23 @@ int config_parse_bool(const char *s, bool *out);
 
 /* The [app] entry for key, or NULL. */
 struct config_kv *config_app_find(const struct config *c, const char *key);
+
+/* The line where [section] key was set in a fixed section (key NULL: the
+ * line of the section header), 0 when it was not set. */
+int config_line(const struct config *c, const char *section, const char *key);
+/* The value of [section] key as written, or NULL when it was not set. */
+const char *config_raw(const struct config *c, const char *section, const char *key);
+
+/* config_walk's callback: key NULL opens a section ("server", "upstream
+ * backend", ...); otherwise value is the key's value in effect, written so
+ * that config_load reads it back the same ("30s", "1M", "auto", "off",
+ * "127.0.0.1:8000, unix:/run/x.sock"), or NULL for a key without a value
+ * and without a default (pidfile, user, group, [admin] listen). */
+typedef void (*config_walk_fn)(void *arg, const char *section, const char *key,
+                               const char *value);
+/* Calls fn for every section and every key of c, defaults included, in
+ * the order of the tables ([app]: module, then the app's own keys in file
+ * order; each [upstream NAME] after [app]). Pure. */
+void config_walk(const struct config *c, config_walk_fn fn, void *arg);
 
 #endif

@@ -44,6 +44,7 @@ static int journal = -1;
 /* log_capture: error lines are also appended here (without time and role). */
 static char *capture_buf;
 static size_t capture_len, capture_used;
+static bool capture_only; /* captured messages are not written */
 
 /* Parses "error", "warn"/"warning", "info", "debug", in any case. Returns
  * the level, or -1 for anything else (NULL included). Pure. */
@@ -249,8 +250,16 @@ void log_capture(char *buf, size_t len)
     capture_buf = len > 0 ? buf : NULL;
     capture_len = len;
     capture_used = 0;
+    capture_only = false;
     if (capture_buf != NULL)
         capture_buf[0] = '\0';
+}
+
+/* See log.h. */
+void log_capture_only(char *buf, size_t len)
+{
+    log_capture(buf, len);
+    capture_only = capture_buf != NULL;
 }
 
 void log_vmsg(int level, int with_errno, const char *fmt, va_list ap)
@@ -261,7 +270,7 @@ void log_vmsg(int level, int with_errno, const char *fmt, va_list ap)
     char line[LINE_MAX_BYTES];
     char suffix[160] = "";
     char errbuf[128];
-    size_t pos, room, len;
+    size_t pos, room, len, start;
     int n;
 
     level = clamp_level(level);
@@ -290,12 +299,18 @@ void log_vmsg(int level, int with_errno, const char *fmt, va_list ap)
                strlen(ELLIPSIS));
     }
     flatten(line + pos, len);
-    if (capture_buf != NULL && level == LOG_ERROR)
-        capture(line + pos, len);
+    start = pos;
     pos += len;
     len = strlen(suffix);
     memcpy(line + pos, suffix, len);
     pos += len;
+    if (capture_buf != NULL && level == LOG_ERROR) {
+        capture(line + start, pos - start);
+        if (capture_only) {
+            errno = saved;
+            return;
+        }
+    }
     line[pos++] = '\n';
     write_all(log_fd, line, pos);
     errno = saved;

@@ -29,10 +29,14 @@ int log_get_level(void);
 /* "master", "worker 3": put before every message. Copied. */
 void log_set_role(const char *role);
 
-/* From now on, every error-level message (text only, one per line) is also
- * appended to buf, NUL-terminated, as much as fits in len; NULL stops it.
+/* From now on, every error-level message (text and strerror, one per line)
+ * is also appended to buf, NUL-terminated, as much as fits in len; NULL
+ * stops it.
  * For a process that must pass its errors on (the mold to the master). */
 void log_capture(char *buf, size_t len);
+/* The same, and those messages are no longer written to the log: for
+ * preforkd -t, which prints them in its own format. NULL stops it. */
+void log_capture_only(char *buf, size_t len);
 
 void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_errx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

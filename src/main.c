@@ -1,7 +1,8 @@
 /*
  * main.c - command line: run the daemon (-c FILE), or check a config file
- * (-t). Runs in the master before anything else. Exit codes: 0, 1 (usage or
- * fatal), 70 (the app cannot start), 78 (configuration error, EX_CONFIG).
+ * (-t, check.c) and print it as in effect (-T, dump.c). Runs in the master
+ * before anything else. Exit codes: 0, 1 (usage or fatal), 70 (the app
+ * cannot start), 78 (configuration error, EX_CONFIG).
  */
 #include <getopt.h>
 #include <stdarg.h>
@@ -12,11 +13,11 @@
 #include <unistd.h>
 
 #include "accesslog.h"
-#include "app.h"
+#include "check.h"
 #include "config.h"
+#include "dump.h"
 #include "log.h"
 #include "master.h"
-#include "memlimit.h"
 #include "paths.h"
 #include "proc.h"
 #include "proctitle.h"
@@ -26,12 +27,15 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: preforkd [-t] [-c FILE]\n"
-            "       preforkd [-t] --wsgi MODULE:CALLABLE [OPTION...]\n"
+            "usage: preforkd [-t|-T] [-c FILE]\n"
+            "       preforkd [-t|-T] --wsgi MODULE:CALLABLE [OPTION...]\n"
             "       preforkd -h|--help | -v|--version\n"
             "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
-            "  -t       check the configuration and the app module, then exit:\n"
+            "  -t       check everything start-up would (the file, user and group,\n"
+            "           log files, listening addresses, the app module), then exit:\n"
             "           0 when valid, 78 with the errors otherwise\n"
+            "  -T       as -t, then print the configuration in effect (every key,\n"
+            "           defaults filled in) on stdout as an INI file\n"
             "  -v       print the version (also --version)\n"
             "  -h       this help (also --help)\n"
             "Without a file, serve a Python WSGI app (see docs/python.md); each\n"
@@ -133,24 +137,26 @@ static int check_access_log(const struct config *c)
     if (c->log.access_log == NULL ||
         accesslog_check_format(c->log.access_log_format, why, sizeof(why)) == 0)
         return 0;
-    fprintf(stderr, "%s: [log] access_log_format: %s\n", c->path, why);
+    fprintf(stderr, "%s:%d: [log] access_log_format: %s\n", c->path,
+            config_line(c, "log", "access_log_format"), why);
     return -1;
 }
 
-/* -t: the file, max_rss shares of this cgroup's memory, then the module
- * and the app's own keys. */
-static int check_only(struct config *cfg)
+/* -t, -T: every check start-up would make (check.c); -T then prints the
+ * configuration, only when it passed, so its output is always a file
+ * preforkd accepts. */
+static int check_only(struct config *cfg, bool dump)
 {
-    struct app app = {0};
-    bool limits_ok = memlimit_check(cfg) == 0;
+    int rc = check_run(cfg);
 
-    if (app_open(&app, cfg->app.module) < 0 || app_load(&app, cfg) < 0 || !limits_ok) {
-        app_close(&app);
-        return EXIT_CONFIG;
+    if (rc == 0 && dump) {
+        dump_config(stdout, cfg);
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            fprintf(stderr, "preforkd: -T: writing to stdout: %m\n");
+            rc = 1;
+        }
     }
-    app_close(&app);
-    fprintf(stderr, "preforkd: %s: configuration ok\n", cfg->path);
-    return 0;
+    return rc;
 }
 
 enum { OPT_WSGI = 256, OPT_THREADS, OPT_PYPATH, OPT_VENV, OPT_MAXREQ, OPT_ADMIN,
@@ -177,16 +183,17 @@ int main(int argc, char **argv)
     const char *path = DEFAULT_CONFIG, *wsgi = NULL;
     struct config cfg;
     char *errors = NULL, *text = NULL;
-    bool test = false, file = false, options = false, python_path = false;
+    bool test = false, dump = false, file = false, options = false, python_path = false;
     char *listen = NULL;
     int opt, rc;
 
     proctitle_init(argc, argv);
-    while ((opt = getopt_long(argc, argv, "c:thvb:w:", long_options, NULL)) != -1) {
-        options |= opt != 'c' && opt != 't' && opt != OPT_WSGI;
+    while ((opt = getopt_long(argc, argv, "c:tThvb:w:", long_options, NULL)) != -1) {
+        options |= opt != 'c' && opt != 't' && opt != 'T' && opt != OPT_WSGI;
         switch (opt) {
         case 'c': path = optarg; file = true; break;
         case 't': test = true; break;
+        case 'T': test = dump = true; break;
         case 'v': printf("preforkd " PF_VERSION "\n"); return 0;
         case 'h': usage(stdout); return 0;
         case OPT_WSGI: wsgi = optarg; break;
@@ -231,16 +238,16 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     free(text);
+    log_set_level(cfg.log.level);
+    if (test) {
+        rc = check_only(&cfg, dump);
+        config_free(&cfg);
+        return rc;
+    }
     if (check_access_log(&cfg) < 0) {
         fprintf(stderr, "preforkd: %s: configuration invalid\n", path);
         config_free(&cfg);
         return EXIT_CONFIG;
-    }
-    log_set_level(cfg.log.level);
-    if (test) {
-        rc = check_only(&cfg);
-        config_free(&cfg);
-        return rc;
     }
     if (log_open(cfg.log.error_log, cfg.log.level) < 0) {
         fprintf(stderr, "preforkd: error_log %s: %m\n", cfg.log.error_log);

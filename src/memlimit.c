@@ -128,16 +128,13 @@ static void explain_both(bool check, const struct config *c, const struct cgroup
             c->recycle.max_rss_set.text, workers);
 }
 
-int memlimit_check(struct config *cfg)
+int memlimit_check(struct config *cfg, char *err, size_t len)
 {
     struct cgroup cg;
-    char err[1024];
 
     cgroup_find(NULL, &cg);
-    if (memlimit_resolve(cfg, cg.limit, cfg->server.workers, false, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
+    if (memlimit_resolve(cfg, cg.limit, cfg->server.workers, false, err, len) < 0)
         return -1;
-    }
     explain_both(true, cfg, &cg, cfg->server.workers);
     return 0;
 }

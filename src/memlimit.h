@@ -35,8 +35,8 @@ const char *memlimit_source_name(enum memlimit_source s);
 
 /* preforkd -t: finds the cgroup and resolves cfg for its workers; prints
  * what each share resolves to, or why it is off (a warning), on stderr.
- * 0, or -1 after printing the error. */
-int memlimit_check(struct config *cfg);
+ * 0, or -1 with the error ("FILE:LINE: [recycle] ...") in err. */
+int memlimit_check(struct config *cfg, char *err, size_t len);
 
 /* Master, at start (M.cfg, M.target): finds the cgroup, resolves, logs.
  * 0, or -1 after logging the error (exit 78). */

@@ -120,6 +120,12 @@ int pidfile_write(const char *path)
 }
 
 /* See pidfile.h. */
+long pidfile_read(const char *path)
+{
+    return read_pid(path);
+}
+
+/* See pidfile.h. */
 void pidfile_remove(const char *path)
 {
     int saved = errno;

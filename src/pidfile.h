@@ -19,4 +19,8 @@ int pidfile_write(const char *path);
  * preserved. */
 void pidfile_remove(const char *path);
 
+/* The pid path holds: > 0; 0 when the file is missing or holds no pid;
+ * -1 with errno when it cannot be read. Also for preforkd -t. */
+long pidfile_read(const char *path);
+
 #endif

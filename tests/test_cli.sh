@@ -77,8 +77,19 @@ expect "preforkd -w without --wsgi" 1 empty \
     "first preforkd: these options go with --wsgi (with -c, the file says it all)"
 if grep -q "^usage: preforkd " "$tmp/err"; then ok "preforkd -w without --wsgi: usage follows"
 else not_ok "preforkd -w without --wsgi: no usage on stderr" "$tmp/err"; fi
+# -T is -t that prints the file on stdout: nothing there when the file is
+# invalid, the errors on stderr, 78 (the round trip: tests/test_check.c).
+run "$bin" -T -c "$tmp/no-such.ini"
+expect "preforkd -T on a missing file" 78 empty \
+    "first $tmp/no-such.ini: cannot open: No such file or directory"
+if tail -n 1 "$tmp/err" | grep -qxF "preforkd: $tmp/no-such.ini: configuration invalid"
+then ok "preforkd -T on a missing file: \"configuration invalid\" last"
+else not_ok "preforkd -T on a missing file: no closing line" "$tmp/err"; fi
+run "$bin" -T -w 2
+expect "preforkd -T -w without --wsgi" 1 empty \
+    "first preforkd: these options go with --wsgi (with -c, the file says it all)"
 "$bin" --help >"$tmp/usage.preforkd" 2>&1
-for o in --help --version; do
+for o in --help --version -t -T; do
     if grep -q -- "$o" "$tmp/usage.preforkd"; then ok "preforkd --help lists $o"
     else not_ok "preforkd --help does not list $o" "$tmp/usage.preforkd"; fi
 done
@@ -119,7 +130,7 @@ fi
 man8=$src/man/preforkd.8 ctl8=$src/man/preforkctl.8 ini5=$src/man/preforkd.ini.5
 missing=
 for o in $(grep -o -- '--[a-z][a-z-]*' "$tmp/usage.preforkd" | sort -u) \
-         $(grep -o -- '^ *-[a-z]\b' "$tmp/usage.preforkd" | tr -d ' ' | sort -u) \
+         $(grep -o -- '^ *-[a-zA-Z]\b' "$tmp/usage.preforkd" | tr -d ' ' | sort -u) \
          -b -w; do
     roff=$(printf '%s' "$o" | sed 's/-/\\-/g')
     grep -qF -- "$roff" "$man8" || missing="$missing $o"

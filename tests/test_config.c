@@ -989,6 +989,149 @@ START_TEST(test_failed_load_then_reload)
 }
 END_TEST
 
+/* An unclosed section header: its own error only, not first a "required
+ * key is missing" that follows from it (issue 14). */
+START_TEST(test_err_unclosed_header)
+{
+    char *e = load_err("[server]\nworkers = 2\n[app\nmodule = hello\n");
+
+    has_error(e, 3, "expected \"]\" to close the section header, got \"[app\"\n");
+    ck_assert_msg(count_lines(e) == 1, "more than the syntax error:\n%s", e);
+    free(e);
+    /* the same for a line that is no key at all */
+    e = load_err("[server]\nworkers = 2\n[app]\nmodule hello\n");
+    has_error(e, 4, "expected \"key = value\" or \"[section]\", got \"module hello\"\n");
+    ck_assert_msg(count_lines(e) == 1, "more than the syntax error:\n%s", e);
+    free(e);
+    /* a bad value is no syntax error: the missing module is still named */
+    e = load_err("[server]\nworkers = x\n");
+    has_error(e, 2, "[server] workers: expected");
+    has_error(e, 0, "[app] module: required key is missing");
+    free(e);
+}
+END_TEST
+
+/* config_line and config_raw: where each key of a fixed section was set,
+ * and as what. */
+START_TEST(test_key_lines)
+{
+    struct config c;
+
+    load_ok("; a comment\n"               /* 1 */
+            "[server]\n"                  /* 2 */
+            "workers = auto\n"            /* 3 */
+            "user = www-data\n"           /* 4 */
+            "\n"                          /* 5 */
+            "[app]\n"                     /* 6 */
+            "module = hello\n"            /* 7 */
+            "greeting = hi\n"             /* 8 */
+            "[log]\n"                     /* 9 */
+            "error_log = /tmp/x.log\n"    /* 10 */
+            "[upstream api]\n"            /* 11 */
+            "servers = 127.0.0.1:1\n",    /* 12 */
+            &c);
+    ck_assert_int_eq(config_line(&c, "server", NULL), 2);
+    ck_assert_int_eq(config_line(&c, "server", "workers"), 3);
+    ck_assert_int_eq(config_line(&c, "server", "user"), 4);
+    ck_assert_int_eq(config_line(&c, "server", "group"), 0);
+    ck_assert_int_eq(config_line(&c, "app", NULL), 6);
+    ck_assert_int_eq(config_line(&c, "app", "module"), 7);
+    ck_assert_int_eq(config_line(&c, "log", "error_log"), 10);
+    ck_assert_int_eq(config_line(&c, "log", "access_log"), 0);
+    ck_assert_int_eq(config_line(&c, "admin", NULL), 0);
+    ck_assert_str_eq(config_raw(&c, "server", "workers"), "auto");
+    ck_assert_str_eq(config_raw(&c, "log", "error_log"), "/tmp/x.log");
+    ck_assert_ptr_null(config_raw(&c, "server", "group"));
+    config_free(&c);
+}
+END_TEST
+
+/* config_walk's values as "key = value" lines, sections as headers; keys
+ * without a value left out. */
+static void walk_line(void *arg, const char *section, const char *key, const char *value)
+{
+    char **text = arg, *more;
+
+    if (key == NULL)
+        ck_assert(asprintf(&more, "%s[%s]\n", *text, section) > 0);
+    else if (value != NULL)
+        ck_assert(asprintf(&more, "%s%s = %s\n", *text, key, value) > 0);
+    else
+        return;
+    free(*text);
+    *text = more;
+}
+
+static char *walk_text(const struct config *c)
+{
+    char *text = strdup("");
+
+    config_walk(c, walk_line, &text);
+    return text;
+}
+
+/* What config_walk writes is what config_load reads back as the same
+ * configuration: every key, defaults included, each value written in the
+ * unit it was given in where that is exact (preforkd -T). */
+START_TEST(test_walk_round_trip)
+{
+    static const char *const want[] = {
+        "[server]\nlisten = 127.0.0.1:8000, [::1]:8001, unix:/run/x.sock\n",
+        "\nworkers = 3\nmax_workers = 9\n", "\npreload = false\n",
+        "\npidfile = /run/p.pid\nuser = nobody\n", "\ntimeout = 30s\n",
+        "\ngraceful_timeout = 90s\n", "\nkeepalive_timeout = 1500ms\n",
+        "\nheader_timeout = 250ms\n", "\nbody_timeout = 2h\n",
+        "\nrequest_timeout = 1m\n", "\nmax_body_size = 1536K\n",
+        "\nmax_header_size = 8190\n",
+        "[recycle]\nmax_requests = 1000\n", "\nmax_rss = 62.5%\nmax_rss_hard = auto\n",
+        "\nmemory_metric = pss\nmax_lifetime = 0.0015s\n",
+        "[app]\nmodule = hello\ngreeting = hi there\n[upstream api]\n"
+        "servers = 127.0.0.1:9001\n", "\nread_timeout = 45s\n",
+        "[log]\nerror_log = stderr\nlevel = debug\naccess_log = /var/log/a.log\n"
+        "access_log_format = %h %s\n[admin]\nlisten = 127.0.0.1:9000\n",
+    };
+    struct config c, again;
+    char *text, *text2, *err = NULL;
+
+    load_ok("[server]\nlisten = 127.0.0.1:8000, [::1]:8001, unix:/run/x.sock\n"
+            "workers = 3\nmax_workers = 9\nkeepalive_timeout = 1500ms\n"
+            "header_timeout = 0.25s\ngraceful_timeout = 90\nbody_timeout = 2h\n"
+            "max_body_size = 1536K\npidfile = /run/p.pid\nuser = nobody\n"
+            "preload = no\n"
+            "[recycle]\nmax_rss = 62.5%\nmax_rss_hard = auto\nmemory_metric = pss\n"
+            "max_lifetime = 0.0015s\nmax_requests = 1000\n"
+            "[app]\nmodule = hello\ngreeting = hi there\n"
+            "[upstream api]\nservers = 127.0.0.1:9001\nread_timeout = 45s\n"
+            "[log]\nlevel = debug\naccess_log = /var/log/a.log\n"
+            "access_log_format = %h %s\n"
+            "[admin]\nlisten = 127.0.0.1:9000\n", &c);
+    text = walk_text(&c);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        ck_assert_msg(strstr(text, want[i]) != NULL, "no\n%s\nin\n%s", want[i], text);
+    ck_assert_msg(strstr(text, "group =") == NULL, "an unset key written:\n%s", text);
+    ck_assert_msg(config_load_text("walked", text, &again, &err) == 0, "%s\nin\n%s", err,
+                  text);
+    text2 = walk_text(&again);
+    ck_assert_str_eq(text2, text);
+    config_free(&again);
+    config_free(&c);
+    free(text2);
+    free(text);
+
+    /* The defaults alone. */
+    load_ok(APP, &c);
+    text = walk_text(&c);
+    ck_assert_msg(strstr(text, "\naccess_log = off\n") &&
+                  strstr(text, "\nlisten = 127.0.0.1:8000\n") &&
+                  strstr(text, "\nmax_rss = 0\n") && strstr(text, "[admin]\n") &&
+                  !strstr(text, "pidfile"), "%s", text);
+    ck_assert_int_eq(config_load_text("walked", text, &again, NULL), 0);
+    config_free(&again);
+    config_free(&c);
+    free(text);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1026,6 +1169,9 @@ static Suite *config_suite(void)
     tcase_add_test(t, test_comments_and_whitespace);
     tcase_add_test(t, test_log_values);
     tcase_add_test(t, test_failed_load_then_reload);
+    tcase_add_test(t, test_err_unclosed_header);
+    tcase_add_test(t, test_key_lines);
+    tcase_add_test(t, test_walk_round_trip);
     suite_add_tcase(s, t);
     return s;
 }

@@ -772,7 +772,8 @@ START_TEST(test_check_import_failure)
     struct hdaemon *d = harness_daemon_new();
 
     ck_assert_int_eq(check_config(d, "app = importfail:application"), 78);
-    expect_log(d, "wsgi: \\[app\\] app: cannot import \"importfail\":$", 1);
+    /* [app] is line 6, module 7, python_path 8, app 9 (wsgi_config) */
+    expect_log(d, "preforkd.ini:9: \\[app\\] app: cannot import \"importfail\":$", 1);
     expect_log(d, "Traceback \\(most recent call last\\):$", 1);
     expect_log(d, "File \".*/tests/wsgi/importfail.py\", line 9, in <module>$", 1);
     expect_log(d, "LookupError: configuration missing: PREFORKD_TEST_SETTING$", 1);
@@ -784,7 +785,7 @@ START_TEST(test_bad_app_values)
     /* [app] is line 6: module 7, python_path 8, then ours from 9. Errors
      * in the values themselves are all reported by one run. */
     static const struct { const char *app, *log[6]; } bad[] = {
-        {"threads = 1", {"preforkd.ini: \\[app\\] app: required"}},
+        {"threads = 1", {"preforkd.ini:6: \\[app\\] app: required"}},
         {"app =\nthreads = -1\nurl_scheme = ftp\ngc_freeze = maybe\n"
          "script_name = mount\nvirtualenv = /nonexistent",
          {"preforkd.ini:9: \\[app\\] app: required",

@@ -3,7 +3,9 @@
  * inih and listen_parse under it): each input is written to one memfd made
  * at start, loaded with config_load through /proc/self/fd/N, checked
  * against the contract of config.h, and freed. An accepted access log
- * format is checked as main.c does. In process; the parser logs nothing.
+ * format is checked as main.c does, and an accepted file written out as
+ * preforkd -T writes it (dump.c) must be accepted again, with the same
+ * keys and values. In process; the parser logs nothing.
  * Aborts when an invariant breaks; returns 0 for every input.
  */
 #include <errno.h>
@@ -15,6 +17,7 @@
 
 #include "accesslog.h"
 #include "config.h"
+#include "dump.h"
 #include "log.h"
 #include "scoreboard.h"
 
@@ -161,6 +164,67 @@ static void check_rest(const struct config *c, long lines)
         check_addr(&c->admin.listen);
 }
 
+/* c as preforkd -T writes it, from the first section on (the header names
+ * the file), each line cut at its comment (" ;": no value holds one).
+ * malloc'd. */
+static char *dumped(const struct config *c)
+{
+    char *text = NULL, *out, *o;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    if (f == NULL)
+        die("open_memstream", strerror(errno));
+    dump_config(f, c);
+    if (fclose(f) != 0 || text == NULL)
+        die("writing the dump", NULL);
+    if ((out = malloc(len + 1)) == NULL)
+        die("malloc", NULL);
+    o = out;
+    for (const char *l = strstr(text, "\n[") ? strstr(text, "\n[") + 1 : text; *l;) {
+        const char *nl = strchr(l, '\n'), *end = nl ? nl : l + strlen(l);
+        const char *cut = strstr(l, " ;");
+        if (cut != NULL && cut < end)
+            end = cut;
+        if (*l != ';') {
+            memcpy(o, l, (size_t)(end - l));
+            o += end - l;
+            *o++ = '\n';
+        }
+        if (nl == NULL)
+            break;
+        l = nl + 1;
+    }
+    *o = '\0';
+    free(text);
+    return out;
+}
+
+/* preforkd -T's promise: what it prints is a file preforkd accepts as the
+ * same configuration. */
+static void check_dump(const struct config *c)
+{
+    char *text = NULL, *first = dumped(c), *again, *errors = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    struct config back;
+
+    if (f == NULL)
+        die("open_memstream", strerror(errno));
+    dump_config(f, c);
+    if (fclose(f) != 0 || text == NULL)
+        die("writing the dump", NULL);
+    if (config_load_text("dumped", text, &back, &errors) != 0)
+        die("preforkd -T wrote a file preforkd refuses", errors);
+    again = dumped(&back);
+    if (strcmp(first, again) != 0)
+        die("preforkd -T of its own output differs", again);
+    config_free(&back);
+    free(again);
+    free(first);
+    free(text);
+}
+
 static void check_accepted(const struct config *c, const char *errors,
                            long lines)
 {
@@ -174,6 +238,7 @@ static void check_accepted(const struct config *c, const char *errors,
     check_rest(c, lines);
     /* What main.c does next; its verdict is not ours to check. */
     accesslog_check_format(c->log.access_log_format, why, sizeof(why));
+    check_dump(c);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
