@@ -120,6 +120,7 @@ static void close_conn(struct conn *c)
 
     if (c->state == CONN_ORPHAN)
         return; /* closed already */
+    s->closed++;
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->timer);
@@ -556,7 +557,7 @@ static struct conn *conn_open(struct conn_server *s, int fd,
         close(fd);
         return NULL;
     }
-    if (peer->sa_family != AF_UNIX)
+    if (peer->sa_family != AF_UNIX && !s->nodelay_inherited)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     listen_peer_text(peer, c->peer, sizeof(c->peer));
     c->peer_port = listen_port(peer);
@@ -573,16 +574,38 @@ static struct conn *conn_open(struct conn_server *s, int fd,
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
-    ev_io_start(s->loop, &c->rio);
     return c;
 }
 
+/* The listeners defer accept (TCP_DEFER_ACCEPT, listen.c): a connection
+ * comes with its first bytes, so it is read at once, and registered with
+ * epoll only if it outlives this call. A Connection: close request that
+ * the app answers at once costs accept, read, write and close: no
+ * epoll_ctl, no epoll_wait. */
 void conn_accept(struct conn_server *s, int fd, const struct sockaddr *peer)
 {
     struct conn *c = conn_open(s, fd, peer);
+    uint64_t closed = s->closed;
+    ssize_t n;
 
-    if (c != NULL)
-        set_timer(c, s->cfg->server.header_timeout);
+    if (c == NULL)
+        return;
+    set_timer(c, s->cfg->server.header_timeout);
+    n = read_some(c, true);
+    if (n == 0 || n == -2) {
+        close_conn(c);
+        return;
+    }
+    if (n > 0)
+        process(c);
+    if (s->closed != closed)
+        return; /* closed (or orphaned) while it was served */
+    /* Closing once the response is out: nothing more to read, unless the
+     * app still holds the request (a client's EOF is its abort). */
+    if (c->close_after && c->state != CONN_APP)
+        return;
+    if (!ev_is_active(&c->rio) && c->state != CONN_LINGER)
+        ev_io_start(s->loop, &c->rio);
 }
 
 void conn_adopt(struct conn_server *s, int fd)
@@ -602,6 +625,7 @@ void conn_adopt(struct conn_server *s, int fd)
         return;
     c->state = CONN_IDLE; /* nothing of the next request was read */
     set_timer(c, s->cfg->server.keepalive_timeout);
+    ev_io_start(s->loop, &c->rio);
 }
 
 /* Nothing of the next request has been read and nothing is left to

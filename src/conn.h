@@ -43,6 +43,10 @@ struct conn_server {
     int handoff_fd;
     bool (*may_hand_over)(const struct conn_server *);
     uint64_t handed_over;  /* connections passed on */
+    uint64_t closed;       /* connections closed so far (conn_accept tells
+                            * whether the one it served is gone) */
+    bool nodelay_inherited; /* every TCP listener has TCP_NODELAY, which
+                             * accepted sockets inherit: no setsockopt each */
     struct slot *slot;     /* this worker's: the request in handle() (or NULL) */
 };
 

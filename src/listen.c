@@ -8,6 +8,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -280,6 +282,20 @@ static int learn_port(int fd, struct listen_addr *a)
     return 0;
 }
 
+/* See listen.h. */
+int listen_tune(int fd, const struct listen_addr *a)
+{
+    int rc = 0;
+
+    if (a->family == AF_UNIX)
+        return 0;
+    if (set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0)
+        rc = -1;
+    if (set_int_opt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, LISTEN_DEFER_ACCEPT) < 0)
+        rc = -1;
+    return rc;
+}
+
 /* Creates a non-blocking, close-on-exec stream socket for a, binds it
  * (see unix_prepare for what happens to an existing unix socket file) and
  * listens with backlog. Port 0: a->u and a->text get the real port. For
@@ -298,6 +314,7 @@ int listen_open(struct listen_addr *a, int backlog)
     bound = 1;
     if (listen(fd, backlog) < 0 || learn_port(fd, a) < 0)
         goto fail;
+    (void)listen_tune(fd, a); /* best effort: connections work without */
     return fd;
 
 fail:;

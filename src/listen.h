@@ -36,8 +36,20 @@ struct listen_addr {
  * at a static explanation ("missing port", "port out of range", ...). */
 int listen_parse(const char *spec, struct listen_addr *out, const char **why);
 
+/* TCP_DEFER_ACCEPT, seconds: a connection is accepted once its first
+ * bytes come (or, silent, when this has passed and the kernel's SYN-ACK
+ * retransmission is answered). */
+#define LISTEN_DEFER_ACCEPT 1
+
+/* A TCP listener's options for its connections: TCP_NODELAY, inherited by
+ * every accepted socket, and TCP_DEFER_ACCEPT, so that a connection comes
+ * with its request. For listeners preforkd bound and those it inherited
+ * (systemd, a binary upgrade). A no-op for unix sockets. 0, or -1 with
+ * errno when one could not be set (the connection works all the same). */
+int listen_tune(int fd, const struct listen_addr *a);
+
 /* Creates, binds and listens: non-blocking, close-on-exec, SO_REUSEADDR,
- * IPV6_V6ONLY for IPv6. A stale unix socket file nobody listens on is
+ * IPV6_V6ONLY for IPv6, then listen_tune. A stale unix socket file nobody listens on is
  * removed first; a live one is EADDRINUSE. With port 0, a->text and a->u
  * are updated to the port the kernel chose. Returns the fd, or -1. */
 int listen_open(struct listen_addr *a, int backlog);

@@ -856,6 +856,7 @@ static int open_listeners(void)
         M.lspec[i] = *a;
         if ((fd = inherit_take(a)) >= 0) {
             log_info("listening on %s (inherited)", a->text);
+            (void)listen_tune(fd, a);
         } else if ((fd = listen_open(a, (int)c->server.backlog)) >= 0) {
             log_info("listening on %s", a->text);
         } else {

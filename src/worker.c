@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <malloc.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <dirent.h>
 
@@ -122,7 +125,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     uint32_t limit = W.boot->cfg->server.worker_connections;
 
-    for (int i = 0; i < ACCEPT_BATCH && W.srv.nconns < limit; i++) {
+    /* conn_accept serves what came with the connection at once, so the
+     * worker may stop accepting in the middle of a batch (over max_rss,
+     * leaving): then the rest wait for another worker. */
+    for (int i = 0; i < ACCEPT_BATCH && W.srv.nconns < limit && ev_is_active(w); i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = accept4(w->fd, (struct sockaddr *)&ss, &len,
@@ -132,6 +138,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
                 SB_SET(W.slot->first_accept_us, since_fork_us());
             if (len == 0 || ss.ss_family == AF_UNSPEC)
                 ss.ss_family = AF_UNIX;
+            /* Counted before it is served: an app that blocks the loop
+             * shows as a busy worker. */
+            SB_SET(W.slot->connections, W.srv.nconns + 1);
             conn_accept(&W.srv, fd, (struct sockaddr *)&ss);
             SB_SET(W.slot->connections, W.srv.nconns);
             continue;
@@ -475,8 +484,23 @@ static void start_accepting(void)
     if (W.accept_w == NULL)
         fatal("worker: out of memory");
     W.naccept = b->nlisten;
-    for (size_t i = 0; i < b->nlisten; i++)
+    /* Accepted sockets inherit TCP_NODELAY from their listener (set by
+     * listen_tune): then no setsockopt per connection. A unix listener
+     * answers the question with an error, which is fine: its connections
+     * need none. */
+    W.srv.nodelay_inherited = true;
+    for (size_t i = 0; i < b->nlisten; i++) {
+        int on = 0;
+        socklen_t len = sizeof(on);
+        struct sockaddr_storage ss;
+        socklen_t slen = sizeof(ss);
+
         ev_io_init(&W.accept_w[i], on_accept, b->listen_fds[i], EV_READ);
+        if (getsockname(b->listen_fds[i], (struct sockaddr *)&ss, &slen) == 0 &&
+            ss.ss_family != AF_UNIX &&
+            (getsockopt(b->listen_fds[i], IPPROTO_TCP, TCP_NODELAY, &on, &len) < 0 || !on))
+            W.srv.nodelay_inherited = false;
+    }
     ev_init(&W.pause, on_pause_over);
     ev_io_init(&W.handoff_w, on_handoff, b->handoff_fd[1], EV_READ);
     accepting(true);
