@@ -301,10 +301,11 @@ own_children_ticks() {
 # TICKS", "client CPUs: N busy TICKS wrk TICKS"; only when both are
 # pinned, to different CPUs).
 run_wrk() {
-    local out=$1 name=$2 secs=$3 before after cpus=
+    local out=$1 name=$2 secs=$3 before after cpus= rb= ra=
     local sb sa cb ca wb wa
     shift 3
     [ -z "$SERVER_CPUS" ] || [ "$SERVER_CPUS" = "$CLIENT_CPUS" ] || cpus=1
+    rb=$(recycled "$name")
     before=$(tree_ticks "${PID[$name]}")
     if [ -n "$cpus" ]; then
         wb=$(own_children_ticks)
@@ -321,14 +322,54 @@ run_wrk() {
         wa=$(own_children_ticks)
     fi
     after=$(tree_ticks "${PID[$name]}")
+    ra=$(recycled "$name")
     if [ -n "$before" ] && [ -n "$after" ]; then
         echo "server CPU: $((after - before)) ticks of 1/$CLK_TCK s" \
             "(process tree of pid ${PID[$name]})" >> "$out"
+    fi
+    if [ -n "$rb" ] && [ -n "$ra" ]; then
+        echo "recycled: $((ra - rb)) workers by max_requests" >> "$out"
     fi
     if [ -n "$cpus" ]; then
         echo "server CPUs: ${sa%% *} busy $((${sa#* } - ${sb#* }))" >> "$out"
         echo "client CPUs: ${ca%% *} busy $((${ca#* } - ${cb#* })) wrk $((wa - wb))" >> "$out"
     fi
+}
+
+# recycled NAME: workers preforkd NAME retired for max_requests so far
+# ("retired" of its /stats on the unix admin socket of its template);
+# nothing for another server.
+recycled() {
+    [ -S "$DIR/$1-admin.sock" ] || return 0
+    curl -s -m 5 --unix-socket "$DIR/$1-admin.sock" http://localhost/stats |
+        sed -n 's/.*"retired": {"max_requests": \([0-9]*\).*/\1/p'
+}
+
+# recycle_cost RECYCLING PLAIN: the server CPU one recycle costs, from the
+# wrk outputs of the same rounds of a recycling preforkd and of one that
+# does not recycle (files "RECYCLING PLAIN" per line on stdin): per round,
+# the recycling tree's CPU less what its requests cost at the plain one's
+# rate, over the workers recycled; prints the median in ms and each
+# round's.
+recycle_cost() {
+    while read -r rec plain; do
+        awk -v hz="$CLK_TCK" '
+            FNR == 1 { f++ }
+            $2 == "requests" && $3 == "in" { reqs[f] = $1 + 0 }
+            /^server CPU: / { ticks[f] = $3 + 0 }
+            /^recycled: / { n[f] = $2 + 0 }
+            END {
+                if (n[1] > 0 && reqs[1] > 0 && reqs[2] > 0) {
+                    plain = ticks[2] / reqs[2]   # ticks per request
+                    printf "%.3f\n", (ticks[1] - plain * reqs[1]) * 1000 / hz / n[1]
+                }
+            }' "$rec" "$plain"
+    done | sort -n | awk '{ v[++n] = $1; all = all (n > 1 ? ", " : "") sprintf("%.2f", $1) }
+        END {
+            if (n == 0) { print "-"; exit }
+            m = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+            printf "%.2f ms (rounds: %s)\n", m, all
+        }'
 }
 
 # stats NAME: one GET of preforkd NAME's /stats on its TCP admin port.

@@ -218,12 +218,6 @@ bench_proxy() {
     stop_servers pf-proxy nginx-proxy h2o-proxy upstream
 }
 
-# "retired": {"max_requests": N ...} of preforkd $1's /stats.
-recycled() {
-    curl -s -m 5 --unix-socket "$DIR/$1-admin.sock" http://localhost/stats |
-        sed -n 's/.*"retired": {"max_requests": \([0-9]*\).*/\1/p'
-}
-
 # Scenario 4: hello with max_requests vs without, alternating.
 bench_recycle() {
     local before after
@@ -235,6 +229,9 @@ bench_recycle() {
     after=$(recycled pf-recycle)
     RECYCLES="?"
     [ -z "$before" ] || [ -z "$after" ] || RECYCLES=$((after - before))
+    RECYCLE_COST=$(for r in $(seq 1 "$RUNS"); do
+        echo "$OUT/wrk/recycle-pf-recycle-$r.txt $OUT/wrk/recycle-pf-plain-$r.txt"
+    done | recycle_cost)
     stop_servers pf-recycle pf-plain
 }
 
@@ -307,6 +304,7 @@ report() {
             awk -f "$SRC/bench/disturbed.awk" -f "$SRC/bench/report.awk" "$OUT/runs.tsv"
         fi
         [ -z "${RECYCLES:-}" ] || echo "  workers recycled by max_requests in the runs of scenario 4: $RECYCLES"
+        [ -z "${RECYCLE_COST:-}" ] || echo "  server CPU per recycle (scenario 4, against the same server without recycling): $RECYCLE_COST"
         echo
         memory_lines
         [ ! -s "$OUT/fork.txt" ] || { echo; cat "$OUT/fork.txt"; }

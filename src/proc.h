@@ -22,6 +22,14 @@
  * proc_child_signals_done(). Returns as fork(). */
 pid_t proc_fork(void);
 
+/* fn(arg) in a child that shares the caller's memory (clone with CLONE_VM
+ * and CLONE_VFORK, on a stack of its own), with every signal blocked: the
+ * caller waits until the child has exited. For a child that only forks
+ * again and exits (the mold's middle process): no copy of the caller's
+ * page tables, which costs as much as a fork. fn must end with _exit. One
+ * at a time (one stack). Returns the child's pid, or -1 with errno. */
+pid_t proc_fork_shared(int (*fn)(void *), void *arg);
+
 /* In the child: every signal back to its default disposition (SIGPIPE
  * ignored). Call before installing the worker's own handlers. */
 void proc_child_reset_signals(void);
