@@ -1,9 +1,13 @@
 /*
  * account.c - the master's record of retirements: counters by reason and
- * the one log line an operator reads to see which worker grew how fast.
- * Runs only in the master; reads the (shared) slot of the departed worker.
+ * the one log line an operator reads to see which worker grew how fast,
+ * and the departed workers' response and upstream counts, kept so that the
+ * sums /metrics shows never go back. Runs only in the master; reads the
+ * (shared) slot of the departed worker.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "account.h"
 #include "recycle.h"
@@ -29,6 +33,89 @@ struct growth account_growth_of(struct slot *s, enum growth_of what, uint64_t li
                                                       : SB_GET(s->samples[i].mem));
     }
     return growth_fit(g, n, limit);
+}
+
+void account_add_http(struct http_sums *h, struct slot *s)
+{
+    for (int i = 0; i < SB_STATUS_CLASSES; i++)
+        h->by_class[i] += SB_GET(s->http.by_class[i]);
+    for (int i = 0; i <= SB_DURATION_BOUNDS; i++)
+        h->buckets[i] += SB_GET(s->http.buckets[i]);
+    h->duration_us += SB_GET(s->http.duration_us);
+}
+
+struct upstream_sums *account_upstream(struct upstream_table *t, const char *name)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->v[i].name, name) == 0)
+            return &t->v[i];
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 4;
+        struct upstream_sums *v = realloc(t->v, cap * sizeof(*v));
+
+        if (v == NULL)
+            return NULL;
+        t->v = v;
+        t->cap = cap;
+    }
+    memset(&t->v[t->n], 0, sizeof(t->v[0]));
+    snprintf(t->v[t->n].name, sizeof(t->v[0].name), "%s", name);
+    return &t->v[t->n++];
+}
+
+static void add_sums(struct upstream_sums *to, const struct upstream_sums *from)
+{
+    to->open += from->open;
+    to->idle += from->idle;
+    to->created += from->created;
+    to->reused += from->reused;
+    to->retried += from->retried;
+    for (int k = 0; k < SB_FAIL_KINDS; k++)
+        to->failed[k] += from->failed[k];
+    to->timed_out += from->timed_out;
+}
+
+void account_add_upstreams(struct upstream_table *t, struct slot *s, bool live)
+{
+    for (int i = 0; i < SB_MAX_UPSTREAMS; i++) {
+        struct sb_upstream *u = &s->upstreams[i];
+        struct upstream_sums add = {.created = SB_GET(u->created),
+                                    .reused = SB_GET(u->reused),
+                                    .retried = SB_GET(u->retried),
+                                    .timed_out = SB_GET(u->timed_out)};
+        struct upstream_sums *row;
+        char name[SB_UPSTREAM_NAME];
+
+        if (!atomic_load_explicit(&u->named, memory_order_acquire))
+            continue; /* the worker has fewer upstreams, or is booting */
+        memcpy(name, u->name, sizeof(name));
+        name[sizeof(name) - 1] = '\0';
+        if ((row = account_upstream(t, name)) == NULL)
+            continue;
+        for (int k = 0; k < SB_FAIL_KINDS; k++)
+            add.failed[k] = SB_GET(u->failed[k]);
+        if (live) {
+            add.open = SB_GET(u->open);
+            add.idle = SB_GET(u->idle);
+        }
+        add_sums(row, &add);
+    }
+}
+
+void account_merge_upstreams(struct upstream_table *t, const struct upstream_table *from)
+{
+    for (size_t i = 0; i < from->n; i++) {
+        struct upstream_sums *row = account_upstream(t, from->v[i].name);
+
+        if (row != NULL)
+            add_sums(row, &from->v[i]);
+    }
+}
+
+void account_free_upstreams(struct upstream_table *t)
+{
+    free(t->v);
+    memset(t, 0, sizeof(*t));
 }
 
 const char *account_fmt_duration(double secs, char *buf, size_t len)
@@ -84,6 +171,8 @@ void account_retired(struct account *a, int id, struct slot *s,
     char mem[16], per_k[24], per_h[24], agebuf[24], eta[64] = "", heap[160];
 
     a->retired[reason < RETIRE_NREASONS ? reason : RETIRE_CRASH]++;
+    account_add_http(&a->http, s);
+    account_add_upstreams(&a->ups, s, false);
     if (g.eta > 0 && reason != RETIRE_MAX_RSS) {
         char d[24];
         snprintf(eta, sizeof(eta), "; would have reached max_rss in %s",

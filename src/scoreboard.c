@@ -1,7 +1,8 @@
 /*
  * scoreboard.c - the shared worker slots (see scoreboard.h). Created in the
  * master before any fork; written by workers (own slot), read by the master.
- * Convention: NULL / errno for creation.
+ * Convention: NULL / errno for creation. scoreboard_count_response runs in
+ * workers (own slot).
  */
 #include <sys/mman.h>
 #include <time.h>
@@ -24,6 +25,26 @@ void scoreboard_destroy(struct scoreboard *sb)
 {
     if (sb != NULL)
         munmap(sb, sizeof(*sb) + sb->nslots * sizeof(struct slot));
+}
+
+const uint64_t scoreboard_duration_bounds_us[SB_DURATION_BOUNDS] = {
+    5000, 10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000,
+};
+
+/* See scoreboard.h. Runs in the worker, after each response. */
+void scoreboard_count_response(struct slot *s, int status, double seconds)
+{
+    uint64_t us = seconds > 0 ? (uint64_t)(seconds * 1e6 + 0.5) : 0;
+    int cls = status / 100 - 1, b = 0;
+
+    if (cls < 0 || cls >= SB_STATUS_CLASSES)
+        cls = SB_STATUS_CLASSES - 1; /* not a status: counted as the server's failure */
+    while (b < SB_DURATION_BOUNDS && us > scoreboard_duration_bounds_us[b])
+        b++;
+    SB_ADD(s->http.by_class[cls], 1);
+    SB_ADD(s->http.buckets[b], 1);
+    SB_ADD(s->http.duration_us, us);
 }
 
 static int64_t us_of(clockid_t id)

@@ -33,16 +33,44 @@ enum retire_reason {
     RETIRE_NREASONS
 };
 
-/* Per upstream (by its index in the config), written by the worker's pool. */
+/* Per upstream (by its index in the config), written by the worker's pool.
+ * The config allows no more sections than this (config.c). The master
+ * sums them over workers by name (generations may differ in their
+ * sections), and keeps a departed worker's counts (account.c). */
 #define SB_MAX_UPSTREAMS 16
+#define SB_UPSTREAM_NAME 68           /* [upstream NAME]: at most 64 bytes */
+enum sb_upstream_fail {               /* why a request ended in an error */
+    SB_FAIL_CONNECT,                  /* no server could be connected */
+    SB_FAIL_RESET,                    /* closed or reset before the end */
+    SB_FAIL_PROTOCOL,                 /* not a valid HTTP response */
+    SB_FAIL_BUSY,                     /* no free connection in time */
+    SB_FAIL_KINDS
+};
 struct sb_upstream {
+    _Atomic uint32_t named;       /* name is written (release) */
+    char name[SB_UPSTREAM_NAME];
     _Atomic uint32_t open;        /* connections open now */
     _Atomic uint32_t idle;        /* of which idle in the pool */
     _Atomic uint64_t created;     /* connections opened */
     _Atomic uint64_t reused;      /* requests sent on a pooled connection */
-    _Atomic uint64_t retried;     /* requests retried on a fresh connection */
-    _Atomic uint64_t failed;      /* requests that failed (connect, reset, parse) */
-    _Atomic uint64_t timed_out;   /* connect or read timeouts */
+    _Atomic uint64_t retried;     /* requests sent again (stale connection,
+                                     or another server after a connect error) */
+    _Atomic uint64_t failed[SB_FAIL_KINDS]; /* requests ended in an error */
+    _Atomic uint64_t timed_out;   /* requests ended in a connect or read timeout */
+};
+
+/* Responses by status class (1xx..5xx), the server's own error responses
+ * included, and how long each took from its complete head to its end
+ * (the access log's request time), in buckets. Written by the worker
+ * (scoreboard_count_response); the master keeps a departed worker's
+ * counts (account.c), so the sums never go back across recycles. */
+#define SB_STATUS_CLASSES 5
+#define SB_DURATION_BOUNDS 11         /* scoreboard_duration_bounds_us */
+struct sb_http {
+    _Atomic uint64_t by_class[SB_STATUS_CLASSES];
+    _Atomic uint64_t duration_us;     /* the sum */
+    _Atomic uint64_t buckets[SB_DURATION_BOUNDS + 1]; /* each alone (not
+                                     cumulative); the last: beyond every bound */
 };
 
 /* Memory samples for the growth slope: (age, requests, memory). */
@@ -97,6 +125,7 @@ struct slot {
         _Atomic uint64_t value;      /* a double's bits */
     } metrics[SB_METRICS];
     struct sb_upstream upstreams[SB_MAX_UPSTREAMS];
+    struct sb_http http;
 };
 
 struct scoreboard {
@@ -125,6 +154,13 @@ static inline struct slot *scoreboard_slot(struct scoreboard *sb, int id)
 #define SB_SET(field, v) atomic_store_explicit(&(field), (v), memory_order_relaxed)
 #define SB_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
 #define SB_ADD(field, v) atomic_fetch_add_explicit(&(field), (v), memory_order_relaxed)
+
+/* The upper bounds of the response-duration buckets, in microseconds:
+ * 5ms .. 10s, as Prometheus' client libraries default to. */
+extern const uint64_t scoreboard_duration_bounds_us[SB_DURATION_BOUNDS];
+
+/* Worker: one response of status that took seconds, into s->http. */
+void scoreboard_count_response(struct slot *s, int status, double seconds);
 
 /* Milliseconds of CLOCK_MONOTONIC / CLOCK_REALTIME. */
 int64_t scoreboard_mono_ms(void);

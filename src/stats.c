@@ -1,12 +1,16 @@
 /*
  * stats.c - the master's state rendered for the admin endpoint: /stats
  * (JSON), /metrics (Prometheus text format 0.0.4) and /healthz. Runs only in
- * the master; reads the scoreboard and the master's worker table.
+ * the master; reads the scoreboard, the master's worker table and what it
+ * keeps of departed workers (account.c): the counters it shows are those
+ * plus the live workers', so they never go back.
  */
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -14,6 +18,8 @@
 #include "master_int.h"
 #include "memlimit.h"
 #include "metrics.h"
+#include "paths.h"
+#include "preforkd.h"
 #include "stats.h"
 
 static const char *const state_names[] = {"empty", "starting", "serving", "retiring"};
@@ -47,6 +53,53 @@ static uint32_t serving_count(void)
     }
     return n;
 }
+
+/* Every response so far: the departed workers' (kept by the master) and
+ * the live ones', with the buckets made cumulative (each counts those at
+ * or under its bound, as Prometheus' le does). */
+static void http_sums(struct http_sums *h)
+{
+    *h = M.account.http;
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid != 0)
+            account_add_http(h, scoreboard_slot(M.sb, (int)i + 1));
+    for (int i = 1; i <= SB_DURATION_BOUNDS; i++)
+        h->buckets[i] += h->buckets[i - 1];
+}
+
+/* Bucket i's bound in seconds as the text says it: "0.005" ... "+Inf". */
+static const char *bound_text(int i, char *buf, size_t len)
+{
+    if (i == SB_DURATION_BOUNDS)
+        return "+Inf";
+    snprintf(buf, len, "%g", scoreboard_duration_bounds_us[i] / 1e6);
+    return buf;
+}
+
+/* Every upstream's counters: the current file's sections first (zero
+ * until used), then any a departed generation had; departed workers'
+ * counts and the live ones'. The caller frees t. */
+static void upstream_sums(struct upstream_table *t)
+{
+    for (size_t i = 0; i < M.cfg->nupstreams; i++)
+        account_upstream(t, M.cfg->upstreams[i].name);
+    account_merge_upstreams(t, &M.account.ups);
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid != 0)
+            account_add_upstreams(t, scoreboard_slot(M.sb, (int)i + 1), true);
+}
+
+static uint64_t failed_sum(const struct upstream_sums *u)
+{
+    uint64_t n = 0;
+
+    for (int k = 0; k < SB_FAIL_KINDS; k++)
+        n += u->failed[k];
+    return n;
+}
+
+static const char *const fail_names[SB_FAIL_KINDS] = {"connect", "reset", "protocol",
+                                                      "busy"};
 
 /* A number, or null when it would mean nothing yet. */
 static const char *json_num(double v, bool ok, char *buf)
@@ -196,6 +249,52 @@ static void json_cgroup(struct buf *b)
     buf_puts(b, "}");
 }
 
+/* "responses": every worker's since the start, by status class, and
+ * their durations: the sum and the cumulative count under each bound. */
+static void json_responses(struct buf *b)
+{
+    struct http_sums h;
+    uint64_t total = 0;
+    char le[16];
+
+    http_sums(&h);
+    for (int i = 0; i < SB_STATUS_CLASSES; i++)
+        total += h.by_class[i];
+    buf_printf(b, ",\n  \"responses\": {\"total\": %" PRIu64, total);
+    for (int i = 0; i < SB_STATUS_CLASSES; i++)
+        buf_printf(b, ", \"%dxx\": %" PRIu64, i + 1, h.by_class[i]);
+    buf_printf(b, ", \"duration_seconds\": {\"sum\": %.6f, \"le\": {",
+               h.duration_us / 1e6);
+    for (int i = 0; i <= SB_DURATION_BOUNDS; i++)
+        buf_printf(b, "%s\"%s\": %" PRIu64, i ? ", " : "", bound_text(i, le, sizeof(le)),
+                   h.buckets[i]);
+    buf_puts(b, "}}}");
+}
+
+/* "upstreams": {"NAME": {...}}, each pool's counters over every worker. */
+static void json_upstreams(struct buf *b)
+{
+    struct upstream_table t = {0};
+
+    upstream_sums(&t);
+    buf_puts(b, ",\n  \"upstreams\": {");
+    for (size_t i = 0; i < t.n; i++) {
+        const struct upstream_sums *u = &t.v[i];
+
+        buf_printf(b, "%s\n    \"", i ? "," : "");
+        json_escape(b, u->name);
+        buf_printf(b, "\": {\"open\": %" PRIu64 ", \"idle\": %" PRIu64 ", \"created\": %"
+                   PRIu64 ", \"reused\": %" PRIu64 ", \"retried\": %" PRIu64 ", \"failed\": %"
+                   PRIu64 ", \"failed_by_kind\": {", u->open, u->idle, u->created,
+                   u->reused, u->retried, failed_sum(u));
+        for (int k = 0; k < SB_FAIL_KINDS; k++)
+            buf_printf(b, "%s\"%s\": %" PRIu64, k ? ", " : "", fail_names[k], u->failed[k]);
+        buf_printf(b, "}, \"timed_out\": %" PRIu64 "}", u->timed_out);
+    }
+    buf_puts(b, t.n ? "\n  }" : "}");
+    account_free_upstreams(&t);
+}
+
 static void render_stats(struct buf *b)
 {
     ev_tstamp now = ev_now(M.loop);
@@ -226,12 +325,15 @@ static void render_stats(struct buf *b)
         if (M.w[i].pid)
             json_worker(b, i, now, &first);
     buf_printf(b, "\n  ]");
+    json_responses(b);
+    json_upstreams(b);
     json_cgroup(b); /* last: its max_rss keys do not shadow the counts above */
     buf_printf(b, "\n}\n");
 }
 
-static void metrics_heaps(struct buf *b);
-static void metrics_app(struct buf *b);
+static void metrics_heaps(struct buf *b, const uint32_t *order, uint32_t n);
+static void metrics_app(struct buf *b, const uint32_t *order, uint32_t n);
+static void prom_escape(struct buf *b, const char *s);
 
 /* The cgroup's figures that can be read now, and the effective limits. */
 static void metrics_cgroup(struct buf *b)
@@ -259,8 +361,160 @@ static void metrics_cgroup(struct buf *b)
                PRIu64 "\n", M.cfg->recycle.max_rss, M.cfg->recycle.max_rss_hard);
 }
 
+/* The workers that stand for their ids in /metrics' per-worker series,
+ * into order (indexes of M.w, by id); returns how many. The series are
+ * labelled by worker id, not pid, so that they go on across recycles.
+ * While a replacement starts beside the worker it replaces (in another
+ * slot, with the same id), or a reload's new generation beside the old
+ * one, two processes share an id: the serving one stands for it, and of
+ * two serving, the newer. Each slot's state is read once, so a scrape
+ * never shows an id twice. */
+static uint32_t pick_ids(uint32_t *order)
+{
+    bool *serving = calloc(M.nslots, sizeof(*serving));
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; serving != NULL && i < M.nslots; i++)
+        serving[i] = SB_GET(scoreboard_slot(M.sb, (int)i + 1)->state) == SLOT_SERVING;
+    for (uint32_t i = 0; i < M.nslots; i++) {
+        const struct worker *w = &M.w[i];
+        bool stands = w->pid > 0; /* not none, nor asked of the mold and unforked */
+
+        for (uint32_t k = 0; stands && k < M.nslots; k++) {
+            const struct worker *o = &M.w[k];
+            bool ws = serving != NULL && serving[i], os = serving != NULL && serving[k];
+
+            if (k == i || o->pid <= 0 || o->id != w->id)
+                continue;
+            if (os != ws)
+                stands = ws;
+            else
+                stands = w->spawned > o->spawned || (w->spawned == o->spawned && i > k);
+        }
+        if (stands) { /* insertion by id: a handful of workers */
+            uint32_t at = n++;
+
+            for (; at > 0 && M.w[order[at - 1]].id > w->id; at--)
+                order[at] = order[at - 1];
+            order[at] = i;
+        }
+    }
+    free(serving);
+    return n;
+}
+
+/* preforkd_requests_total by status class and the duration histogram:
+ * every worker's since the master started, recycled ones' included. */
+static void metrics_requests(struct buf *b)
+{
+    struct http_sums h;
+    char le[16];
+
+    http_sums(&h);
+    buf_puts(b, "# HELP preforkd_requests_total Responses sent by the workers, by status "
+             "class, the server's own error responses included; kept across recycles.\n"
+             "# TYPE preforkd_requests_total counter\n");
+    for (int i = 0; i < SB_STATUS_CLASSES; i++)
+        buf_printf(b, "preforkd_requests_total{status=\"%dxx\"} %" PRIu64 "\n", i + 1,
+                   h.by_class[i]);
+    buf_puts(b, "# HELP preforkd_request_duration_seconds From a request's complete head "
+             "to the end of its response (the access log's request time).\n"
+             "# TYPE preforkd_request_duration_seconds histogram\n");
+    for (int i = 0; i <= SB_DURATION_BOUNDS; i++)
+        buf_printf(b, "preforkd_request_duration_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
+                   bound_text(i, le, sizeof(le)), h.buckets[i]);
+    /* The count is the +Inf bucket's, read once: never a torn pair. */
+    buf_printf(b, "preforkd_request_duration_seconds_sum %.6f\n"
+               "preforkd_request_duration_seconds_count %" PRIu64 "\n",
+               h.duration_us / 1e6, h.buckets[SB_DURATION_BOUNDS]);
+}
+
+/* One gauge family with a row per worker id (pick_ids). */
+static void metrics_per_worker(struct buf *b, const uint32_t *order, uint32_t n,
+                               const char *name, const char *help,
+                               uint64_t (*value)(uint32_t i))
+{
+    buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+    for (uint32_t k = 0; k < n; k++)
+        buf_printf(b, "%s{worker=\"%d\"} %" PRIu64 "\n", name, M.w[order[k]].id,
+                   value(order[k]));
+}
+
+static uint64_t worker_requests(uint32_t i)
+{
+    return SB_GET(scoreboard_slot(M.sb, (int)i + 1)->requests);
+}
+
+static uint64_t worker_memory(uint32_t i)
+{
+    return SB_GET(scoreboard_slot(M.sb, (int)i + 1)->mem);
+}
+
+static uint64_t worker_pid(uint32_t i)
+{
+    return (uint64_t)M.w[i].pid;
+}
+
+/* Each pool's counters over every worker, by [upstream NAME]. */
+static void metrics_upstreams(struct buf *b)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off; /* of the uint64_t in struct upstream_sums */
+    } fam[] = {
+        {"preforkd_upstream_connections_open", "gauge",
+         "Connections open now, connecting ones included.", offsetof(struct upstream_sums, open)},
+        {"preforkd_upstream_connections_idle", "gauge",
+         "Connections idle in the pools now.", offsetof(struct upstream_sums, idle)},
+        {"preforkd_upstream_connections_created_total", "counter",
+         "Connections opened.", offsetof(struct upstream_sums, created)},
+        {"preforkd_upstream_requests_reused_total", "counter",
+         "Requests sent on a pooled connection.", offsetof(struct upstream_sums, reused)},
+        {"preforkd_upstream_requests_retried_total", "counter",
+         "Requests sent again: a stale pooled connection, or another server after a "
+         "connect error.", offsetof(struct upstream_sums, retried)},
+        {"preforkd_upstream_requests_timed_out_total", "counter",
+         "Requests that ended in a connect or read timeout.",
+         offsetof(struct upstream_sums, timed_out)},
+    };
+    struct upstream_table t = {0};
+
+    upstream_sums(&t);
+    for (size_t f = 0; t.n > 0 && f < sizeof(fam) / sizeof(fam[0]); f++) {
+        buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
+                   fam[f].name, fam[f].type);
+        for (size_t i = 0; i < t.n; i++) {
+            uint64_t v;
+
+            memcpy(&v, (const char *)&t.v[i] + fam[f].off, sizeof(v));
+            buf_printf(b, "%s{upstream=\"", fam[f].name);
+            prom_escape(b, t.v[i].name);
+            buf_printf(b, "\"} %" PRIu64 "\n", v);
+        }
+    }
+    if (t.n > 0)
+        buf_puts(b, "# HELP preforkd_upstream_requests_failed_total Requests that ended in "
+                 "an error other than a timeout, by kind.\n"
+                 "# TYPE preforkd_upstream_requests_failed_total counter\n");
+    for (size_t i = 0; i < t.n; i++) {
+        for (int k = 0; k < SB_FAIL_KINDS; k++) {
+            buf_puts(b, "preforkd_upstream_requests_failed_total{upstream=\"");
+            prom_escape(b, t.v[i].name);
+            buf_printf(b, "\",kind=\"%s\"} %" PRIu64 "\n", fail_names[k], t.v[i].failed[k]);
+        }
+    }
+    account_free_upstreams(&t);
+}
+
 static void render_metrics(struct buf *b)
 {
+    uint32_t *order = calloc(M.nslots, sizeof(*order)), n;
+
+    buf_puts(b, "# HELP preforkd_build_info The running preforkd: its version and the "
+             "ABI version of the app modules it loads.\n"
+             "# TYPE preforkd_build_info gauge\npreforkd_build_info{version=\"");
+    prom_escape(b, PF_VERSION);
+    buf_printf(b, "\",abi=\"%d\"} 1\n", PF_ABI_VERSION);
     buf_printf(b, "# HELP preforkd_workers_serving Workers accepting requests.\n"
             "# TYPE preforkd_workers_serving gauge\npreforkd_workers_serving %u\n"
             "# HELP preforkd_workers_wanted Workers the master keeps.\n"
@@ -271,23 +525,25 @@ static void render_metrics(struct buf *b)
     for (int r = 1; r < RETIRE_NREASONS; r++)
         buf_printf(b, "preforkd_workers_retired_total{reason=\"%s\"} %" PRIu64 "\n",
                 recycle_reason_name((enum retire_reason)r), M.account.retired[r]);
-    /* One family after the other: the text format wants each together. */
-    buf_printf(b, "# HELP preforkd_worker_requests Requests served by a live worker.\n"
-            "# TYPE preforkd_worker_requests gauge\n");
-    for (uint32_t i = 0; i < M.nslots; i++)
-        if (M.w[i].pid > 0) /* none, or asked of the mold and not forked yet */
-            buf_printf(b, "preforkd_worker_requests{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n",
-                       M.w[i].id, (int)M.w[i].pid,
-                       SB_GET(scoreboard_slot(M.sb, (int)i + 1)->requests));
-    buf_printf(b, "# HELP preforkd_worker_memory_bytes A live worker's memory (memory_metric).\n"
-            "# TYPE preforkd_worker_memory_bytes gauge\n");
-    for (uint32_t i = 0; i < M.nslots; i++)
-        if (M.w[i].pid > 0)
-            buf_printf(b, "preforkd_worker_memory_bytes{worker=\"%d\",pid=\"%d\"} %" PRIu64 "\n",
-                       M.w[i].id, (int)M.w[i].pid,
-                       SB_GET(scoreboard_slot(M.sb, (int)i + 1)->mem));
-    metrics_heaps(b);
-    metrics_app(b);
+    metrics_requests(b);
+    /* One family after the other: the text format wants each together.
+     * Out of memory, the per-worker families are left out. */
+    if (order != NULL) {
+        n = pick_ids(order);
+        metrics_per_worker(b, order, n, "preforkd_worker_requests",
+                           "Requests served by the process that has this worker id now.",
+                           worker_requests);
+        metrics_per_worker(b, order, n, "preforkd_worker_memory_bytes",
+                           "Memory of the process that has this worker id now "
+                           "(memory_metric).", worker_memory);
+        metrics_per_worker(b, order, n, "preforkd_worker_pid",
+                           "Process id of the process that has this worker id now.",
+                           worker_pid);
+        metrics_heaps(b, order, n);
+        metrics_app(b, order, n);
+    }
+    free(order);
+    metrics_upstreams(b);
     metrics_cgroup(b);
 }
 
@@ -304,42 +560,40 @@ static void prom_escape(struct buf *b, const char *s)
     }
 }
 
-static void metrics_heaps(struct buf *b)
+static void metrics_heaps(struct buf *b, const uint32_t *order, uint32_t n)
 {
-    buf_puts(b, "# HELP preforkd_worker_heap_bytes A live worker's heaps: malloc's bytes "
+    buf_puts(b, "# HELP preforkd_worker_heap_bytes A worker's heaps: malloc's bytes "
              "in use (c) and the app's own (python, for the wsgi module).\n"
              "# TYPE preforkd_worker_heap_bytes gauge\n");
-    for (uint32_t i = 0; i < M.nslots; i++) {
-        struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
+    for (uint32_t k = 0; k < n; k++) {
+        const struct worker *w = &M.w[order[k]];
+        struct slot *s = scoreboard_slot(M.sb, (int)order[k] + 1);
         char name[sizeof(s->app_heap_name)];
 
-        if (M.w[i].pid <= 0)
-            continue;
-        buf_printf(b, "preforkd_worker_heap_bytes{worker=\"%d\",pid=\"%d\",heap=\"c\"} %"
-                   PRIu64 "\n", M.w[i].id, (int)M.w[i].pid, SB_GET(s->c_heap));
+        buf_printf(b, "preforkd_worker_heap_bytes{worker=\"%d\",heap=\"c\"} %" PRIu64 "\n",
+                   w->id, SB_GET(s->c_heap));
         snprintf(name, sizeof(name), "%s", s->app_heap_name);
         if (name[0] == '\0')
             continue;
-        buf_printf(b, "preforkd_worker_heap_bytes{worker=\"%d\",pid=\"%d\",heap=\"",
-                   M.w[i].id, (int)M.w[i].pid);
+        buf_printf(b, "preforkd_worker_heap_bytes{worker=\"%d\",heap=\"", w->id);
         prom_escape(b, name);
         buf_printf(b, "\"} %" PRIu64 "\n", SB_GET(s->app_heap));
     }
 }
 
-/* preforkd_app_NAME{worker,pid,label}: each name's rows from every worker
+/* preforkd_app_NAME{worker,label}: each name's rows from every worker
  * together, under one TYPE line. */
-static void metrics_app(struct buf *b)
+static void metrics_app(struct buf *b, const uint32_t *order, uint32_t n)
 {
     char done[SB_METRICS * 4][32];
     int ndone = 0;
 
-    for (uint32_t i = 0; i < M.nslots; i++) {
-        for (int k = 0; M.w[i].pid > 0 && k < SB_METRICS; k++) {
+    for (uint32_t a = 0; a < n; a++) {
+        for (int k = 0; k < SB_METRICS; k++) {
             struct metrics_row first;
             bool seen = false;
 
-            if (!metrics_read(scoreboard_slot(M.sb, (int)i + 1), k, &first))
+            if (!metrics_read(scoreboard_slot(M.sb, (int)order[a] + 1), k, &first))
                 continue;
             for (int d = 0; d < ndone && !seen; d++)
                 seen = strcmp(done[d], first.name) == 0;
@@ -348,14 +602,14 @@ static void metrics_app(struct buf *b)
             snprintf(done[ndone++], sizeof(done[0]), "%s", first.name);
             buf_printf(b, "# HELP preforkd_app_%s Published by the app (pf_metric_set).\n"
                        "# TYPE preforkd_app_%s gauge\n", first.name, first.name);
-            for (uint32_t j = i; j < M.nslots; j++) {
-                for (int m = 0; M.w[j].pid > 0 && m < SB_METRICS; m++) {
+            for (uint32_t c = a; c < n; c++) {
+                for (int m = 0; m < SB_METRICS; m++) {
                     struct metrics_row r;
-                    if (!metrics_read(scoreboard_slot(M.sb, (int)j + 1), m, &r) ||
+                    if (!metrics_read(scoreboard_slot(M.sb, (int)order[c] + 1), m, &r) ||
                         strcmp(r.name, first.name) != 0 || !isfinite(r.value))
                         continue;
-                    buf_printf(b, "preforkd_app_%s{worker=\"%d\",pid=\"%d\",label=\"",
-                               r.name, M.w[j].id, (int)M.w[j].pid);
+                    buf_printf(b, "preforkd_app_%s{worker=\"%d\",label=\"", r.name,
+                               M.w[order[c]].id);
                     prom_escape(b, r.label);
                     buf_printf(b, "\"} %.17g\n", r.value);
                 }

@@ -44,6 +44,17 @@ static void sync_gauges(const ups_t *up)
             SB_ADD((up)->sb->field, 1);                                       \
     } while (0)
 
+/* The counter of a request that ended with err (not a timeout). */
+static enum sb_upstream_fail fail_kind(int err)
+{
+    switch (err) {
+    case PF_UPSTREAM_ECONNECT: return SB_FAIL_CONNECT;
+    case PF_UPSTREAM_EPROTO: return SB_FAIL_PROTOCOL;
+    case PF_UPSTREAM_EBUSY: return SB_FAIL_BUSY;
+    default: return SB_FAIL_RESET;
+    }
+}
+
 /* ---- warnings --------------------------------------------------------------- */
 
 /* See upstream_int.h. One limiter per server and one per upstream, shared
@@ -279,7 +290,7 @@ static void finish(ureq_t *u, int err)
     if (err == PF_UPSTREAM_ETIMEOUT)
         COUNT(up, timed_out);
     else if (err != PF_UPSTREAM_OK)
-        COUNT(up, failed);
+        COUNT(up, failed[fail_kind(err)]);
     if (u->cb.on_done != NULL) {
         u->in_cb++;
         u->cb.on_done(u, u->arg, err);
@@ -671,8 +682,12 @@ static int init_one(ups_t *up, struct ev_loop *loop,
         ev_init(&s->trim, on_trim);
         s->trim.data = s;
     }
-    if (sb != NULL)
+    if (sb != NULL) {
+        /* Named before anything counts: the master sums by name. */
         memset(sb, 0, sizeof(*sb));
+        snprintf(sb->name, sizeof(sb->name), "%s", cfg->name);
+        atomic_store_explicit(&sb->named, 1, memory_order_release);
+    }
     return 0;
 }
 

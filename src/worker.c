@@ -292,8 +292,16 @@ static void log_access(struct conn *c)
     accesslog_write(&e);
 }
 
+/* Every response, the server's own error responses too, by status class
+ * and duration (the access log's request time), for /metrics. */
+static void count_response(const struct conn *c)
+{
+    scoreboard_count_response(W.slot, c->req.resp.status, ev_time() - c->req.started);
+}
+
 static void on_error_response(struct conn_server *s, struct conn *c)
 {
+    count_response(c);
     if (W.access_log)
         log_access(c);
 }
@@ -301,6 +309,7 @@ static void on_error_response(struct conn_server *s, struct conn *c)
 static void on_request_done(struct conn_server *s, struct conn *c)
 {
     SB_ADD(W.slot->requests, 1);
+    count_response(c);
     if (W.access_log)
         log_access(c);
     soft_limit(recycle_after_request(&W.rec, ev_now(W.loop)));

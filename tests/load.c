@@ -36,13 +36,19 @@ int stats_admin_port(struct hdaemon *d)
 
 char *stats_get(int port)
 {
+    return stats_get_path(port, "/stats");
+}
+
+char *stats_get_path(int port, const char *path)
+{
     struct hconn *c = harness_try_connect(port);
     struct hresp r;
-    char *body = NULL;
+    char *body = NULL, req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
 
     if (c == NULL)
         return NULL;
-    if (harness_send(c, "GET /stats HTTP/1.0\r\n\r\n", 23, 5) == 0 &&
+    if (harness_send(c, req, (size_t)n, 5) == 0 &&
         harness_read_response(c, &r, false, 5) == 0) {
         if (r.status == 200) {
             body = r.body;

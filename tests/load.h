@@ -19,6 +19,8 @@ char *load_module_path(const char *env_dir, const char *name);
 int stats_admin_port(struct hdaemon *d);
 /* GET /stats from the admin port; the body (malloc'd) or NULL. */
 char *stats_get(int port);
+/* The same for any path of the admin endpoint (/metrics): a 200's body. */
+char *stats_get_path(int port, const char *path);
 /* The number after "key": in text (the first one at or after text), or -1. */
 double stats_num(const char *text, const char *key);
 /* Whether the worker object obj has "key": "want". */

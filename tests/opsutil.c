@@ -1,7 +1,8 @@
 /*
  * opsutil.c - helpers for the operations tests: admin endpoint client over
  * a unix socket, a strict JSON validator (recursive descent, no DOM), /stats
- * number lookups, and running preforkctl with a deadline. Runs in the test
+ * number lookups, promtool on a /metrics body, and running preforkctl with
+ * a deadline. Runs in the test
  * process. Convention: see opsutil.h.
  */
 #include "opsutil.h"
@@ -20,6 +21,35 @@
 #include <unistd.h>
 
 #include "harness.h"
+
+/* ---- promtool ------------------------------------------------------------ */
+
+/* See opsutil.h. */
+bool ops_promtool_check(const char *dir, const char *text)
+{
+    const char *req = getenv("PREFORKD_REQUIRE_PROMTOOL");
+    char file[512], out[540], cmd[1200], *said;
+    size_t len = 0;
+    int rc;
+
+    if (system("command -v promtool > /dev/null 2>&1") != 0) {
+        ck_assert_msg(req == NULL || strcmp(req, "1") != 0,
+                      "PREFORKD_REQUIRE_PROMTOOL=1 and no promtool on PATH "
+                      "(Debian's prometheus package)");
+        fprintf(stderr, "promtool not installed: /metrics not checked by it\n");
+        return false;
+    }
+    snprintf(file, sizeof file, "%s/metrics.txt", dir);
+    snprintf(out, sizeof out, "%s.out", file);
+    harness_write_file(file, text, strlen(text));
+    snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' > '%s' 2>&1", file, out);
+    rc = system(cmd);
+    said = harness_read_file(out, &len);
+    ck_assert_msg(rc == 0 && len == 0, "promtool check metrics (status %d) says:\n%s\n"
+                  "on:\n%s", rc, said ? said : "?", text);
+    free(said);
+    return true;
+}
 
 /* ---- admin endpoint ------------------------------------------------------ */
 

@@ -28,6 +28,13 @@ double ops_num(const char *text, const char *key);
 void ops_each_worker(const char *json, void (*fn)(const char *obj, void *),
                      void *arg);
 
+/* `promtool check metrics` (Debian's prometheus package) on text, a
+ * /metrics body written to dir/metrics.txt: fails the test when promtool
+ * says anything at all (a lint is a failure too). Without promtool: fails
+ * when PREFORKD_REQUIRE_PROMTOOL=1, else says so on one line and returns
+ * false. True when promtool accepted the text. */
+bool ops_promtool_check(const char *dir, const char *text);
+
 /* Runs argv (argv[0] a path) with stdout and stderr captured into *out
  * (malloc'd, NUL-terminated). Returns the exit code, or -1 when it did not
  * exit within timeout (it is then killed). */

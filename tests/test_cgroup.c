@@ -640,27 +640,6 @@ static char *metrics_get(int admin)
     return body;
 }
 
-/* promtool (Debian's prometheus package), when it is installed, must
- * accept the text. */
-static void promtool_check(struct hdaemon *d, const char *text)
-{
-    char file[256], cmd[700], *out;
-    int rc;
-
-    if (system("command -v promtool > /dev/null 2>&1") != 0) {
-        fprintf(stderr, "test_cgroup: promtool not installed: /metrics not checked by it\n");
-        return;
-    }
-    snprintf(file, sizeof file, "%s/metrics.txt", d->dir);
-    harness_write_file(file, text, strlen(text));
-    snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' > '%s.out' 2>&1", file, file);
-    rc = system(cmd);
-    snprintf(file + strlen(file), sizeof file - strlen(file), ".out");
-    out = harness_read_file(file, NULL);
-    ck_assert_msg(rc == 0, "promtool check metrics: %s\n%s", out ? out : "?", text);
-    free(out);
-}
-
 static void active_pid(const char *obj, void *arg)
 {
     pid_t *pid = arg;
@@ -801,7 +780,7 @@ START_TEST(test_real_auto)
                   strstr(m, "\npreforkd_oom_kills_total 0\n"), "%s", m);
     snprintf(want, sizeof want, "\npreforkd_max_rss_bytes %llu\n", (unsigned long long)soft);
     ck_assert_msg(strstr(m, want) != NULL, "%s", m);
-    promtool_check(d, m);
+    ops_promtool_check(d->dir, m);
     free(m);
     expect_status(admin, soft, hard);
     end = harness_now() + 60;

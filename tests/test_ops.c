@@ -518,6 +518,16 @@ static void check_metric_line(char *line, char *typed, size_t tlen)
     ck_assert_msg(line[0] != '#', "unknown comment form: %s", line);
     ck_assert_msg(metric_name(&p), "bad metric name: %s", line);
     snprintf(name, sizeof(name), " %.*s ", (int)(p - line), line);
+    if (strstr(typed, name) == NULL) { /* a histogram's NAME_bucket, _sum, _count */
+        static const char *const sfx[] = {"_bucket ", "_sum ", "_count "};
+        size_t n = strlen(name);
+
+        for (size_t k = 0; k < 3; k++)
+            if (n > strlen(sfx[k]) && strcmp(name + n - strlen(sfx[k]), sfx[k]) == 0) {
+                strcpy(name + n - strlen(sfx[k]), " ");
+                break;
+            }
+    }
     ck_assert_msg(strstr(typed, name) != NULL, "sample before its TYPE: %s", line);
     ck_assert_msg(labels(&p) && *p == ' ' && sample_value(p + 1), "bad sample: %s", line);
 }

@@ -5,8 +5,8 @@
  * connections and misbehaves on request), all on ephemeral 127.0.0.1
  * ports. Checks pooling from the upstream side, stale connections, 502 /
  * 504, resets mid-body, client aborts (worker fds back to baseline),
- * header rules, request re-framing, and a 100 MB response streamed with a
- * small worker RSS. The harness stops every daemon a test starts.
+ * header rules, request re-framing, a 100 MB response streamed with a
+ * small worker RSS, and the pool's counters in /stats and /metrics. The harness stops every daemon a test starts.
  */
 #include <check.h>
 #include <errno.h>
@@ -24,6 +24,8 @@
 
 #include "fakeup.h"
 #include "harness.h"
+#include "load.h"
+#include "opsutil.h"
 
 #define RE_SPAWNED                                                            \
     "master: worker ([0-9]+) spawned \\(pid ([0-9]+), generation ([0-9]+)\\)"
@@ -175,6 +177,104 @@ START_TEST(test_upstream_closes_pooled)
         harness_daemon_stop(d, SIGTERM, 10);
         fakeup_stop(f);
     }
+}
+END_TEST
+
+/* ---- counters ------------------------------------------------------------------ */
+
+/* /stats' upstreams.b until its idle connections are none; the body. */
+static char *stats_when_idle_gone(int admin)
+{
+    double end = harness_now() + 5;
+    char *j;
+
+    for (;;) {
+        j = stats_get(admin);
+        ck_assert_ptr_nonnull(j);
+        if (ops_num(strstr(j, "\"upstreams\""), "idle") == 0)
+            return j;
+        ck_assert_msg(harness_now() < end, "still idle: %s", j);
+        free(j);
+        harness_pause(0.02);
+    }
+}
+
+/* The counters of upstream b (the first in the file) in /stats, after 10
+ * requests of which 9 were retried and one that could not connect. */
+static void expect_b_counts(const char *j)
+{
+    const char *b = strstr(j, "\"upstreams\": {\n    \"b\": {");
+    double created = ops_num(b, "created");
+
+    ck_assert_msg(b != NULL && ops_num(b, "reused") == 9 && ops_num(b, "retried") == 9 &&
+                  ops_num(b, "failed") == 1 && ops_num(b, "connect") == 1 &&
+                  ops_num(b, "reset") == 0 && ops_num(b, "timed_out") == 0 &&
+                  ops_num(b, "open") == 0 && ops_num(b, "idle") == 0, "%s", j);
+    /* The failed connect counts when the socket was made before the refusal. */
+    ck_assert_msg(created == 10 || created == 11, "%s", j);
+    ck_assert_msg(strstr(j, "\"unused\": {\"open\": 0, \"idle\": 0, \"created\": 0, "
+                         "\"reused\": 0, \"retried\": 0, \"failed\": 0, ") != NULL, "%s", j);
+}
+
+/* The pool's counters per upstream, in /stats and /metrics: a request
+ * dropped on a pooled connection is retried, one that cannot connect has
+ * failed; a reload replaces the worker and the counts stay. */
+START_TEST(test_upstream_counters)
+{
+    struct fakeup_cfg fc = {.drop_request = 2};
+    struct fakeup *f = fakeup_start(&fc);
+    struct hdaemon *d = harness_daemon_new();
+    char *mod = module("PREFORKD_APPS", "proxy"), *j, *m;
+    struct hconn *c;
+    struct hresp r;
+    double took;
+    int admin;
+
+    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                          "[app]\nmodule = %s\nupstream = b\n"
+                          "[upstream b]\nservers = 127.0.0.1:%d\n"
+                          "[upstream unused]\nservers = 127.0.0.1:9\n"
+                          "[admin]\nlisten = 127.0.0.1:0\n", mod, fakeup_port(f));
+    free(mod);
+    harness_daemon_spawn(d, NULL);
+    harness_daemon_wait_ready(d, 10.0);
+    admin = stats_admin_port(d);
+    /* Each request after the first goes on the pooled connection, which
+     * the upstream drops: sent again on a new one. */
+    c = harness_connect(d->port);
+    for (int i = 0; i < 10; i++) {
+        get(c, "/x", &r);
+        assert_ok(&r, "request dropped");
+        hresp_free(&r);
+    }
+    harness_close(c);
+    ck_assert_int_eq(fakeup_requests(f), 19);
+    /* The upstream goes: its pooled connection is dropped, then nothing
+     * can connect. */
+    fakeup_stop(f);
+    free(stats_when_idle_gone(admin));
+    ck_assert_int_eq(status_of(d->port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &took), 502);
+    j = stats_get(admin);
+    expect_b_counts(j);
+    free(j);
+    /* A reload retires the worker: what it counted is kept. */
+    kill(d->pid, SIGHUP);
+    ck_assert(harness_log_wait(d, "retired: reload", 1, 10));
+    j = stats_get(admin);
+    expect_b_counts(j);
+    free(j);
+    m = stats_get_path(admin, "/metrics");
+    ck_assert_ptr_nonnull(m);
+    ck_assert_msg(strstr(m, "\npreforkd_upstream_requests_retried_total{upstream=\"b\"} 9\n") &&
+                  strstr(m, "\npreforkd_upstream_requests_reused_total{upstream=\"b\"} 9\n") &&
+                  strstr(m, "\npreforkd_upstream_requests_failed_total{upstream=\"b\","
+                            "kind=\"connect\"} 1\n") &&
+                  strstr(m, "\npreforkd_upstream_requests_timed_out_total{upstream=\"b\"} 0\n") &&
+                  strstr(m, "\npreforkd_upstream_connections_open{upstream=\"unused\"} 0\n"),
+                  "%s", m);
+    ops_promtool_check(d->dir, m);
+    free(m);
+    harness_daemon_stop(d, SIGTERM, 10);
 }
 END_TEST
 
@@ -684,6 +784,7 @@ static Suite *proxy_suite(void)
     tcase_set_timeout(t, 60);
     tcase_add_test(t, test_pool_1000_requests);
     tcase_add_test(t, test_upstream_closes_pooled);
+    tcase_add_test(t, test_upstream_counters);
     tcase_add_test(t, test_upstream_down_502);
     tcase_add_test(t, test_never_answers_504);
     tcase_add_test(t, test_invalid_response_502);
