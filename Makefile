@@ -61,7 +61,11 @@ CHECK_LIBS   = $(shell pkg-config --libs check)
 
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) \
              -iquote $(BUILD) -iquote src $(DEP_CFLAGS) -MMD -MP
-ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
+# -z now: every symbol bound at start-up, in the master, so that a forked
+# worker does not resolve them again (a symbol lookup and a copy-on-write
+# fault of the GOT each); relro then makes the GOT read-only. Also the
+# Debian hardening default.
+ALL_LDFLAGS = -Wl,-z,relro,-z,now $(LDFLAGS) $(SANFLAGS)
 
 ifeq ($(V),1)
 Q :=
