@@ -405,8 +405,10 @@ static void boot_failed(struct worker *w, int wstatus)
     int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 0;
 
     if ((code == EXIT_APP_INIT || code == EXIT_CONFIG) && !M.ever_served) {
-        log_errx("worker %d could not boot (exit %d): the app cannot start, "
-                 "giving up", w->id, code);
+        log_errx("worker %d could not boot (exit %d): %s, giving up", w->id, code,
+                 code == EXIT_CONFIG ? "the configuration cannot be applied in a worker "
+                                       "(the line before says what; preforkd -t finds it)"
+                                     : "the app cannot start");
         M.exit_code = code;
         return;
     }
@@ -519,8 +521,12 @@ bool master_mold_reaped(pid_t pid, int wstatus)
     } else if (m == &M.old_mold || M.mode == STOPPING) {
         log_info("mold of generation %u (pid %d) %s", m->generation, (int)pid, how);
     } else if (!m->ready && !M.ever_served) {
-        log_errx("the app cannot start: the mold (pid %d) %s before it was "
-                 "ready; giving up", (int)pid, how);
+        bool config = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == EXIT_CONFIG;
+
+        log_errx("%s: the mold (pid %d) %s before it was ready; giving up",
+                 config ? "the configuration cannot be applied (the line before says "
+                          "what; preforkd -t finds it)" : "the app cannot start",
+                 (int)pid, how);
         M.exit_code = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0
                           ? WEXITSTATUS(wstatus) : EXIT_APP_INIT;
         spawn_forget(m);

@@ -195,6 +195,14 @@ START_TEST(test_user_missing)
         assert_invalid(&r, d);
         ck_assert_msg(has_line(&r, d, 3, want), "no \"%s:3: %s\" in\n%s", d->conf, want,
                       r.err);
+        /* Started all the same, it gives up with 78, and the line says the
+         * configuration, not the app, is at fault. */
+        harness_daemon_spawn(d, NULL);
+        ck_assert(harness_daemon_wait_exit(d, 20));
+        ck_assert_int_eq(harness_exit_code(d), 78);
+        ck_assert_msg(harness_log_count(d, "the configuration cannot be applied") == 1 &&
+                      harness_log_count(d, "the app cannot start") == 0,
+                      "%s", harness_log_tail(d, 2000));
     } else { /* start-up keeps the uid: a warning */
         assert_ok(&r, d);
         ck_assert_msg(strstr(r.err, want) != NULL, "no warning %s in\n%s", want, r.err);
