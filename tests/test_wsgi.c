@@ -812,6 +812,10 @@ START_TEST(test_bad_app_values)
           "attribute \"nope\""}},
         {"app = plain:app\nworkerz = 2",
          {"preforkd.ini:10: \\[app\\] workerz: unknown key"}},
+        /* Digits only, as the daemon's numbers. */
+        {"app = plain:app\nthreads = +2\ncensus_after = +3",
+         {"preforkd.ini:10: \\[app\\] threads: expected a number from 0 to 256",
+          "preforkd.ini:11: \\[app\\] census_after: expected a number from"}},
     };
     struct hdaemon *d = harness_daemon_new();
 

@@ -9,6 +9,7 @@
  * is this process's (statics: one worker per process). See docs/python.md,
  * "Hunting a leak in a Python app".
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,8 +85,9 @@ static int get_long(const pf_app_config *cfg, const char *key, long lo,
 
     if (v == NULL)
         return 0;
-    n = strtol(v, &end, 10);
-    if (end == v || *end != '\0' || n < lo || n > hi)
+    errno = 0;
+    n = strtol(v, &end, 10); /* digits only, as the daemon's own numbers */
+    if (*v < '0' || *v > '9' || errno != 0 || *end != '\0' || n < lo || n > hi)
         return pf_config_error(cfg, key, "expected a number from %ld to %ld, "
                                "got \"%s\"", lo, hi, v);
     *out = n;

@@ -268,7 +268,9 @@ static int parse_threads(const pf_app_config *cfg, int *out)
         return 0;
     errno = 0;
     n = strtol(v, &end, 10);
-    if (errno != 0 || end == v || *end != '\0' || n < 0 || n > 256)
+    /* Digits only, as the daemon's own numbers: strtol would take " 5"
+     * and "+5". */
+    if (*v < '0' || *v > '9' || errno != 0 || *end != '\0' || n < 0 || n > 256)
         return pf_config_error(cfg, "threads",
                                "expected a number from 0 to 256, got \"%s\"",
                                v);
