@@ -198,6 +198,29 @@ static void print_cgroup(const struct json *cg)
            limit_text(json_get(cg, "max_rss_hard"), hard, sizeof(hard)));
 }
 
+/* Responses since the start (the master keeps departed workers' counts),
+ * and each upstream pool's counters: one line each. */
+static void print_traffic(const struct json *j)
+{
+    const struct json *r = json_get(j, "responses"), *ups = json_get(j, "upstreams");
+
+    if (r && r->type == JSON_OBJECT) {
+        printf("\nresponses: %.0f (2xx %.0f, 3xx %.0f, 4xx %.0f, 5xx %.0f)\n",
+               json_number(r, "total", 0), json_number(r, "2xx", 0), json_number(r, "3xx", 0),
+               json_number(r, "4xx", 0), json_number(r, "5xx", 0));
+    }
+    for (size_t i = 0; ups && ups->type == JSON_OBJECT && i < ups->n; i++) {
+        const struct json *u = &ups->items[i];
+
+        printf("upstream %s: %.0f open (%.0f idle), %.0f connections made, %.0f requests "
+               "reused one, %.0f retried, %.0f failed, %.0f timed out\n", u->key,
+               json_number(u, "open", 0), json_number(u, "idle", 0),
+               json_number(u, "created", 0), json_number(u, "reused", 0),
+               json_number(u, "retried", 0), json_number(u, "failed", 0),
+               json_number(u, "timed_out", 0));
+    }
+}
+
 static void print_table(const struct json *j)
 {
     const struct json *ws = json_get(j, "workers"), *ret = json_get(j, "retired");
@@ -216,6 +239,7 @@ static void print_table(const struct json *j)
                    i + 1 < ret->n ? "," : "");
         printf("\n");
     }
+    print_traffic(j);
 }
 
 int ctl_status(struct ctl *c)
