@@ -230,6 +230,21 @@ static int notify_listen(const char *path)
     return fd;
 }
 
+/* One datagram into buf (NUL-terminated), waiting up to 50 ms: false when
+ * none came. */
+static bool notify_recv(int fd, char *buf, size_t len)
+{
+    struct timeval tv = {0, 50000};
+    ssize_t n;
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    n = recv(fd, buf, len - 1, 0);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    return true;
+}
+
 /* The next datagram that contains want (others are skipped); false at the
  * deadline. */
 static bool notify_expect(int fd, const char *want, double timeout)
@@ -237,13 +252,8 @@ static bool notify_expect(int fd, const char *want, double timeout)
     char buf[1024];
 
     for (double t0 = harness_now(); harness_now() - t0 < timeout;) {
-        struct timeval tv = {0, 100000};
-        ssize_t n;
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        n = recv(fd, buf, sizeof buf - 1, 0);
-        if (n <= 0)
+        if (!notify_recv(fd, buf, sizeof buf))
             continue;
-        buf[n] = '\0';
         if (strstr(buf, want))
             return true;
         ck_assert_msg(strstr(buf, "READY=1") == NULL || strcmp(want, "READY=1") == 0 ||
@@ -282,16 +292,9 @@ static bool notify_seen(int fd, const char *want, double timeout)
     char buf[1024];
     bool seen = false;
 
-    for (double t0 = harness_now(); harness_now() - t0 < timeout;) {
-        struct timeval tv = {0, 50000};
-        ssize_t n;
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        n = recv(fd, buf, sizeof buf - 1, 0);
-        if (n <= 0)
-            continue;
-        buf[n] = '\0';
-        seen = seen || strstr(buf, want) != NULL;
-    }
+    for (double t0 = harness_now(); harness_now() - t0 < timeout;)
+        if (notify_recv(fd, buf, sizeof buf))
+            seen = seen || strstr(buf, want) != NULL;
     return seen;
 }
 
