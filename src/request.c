@@ -70,7 +70,7 @@ void request_prepare(struct conn *c)
     r->path = (pf_str){path.ptr, q ? (size_t)(q - path.ptr) : path.len};
     r->query = q ? (pf_str){q + 1, path.len - r->path.len - 1}
                  : (pf_str){path.ptr + path.len, 0};
-    if (r->path.len == 0) /* "http://host" and "http://host?q" */
+    if (authority.len > 0 && r->path.len == 0) /* "http://host", "http://host?q" */
         r->path = (pf_str){"/", 1};
     r->body = (pf_str){rq->body_len ? base + rq->body_off : "", rq->body_len};
     if (rq->nhdrs > r->hdr_cap) {
