@@ -223,50 +223,31 @@ int accesslog_check_format(const char *format, char *why, size_t len)
 
 /* ---- rendering a line ------------------------------------------------------ */
 
-/* Appends n bytes, escaping what could forge or break a line: control
- * bytes, bytes >= 0x7f, '"' and '\\' become \xHH (as nginx does). */
+/* Appends n request bytes, escaped so that they cannot forge or break a
+ * line or a field: control bytes, bytes >= 0x7f, '"' and '\\' become \xHH
+ * (as nginx does); in the json format, '"' and '\\' get a backslash and
+ * the others are \u00HH, standing for the byte HH as if the bytes were
+ * Latin-1, so that a line stays valid JSON (and ASCII, so valid UTF-8)
+ * whatever a client sent. */
 static void put_escaped(struct buf *b, const char *p, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
-    char *o = buf_reserve(b, n * 4);
-    size_t k = 0;
+    const char *pre = L.fmt.json ? "\\u00" : "\\x";
+    size_t npre = strlen(pre), k = 0;
+    char *o = buf_reserve(b, n * 6);
 
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            o[k++] = (char)c;
+        } else if (L.fmt.json && (c == '"' || c == '\\')) {
             o[k++] = '\\';
-            o[k++] = 'x';
+            o[k++] = (char)c;
+        } else {
+            memcpy(o + k, pre, npre);
+            k += npre;
             o[k++] = hex[c >> 4];
             o[k++] = hex[c & 15];
-        } else {
-            o[k++] = (char)c;
-        }
-    }
-    b->len += k;
-}
-
-/* Appends n bytes inside a JSON string (RFC 8259): '"' and '\\' escaped,
- * control bytes and bytes >= 0x7f as \u00HH. A line stays valid JSON (and
- * ASCII, so valid UTF-8) whatever a client sent; \u00HH stands for the
- * byte HH, as if the bytes were Latin-1. */
-static void put_json(struct buf *b, const char *p, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    char *o = buf_reserve(b, n * 6);
-    size_t k = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '"' || c == '\\') {
-            o[k++] = '\\';
-            o[k++] = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
-            memcpy(o + k, "\\u00", 4);
-            o[k + 4] = hex[c >> 4];
-            o[k + 5] = hex[c & 15];
-            k += 6;
-        } else {
-            o[k++] = (char)c;
         }
     }
     b->len += k;
@@ -276,13 +257,11 @@ static void put_json(struct buf *b, const char *p, size_t n)
  * json format. */
 static void put_text(struct buf *b, const char *p, size_t n)
 {
-    if (!L.fmt.json) {
-        put_escaped(b, p, n);
-        return;
-    }
-    buf_append(b, "\"", 1);
-    put_json(b, p, n);
-    buf_append(b, "\"", 1);
+    if (L.fmt.json)
+        buf_append(b, "\"", 1);
+    put_escaped(b, p, n);
+    if (L.fmt.json)
+        buf_append(b, "\"", 1);
 }
 
 /* What is not there: "-", or null in JSON. */
@@ -339,23 +318,21 @@ static void cache_times(time_t t)
              "%.3s:%.2s", zone, zone + 3);
 }
 
-/* "HTTP/1.1", or "-" before the version was read (a bad request line). */
-static void put_protocol(struct buf *b, int version, bool quoted)
+/* "HTTP/1.1" into t, or "" before the version was read (a bad request
+ * line). Returns t. */
+static const char *protocol(int version, char t[32])
 {
-    if (version <= 0 && !quoted)
-        put_absent(b);
-    else if (version <= 0)
-        buf_append(b, "-", 1);
-    else if (quoted || !L.fmt.json)
-        put_fmt(b, "HTTP/%d.%d", version / 10, version % 10);
+    if (version <= 0)
+        t[0] = '\0';
     else
-        put_fmt(b, "\"HTTP/%d.%d\"", version / 10, version % 10);
+        snprintf(t, 32, "HTTP/%d.%d", version / 10, version % 10);
+    return t;
 }
 
-/* "GET /a HTTP/1.1": one string in JSON. */
+/* "GET /a HTTP/1.1" (its protocol "-" when not read): one string in JSON. */
 static void put_request(struct buf *b, const struct accesslog_entry *e)
 {
-    void (*esc)(struct buf *, const char *, size_t) = L.fmt.json ? put_json : put_escaped;
+    char t[32];
 
     if (e->method.len == 0 && e->target.len == 0) {
         put_absent(b);
@@ -363,11 +340,11 @@ static void put_request(struct buf *b, const struct accesslog_entry *e)
     }
     if (L.fmt.json)
         buf_append(b, "\"", 1);
-    esc(b, e->method.ptr, e->method.len);
+    put_escaped(b, e->method.ptr, e->method.len);
     buf_append(b, " ", 1);
-    esc(b, e->target.ptr, e->target.len);
+    put_escaped(b, e->target.ptr, e->target.len);
     buf_append(b, " ", 1);
-    put_protocol(b, e->version, true);
+    buf_puts(b, *protocol(e->version, t) ? t : "-");
     if (L.fmt.json)
         buf_append(b, "\"", 1);
 }
@@ -383,6 +360,8 @@ static void put_part(struct buf *b, pf_str s)
 
 static void put_var(struct buf *b, enum var v, const struct accesslog_entry *e)
 {
+    char t[32];
+
     switch (v) {
     case V_LITERAL:         break;
     case V_REMOTE_ADDR:
@@ -400,7 +379,7 @@ static void put_var(struct buf *b, enum var v, const struct accesslog_entry *e)
     case V_REQUEST:         put_request(b, e); break;
     case V_METHOD:          put_part(b, e->method); break;
     case V_URI:             put_part(b, e->target); break;
-    case V_PROTOCOL:        put_protocol(b, e->version, false); break;
+    case V_PROTOCOL:        put_part(b, (pf_str){t, strlen(protocol(e->version, t))}); break;
     case V_STATUS:          put_fmt(b, "%d", e->status); break;
     case V_BYTES_SENT:      put_fmt(b, "%" PRIu64, e->bytes); break;
     case V_BODY_BYTES:      put_fmt(b, "%" PRIu64, e->body_bytes); break;

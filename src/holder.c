@@ -35,7 +35,7 @@ static void add_inode(struct inodes *in, unsigned long inode)
 
 /* /proc/net/tcp6 prints an address as four 32-bit words, each "%08X" of
  * the word as it lies in memory: parsed back, the bytes are in order. */
-static int parse_v6(const char *hex, struct in6_addr *out)
+static void parse_v6(const char *hex, struct in6_addr *out)
 {
     char word[9];
 
@@ -46,7 +46,6 @@ static int parse_v6(const char *hex, struct in6_addr *out)
         w = (uint32_t)strtoul(word, NULL, 16);
         memcpy(&out->s6_addr[4 * i], &w, 4);
     }
-    return 0;
 }
 
 /* Does a listener on (hex address, port) keep a from being bound? */
@@ -63,8 +62,9 @@ static bool ip_in_the_way(const struct listen_addr *a, const char *hex, unsigned
         us = a->u.in.sin_addr.s_addr;
         return us == them || us == htonl(INADDR_ANY) || them == htonl(INADDR_ANY);
     }
-    if (strlen(hex) != 32 || parse_v6(hex, &them6) < 0)
+    if (strlen(hex) != 32)
         return false;
+    parse_v6(hex, &them6);
     if (a->family == AF_INET6)
         return IN6_IS_ADDR_UNSPECIFIED(&them6) ||
                IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr) ||

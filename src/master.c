@@ -559,7 +559,7 @@ void master_reaped(struct worker *w, int wstatus)
         why = memlimit_sigkill(w, how);
     else if (why == RETIRE_CRASH)
         log_warnx("worker %d (pid %d) %s", w->id, (int)w->pid, how);
-    account_retired(&M.account, w->id, s, why, how, M.cfg->recycle.max_rss);
+    account_retired(&M.account, w->id, s, why, how, SB_GET(s->max_rss)); /* its own limit */
     /* A crash loop: workers that die before they serve, or right after
      * (an app that crashes on every first request). A SIGKILL from outside
      * (an operator, the OOM killer) to a worker that served is not the

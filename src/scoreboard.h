@@ -153,7 +153,9 @@ static inline struct slot *scoreboard_slot(struct scoreboard *sb, int id)
 
 #define SB_SET(field, v) atomic_store_explicit(&(field), (v), memory_order_relaxed)
 #define SB_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
-#define SB_ADD(field, v) atomic_fetch_add_explicit(&(field), (v), memory_order_relaxed)
+/* Every field has one writer (a slot's worker, on its loop thread): an
+ * add is a relaxed load and store, not a locked read-modify-write. */
+#define SB_ADD(field, v) SB_SET(field, SB_GET(field) + (v))
 
 /* The upper bounds of the response-duration buckets, in microseconds:
  * 5ms .. 10s, as Prometheus' client libraries default to. */

@@ -161,7 +161,7 @@ static void json_worker(struct buf *b, uint32_t i, ev_tstamp now, bool *first)
     const struct worker *w = &M.w[i];
     struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
     uint32_t accept_us = SB_GET(s->first_accept_us);
-    struct growth g = account_growth(s, M.cfg->recycle.max_rss);
+    struct growth g = account_growth(s, SB_GET(s->max_rss)); /* its own limit */
     uint32_t st = SB_GET(s->state);
 
     snprintf(k3, sizeof(k3), "%.3f", accept_us / 1000.0);

@@ -273,11 +273,11 @@ static void memory_guard(bool tick)
     }
 }
 
-/* One access log line per response, when the access log is on. */
-static void log_access(struct conn *c)
+/* One access log line per response, when the access log is on; now is
+ * when the response was done. */
+static void log_access(struct conn *c, double now)
 {
     const struct pf_request *r = &c->req;
-    double now = ev_time();
     struct accesslog_entry e = {
         .peer = c->peer, .duration = now - r->started, .start = r->started,
         .method = r->method, .target = r->target, .version = r->resp.version,
@@ -286,32 +286,33 @@ static void log_access(struct conn *c)
         .referer = pf_request_header(r, "Referer"),
         .user_agent = pf_request_header(r, "User-Agent"),
         .host = pf_request_header(r, "Host"),
-        .pid = getpid(), .worker_id = W.boot->id,
+        .pid = SB_GET(W.slot->pid), .worker_id = W.boot->id,
     };
 
     accesslog_write(&e);
 }
 
-/* Every response, the server's own error responses too, by status class
- * and duration (the access log's request time), for /metrics. */
-static void count_response(const struct conn *c)
+/* Every response, the server's own error responses too: by status class
+ * and duration (the access log's request time) for /metrics, and the
+ * access log line. One clock reading for both. */
+static void response_done(struct conn *c)
 {
-    scoreboard_count_response(W.slot, c->req.resp.status, ev_time() - c->req.started);
+    double now = ev_time();
+
+    scoreboard_count_response(W.slot, c->req.resp.status, now - c->req.started);
+    if (W.access_log)
+        log_access(c, now);
 }
 
 static void on_error_response(struct conn_server *s, struct conn *c)
 {
-    count_response(c);
-    if (W.access_log)
-        log_access(c);
+    response_done(c);
 }
 
 static void on_request_done(struct conn_server *s, struct conn *c)
 {
     SB_ADD(W.slot->requests, 1);
-    count_response(c);
-    if (W.access_log)
-        log_access(c);
+    response_done(c);
     soft_limit(recycle_after_request(&W.rec, ev_now(W.loop)));
     memory_guard(false);
 }

@@ -205,9 +205,9 @@ static void print_traffic(const struct json *j)
     const struct json *r = json_get(j, "responses"), *ups = json_get(j, "upstreams");
 
     if (r && r->type == JSON_OBJECT) {
-        printf("\nresponses: %.0f (2xx %.0f, 3xx %.0f, 4xx %.0f, 5xx %.0f)\n",
-               json_number(r, "total", 0), json_number(r, "2xx", 0), json_number(r, "3xx", 0),
-               json_number(r, "4xx", 0), json_number(r, "5xx", 0));
+        printf("\nresponses: %.0f (1xx %.0f, 2xx %.0f, 3xx %.0f, 4xx %.0f, 5xx %.0f)\n",
+               json_number(r, "total", 0), json_number(r, "1xx", 0), json_number(r, "2xx", 0),
+               json_number(r, "3xx", 0), json_number(r, "4xx", 0), json_number(r, "5xx", 0));
     }
     for (size_t i = 0; ups && ups->type == JSON_OBJECT && i < ups->n; i++) {
         const struct json *u = &ups->items[i];
