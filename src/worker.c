@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <malloc.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/prctl.h>
@@ -52,6 +53,10 @@ static struct worker {
     ev_signal sig_term, sig_int, sig_quit, sig_usr1, sig_usr2;
     ev_timer heartbeat, pause, graceful;
 } W;
+
+/* Set by the SIGTERM handler itself, before the loop has heard of it: see
+ * on_term. */
+static volatile sig_atomic_t term_pending;
 
 struct ev_loop *pf_loop(void)
 {
@@ -128,7 +133,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     /* conn_accept serves what came with the connection at once, so the
      * worker may stop accepting in the middle of a batch (over max_rss,
      * leaving): then the rest wait for another worker. */
-    for (int i = 0; i < ACCEPT_BATCH && W.srv.nconns < limit && ev_is_active(w); i++) {
+    for (int i = 0; i < ACCEPT_BATCH && W.srv.nconns < limit && ev_is_active(w) &&
+                    !term_pending;
+         i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = accept4(w->fd, (struct sockaddr *)&ss, &len,
@@ -468,8 +475,26 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     }
 }
 
+/* SIGTERM's handler, in place of libev's (which only feeds the loop).
+ * The loop may learn of the signal one iteration late: epoll_wait can
+ * return the listener ready while the handler runs on the way out, and
+ * libev then calls on_accept before it reads its signal pipe. So a worker
+ * the master has told to retire could still take one more connection and
+ * serve it with the old code after "reload done". With this flag, once the
+ * handler has run no accept4 follows. */
+static void on_term(int signum)
+{
+    int saved = errno;
+
+    term_pending = 1;
+    ev_feed_signal(signum);
+    errno = saved;
+}
+
 static void start_signals(void)
 {
+    struct sigaction sa = {.sa_handler = on_term, .sa_flags = SA_RESTART};
+
     ev_signal *sigs[] = {&W.sig_term, &W.sig_int, &W.sig_quit, &W.sig_usr1,
                          &W.sig_usr2};
     int nums[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -484,6 +509,8 @@ static void start_signals(void)
         ev_signal_init(sigs[i], on_signal, nums[i]);
         ev_signal_start(W.loop, sigs[i]);
     }
+    sigfillset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL); /* after libev installed its own */
 }
 
 static void start_accepting(void)

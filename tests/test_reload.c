@@ -134,6 +134,70 @@ START_TEST(test_reload_new_code)
 }
 END_TEST
 
+/* "reload done" means what it says: a connection made after it is never
+ * served by the old code. The old worker is kept busy in a request (its
+ * loop blocked, as an app's handler blocks it) while the master tells it
+ * to retire; the new worker is stopped (SIGSTOP) so that the next request
+ * waits in the backlog when the old worker's loop runs again. The old
+ * worker had accepted the busy connection in a batch, and before the fix
+ * went on accepting from the backlog before its loop read the signal. */
+START_TEST(test_reload_retiring_accepts_nothing)
+{
+    struct hdaemon *d = harness_daemon_new();
+    char *a = load_module_path("PREFORKD_TEST_APPS", "code_a");
+    char *b = load_module_path("PREFORKD_TEST_APPS", "code_b");
+    char mod[256], tmp[256], gate[256], req[512];
+    struct hconn *busy, *next;
+    struct hresp r;
+    long pids[2];
+    int admin;
+
+    snprintf(mod, sizeof mod, "%s/app.so", d->dir);
+    snprintf(tmp, sizeof tmp, "%s/app.so.new", d->dir);
+    snprintf(gate, sizeof gate, "%s/gate", d->dir);
+    copy_file(a, mod);
+    start(mod, 1, true, d);
+    admin = stats_admin_port(d);
+    harness_write_file(gate, "", 0);
+    busy = harness_connect(d->port);
+    snprintf(req, sizeof req, "GET /hold?%s HTTP/1.1\r\nHost: t\r\n\r\n", gate);
+    harness_send_str(busy, req);
+    /* Counted as the worker's connection before the app is called. */
+    for (double t0 = harness_now();; harness_pause(0.01)) {
+        char *j = stats_get(admin);
+        bool held = strstr(j, "\"connections\": 1") != NULL;
+
+        free(j);
+        if (held)
+            break;
+        ck_assert_msg(harness_now() - t0 < 10, "the worker never took the held request");
+    }
+    copy_file(b, tmp);
+    ck_assert_int_eq(rename(tmp, mod), 0);
+    kill(d->pid, SIGHUP);
+    ck_assert(harness_log_wait(d, "reload done: generation 2", 1, 10));
+    ck_assert_int_eq(harness_log_numbers(d, "worker 1 spawned \\(pid ([0-9]+), generation 2\\)",
+                                         1, pids, 2), 1);
+    ck_assert_int_eq(kill((pid_t)pids[0], SIGSTOP), 0);
+    next = harness_connect(d->port);
+    harness_send_str(next, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    unlink(gate);
+    harness_expect_response(busy, &r, false, "the held request");
+    ck_assert_str_eq(r.body, "code A\n");
+    hresp_free(&r);
+    /* The old worker leaves without taking the waiting connection. */
+    ck_assert(harness_log_wait(d, "worker 1 \\(pid [0-9]+, generation 1\\) retired", 1, 10));
+    ck_assert_int_eq(kill((pid_t)pids[0], SIGCONT), 0);
+    harness_expect_response(next, &r, false, "the request made after reload done");
+    ck_assert_str_eq(r.body, "code B\n");
+    hresp_free(&r);
+    harness_close(busy);
+    harness_close(next);
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* An invalid file on SIGHUP: logged with file and line, nothing changes. */
 START_TEST(test_reload_invalid_config)
 {
@@ -419,6 +483,7 @@ int main(void)
 
     tcase_add_test(tc, test_reload_under_load);
     tcase_add_test(tc, test_reload_new_code);
+    tcase_add_test(tc, test_reload_retiring_accepts_nothing);
     tcase_add_test(tc, test_reload_invalid_config);
     tcase_add_test(tc, test_reload_listeners);
     tcase_add_test(tc, test_binary_upgrade);
