@@ -59,8 +59,13 @@ DEP_LIBS   = $(shell pkg-config --libs inih) -lev -lhttp_parser -lm -pthread
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
+# src/ is laid out by process (docs/architecture.md): main.c and the public
+# header at the top, then a folder per owner. Headers are included by their
+# bare name from any of them, as nginx's src/core, src/event, src/http are.
+SRC_DIRS  := src src/common src/master src/mold src/worker src/upstream src/check
+SRC_INCS  := $(addprefix -iquote ,$(SRC_DIRS))
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) \
-             -iquote $(BUILD) -iquote src $(DEP_CFLAGS) -MMD -MP
+             -iquote $(BUILD) $(SRC_INCS) $(DEP_CFLAGS) -MMD -MP
 # -z now: every symbol bound at start-up, in the master, so that a forked
 # worker does not resolve them again (a symbol lookup and a copy-on-write
 # fault of the GOT each); relro then makes the GOT read-only. Also the
@@ -73,7 +78,7 @@ else
 Q := @
 endif
 
-SRCS      := $(wildcard src/*.c)
+SRCS      := $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c))
 OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
 LIB_OBJS  := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 CTL_SRCS  := $(wildcard src/ctl/*.c)
@@ -86,16 +91,22 @@ WSGI_OBJS := $(WSGI_SRCS:src/apps/wsgi/%.c=$(BUILD)/obj/apps/wsgi/%.o)
 APPS      += $(if $(WSGI_SRCS),$(BUILD)/apps/wsgi.so)
 TAPP_SRCS := $(wildcard tests/apps/*.c)
 TAPPS     := $(TAPP_SRCS:tests/apps/%.c=$(BUILD)/tests/apps/%.so)
-TEST_SRCS := $(wildcard tests/test_*.c)
-TESTS     := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
-THELP_SRCS := $(filter-out $(TEST_SRCS),$(wildcard tests/*.c))
-THELP_OBJS := $(THELP_SRCS:tests/%.c=$(BUILD)/tests/obj/%.o)
+# tests/unit: suites that call the code in-process; tests/integration: suites
+# and scripts that run the programs. Unit suites run first. tests/lib: what
+# they share (the daemon harness, a load generator, a fake upstream).
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+INTEG_SRCS := $(wildcard tests/integration/test_*.c)
+TEST_SRCS := $(UNIT_SRCS) $(INTEG_SRCS)
+TESTS     := $(addprefix $(BUILD)/tests/,$(basename $(notdir $(TEST_SRCS))))
+TEST_SCRIPTS := $(wildcard tests/integration/test_*.sh)
+THELP_SRCS := $(wildcard tests/lib/*.c)
+THELP_OBJS := $(THELP_SRCS:tests/lib/%.c=$(BUILD)/tests/obj/%.o)
 
 .PHONY: all check run install uninstall clean deps
 # Keep test objects between runs (they are intermediate files to make). Named
 # ones only: a bare .SECONDARY: would also make FORCE secondary, and then
 # build/paths.h would not be remade when PREFIX changes.
-.SECONDARY: $(TEST_SRCS:tests/%.c=$(BUILD)/tests/obj/%.o)
+.SECONDARY: $(TESTS:$(BUILD)/tests/%=$(BUILD)/tests/obj/%.o)
 all: $(BUILD)/preforkd $(if $(CTL_SRCS),$(BUILD)/preforkctl) $(APPS) $(BUILD)/preforkd.pc
 
 deps:
@@ -121,7 +132,7 @@ APP_CFLAGS = $(ALL_CFLAGS) -I$(BUILD)/include -fPIC -shared
 
 $(BUILD)/obj/%.o: src/%.c $(BUILD)/paths.h | deps $(BUILD)/.dir
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(Q)mkdir -p $(@D) && $(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # The executable exports the pf_* ABI (and nothing else) to app modules.
 $(BUILD)/preforkd: $(OBJS) src/exports.list
@@ -134,7 +145,7 @@ $(BUILD)/obj/ctl/%.o: src/ctl/%.c $(BUILD)/paths.h | deps $(BUILD)/.dir
 	$(Q)mkdir -p $(@D) && $(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # It reads the same INI file (config.c) to find the daemon.
-CTL_LIB_OBJS = $(addprefix $(BUILD)/obj/,config.o cgroup.o listen.o log.o buf.o)
+CTL_LIB_OBJS = $(addprefix $(BUILD)/obj/common/,config.o cgroup.o listen.o log.o buf.o)
 $(BUILD)/preforkctl: $(CTL_OBJS) $(CTL_LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(CTL_OBJS) $(CTL_LIB_OBJS) $(DEP_LIBS)
@@ -163,9 +174,16 @@ $(BUILD)/tests/apps/%.so: tests/apps/%.c $(BUILD)/include/preforkd.h | deps $(BU
 	@$(if $(Q),echo "  APP     $@")
 	$(Q)$(CC) $(APP_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -lev
 
-$(BUILD)/tests/obj/%.o: tests/%.c $(BUILD)/paths.h | deps $(BUILD)/.dir
+TEST_CFLAGS = $(ALL_CFLAGS) -iquote tests/lib $(CHECK_CFLAGS)
+$(BUILD)/tests/obj/%.o: tests/unit/%.c $(BUILD)/paths.h | deps $(BUILD)/.dir
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(TEST_CFLAGS) -c -o $@ $<
+$(BUILD)/tests/obj/%.o: tests/integration/%.c $(BUILD)/paths.h | deps $(BUILD)/.dir
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(TEST_CFLAGS) -c -o $@ $<
+$(BUILD)/tests/obj/%.o: tests/lib/%.c $(BUILD)/paths.h | deps $(BUILD)/.dir
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/obj/test_%.o $(THELP_OBJS) $(LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
@@ -193,7 +211,7 @@ TEST_ENV = PREFORKD_BIN=$(abspath $(BUILD)/preforkd) \
 # are often read from the tail.
 check: all $(TAPPS) $(TESTS)
 	$(Q)mkdir -p $(BUILD)/check; failed=; \
-	for t in $(TESTS) tests/*.sh; do \
+	for t in $(TESTS) $(TEST_SCRIPTS); do \
 	  n=$${t##*/}; log=$(BUILD)/check/$$n.log; echo "== $$t"; \
 	  case $$t in *.sh) run="sh $$t";; *) run=$$t;; esac; \
 	  env $(TEST_ENV) $$run > $$log 2>&1 || failed="$$failed $$n"; cat $$log; \

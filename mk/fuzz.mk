@@ -21,7 +21,7 @@ FUZZ_OBJS  := $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out src/main.c,$
 FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=all \
               -fno-omit-frame-pointer
 FUZZ_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(FUZZ_OPT) $(FUZZ_SAN) \
-              -iquote $(FUZZ_BUILD) -iquote src $(DEP_CFLAGS) -MMD -MP
+              -iquote $(FUZZ_BUILD) $(SRC_INCS) $(DEP_CFLAGS) -MMD -MP
 
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-deps
 
@@ -41,7 +41,7 @@ $(FUZZ_BUILD)/include/preforkd.h: src/preforkd.h | $(FUZZ_BUILD)/.dir
 
 $(FUZZ_BUILD)/obj/%.o: src/%.c $(FUZZ_BUILD)/paths.h | deps fuzz-deps $(FUZZ_BUILD)/.dir
 	@$(if $(Q),echo "  FUZZCC  $<")
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(Q)mkdir -p $(@D) && $(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_BUILD)/harness/%.o: tests/fuzz/%.c $(FUZZ_BUILD)/paths.h | deps fuzz-deps $(FUZZ_BUILD)/.dir
 	@$(if $(Q),echo "  FUZZCC  $<")

@@ -1,6 +1,6 @@
 # mk/valgrind.mk - `make valgrind`: whole worker lifetimes of the normal
 # build under valgrind memcheck, master and workers alike
-# (tests/test_valgrind.sh: hello, proxy, echo and the test app slow;
+# (tests/integration/test_valgrind.sh: hello, proxy, echo and the test app slow;
 # keep-alive and Connection: close; recycling by max_requests, TTIN/TTOU
 # during an admin request, SIGHUP, client aborts, SIGTERM; about 15 s).
 # Fails on any memory error, on a block definitely
@@ -16,5 +16,5 @@ valgrind:
 	@echo "make valgrind: runs on the normal build; drop SANITIZE=1" >&2; exit 2
 else
 valgrind: all $(TAPPS)
-	$(Q)env $(TEST_ENV) PREFORKD_REQUIRE_VALGRIND=1 sh tests/test_valgrind.sh
+	$(Q)env $(TEST_ENV) PREFORKD_REQUIRE_VALGRIND=1 sh tests/integration/test_valgrind.sh
 endif

@@ -2,7 +2,7 @@
  * worker.c - preforkctl's commands to one worker: snapshot, recycle and
  * trace start|dump|stop. Each is one request to the master's admin endpoint
  * (GET or POST /workers/ID/...), which relays it to the worker and returns
- * the worker's answer (src/relay.c). Runs in preforkctl only.
+ * the worker's answer (src/master/relay.c). Runs in preforkctl only.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /*
  * appkeys.c - test module that reads its own [app] keys: `greeting`
  * (text, default "hello") and `size` (a size, default 4K, at most 1M).
- * Used by tests/test_app.c for unknown-key detection and config errors
+ * Used by tests/unit/test_app.c for unknown-key detection and config errors
  * raised by apps. Logs what it read at load and "appkeys: unload" at
  * unload, so tests can see both. Answers requests with the greeting.
  */

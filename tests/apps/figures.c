@@ -1,5 +1,5 @@
 /*
- * figures.c - test app for the figures an app publishes (src/metrics.c):
+ * figures.c - test app for the figures an app publishes (src/worker/metrics.c):
  * its own "toy" heap grows by 2048 bytes on each GET /a; every path's hits
  * are the metric "hits" labelled by the path; GET /fill sets 20 rows of
  * "fill" and answers how many fitted; GET /clear removes them; GET /leaving

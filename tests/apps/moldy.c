@@ -1,5 +1,5 @@
 /*
- * moldy.c - test app for the mold (src/mold.c): its load is gated by files
+ * moldy.c - test app for the mold (src/mold/mold.c): its load is gated by files
  * the test creates (it waits while hold_file exists, up to 30 s, then fails
  * when fail_file exists), it counts the fork hooks the mold runs, and it
  * answers 200 "pid P ppid Q prepared N parent M\n" so a test sees who forked

@@ -1,5 +1,5 @@
 """An application factory, as Flask projects write them, for
-tests/test_wsgi_reload.c: `app = factory:create_app('prod', answer=42)`."""
+tests/integration/test_wsgi_reload.c: `app = factory:create_app('prod', answer=42)`."""
 
 
 def create_app(env="dev", answer=0):

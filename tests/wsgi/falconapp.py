@@ -1,4 +1,4 @@
-"""A Falcon app for tests/test_wsgi.c, wrapped in the validator."""
+"""A Falcon app for tests/integration/test_wsgi.c, wrapped in the validator."""
 from wsgiref.validate import validator
 
 import falcon

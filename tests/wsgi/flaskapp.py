@@ -1,4 +1,4 @@
-"""A Flask app for tests/test_wsgi.c: JSON, a form POST, a multipart
+"""A Flask app for tests/integration/test_wsgi.c: JSON, a form POST, a multipart
 upload, a streamed generator, a redirect, error handlers, and a route that
 leaks on purpose (recycling with max_requests contains it). Wrapped in
 wsgiref.validate.validator."""

@@ -1,4 +1,4 @@
-"""A Flask app for tests/test_wsgi_hunt.c (leak hunting): / answers "ok",
+"""A Flask app for tests/integration/test_wsgi_hunt.c (leak hunting): / answers "ok",
 /leak keeps a Leaky object a request (with ?kb=N, N KiB of bytes in it),
 /ok/N makes N of them and keeps none, /slow holds its thread for 3
 seconds."""

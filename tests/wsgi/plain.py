@@ -1,4 +1,4 @@
-"""Plain WSGI apps for tests/test_wsgi.c, dispatched on PATH_INFO.
+"""Plain WSGI apps for tests/integration/test_wsgi.c, dispatched on PATH_INFO.
 
 `app` is wrapped in wsgiref.validate.validator (PEP 3333 conformance is
 checked on every request); `raw` is the same without it (file_wrapper's

@@ -1,0 +1,400 @@
+/*
+ * test_master.c - unit tests of the master's policy (src/master/master.c,
+ * src/master/reload.c) with a fake clock and fake fork and kill: no process is
+ * started. Each test sets up the master's state, feeds it events (worker
+ * messages, exits, time) and checks what reconcile decided.
+ */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "log.h"
+#include "master_int.h"
+#include "worker.h"
+
+static double clock_now;
+static pid_t next_pid;
+static struct {
+    pid_t pid;
+    int sig;
+} sent[256];
+static int nsent;
+
+static ev_tstamp fake_now(void)
+{
+    return clock_now;
+}
+
+static bool fork_pending; /* answer PID_PENDING, as a mold does */
+
+static pid_t fake_fork(int id, int slot, int ctl_fd)
+{
+    return fork_pending ? PID_PENDING : next_pid++;
+}
+
+static int fake_kill(pid_t pid, int sig)
+{
+    if (nsent < 256)
+        sent[nsent++] = (typeof(sent[0])){pid, sig};
+    return 0;
+}
+
+static bool fake_can_fork(void)
+{
+    return true;
+}
+
+static const struct master_ops fake = {
+    .now = fake_now, .can_fork = fake_can_fork, .fork_worker = fake_fork,
+    .kill = fake_kill,
+};
+
+static void setup(uint32_t workers, uint32_t budget)
+{
+    struct config *c = calloc(1, sizeof(*c));
+
+    config_defaults(c);
+    c->server.workers = workers;
+    c->server.max_workers = 8;
+    c->server.timeout = 30;
+    c->recycle.max_concurrent_recycles = budget;
+    memset(&M, 0, sizeof(M));
+    M.cfg = c;
+    M.loop = ev_default_loop(0);
+    M.nslots = 2 * c->server.max_workers + budget;
+    M.sb = scoreboard_create(M.nslots);
+    M.w = calloc(M.nslots, sizeof(*M.w));
+    M.target = workers;
+    M.generation = 1;
+    ev_init(&M.spawn_timer, NULL);
+    master_ops = &fake;
+    clock_now = 1000;
+    next_pid = 100;
+    nsent = 0;
+    fork_pending = false;
+    M.mold.fd = M.next_mold.fd = M.old_mold.fd = -1;
+}
+
+static void teardown(void)
+{
+    config_free(M.cfg);
+    free(M.cfg);
+    free(M.w);
+    scoreboard_destroy(M.sb);
+}
+
+static int live(void)
+{
+    int n = 0;
+
+    for (uint32_t i = 0; i < M.nslots; i++)
+        n += M.w[i].pid != 0;
+    return n;
+}
+
+static struct worker *by_id(int id, enum phase phase)
+{
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid && M.w[i].id == id && M.w[i].phase == phase)
+            return &M.w[i];
+    return NULL;
+}
+
+static void serve_all(void)
+{
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid && !M.w[i].served)
+            master_message(&M.w[i], MSG_SERVING, 0);
+    master_reconcile();
+}
+
+static int sent_to(pid_t pid, int sig)
+{
+    int n = 0;
+
+    for (int i = 0; i < nsent; i++)
+        n += sent[i].pid == pid && sent[i].sig == sig;
+    return n;
+}
+
+static void reap(struct worker *w, int wstatus)
+{
+    master_reaped(w, wstatus);
+    master_reconcile();
+}
+
+/* The mold tells a worker's pid later: meanwhile the worker holds its id,
+ * a signal for it waits, and is sent once the pid is known; a fork the mold
+ * could not make frees the entry and backs off. */
+START_TEST(test_pending_workers)
+{
+    struct mold_msg m = {.type = MOLD_SPAWNED};
+    struct worker *w;
+
+    setup(2, 1);
+    fork_pending = true;
+    master_reconcile();
+    ck_assert_int_eq(live(), 2);
+    master_reconcile(); /* pending workers hold their ids: nothing more */
+    ck_assert_int_eq(live(), 2);
+    w = by_id(1, PH_ACTIVE);
+    ck_assert_int_eq(w->pid, PID_PENDING);
+    master_signal(w, SIGTERM);
+    master_signal(w, SIGQUIT);
+    master_signal(w, SIGTERM); /* the strongest one waits */
+    ck_assert_int_eq(nsent, 0);
+    m.slot = (int)(w - M.w) + 1;
+    m.pid = 4242;
+    master_mold_message(&M.mold, &m);
+    ck_assert_int_eq(w->pid, 4242);
+    ck_assert_int_eq(SB_GET(scoreboard_slot(M.sb, m.slot)->pid), 4242);
+    ck_assert_int_eq(sent_to(4242, SIGQUIT), 1);
+    ck_assert_int_eq(nsent, 1);
+    /* A second word for the same slot changes nothing. */
+    m.pid = 4343;
+    master_mold_message(&M.mold, &m);
+    ck_assert_int_eq(w->pid, 4242);
+    /* The other one could not be forked. */
+    w = by_id(2, PH_ACTIVE);
+    m.slot = (int)(w - M.w) + 1;
+    m.pid = -1;
+    m.err = EAGAIN;
+    master_mold_message(&M.mold, &m);
+    ck_assert_int_eq(live(), 1);
+    ck_assert(M.next_spawn > clock_now);
+    clock_now += 1;
+    master_reconcile();
+    ck_assert_int_eq(live(), 2);
+    teardown();
+}
+END_TEST
+
+START_TEST(test_spawns_the_pool)
+{
+    setup(3, 1);
+    master_reconcile();
+    ck_assert_int_eq(live(), 3);
+    for (int id = 1; id <= 3; id++)
+        ck_assert_ptr_nonnull(by_id(id, PH_ACTIVE));
+    master_reconcile(); /* nothing more to do */
+    ck_assert_int_eq(live(), 3);
+    teardown();
+}
+END_TEST
+
+/* A worker that keeps dying at start-up is retried ever more slowly. */
+START_TEST(test_crash_loop_backoff)
+{
+    double want[] = {0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10, 10};
+
+    setup(1, 1);
+    master_reconcile();
+    M.ever_served = true; /* it could boot once: back off, do not give up */
+    for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+        struct worker *w = by_id(1, PH_ACTIVE);
+        ck_assert_ptr_nonnull(w);
+        reap(w, W_EXITCODE(1, 0));
+        ck_assert_int_eq(live(), 0);
+        clock_now += want[k] - 0.01;
+        master_reconcile();
+        ck_assert_msg(live() == 0, "respawned before %.2fs (failure %zu)", want[k], k + 1);
+        clock_now += 0.01;
+        master_reconcile();
+        ck_assert_msg(live() == 1, "not respawned after %.2fs (failure %zu)", want[k], k + 1);
+    }
+    /* Serving a while ends the loop: the next crash is retried at once. */
+    serve_all();
+    clock_now += 2;
+    M.boot_failures = 0;
+    reap(by_id(1, PH_ACTIVE), W_EXITCODE(0, SIGSEGV));
+    ck_assert_int_eq(live(), 1);
+    teardown();
+}
+END_TEST
+
+/* An app that cannot start at all stops the daemon with its exit code. */
+START_TEST(test_app_cannot_boot)
+{
+    setup(2, 1);
+    master_reconcile();
+    reap(by_id(1, PH_ACTIVE), W_EXITCODE(70, 0));
+    ck_assert_int_eq(M.exit_code, 70);
+    ck_assert_int_eq(M.mode, STOPPING);
+    ck_assert_int_eq(sent_to(by_id(2, PH_RETIRING)->pid, SIGQUIT), 1);
+    teardown();
+}
+END_TEST
+
+/* Spawn before retire, one recycle at a time, oldest request first. */
+START_TEST(test_recycle_budget)
+{
+    struct worker *w1, *w2, *r1;
+
+    setup(3, 1);
+    master_reconcile();
+    serve_all();
+    w2 = by_id(2, PH_ACTIVE);
+    master_message(w2, MSG_RECYCLE, RETIRE_MAX_RSS);
+    clock_now += 1;
+    w1 = by_id(1, PH_ACTIVE);
+    master_message(w1, MSG_RECYCLE, RETIRE_MAX_REQUESTS);
+    master_reconcile();
+    ck_assert_int_eq(live(), 4); /* one replacement, for the first to ask */
+    ck_assert_int_eq(w2->phase, PH_REPLACING);
+    ck_assert_int_eq(w1->phase, PH_WANTS);
+    ck_assert_int_eq(sent_to(w2->pid, SIGTERM), 0); /* not before it is replaced */
+    serve_all();
+    ck_assert_int_eq(w2->phase, PH_RETIRING);
+    ck_assert_int_eq(sent_to(w2->pid, SIGTERM), 1);
+    ck_assert_int_eq(w1->phase, PH_WANTS); /* w2 still holds the budget */
+    ck_assert_int_eq(live(), 4);
+    reap(w2, W_EXITCODE(0, 0));
+    ck_assert_int_eq(M.account.retired[RETIRE_MAX_RSS], 1);
+    ck_assert_int_eq(w1->phase, PH_REPLACING);
+    r1 = by_id(1, PH_ACTIVE);
+    ck_assert_ptr_nonnull(r1);
+    ck_assert_int_ne(r1->pid, w1->pid);
+    teardown();
+}
+END_TEST
+
+/* A replacement that never serves: the old worker retires at `timeout`. */
+START_TEST(test_replacement_deadline)
+{
+    struct worker *w;
+
+    setup(1, 1);
+    master_reconcile();
+    serve_all();
+    w = by_id(1, PH_ACTIVE);
+    master_message(w, MSG_RECYCLE, RETIRE_LIFETIME);
+    master_reconcile();
+    ck_assert_int_eq(w->phase, PH_REPLACING);
+    clock_now += 29;
+    master_reconcile();
+    ck_assert_int_eq(w->phase, PH_REPLACING);
+    clock_now += 2;
+    master_reconcile();
+    ck_assert_int_eq(w->phase, PH_RETIRING);
+    teardown();
+}
+END_TEST
+
+/* No heartbeat: QUIT, replaced at once, SIGKILL after the grace. */
+START_TEST(test_timeout_kill_grace)
+{
+    struct worker *w;
+    pid_t pid;
+
+    setup(1, 1);
+    master_reconcile();
+    serve_all();
+    w = by_id(1, PH_ACTIVE);
+    pid = w->pid;
+    SB_SET(scoreboard_slot(M.sb, (int)(w - M.w) + 1)->heartbeat_ms,
+           scoreboard_mono_ms() - 31000);
+    master_hard_limits();
+    master_reconcile();
+    ck_assert_int_eq(w->phase, PH_KILLING);
+    ck_assert_int_eq(sent_to(pid, SIGQUIT), 1);
+    ck_assert_ptr_nonnull(by_id(1, PH_ACTIVE)); /* its replacement */
+    clock_now += 0.5;
+    master_reconcile();
+    ck_assert_int_eq(sent_to(pid, SIGKILL), 0);
+    clock_now += 0.5;
+    master_reconcile();
+    ck_assert_int_eq(sent_to(pid, SIGKILL), 1);
+    reap(w, W_EXITCODE(0, SIGKILL));
+    ck_assert_int_eq(M.account.retired[RETIRE_TIMEOUT], 1);
+    ck_assert_int_eq(M.account.retired[RETIRE_OOM], 0); /* it was ours */
+    teardown();
+}
+END_TEST
+
+/* A SIGKILL the master did not send: reported as a probable OOM kill. */
+START_TEST(test_foreign_sigkill_is_oom)
+{
+    setup(1, 1);
+    master_reconcile();
+    serve_all();
+    clock_now += 5;
+    reap(by_id(1, PH_ACTIVE), W_EXITCODE(0, SIGKILL));
+    ck_assert_int_eq(M.account.retired[RETIRE_OOM], 1);
+    ck_assert_int_eq(live(), 1);
+    teardown();
+}
+END_TEST
+
+START_TEST(test_scale_down_and_up)
+{
+    struct worker *w3;
+
+    setup(3, 1);
+    master_reconcile();
+    serve_all();
+    w3 = by_id(3, PH_ACTIVE);
+    M.target = 2;
+    master_reconcile();
+    ck_assert_int_eq(w3->phase, PH_RETIRING);
+    ck_assert_int_eq(w3->reason, RETIRE_SCALE);
+    ck_assert_int_eq(sent_to(w3->pid, SIGTERM), 1);
+    M.target = 4;
+    master_reconcile();
+    ck_assert_ptr_nonnull(by_id(3, PH_ACTIVE));
+    ck_assert_ptr_nonnull(by_id(4, PH_ACTIVE));
+    teardown();
+}
+END_TEST
+
+/* A new generation: the old one serves until all of the new one does. */
+START_TEST(test_generation_handover)
+{
+    pid_t old[2];
+
+    setup(2, 1);
+    master_reconcile();
+    serve_all();
+    M.ready = true;
+    old[0] = by_id(1, PH_ACTIVE)->pid;
+    old[1] = by_id(2, PH_ACTIVE)->pid;
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid)
+            M.w[i].phase = PH_OLD;
+    M.generation = 2;
+    M.ready = false;
+    M.reload_state = RL_IN_PROGRESS;
+    master_reconcile();
+    ck_assert_int_eq(live(), 4);
+    master_message(by_id(1, PH_ACTIVE), MSG_SERVING, 0);
+    ck_assert_int_eq(sent_to(old[0], SIGTERM), 0); /* half the new generation */
+    master_message(by_id(2, PH_ACTIVE), MSG_SERVING, 0);
+    ck_assert_int_eq(sent_to(old[0], SIGTERM), 1);
+    ck_assert_int_eq(sent_to(old[1], SIGTERM), 1);
+    ck_assert_int_eq(M.reload_state, RL_DONE);
+    teardown();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("master");
+    TCase *tc = tcase_create("policy");
+
+    log_set_level(LOG_ERROR); /* the decisions' log lines are noise here */
+    tcase_add_test(tc, test_spawns_the_pool);
+    tcase_add_test(tc, test_pending_workers);
+    tcase_add_test(tc, test_crash_loop_backoff);
+    tcase_add_test(tc, test_app_cannot_boot);
+    tcase_add_test(tc, test_recycle_budget);
+    tcase_add_test(tc, test_replacement_deadline);
+    tcase_add_test(tc, test_timeout_kill_grace);
+    tcase_add_test(tc, test_foreign_sigkill_is_oom);
+    tcase_add_test(tc, test_scale_down_and_up);
+    tcase_add_test(tc, test_generation_handover);
+    suite_add_tcase(s, tc);
+    return harness_run_suite(s);
+}
