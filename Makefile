@@ -145,7 +145,7 @@ $(BUILD)/obj/ctl/%.o: src/ctl/%.c $(BUILD)/paths.h | deps $(BUILD)/.dir
 	$(Q)mkdir -p $(@D) && $(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # It reads the same INI file (config.c) to find the daemon.
-CTL_LIB_OBJS = $(addprefix $(BUILD)/obj/common/,config.o cgroup.o listen.o log.o buf.o)
+CTL_LIB_OBJS = $(addprefix $(BUILD)/obj/common/,config.o config_errors.o config_ini.o config_keys.o config_units.o cgroup.o listen.o log.o buf.o)
 $(BUILD)/preforkctl: $(CTL_OBJS) $(CTL_LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $(CTL_OBJS) $(CTL_LIB_OBJS) $(DEP_LIBS)
