@@ -83,7 +83,7 @@ static void free_conn(struct conn *c)
     ev_timer_stop(s->loop, &c->timer); /* an orphan's pending abort call */
     buf_free(&c->in);
     buf_free(&c->out);
-    http_parse_free(&c->hp);
+    httpmsg_parse_free(&c->hp);
     free(c->req.hdrs);
     free(c);
     if (counted && s->on_conn_closed)
@@ -194,7 +194,7 @@ static void linger_read(struct conn *c)
 static void error_request(struct conn *c, int status, uint64_t bytes, size_t body)
 {
     struct pf_request *r = &c->req;
-    const struct http_parse *hp = &c->hp;
+    const struct httpmsg_parse *hp = &c->hp;
 
     if (hp->started && hp->req.version != 0) {
         request_prepare(c);
@@ -223,7 +223,7 @@ static void respond_error(struct conn *c, int status)
     size_t before = c->out.len, body;
 
     log_debug("%s: %d (%s)", c->peer, status, c->hp.why ? c->hp.why : "");
-    body = http_write_error(&c->out, status, (time_t)now(c));
+    body = httpmsg_write_error(&c->out, status, (time_t)now(c));
     if (c->srv->on_error_response) {
         error_request(c, status, c->out.len - before, body);
         c->srv->on_error_response(c->srv, c);
@@ -475,7 +475,7 @@ static void next_request(struct conn *c)
     c->in_pos = 0;
     if (c->in.len == 0)
         buf_shrink(&c->in, IN_KEEP);
-    http_parse_next(&c->hp);
+    httpmsg_parse_next(&c->hp);
     c->sent_continue = false;
     if (!ev_is_active(&c->rio))
         ev_io_start(s->loop, &c->rio);
@@ -512,11 +512,11 @@ void conn_kick(struct conn *c)
 static void process(struct conn *c)
 {
     struct conn_server *s = c->srv;
-    struct http_parse *hp = &c->hp;
+    struct httpmsg_parse *hp = &c->hp;
 
     while (c->req.state == REQ_NONE && !c->close_after) {
         if (c->in_pos < c->in.len)
-            c->in_pos += http_feed(hp, c->in.p, c->in_pos, c->in.len - c->in_pos);
+            c->in_pos += httpmsg_feed(hp, c->in.p, c->in_pos, c->in.len - c->in_pos);
         if (hp->error) {
             respond_error(c, hp->error);
             return;
@@ -564,7 +564,7 @@ static struct conn *conn_open(struct conn_server *s, int fd,
     c->srv = s;
     c->fd = fd;
     c->state = CONN_HEAD;
-    http_parse_init(&c->hp, &s->limits);
+    httpmsg_parse_init(&c->hp, &s->limits);
     ev_io_init(&c->rio, on_readable, fd, EV_READ);
     ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
     ev_init(&c->timer, on_timer);

@@ -15,7 +15,7 @@
 #include "app.h"
 #include "buf.h"
 #include "config.h"
-#include "http.h"
+#include "httpmsg.h"
 #include "preforkd.h"
 
 struct conn;
@@ -25,7 +25,7 @@ struct conn_server {
     struct ev_loop *loop;
     const struct config *cfg;
     struct app *app;
-    struct http_limits limits;
+    struct httpmsg_limits limits;
     bool retiring;         /* leaving: hand idle connections over (else close), exit when drained */
     bool no_keepalive;     /* over max_rss: the same, without leaving yet */
     uint32_t nconns;
@@ -62,7 +62,7 @@ struct pf_request {
     enum req_state state;
     bool aborted;   /* the client went away; writes are discarded */
     bool head_only; /* HEAD: send no body */
-    struct http_resp resp;
+    struct httpmsg_resp resp;
     uint64_t sent;  /* body bytes given by the app, for Content-Length */
     uint64_t bytes; /* response bytes queued: head and body (access log) */
     double started; /* ev_time() when the request was complete (access log) */
@@ -98,7 +98,7 @@ struct conn {
     size_t in_pos;
     struct buf out;     /* response bytes; written up to out_pos */
     size_t out_pos;
-    struct http_parse hp;
+    struct httpmsg_parse hp;
     struct pf_request req;
     size_t lingered;    /* bytes read and dropped in CONN_LINGER */
     bool in_dispatch;   /* inside handle(): do not re-enter the loop */

@@ -3,7 +3,7 @@
  * (built without HTTP_PARSER_STRICT) does not make: the grammar of the
  * request head, of chunk-size lines and trailers, of Transfer-Encoding, the
  * request-target forms and Host. Pure functions over byte ranges, so they
- * are unit-tested and fuzzed alone. Runs in workers (called by http.c).
+ * are unit-tested and fuzzed alone. Runs in workers (called by httpmsg.c).
  * Convention: 0 when the bytes are valid, else the HTTP status to answer
  * (400, 501) with *why set to a short reason for the error log.
  */

@@ -1,23 +1,23 @@
 /*
- * http.c - HTTP/1.x request parsing (http-parser callbacks that record
+ * httpmsg.c - HTTP/1.x request parsing (http-parser callbacks that record
  * offsets into the connection's buffer, so nothing is copied) and response
  * framing. Runs in workers; owns no sockets and no timers.
- * Returns: http_feed reports problems as HTTP status codes in hp->error.
+ * Returns: httpmsg_feed reports problems as HTTP status codes in hp->error.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 
-#include "http.h"
+#include "httpmsg.h"
 #include "httpcheck.h"
 #include "log.h"
 
-static struct http_parse *hp_of(http_parser *p)
+static struct httpmsg_parse *hp_of(http_parser *p)
 {
     return p->data;
 }
 
-static int fail(struct http_parse *hp, int status, const char *why)
+static int fail(struct httpmsg_parse *hp, int status, const char *why)
 {
     hp->error = status;
     hp->why = why;
@@ -26,8 +26,8 @@ static int fail(struct http_parse *hp, int status, const char *why)
 
 static int on_message_begin(http_parser *p)
 {
-    struct http_parse *hp = hp_of(p);
-    struct http_hdr *keep = hp->req.hdrs;
+    struct httpmsg_parse *hp = hp_of(p);
+    struct httpmsg_hdr *keep = hp->req.hdrs;
     uint32_t cap = hp->req.hdr_cap;
 
     memset(&hp->req, 0, sizeof(hp->req));
@@ -39,8 +39,8 @@ static int on_message_begin(http_parser *p)
 
 static int on_url(http_parser *p, const char *at, size_t len)
 {
-    struct http_parse *hp = hp_of(p);
-    struct http_req *rq = &hp->req;
+    struct httpmsg_parse *hp = hp_of(p);
+    struct httpmsg_req *rq = &hp->req;
     size_t off = (size_t)(at - hp->base);
 
     if (rq->url_len == 0)
@@ -55,10 +55,10 @@ static int on_url(http_parser *p, const char *at, size_t len)
 
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
-    struct http_parse *hp = hp_of(p);
-    struct http_req *rq = &hp->req;
+    struct httpmsg_parse *hp = hp_of(p);
+    struct httpmsg_req *rq = &hp->req;
     size_t off = (size_t)(at - hp->base);
-    struct http_hdr *h;
+    struct httpmsg_hdr *h;
 
     if (rq->head_done) /* trailer fields of a chunked body: not kept */
         return 0;
@@ -89,10 +89,10 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
-    struct http_parse *hp = hp_of(p);
-    struct http_req *rq = &hp->req;
+    struct httpmsg_parse *hp = hp_of(p);
+    struct httpmsg_req *rq = &hp->req;
     size_t off = (size_t)(at - hp->base);
-    struct http_hdr *h;
+    struct httpmsg_hdr *h;
 
     if (rq->head_done)
         return 0;
@@ -111,14 +111,14 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-static bool value_is(const char *base, const struct http_hdr *h,
+static bool value_is(const char *base, const struct httpmsg_hdr *h,
                      const char *want)
 {
     size_t n = strlen(want);
     return h->value_len == n && strncasecmp(base + h->value_off, want, n) == 0;
 }
 
-static bool name_eq(const char *base, const struct http_hdr *h,
+static bool name_eq(const char *base, const struct httpmsg_hdr *h,
                     const char *want, size_t n)
 {
     return h->name_len == n && strncasecmp(base + h->name_off, want, n) == 0;
@@ -129,7 +129,7 @@ static bool name_eq(const char *base, const struct http_hdr *h,
 /* The request's framing fields: one Content-Length, or Transfer-Encoding
  * that is exactly "chunked" (RFC 9112 6.1, 6.3; empty list elements
  * ignored), and never both. */
-static int check_framing(struct http_parse *hp, const char *const *te,
+static int check_framing(struct httpmsg_parse *hp, const char *const *te,
                          const size_t *te_len, size_t nte, int ncl)
 {
     int st;
@@ -166,8 +166,8 @@ static int check_framing(struct http_parse *hp, const char *const *te,
  * framing, Expect, body size. */
 static int on_headers_complete(http_parser *p)
 {
-    struct http_parse *hp = hp_of(p);
-    struct http_req *rq = &hp->req;
+    struct httpmsg_parse *hp = hp_of(p);
+    struct httpmsg_req *rq = &hp->req;
     const char *te[MAX_TE_FIELDS + 1];
     size_t te_len[MAX_TE_FIELDS + 1], nte = 0, head_len;
     int hosts = 0, ncl = 0, st;
@@ -186,7 +186,7 @@ static int on_headers_complete(http_parser *p)
     if (st != 0)
         return fail(hp, st, hp->why);
     for (uint32_t i = 0; i < rq->nhdrs; i++) {
-        struct http_hdr *h = &rq->hdrs[i];
+        struct httpmsg_hdr *h = &rq->hdrs[i];
         const char *value = hp->base + h->value_off;
 
         /* http-parser keeps trailing white space of a value: drop it. */
@@ -232,8 +232,8 @@ static int on_chunk_header(http_parser *p)
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
-    struct http_parse *hp = hp_of(p);
-    struct http_req *rq = &hp->req;
+    struct httpmsg_parse *hp = hp_of(p);
+    struct httpmsg_req *rq = &hp->req;
     size_t off = (size_t)(at - hp->base);
 
     if (rq->chunk_begins) {
@@ -259,7 +259,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
 
 static int on_message_complete(http_parser *p)
 {
-    struct http_parse *hp = hp_of(p);
+    struct httpmsg_parse *hp = hp_of(p);
 
     hp->req.complete = true;
     /* One request at a time: the next one waits until this one is answered
@@ -279,7 +279,7 @@ static const http_parser_settings settings = {
     .on_message_complete = on_message_complete,
 };
 
-void http_parse_init(struct http_parse *hp, const struct http_limits *lim)
+void httpmsg_parse_init(struct httpmsg_parse *hp, const struct httpmsg_limits *lim)
 {
     uint64_t head = (uint64_t)lim->max_request_line + 64 +
                     (uint64_t)lim->max_headers * (lim->max_header_size + 4);
@@ -293,14 +293,14 @@ void http_parse_init(struct http_parse *hp, const struct http_limits *lim)
     hp->lim = lim;
 }
 
-void http_parse_free(struct http_parse *hp)
+void httpmsg_parse_free(struct httpmsg_parse *hp)
 {
     free(hp->req.hdrs);
     hp->req.hdrs = NULL;
     hp->req.hdr_cap = 0;
 }
 
-static int parser_status(const struct http_parse *hp)
+static int parser_status(const struct httpmsg_parse *hp)
 {
     switch (HTTP_PARSER_ERRNO(&hp->p)) {
     case HPE_HEADER_OVERFLOW:
@@ -313,7 +313,7 @@ static int parser_status(const struct http_parse *hp)
     }
 }
 
-size_t http_feed(struct http_parse *hp, char *base, size_t off, size_t len)
+size_t httpmsg_feed(struct httpmsg_parse *hp, char *base, size_t off, size_t len)
 {
     size_t n;
 
@@ -347,7 +347,7 @@ size_t http_feed(struct http_parse *hp, char *base, size_t off, size_t len)
     return n;
 }
 
-void http_parse_next(struct http_parse *hp)
+void httpmsg_parse_next(struct httpmsg_parse *hp)
 {
     hp->req.complete = false;
     hp->req.head_done = false;
@@ -355,20 +355,20 @@ void http_parse_next(struct http_parse *hp)
     http_parser_pause(&hp->p, 0);
 }
 
-int http_find_header(const struct http_parse *hp, const char *base,
+int httpmsg_find_header(const struct httpmsg_parse *hp, const char *base,
                      const char *name)
 {
     size_t n = strlen(name);
 
     for (uint32_t i = 0; i < hp->req.nhdrs; i++) {
-        const struct http_hdr *h = &hp->req.hdrs[i];
+        const struct httpmsg_hdr *h = &hp->req.hdrs[i];
         if (h->name_len == n && strncasecmp(base + h->name_off, name, n) == 0)
             return (int)i;
     }
     return -1;
 }
 
-const char *http_reason(int status)
+const char *httpmsg_reason(int status)
 {
     const char *s = http_status_str((enum http_status)status);
 
@@ -383,7 +383,7 @@ const char *http_reason(int status)
     }
 }
 
-const char *http_date(time_t now)
+const char *httpmsg_date(time_t now)
 {
     static char date[40];
     static time_t cached = -1;
@@ -410,7 +410,7 @@ static bool clean(const pf_str *s)
     return true;
 }
 
-int http_header_content_length(const pf_header *h, size_t n, uint64_t *len)
+int httpmsg_header_content_length(const pf_header *h, size_t n, uint64_t *len)
 {
     for (size_t i = 0; i < n; i++) {
         if (!name_is(&h[i].name, "content-length", 14))
@@ -431,7 +431,7 @@ int http_header_content_length(const pf_header *h, size_t n, uint64_t *len)
 }
 
 /* The daemon writes these itself; an app's copy is dropped. */
-static bool owned(const pf_str *name, struct http_resp *r, const pf_str *value)
+static bool owned(const pf_str *name, struct httpmsg_resp *r, const pf_str *value)
 {
     switch (name->len) {
     case 4:
@@ -475,10 +475,10 @@ static char *u64_text(uint64_t v, char *end)
 #define TAIL_MAX 80
 
 /* One reserve and straight copies: this runs once per response. */
-int http_write_head(struct buf *out, struct http_resp *r,
+int httpmsg_write_head(struct buf *out, struct httpmsg_resp *r,
                     const pf_header *h, size_t n, time_t now)
 {
-    const char *reason = http_reason(r->status), *date = http_date(now);
+    const char *reason = httpmsg_reason(r->status), *date = httpmsg_date(now);
     size_t rlen = strlen(reason), need = 9 + 4 + rlen + 2 + 18 + 6 + 29 + 2 + TAIL_MAX;
     char digits[24], *d, *w;
     int st = r->status;
@@ -530,7 +530,7 @@ int http_write_head(struct buf *out, struct http_resp *r,
     return 0;
 }
 
-void http_write_chunk(struct buf *out, const void *data, size_t len)
+void httpmsg_write_chunk(struct buf *out, const void *data, size_t len)
 {
     char *w;
     int shift = 60;
@@ -548,24 +548,24 @@ void http_write_chunk(struct buf *out, const void *data, size_t len)
     out->len = (size_t)(w - out->p);
 }
 
-void http_write_last_chunk(struct buf *out)
+void httpmsg_write_last_chunk(struct buf *out)
 {
     buf_append(out, "0\r\n\r\n", 5);
 }
 
-size_t http_write_error(struct buf *out, int status, time_t now)
+size_t httpmsg_write_error(struct buf *out, int status, time_t now)
 {
-    struct http_resp r = {
+    struct httpmsg_resp r = {
         .status = status, .version = 11, .framing = FRAME_LENGTH,
     };
     char body[96];
-    int k = snprintf(body, sizeof(body), "%d %s\n", status, http_reason(status));
+    int k = snprintf(body, sizeof(body), "%d %s\n", status, httpmsg_reason(status));
     static const pf_header ct[] = {
         {{"Content-Type", 12}, {"text/plain", 10}},
     };
 
     r.content_length = (uint64_t)k;
-    http_write_head(out, &r, ct, 1, now);
+    httpmsg_write_head(out, &r, ct, 1, now);
     buf_append(out, body, (size_t)k);
     return (size_t)k;
 }

@@ -1,11 +1,11 @@
 /*
- * http.h - HTTP/1.x glue over http-parser: bytes in, a parsed request out
+ * httpmsg.h - HTTP/1.x glue over http-parser: bytes in, a parsed request out
  * (as offsets into the caller's buffer), limits enforced, response framing
  * written. No sockets and no clock, so it is unit-tested and fuzzed alone.
  * Runs in workers. Convention: protocol results are HTTP status codes.
  */
-#ifndef PF_HTTP_H
-#define PF_HTTP_H
+#ifndef PF_HTTPMSG_H
+#define PF_HTTPMSG_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,25 +16,25 @@
 #include "buf.h"
 #include "preforkd.h"
 
-struct http_limits {
+struct httpmsg_limits {
     uint32_t max_request_line; /* bytes of the request target: 414 */
     uint32_t max_headers;      /* header fields: 431 */
     uint32_t max_header_size;  /* name + value of one field: 431 */
     uint64_t max_body_size;    /* declared or received body: 413 */
 };
 
-/* A header as offsets into the buffer handed to http_feed. */
-struct http_hdr {
+/* A header as offsets into the buffer handed to httpmsg_feed. */
+struct httpmsg_hdr {
     uint32_t name_off, name_len;
     uint32_t value_off, value_len;
 };
 
 /* The request being parsed. Offsets stay valid while the buffer only
  * grows (realloc keeps offsets) and nothing before the request moves. */
-struct http_req {
+struct httpmsg_req {
     size_t url_off, url_len;
     size_t body_off, body_len; /* body de-chunked in place */
-    struct http_hdr *hdrs;
+    struct httpmsg_hdr *hdrs;
     uint32_t nhdrs, hdr_cap;
     uint8_t method;  /* enum http_method */
     uint8_t version; /* 10 or 11 */
@@ -50,22 +50,22 @@ struct http_req {
                        * (as received, before de-chunking moved data) */
 };
 
-struct http_parse {
+struct httpmsg_parse {
     http_parser p;
-    const struct http_limits *lim;
-    char *base;          /* buffer of the current http_feed call */
-    struct http_req req;
+    const struct httpmsg_limits *lim;
+    char *base;          /* buffer of the current httpmsg_feed call */
+    struct httpmsg_req req;
     int error;           /* status to answer and close with; 0 = none */
     const char *why;     /* short reason for the error, for the log */
     bool started;        /* a byte of the current request has been parsed */
     size_t head_off;     /* where the current request's bytes begin */
-    size_t end;          /* end of the bytes given to this http_feed */
+    size_t end;          /* end of the bytes given to this httpmsg_feed */
 };
 
 /* Sets the process-wide header-size cap of http-parser from lim (call once
  * per worker before parsing) and prepares hp for the first request. */
-void http_parse_init(struct http_parse *hp, const struct http_limits *lim);
-void http_parse_free(struct http_parse *hp);
+void httpmsg_parse_init(struct httpmsg_parse *hp, const struct httpmsg_limits *lim);
+void httpmsg_parse_free(struct httpmsg_parse *hp);
 
 /* Parses base[off, off+len). Returns the bytes consumed. Stops early at the
  * end of a request (hp->req.complete, parser paused) or on an error
@@ -73,23 +73,23 @@ void http_parse_free(struct http_parse *hp);
  * http-parser checks, the head, chunk framing, Transfer-Encoding, target
  * and Host must be valid RFC 9112 syntax (httpcheck.h). May move body bytes
  * within base[req.body_off, off+len) to de-chunk in place. */
-size_t http_feed(struct http_parse *hp, char *base, size_t off, size_t len);
+size_t httpmsg_feed(struct httpmsg_parse *hp, char *base, size_t off, size_t len);
 
 /* After a complete request has been answered: forget it, unpause. */
-void http_parse_next(struct http_parse *hp);
+void httpmsg_parse_next(struct httpmsg_parse *hp);
 
 /* Case-insensitive lookup among the parsed headers; -1 when absent. */
-int http_find_header(const struct http_parse *hp, const char *base,
+int httpmsg_find_header(const struct httpmsg_parse *hp, const char *base,
                      const char *name);
 
 /* FRAME_NONE: a status that has no body (1xx, 204, 304). */
-enum http_framing { FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE, FRAME_NONE };
+enum httpmsg_framing { FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE, FRAME_NONE };
 
-struct http_resp {
+struct httpmsg_resp {
     int status;
     uint8_t version;        /* of the request: 10 or 11 */
     bool keepalive;         /* in: allowed; out: cleared by "Connection: close" */
-    enum http_framing framing;
+    enum httpmsg_framing framing;
     uint64_t content_length; /* for FRAME_LENGTH */
 };
 
@@ -97,25 +97,25 @@ struct http_resp {
  * Connection) and the app's headers (minus those the daemon owns) to out.
  * Returns 0, or -1 (out untouched) when an app header holds CR, LF or NUL
  * or an empty name. Clears r->keepalive on an app "Connection: close". */
-int http_write_head(struct buf *out, struct http_resp *r,
+int httpmsg_write_head(struct buf *out, struct httpmsg_resp *r,
                     const pf_header *h, size_t n, time_t now);
 
 /* 1 with *len set when h has a valid Content-Length, 0 when it has none,
  * -1 when it is malformed. */
-int http_header_content_length(const pf_header *h, size_t n, uint64_t *len);
+int httpmsg_header_content_length(const pf_header *h, size_t n, uint64_t *len);
 
 /* One chunk of a chunked body (nothing for len 0) / the last chunk. */
-void http_write_chunk(struct buf *out, const void *data, size_t len);
-void http_write_last_chunk(struct buf *out);
+void httpmsg_write_chunk(struct buf *out, const void *data, size_t len);
+void httpmsg_write_last_chunk(struct buf *out);
 
 /* A whole error response (small text body, Connection: close). Returns
  * the body's length. */
-size_t http_write_error(struct buf *out, int status, time_t now);
+size_t httpmsg_write_error(struct buf *out, int status, time_t now);
 
 /* "Tue, 24 Nov 2026 07:50:00 GMT", formatted at most once a second. */
-const char *http_date(time_t now);
+const char *httpmsg_date(time_t now);
 
 /* The reason phrase of status ("OK", "Not Found", ...). */
-const char *http_reason(int status);
+const char *httpmsg_reason(int status);
 
 #endif

@@ -48,7 +48,7 @@ static pf_str absolute_form(pf_str t, int method, pf_str *rest)
 void request_prepare(struct conn *c)
 {
     struct pf_request *r = &c->req;
-    const struct http_req *rq = &c->hp.req;
+    const struct httpmsg_req *rq = &c->hp.req;
     const char *base = c->in.p;
     const char *m = http_method_str((enum http_method)rq->method);
     const char *q;
@@ -82,7 +82,7 @@ void request_prepare(struct conn *c)
     }
     r->nhdrs = rq->nhdrs;
     for (uint32_t i = 0; i < rq->nhdrs; i++) {
-        const struct http_hdr *h = &rq->hdrs[i];
+        const struct httpmsg_hdr *h = &rq->hdrs[i];
         r->hdrs[i].name = (pf_str){base + h->name_off, h->name_len};
         r->hdrs[i].value = (pf_str){base + h->value_off, h->value_len};
         /* RFC 9112 3.2.2: with an absolute-form target, the target's
@@ -91,7 +91,7 @@ void request_prepare(struct conn *c)
             strncasecmp(r->hdrs[i].name.ptr, "host", 4) == 0)
             r->hdrs[i].value = authority;
     }
-    r->resp = (struct http_resp){
+    r->resp = (struct httpmsg_resp){
         .status = 200,
         .version = rq->version,
         .keepalive = rq->keepalive && conn_keeps_alive(c->srv) &&
@@ -182,7 +182,7 @@ static int queue_whole(struct pf_request *r, int status,
     r->resp.status = status;
     r->resp.framing = FRAME_LENGTH;
     r->resp.content_length = len;
-    if (http_write_head(&c->out, &r->resp, headers, nheaders, now_sec(c)) < 0)
+    if (httpmsg_write_head(&c->out, &r->resp, headers, nheaders, now_sec(c)) < 0)
         return -1;
     if (!r->head_only && r->resp.framing == FRAME_LENGTH)
         buf_append(&c->out, body, len);
@@ -197,7 +197,7 @@ void request_write_timeout(struct conn *c)
         {{"Content-Type", 12}, {"text/plain", 10}},
     };
     char body[64];
-    int n = snprintf(body, sizeof(body), "504 %s\n", http_reason(504));
+    int n = snprintf(body, sizeof(body), "504 %s\n", httpmsg_reason(504));
 
     c->req.resp.keepalive = false;
     queue_whole(&c->req, 504, text, 1, body, (size_t)n);
@@ -231,14 +231,14 @@ int pf_response_start(pf_request *r, int status, const pf_header *headers,
         r->state = REQ_STREAMING;
         return -1;
     }
-    has_len = http_header_content_length(headers, nheaders, &len);
+    has_len = httpmsg_header_content_length(headers, nheaders, &len);
     if (has_len < 0)
         return -1;
     r->resp.status = status;
     r->resp.framing = has_len ? FRAME_LENGTH : FRAME_CHUNKED;
     r->resp.content_length = len;
     size_t before = c->out.len;
-    if (http_write_head(&c->out, &r->resp, headers, nheaders, now_sec(c)) < 0)
+    if (httpmsg_write_head(&c->out, &r->resp, headers, nheaders, now_sec(c)) < 0)
         return -1;
     r->bytes += c->out.len - before;
     if (!r->resp.keepalive)
@@ -268,7 +268,7 @@ int pf_response_write(pf_request *r, const void *data, size_t len)
         return 0;
     size_t before = c->out.len;
     if (r->resp.framing == FRAME_CHUNKED)
-        http_write_chunk(&c->out, data, len);
+        httpmsg_write_chunk(&c->out, data, len);
     else
         buf_append(&c->out, data, len);
     r->bytes += c->out.len - before;
@@ -294,7 +294,7 @@ int pf_response_end(pf_request *r)
         return -1;
     if (!r->aborted) {
         if (r->resp.framing == FRAME_CHUNKED && !r->head_only) {
-            http_write_last_chunk(&c->out);
+            httpmsg_write_last_chunk(&c->out);
             r->bytes += 5;
         }
         else if (r->resp.framing == FRAME_LENGTH && !r->head_only &&

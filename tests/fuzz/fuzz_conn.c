@@ -1,6 +1,6 @@
 /*
  * fuzz_conn.c - libFuzzer harness over one client connection of a worker:
- * conn.c, http.c and request.c with the built-in echo app, in process (no
+ * conn.c, httpmsg.c and request.c with the built-in echo app, in process (no
  * fork). The input's first 4 bytes choose the limits, the server's
  * keep-alive flags and how the rest is cut into writes; the rest is what a
  * client sends through a socketpair whose other end conn_accept serves on
@@ -35,7 +35,7 @@
 
 /* What one input asks for, from its first HEADER_BYTES bytes. */
 struct plan {
-    struct http_limits lim;
+    struct httpmsg_limits lim;
     bool retiring;       /* worker retiring: every response closes */
     bool no_keepalive;   /* worker over max_rss: every response closes */
     bool no_ka_timeout;  /* keepalive_timeout = 0: every response closes */
@@ -84,7 +84,7 @@ static void plan_read(const uint8_t *h)
     static const uint32_t field[] = {8190, 64, 200, 1024};
     static const uint64_t body[] = {1 << 20, 0, 10, 1000};
 
-    plan.lim = (struct http_limits){
+    plan.lim = (struct httpmsg_limits){
         .max_request_line = line[h[0] & 3],
         .max_headers = nhdrs[(h[0] >> 2) & 3],
         .max_header_size = field[(h[0] >> 4) & 3],

@@ -1,7 +1,7 @@
 /*
  * httpfile.h - reads the request corpus notation of tests/conformance
  * (Gunicorn's .http files): real newlines are ignored, and \r \n \t \0 and
- * \xHH stand for those bytes. Used by test_http (parser level) and
+ * \xHH stand for those bytes. Used by test_httpmsg (parser level) and
  * test_conformance (against the daemon). Runs in the test process.
  */
 #ifndef PF_TEST_HTTPFILE_H

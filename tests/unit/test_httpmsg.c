@@ -1,5 +1,5 @@
 /*
- * test_http.c - unit tests of src/worker/http.c: request parsing into offsets,
+ * test_httpmsg.c - unit tests of src/worker/httpmsg.c: request parsing into offsets,
  * limits and their statuses, in-place de-chunking, pipelining, and response
  * framing. Every parse case runs twice: whole, and fed one byte at a time
  * (as a slow client would send it), and must give the same result.
@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "harness.h"
-#include "http.h"
+#include "httpmsg.h"
 
-static const struct http_limits lim = {
+static const struct httpmsg_limits lim = {
     .max_request_line = 100,
     .max_headers = 5,
     .max_header_size = 64,
@@ -35,13 +35,13 @@ struct parsed {
  * appended to a growing buffer (offsets must survive realloc). */
 static struct parsed parse_n(const char *raw, size_t len, size_t step)
 {
-    struct http_parse hp;
+    struct httpmsg_parse hp;
     struct parsed out;
     size_t have = 0, pos = 0;
     char *buf = NULL;
 
     memset(&out, 0, sizeof(out));
-    http_parse_init(&hp, &lim);
+    httpmsg_parse_init(&hp, &lim);
     while (!hp.req.complete && !hp.error && have < len) {
         size_t n = step ? step : len;
         if (n > len - have)
@@ -49,7 +49,7 @@ static struct parsed parse_n(const char *raw, size_t len, size_t step)
         buf = realloc(buf, have + n + 1); /* moves: offsets must hold */
         memcpy(buf + have, raw + have, n);
         have += n;
-        pos += http_feed(&hp, buf, pos, have - pos);
+        pos += httpmsg_feed(&hp, buf, pos, have - pos);
     }
     out.error = hp.error;
     out.complete = hp.req.complete;
@@ -68,7 +68,7 @@ static struct parsed parse_n(const char *raw, size_t len, size_t step)
         out.keepalive = hp.req.keepalive;
         out.expect_continue = hp.req.expect_continue;
     }
-    http_parse_free(&hp);
+    httpmsg_parse_free(&hp);
     free(buf);
     return out;
 }
@@ -317,30 +317,30 @@ START_TEST(test_pipelined)
                  "POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab"
                  "GET /3 HTTP/1.1\r\nHost: x\r\n\r\n";
     const char *want[] = {"/1", "/2", "/3"};
-    struct http_parse hp;
+    struct httpmsg_parse hp;
     size_t pos = 0, len = strlen(buf);
 
-    http_parse_init(&hp, &lim);
+    httpmsg_parse_init(&hp, &lim);
     for (int i = 0; i < 3; i++) {
-        pos += http_feed(&hp, buf, pos, len - pos);
+        pos += httpmsg_feed(&hp, buf, pos, len - pos);
         ck_assert_int_eq(hp.error, 0);
         ck_assert(hp.req.complete);
         ck_assert_int_eq((int)hp.req.url_len, 2);
         ck_assert(memcmp(buf + hp.req.url_off, want[i], 2) == 0);
         if (i == 1)
             ck_assert(memcmp(buf + hp.req.body_off, "ab", 2) == 0);
-        http_parse_next(&hp);
+        httpmsg_parse_next(&hp);
     }
     ck_assert_uint_eq(pos, len);
-    http_parse_free(&hp);
+    httpmsg_parse_free(&hp);
 }
 END_TEST
 
-static char *head_text(struct http_resp *r, const pf_header *h, size_t n, int *rc)
+static char *head_text(struct httpmsg_resp *r, const pf_header *h, size_t n, int *rc)
 {
     struct buf b = {0};
 
-    *rc = http_write_head(&b, r, h, n, 0);
+    *rc = httpmsg_write_head(&b, r, h, n, 0);
     buf_append(&b, "", 1);
     return b.p;
 }
@@ -353,7 +353,7 @@ START_TEST(test_response_head)
         {{"Date", 4}, {"yesterday", 9}},      /* dropped */
         {{"X-A", 3}, {"b", 1}},
     };
-    struct http_resp r = {.status = 404, .version = 11, .keepalive = true,
+    struct httpmsg_resp r = {.status = 404, .version = 11, .keepalive = true,
                           .framing = FRAME_LENGTH, .content_length = 7};
     int rc;
     char *t = head_text(&r, h, 4, &rc);
@@ -371,7 +371,7 @@ START_TEST(test_response_framing)
 {
     pf_header close_h[] = {{{"Connection", 10}, {"close", 5}}};
     pf_header bad[] = {{{"X-Evil", 6}, {"a\r\nSet-Cookie: x", 16}}};
-    struct http_resp r = {.status = 200, .version = 10, .keepalive = true,
+    struct httpmsg_resp r = {.status = 200, .version = 10, .keepalive = true,
                           .framing = FRAME_CHUNKED};
     int rc;
     char *t = head_text(&r, NULL, 0, &rc);
@@ -383,14 +383,14 @@ START_TEST(test_response_framing)
     ck_assert_ptr_null(strstr(t, "chunked"));
     free(t);
 
-    r = (struct http_resp){.status = 200, .version = 11, .keepalive = true,
+    r = (struct httpmsg_resp){.status = 200, .version = 11, .keepalive = true,
                            .framing = FRAME_CHUNKED};
     t = head_text(&r, close_h, 1, &rc);
     ck_assert(!r.keepalive);
     ck_assert_ptr_nonnull(strstr(t, "Transfer-Encoding: chunked\r\nConnection: close\r\n"));
     free(t);
 
-    r = (struct http_resp){.status = 204, .version = 11, .keepalive = true};
+    r = (struct httpmsg_resp){.status = 204, .version = 11, .keepalive = true};
     t = head_text(&r, NULL, 0, &rc);
     ck_assert_int_eq(r.framing, FRAME_NONE);
     ck_assert_ptr_null(strstr(t, "Content-Length"));
@@ -406,10 +406,10 @@ START_TEST(test_chunks)
 {
     struct buf b = {0};
 
-    http_write_chunk(&b, "hello", 5);
-    http_write_chunk(&b, "", 0);
-    http_write_chunk(&b, "0123456789abcdef0123456789", 26);
-    http_write_last_chunk(&b);
+    httpmsg_write_chunk(&b, "hello", 5);
+    httpmsg_write_chunk(&b, "", 0);
+    httpmsg_write_chunk(&b, "0123456789abcdef0123456789", 26);
+    httpmsg_write_last_chunk(&b);
     buf_append(&b, "", 1);
     ck_assert_str_eq(b.p, "5\r\nhello\r\n1a\r\n0123456789abcdef0123456789\r\n0\r\n\r\n");
     buf_free(&b);
@@ -422,16 +422,16 @@ START_TEST(test_content_length_header)
     pf_header bad[] = {{{"content-length", 14}, {"12a", 3}}};
     uint64_t n = 0;
 
-    ck_assert_int_eq(http_header_content_length(ok, 1, &n), 1);
+    ck_assert_int_eq(httpmsg_header_content_length(ok, 1, &n), 1);
     ck_assert_uint_eq(n, 123);
-    ck_assert_int_eq(http_header_content_length(bad, 1, &n), -1);
-    ck_assert_int_eq(http_header_content_length(NULL, 0, &n), 0);
+    ck_assert_int_eq(httpmsg_header_content_length(bad, 1, &n), -1);
+    ck_assert_int_eq(httpmsg_header_content_length(NULL, 0, &n), 0);
 }
 END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("http");
+    Suite *s = suite_create("httpmsg");
     TCase *tc = tcase_create("parse");
     int ncases = (int)(sizeof(cases) / sizeof(cases[0]));
 
