@@ -1,9 +1,11 @@
 /*
  * master.c - supervision policy. Runs only in the master, on libev's default
- * loop: signals, child exits, worker messages and the 1 s tick record what
- * happened; reconcile() then decides from that state and the time what to
- * do: kill, retire, replace, spawn, or stop. Mechanism (fork, signals in the
- * child) is in proc.c; the worker's side is worker.c. Returns: see master.h.
+ * loop. Callbacks (signals, child exits, worker and mold messages, the 1 s
+ * tick, admin commands) only record what happened in the master's state;
+ * master_step() then acts on it in a fixed order, and is the only place
+ * that signals or starts a process. Mechanism (fork, signals in the child)
+ * is in proc.c and spawn.c; the worker's side is worker.c. Returns: see
+ * master.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,7 +51,7 @@ static bool real_can_fork(void);
 
 static const struct master_ops real_ops = {
     .now = real_now, .can_fork = real_can_fork,
-    .fork_worker = real_fork_worker, .kill = kill,
+    .fork_worker = real_fork_worker, .kill = kill, .start_mold = spawn_mold,
 };
 const struct master_ops *master_ops = &real_ops;
 
@@ -291,56 +293,6 @@ static void recycle(ev_tstamp now)
     }
 }
 
-static void reconcile_stopping(ev_tstamp now)
-{
-    uint32_t live = (M.mold.pid > 0) + (M.next_mold.pid > 0) + (M.old_mold.pid > 0);
-
-    for (uint32_t i = 0; i < M.nslots; i++)
-        live += M.w[i].pid != 0;
-    if (live == 0) {
-        ev_break(M.loop, EVBREAK_ALL);
-    } else if (now >= M.stop_deadline && !M.killed_all) {
-        log_warnx("%u processes still running after the stop deadline: SIGKILL", live);
-        for (uint32_t i = 0; i < M.nslots; i++)
-            master_signal(&M.w[i], SIGKILL);
-        spawn_signal(&M.mold, SIGKILL);
-        spawn_signal(&M.next_mold, SIGKILL);
-        spawn_signal(&M.old_mold, SIGKILL);
-        M.killed_all = true;
-    }
-}
-
-/* The one place decisions are made, from state and time only. */
-void master_reconcile(void)
-{
-    ev_tstamp now = now_();
-
-    if (M.mode == STOPPING) {
-        reconcile_stopping(now);
-        return;
-    }
-    for (uint32_t i = 0; i < M.nslots; i++) {
-        struct worker *w = &M.w[i];
-        if (w->pid && w->phase == PH_KILLING && !w->killed && now >= w->kill_at)
-            master_signal(w, SIGKILL);
-        if (holds_id(w) && (uint32_t)w->id > M.target)
-            retire(w, RETIRE_SCALE);
-    }
-    if (M.mold.pid == 0 && M.target > 0)
-        (void)may_spawn(now); /* a mold ready before a worker is needed */
-    recycle(now);
-    for (uint32_t id = 1; id <= M.target; id++) {
-        bool held = false;
-        int i;
-        for (uint32_t k = 0; k < M.nslots && !held; k++)
-            held = holds_id(&M.w[k]) && (uint32_t)M.w[k].id == id;
-        if (held)
-            continue;
-        if (!may_spawn(now) || (i = free_slot()) < 0 || spawn((int)id, i, false) < 0)
-            return;
-    }
-}
-
 /* A worker asked of the mold a whole timeout ago whose pid never came: the
  * mold is stuck (a lock held across fork by an app thread, say). Killed,
  * it is replaced, and its pending workers are asked again of the new one. */
@@ -355,7 +307,7 @@ static void mold_stuck(const struct worker *w)
 }
 
 /* The master's hard limits, once a second: no heartbeat, max_rss_hard. */
-void master_hard_limits(void)
+static void master_hard_limits(void)
 {
     int64_t mono = scoreboard_mono_ms();
     double timeout_ms = M.cfg->server.timeout * 1000;
@@ -468,17 +420,13 @@ static void drop_pending(uint32_t gen)
             forget_worker(&M.w[i]);
 }
 
-/* The pid of a worker asked of the mold is known: it now counts as any. */
+/* The pid of a worker asked of the mold is known: it now counts as any (a
+ * signal decided for it meanwhile is sent by master_step). */
 static void worker_known(struct worker *w, pid_t pid)
 {
-    int sig = w->deferred_sig;
-
     SB_SET(slot_of(w)->pid, (int32_t)pid);
     w->pid = pid;
-    w->deferred_sig = 0;
     say_spawned(w);
-    if (sig)
-        master_signal(w, sig);
 }
 
 void master_mold_message(struct mold_proc *m, const struct mold_msg *msg)
@@ -489,8 +437,6 @@ void master_mold_message(struct mold_proc *m, const struct mold_msg *msg)
         m->ready = true;
         log_info("mold ready (pid %d, generation %u) after %.0f ms", (int)m->pid,
                  m->generation, (now_() - m->started) * 1000);
-        if (m == &M.next_mold)
-            master_reload_ready();
     } else if (msg->type == MOLD_FAILED) {
         snprintf(m->error, sizeof(m->error), "%s", msg->text);
     } else if (msg->type == MOLD_SPAWNED && msg->slot >= 1 &&
@@ -529,9 +475,7 @@ bool master_mold_reaped(pid_t pid, int wstatus)
                  (int)pid, how);
         M.exit_code = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0
                           ? WEXITSTATUS(wstatus) : EXIT_APP_INIT;
-        spawn_forget(m);
-        master_stop(false);
-        return true;
+        M.intent.quick = true;
     } else {
         log_errx("mold (pid %d) %s%s: starting another; the workers go on "
                  "serving", (int)pid, how, m->ready ? "" : " before it was ready");
@@ -569,32 +513,28 @@ void master_reaped(struct worker *w, int wstatus)
         boot_failed(w, wstatus);
     forget_worker(w);
     if (M.exit_code != 0 && M.mode == RUNNING)
-        master_stop(false);
+        M.intent.quick = true;
 }
 
 static void read_worker_msgs(void);
 
 static void on_child(struct ev_loop *loop, ev_child *c, int revents)
 {
+    struct intent *in = &M.intent;
+
     /* What a child said before it ended is heard first: a worker's pid
      * from its mold, a worker's last message before its slot is reused. */
     spawn_read_all();
     read_worker_msgs();
-    if (master_upgrade_reaped(c->rpid, c->rstatus) ||
-        master_mold_reaped(c->rpid, c->rstatus)) {
-        master_reconcile();
-        return;
-    }
-    for (uint32_t i = 0; i < M.nslots; i++)
-        if (M.w[i].pid == c->rpid) {
-            master_reaped(&M.w[i], c->rstatus);
-            break;
-        }
-    master_reconcile();
+    if (in->nexits == sizeof(in->exits) / sizeof(in->exits[0]))
+        master_step(); /* never, as each exit is acted on at once: but safe */
+    in->exits[in->nexits].pid = c->rpid;
+    in->exits[in->nexits++].status = c->rstatus;
+    master_step();
 }
 
 /* The current generation all serves: say so once, and finish a reload. */
-static void check_ready(void)
+static void generation_serving(void)
 {
     uint32_t serving = 0;
 
@@ -624,7 +564,6 @@ void master_message(struct worker *w, int type, int reason)
         w->reason = (enum retire_reason)reason;
         w->phase_since = now_();
     }
-    check_ready();
 }
 
 static void read_worker_msgs(void)
@@ -648,7 +587,7 @@ static void read_worker_msgs(void)
 static void on_msg(struct ev_loop *loop, ev_io *io, int revents)
 {
     read_worker_msgs();
-    master_reconcile();
+    master_step();
 }
 
 /* STATUS= for systemctl status, and WATCHDOG=1 only while the pool is of
@@ -704,7 +643,7 @@ static void handoff_sweep(void)
         if (now - M.handoff_stalled < M.cfg->server.keepalive_timeout)
             return;
     }
-    if ((n = handoff_drain(M.handoff[1])) > 0)
+    if (M.handoff[1] >= 0 && (n = handoff_drain(M.handoff[1])) > 0)
         log_info("closed %d idle connections that no serving worker took", n);
     if (M.handoff_stalled != 0)
         M.handoff_stalled = now; /* the next ones get their full wait */
@@ -712,33 +651,18 @@ static void handoff_sweep(void)
 
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    /* A worker alive longer than QUICK_FAILURE ends a crash loop. */
-    for (uint32_t i = 0; i < M.nslots; i++)
-        if (M.w[i].pid && M.w[i].served &&
-            now_() - M.w[i].spawned >= QUICK_FAILURE)
-            M.boot_failures = 0;
-    if (M.mode == RUNNING)
-        master_hard_limits();
-    if (M.reload_state == RL_IN_PROGRESS &&
-        now_() - M.reload_started > M.cfg->server.timeout) {
-        snprintf(M.reload_error, sizeof(M.reload_error), "generation %u not "
-                 "serving after %.0fs; the old generation goes on serving",
-                 M.generation, M.cfg->server.timeout);
-        log_errx("reload failed: %s", M.reload_error);
-        M.reload_state = RL_FAILED;
-    }
-    notify_tick(now_());
-    SB_SET(M.sb->handoff_ok, M.mode == RUNNING && M.target > 0);
-    handoff_sweep();
-    master_reconcile();
+    M.intent.tick = true;
+    master_step();
 }
 
 static void on_spawn_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    master_reconcile();
+    master_step();
 }
 
-void master_stop(bool graceful)
+/* TERM (graceful) or INT/QUIT: every worker is told to go; the loop ends
+ * when all are gone (step_stopping). */
+static void master_stop(bool graceful)
 {
     ev_tstamp now = now_();
     ev_tstamp limit = graceful ? M.cfg->server.graceful_timeout + KILL_GRACE
@@ -774,57 +698,228 @@ void master_stop(bool graceful)
     }
 }
 
+/* Stopping: SIGKILL whatever is left at the deadline; the loop ends when
+ * every child is gone. */
+static void step_stopping(ev_tstamp now)
+{
+    uint32_t live = (M.mold.pid > 0) + (M.next_mold.pid > 0) + (M.old_mold.pid > 0);
+
+    for (uint32_t i = 0; i < M.nslots; i++)
+        live += M.w[i].pid != 0;
+    if (live == 0) {
+        ev_break(M.loop, EVBREAK_ALL);
+    } else if (now >= M.stop_deadline && !M.killed_all) {
+        log_warnx("%u processes still running after the stop deadline: SIGKILL", live);
+        for (uint32_t i = 0; i < M.nslots; i++)
+            master_signal(&M.w[i], SIGKILL);
+        spawn_signal(&M.mold, SIGKILL);
+        spawn_signal(&M.next_mold, SIGKILL);
+        spawn_signal(&M.old_mold, SIGKILL);
+        M.killed_all = true;
+    }
+}
+
+/* Children that ended, and the signals decided for workers whose pid their
+ * mold has told since. */
+static void step_reap(void)
+{
+    struct intent *in = &M.intent;
+
+    for (uint32_t k = 0; k < in->nexits; k++) {
+        pid_t pid = in->exits[k].pid;
+        int wstatus = in->exits[k].status;
+
+        if (master_upgrade_reaped(pid, wstatus) || master_mold_reaped(pid, wstatus))
+            continue;
+        for (uint32_t i = 0; i < M.nslots; i++)
+            if (M.w[i].pid == pid) {
+                master_reaped(&M.w[i], wstatus);
+                break;
+            }
+    }
+    in->nexits = 0;
+    for (uint32_t i = 0; i < M.nslots; i++) {
+        int sig = M.w[i].deferred_sig;
+
+        if (M.w[i].pid > 0 && sig) {
+            M.w[i].deferred_sig = 0;
+            master_signal(&M.w[i], sig);
+        }
+    }
+}
+
+/* USR1: the master's log, then every worker's and the mold's. */
+static void reopen_logs(void)
+{
+    log_info("received SIGUSR1: reopening log files");
+    if (log_reopen() < 0)
+        log_warn("reopening the error log");
+    for (uint32_t i = 0; i < M.nslots; i++)
+        master_signal(&M.w[i], SIGUSR1);
+    spawn_signal(&M.mold, SIGUSR1);
+}
+
+/* TTIN, TTOU: one worker more or fewer per signal, within 1..max_workers. */
+static void step_scale(void)
+{
+    for (; M.intent.scale > 0; M.intent.scale--) {
+        if (M.target < M.cfg->server.max_workers)
+            M.target++;
+        log_info("received SIGTTIN: %u workers wanted", M.target);
+        memlimit_rescale(); /* a share of the cgroup's memory is smaller now */
+    }
+    for (; M.intent.scale < 0; M.intent.scale++) {
+        if (M.target > 1)
+            M.target--;
+        log_info("received SIGTTOU: %u workers wanted", M.target);
+        memlimit_rescale();
+    }
+}
+
+/* HUP, the next generation's mold ready, the new generation serving (and
+ * its deadline), WINCH, USR2. */
+static void step_generations(ev_tstamp now)
+{
+    struct intent *in = &M.intent;
+
+    if (in->reload)
+        master_reload();
+    if (M.pending.cfg != NULL && M.next_mold.ready)
+        master_reload_ready();
+    generation_serving();
+    if (in->tick && M.reload_state == RL_IN_PROGRESS &&
+        now - M.reload_started > M.cfg->server.timeout) {
+        snprintf(M.reload_error, sizeof(M.reload_error), "generation %u not "
+                 "serving after %.0fs; the old generation goes on serving",
+                 M.generation, M.cfg->server.timeout);
+        log_errx("reload failed: %s", M.reload_error);
+        M.reload_state = RL_FAILED;
+    }
+    if (in->winch)
+        master_winch();
+    if (in->upgrade)
+        master_upgrade();
+    in->reload = in->winch = in->upgrade = false;
+}
+
+/* Hard limits: the KILL after a QUIT's grace; on the tick, no heartbeat and
+ * max_rss_hard (and a worker alive longer than QUICK_FAILURE ends a crash
+ * loop). */
+static void step_hard_limits(ev_tstamp now)
+{
+    for (uint32_t i = 0; i < M.nslots; i++) {
+        struct worker *w = &M.w[i];
+        if (w->pid && w->phase == PH_KILLING && !w->killed && now >= w->kill_at)
+            master_signal(w, SIGKILL);
+    }
+    if (!M.intent.tick)
+        return;
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid && M.w[i].served && now - M.w[i].spawned >= QUICK_FAILURE)
+            M.boot_failures = 0;
+    master_hard_limits();
+}
+
+/* The pool as wanted: ids above the target retire, missing ones are
+ * spawned (and a mold started before a worker is needed). */
+static void step_spawn(ev_tstamp now)
+{
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (holds_id(&M.w[i]) && (uint32_t)M.w[i].id > M.target)
+            retire(&M.w[i], RETIRE_SCALE);
+    if (M.mold.pid == 0 && M.target > 0)
+        (void)may_spawn(now);
+    for (uint32_t id = 1; id <= M.target; id++) {
+        bool held = false;
+        int i;
+        for (uint32_t k = 0; k < M.nslots && !held; k++)
+            held = holds_id(&M.w[k]) && (uint32_t)M.w[k].id == id;
+        if (held)
+            continue;
+        if (!may_spawn(now) || (i = free_slot()) < 0 || spawn((int)id, i, false) < 0)
+            return;
+    }
+}
+
+/* On the tick: systemd's STATUS and watchdog, handed-over connections
+ * nobody takes. */
+static void step_report(ev_tstamp now)
+{
+    if (!M.intent.tick)
+        return;
+    M.intent.tick = false;
+    notify_tick(now);
+    SB_SET(M.sb->handoff_ok, M.mode == RUNNING && M.target > 0);
+    handoff_sweep();
+}
+
+/* See master_int.h. The ladder: each rung acts on what the callbacks
+ * recorded and on what the rungs above decided. */
+void master_step(void)
+{
+    ev_tstamp now = now_();
+
+    step_reap();
+    if (M.intent.quick)
+        master_stop(false);
+    else if (M.intent.stop)
+        master_stop(true);
+    M.intent.quick = M.intent.stop = false;
+    if (M.intent.reopen)
+        reopen_logs();
+    M.intent.reopen = false;
+    if (M.mode == STOPPING) {
+        M.intent.scale = 0;
+        M.intent.reload = M.intent.winch = M.intent.upgrade = false;
+        step_stopping(now);
+        step_report(now);
+        return;
+    }
+    step_scale();
+    step_generations(now);
+    step_hard_limits(now);
+    recycle(now);
+    step_spawn(now);
+    step_report(now);
+}
+
+/* Records what the signal asks for; master_step acts on it. */
 static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 {
-    const char *name = sigabbrev_np(s->signum);
+    struct intent *in = &M.intent;
 
     switch (s->signum) {
     case SIGTERM:
         log_info("received SIGTERM: graceful shutdown");
-        master_stop(true);
+        in->stop = true;
         break;
     case SIGINT:
     case SIGQUIT:
-        log_info("received SIG%s: quick shutdown", name);
-        master_stop(false);
+        log_info("received SIG%s: quick shutdown", sigabbrev_np(s->signum));
+        in->quick = true;
         break;
     case SIGTTIN:
-        if (M.mode == RUNNING && M.target < M.cfg->server.max_workers)
-            M.target++;
-        log_info("received SIGTTIN: %u workers wanted", M.target);
-        memlimit_rescale(); /* a share of the cgroup's memory is smaller now */
+        in->scale++;
         break;
     case SIGTTOU:
-        if (M.mode == RUNNING && M.target > 1)
-            M.target--;
-        log_info("received SIGTTOU: %u workers wanted", M.target);
-        memlimit_rescale();
+        in->scale--;
         break;
     case SIGHUP:
-        if (M.mode == RUNNING)
-            master_reload();
+        in->reload = true;
         break;
     case SIGWINCH:
-        if (M.mode == RUNNING)
-            master_winch();
+        in->winch = true;
         break;
     case SIGUSR2:
-        if (M.mode == RUNNING)
-            master_upgrade();
+        in->upgrade = true;
         break;
     case SIGUSR1:
-        log_info("received SIGUSR1: reopening log files");
-        if (log_reopen() < 0)
-            log_warn("reopening the error log");
-        for (uint32_t i = 0; i < M.nslots; i++)
-            master_signal(&M.w[i], SIGUSR1);
-        spawn_signal(&M.mold, SIGUSR1);
+        in->reopen = true;
         break;
     default:
         break;
     }
-    check_ready();
-    master_reconcile();
+    master_step();
 }
 
 static void start_watchers(void)
@@ -903,9 +998,7 @@ static int setup(void)
         log_err("master: prctl(PR_SET_CHILD_SUBREAPER)");
         return 1;
     }
-    /* Room for every worker, a replacement each within the recycle budget,
-     * and as many again for workers still leaving after a hard kill. */
-    M.nslots = 2 * M.cfg->server.max_workers + M.cfg->recycle.max_concurrent_recycles;
+    M.nslots = master_slots_for(M.cfg);
     M.sb = scoreboard_create(M.nslots);
     M.w = calloc(M.nslots, sizeof(*M.w));
     if (M.sb == NULL || M.w == NULL) {
@@ -985,7 +1078,7 @@ int master_run(struct config *cfg, char *const *argv)
     rc = memlimit_start() < 0 ? EXIT_CONFIG : setup();
     if (rc == 0) {
         start_watchers();
-        master_reconcile();
+        master_step();
         ev_run(M.loop, 0);
         rc = M.exit_code;
     }

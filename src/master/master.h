@@ -17,8 +17,4 @@
  * 78 on a configuration problem found late, 1 on other fatal errors. */
 int master_run(struct config *cfg, char *const *argv);
 
-/* Stops every worker: gracefully (TERM, then SIGKILL after graceful_timeout)
- * or quickly (QUIT, SIGKILL after 5 s); the loop ends when all are gone. */
-void master_stop(bool graceful);
-
 #endif

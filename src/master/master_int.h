@@ -79,8 +79,22 @@ struct pending_reload {
     struct listen_addr *spec;
 };
 
+/* What the callbacks saw, for master_step to act on: they never act. */
+struct intent {
+    bool stop, quick;    /* TERM; INT or QUIT (or the app cannot start) */
+    bool reload, winch, upgrade, reopen; /* HUP, WINCH, USR2, USR1 */
+    int scale;           /* TTIN +1, TTOU -1 each */
+    bool tick;           /* the 1 s timer: hard limits, deadlines, reports */
+    uint32_t nexits;     /* children reaped by ev_child */
+    struct {
+        pid_t pid;
+        int status;
+    } exits[4];
+};
+
 struct master {
     struct ev_loop *loop;
+    struct intent intent;
     struct config *cfg;         /* the current generation's */
     struct mold_proc mold;      /* forks the current generation's workers */
     struct mold_proc next_mold; /* a reload's, while it loads the app */
@@ -128,7 +142,7 @@ struct master {
 
 extern struct master M;
 
-/* What reconcile needs of the world, replaceable by a unit test (fake
+/* What master_step needs of the world, replaceable by a unit test (fake
  * clock, fake fork and kill): tests/unit/test_master.c. */
 struct master_ops {
     ev_tstamp (*now)(void);
@@ -141,14 +155,27 @@ struct master_ops {
      * or 0 when it cannot be asked for now. */
     pid_t (*fork_worker)(int id, int slot, int ctl_fd);
     int (*kill)(pid_t pid, int sig);
+    /* Starts the mold of a reload's generation gen into m (spawn_mold). */
+    int (*start_mold)(struct mold_proc *m, uint32_t gen, const struct config *cfg,
+                      const int *fds, size_t nfds);
 };
 extern const struct master_ops *master_ops;
 
-/* The policy step: decides from M and master_ops->now() what to spawn,
- * retire or kill (master.c). */
-void master_reconcile(void);
-/* The master's hard limits, from the scoreboard and /proc (the 1 s tick). */
-void master_hard_limits(void);
+/* Worker slots a master with cfg needs: every worker, a replacement each
+ * within the recycle budget, and as many again for workers still leaving
+ * after a hard kill. Fixed for the master's life (the scoreboard is sized
+ * once). */
+static inline uint32_t master_slots_for(const struct config *cfg)
+{
+    return 2 * cfg->server.max_workers + cfg->recycle.max_concurrent_recycles;
+}
+
+/* The master's one decision point (master.c): acts on M.intent and on the
+ * state, at master_ops->now(), in a fixed order: reap → stop → reopen logs
+ * → scale → generations (reload, upgrade) → hard limits → recycle → spawn
+ * → report. The only caller of master_signal, spawn and the molds' signals;
+ * every callback ends by calling it. */
+void master_step(void);
 /* A worker (M.w[i]) was reaped with wait status wstatus. */
 void master_reaped(struct worker *w, int wstatus);
 /* A worker's message (the pipe), already validated. */
@@ -195,7 +222,7 @@ void spawn_move(struct mold_proc *to, struct mold_proc *from);
 const char *master_phase_name(enum phase p);
 const char *master_reload_state_name(enum reload_state s);
 
-/* reload.c: act on HUP, WINCH, USR2 (the caller reconciles afterwards). */
+/* reload.c: HUP, WINCH, USR2, called by master_step. */
 void master_reload(void);
 void master_winch(void);
 void master_upgrade(void);

@@ -163,7 +163,7 @@ static int recycle_one(struct worker *w, const struct admin_req *rq, struct buf 
     log_info("worker %d (pid %d): recycle requested through the admin endpoint",
              w->id, (int)w->pid);
     master_message(w, MSG_RECYCLE, RETIRE_REQUESTED);
-    master_reconcile();
+    master_step();
     buf_printf(out, "worker %d (pid %d): its replacement starts, then it retires\n",
             w->id, (int)w->pid);
     return 202;

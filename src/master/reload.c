@@ -3,7 +3,7 @@
  * the app afresh, open and close listeners, start a new generation; the old
  * one retires once the new one serves), SIGWINCH (retire every worker, keep
  * the master) and SIGUSR2 (binary upgrade: exec a new master that inherits
- * the listening sockets). Runs only in the master; the caller reconciles.
+ * the listening sockets). Runs only in the master, from master_step.
  *
  * What a reload changes: everything in the file (app and its keys, workers,
  * limits, timeouts, listeners, log level and error_log) except what lives
@@ -148,7 +148,7 @@ static void drop_old_listeners(int *fds, size_t n)
 /* What a reload cannot change; -1 after fail() for the first of them. */
 static int check_fixed(struct config *nc)
 {
-    if (2 * nc->server.max_workers + nc->recycle.max_concurrent_recycles > M.nslots) {
+    if (master_slots_for(nc) > M.nslots) {
         fail("max_workers %u needs more worker slots than this master has (%u): "
              "restart or upgrade (USR2) to raise it", nc->server.max_workers, M.nslots);
         return -1;
@@ -271,7 +271,8 @@ void master_reload(void)
     }
     if (check_fixed(nc) < 0 || new_listeners(nc, &fds, &spec) < 0)
         goto fail;
-    if (spawn_mold(&M.next_mold, M.generation + 1, nc, fds, nc->server.nlisten) < 0) {
+    if (master_ops->start_mold(&M.next_mold, M.generation + 1, nc, fds,
+                               nc->server.nlisten) < 0) {
         fail("cannot start a mold for the new generation: %s", strerror(errno));
         drop_new_listeners(nc, fds, spec);
         goto fail;

@@ -148,7 +148,7 @@ static void read_mold(struct mold_proc *m)
 static void on_mold(struct ev_loop *loop, ev_io *io, int revents)
 {
     read_mold(io->data);
-    master_reconcile();
+    master_step();
 }
 
 /* See master_int.h. */
@@ -170,7 +170,7 @@ struct mold_proc *spawn_find(pid_t pid)
 /* See master_int.h. */
 void spawn_signal(struct mold_proc *m, int sig)
 {
-    if (m->pid > 0 && kill(m->pid, sig) < 0 && errno != ESRCH)
+    if (m->pid > 0 && master_ops->kill(m->pid, sig) < 0 && errno != ESRCH)
         log_warn("kill(%d, SIG%s)", (int)m->pid, sigabbrev_np(sig));
 }
 

@@ -48,9 +48,16 @@ static bool fake_can_fork(void)
     return true;
 }
 
+static int fake_start_mold(struct mold_proc *m, uint32_t gen, const struct config *cfg,
+                           const int *fds, size_t nfds)
+{
+    *m = (struct mold_proc){.pid = next_pid++, .fd = -1, .generation = gen};
+    return 0;
+}
+
 static const struct master_ops fake = {
     .now = fake_now, .can_fork = fake_can_fork, .fork_worker = fake_fork,
-    .kill = fake_kill,
+    .kill = fake_kill, .start_mold = fake_start_mold,
 };
 
 static void setup(uint32_t workers, uint32_t budget)
@@ -65,7 +72,7 @@ static void setup(uint32_t workers, uint32_t budget)
     memset(&M, 0, sizeof(M));
     M.cfg = c;
     M.loop = ev_default_loop(0);
-    M.nslots = 2 * c->server.max_workers + budget;
+    M.nslots = master_slots_for(c);
     M.sb = scoreboard_create(M.nslots);
     M.w = calloc(M.nslots, sizeof(*M.w));
     M.target = workers;
@@ -77,6 +84,7 @@ static void setup(uint32_t workers, uint32_t budget)
     nsent = 0;
     fork_pending = false;
     M.mold.fd = M.next_mold.fd = M.old_mold.fd = -1;
+    M.handoff[0] = M.handoff[1] = -1;
 }
 
 static void teardown(void)
@@ -109,7 +117,7 @@ static void serve_all(void)
     for (uint32_t i = 0; i < M.nslots; i++)
         if (M.w[i].pid && !M.w[i].served)
             master_message(&M.w[i], MSG_SERVING, 0);
-    master_reconcile();
+    master_step();
 }
 
 static int sent_to(pid_t pid, int sig)
@@ -124,7 +132,7 @@ static int sent_to(pid_t pid, int sig)
 static void reap(struct worker *w, int wstatus)
 {
     master_reaped(w, wstatus);
-    master_reconcile();
+    master_step();
 }
 
 /* The mold tells a worker's pid later: meanwhile the worker holds its id,
@@ -137,9 +145,9 @@ START_TEST(test_pending_workers)
 
     setup(2, 1);
     fork_pending = true;
-    master_reconcile();
+    master_step();
     ck_assert_int_eq(live(), 2);
-    master_reconcile(); /* pending workers hold their ids: nothing more */
+    master_step(); /* pending workers hold their ids: nothing more */
     ck_assert_int_eq(live(), 2);
     w = by_id(1, PH_ACTIVE);
     ck_assert_int_eq(w->pid, PID_PENDING);
@@ -152,6 +160,8 @@ START_TEST(test_pending_workers)
     master_mold_message(&M.mold, &m);
     ck_assert_int_eq(w->pid, 4242);
     ck_assert_int_eq(SB_GET(scoreboard_slot(M.sb, m.slot)->pid), 4242);
+    ck_assert_int_eq(nsent, 0); /* the message records; the step acts */
+    master_step();
     ck_assert_int_eq(sent_to(4242, SIGQUIT), 1);
     ck_assert_int_eq(nsent, 1);
     /* A second word for the same slot changes nothing. */
@@ -167,7 +177,7 @@ START_TEST(test_pending_workers)
     ck_assert_int_eq(live(), 1);
     ck_assert(M.next_spawn > clock_now);
     clock_now += 1;
-    master_reconcile();
+    master_step();
     ck_assert_int_eq(live(), 2);
     teardown();
 }
@@ -176,11 +186,11 @@ END_TEST
 START_TEST(test_spawns_the_pool)
 {
     setup(3, 1);
-    master_reconcile();
+    master_step();
     ck_assert_int_eq(live(), 3);
     for (int id = 1; id <= 3; id++)
         ck_assert_ptr_nonnull(by_id(id, PH_ACTIVE));
-    master_reconcile(); /* nothing more to do */
+    master_step(); /* nothing more to do */
     ck_assert_int_eq(live(), 3);
     teardown();
 }
@@ -192,7 +202,7 @@ START_TEST(test_crash_loop_backoff)
     double want[] = {0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10, 10};
 
     setup(1, 1);
-    master_reconcile();
+    master_step();
     M.ever_served = true; /* it could boot once: back off, do not give up */
     for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
         struct worker *w = by_id(1, PH_ACTIVE);
@@ -200,10 +210,10 @@ START_TEST(test_crash_loop_backoff)
         reap(w, W_EXITCODE(1, 0));
         ck_assert_int_eq(live(), 0);
         clock_now += want[k] - 0.01;
-        master_reconcile();
+        master_step();
         ck_assert_msg(live() == 0, "respawned before %.2fs (failure %zu)", want[k], k + 1);
         clock_now += 0.01;
-        master_reconcile();
+        master_step();
         ck_assert_msg(live() == 1, "not respawned after %.2fs (failure %zu)", want[k], k + 1);
     }
     /* Serving a while ends the loop: the next crash is retried at once. */
@@ -220,7 +230,7 @@ END_TEST
 START_TEST(test_app_cannot_boot)
 {
     setup(2, 1);
-    master_reconcile();
+    master_step();
     reap(by_id(1, PH_ACTIVE), W_EXITCODE(70, 0));
     ck_assert_int_eq(M.exit_code, 70);
     ck_assert_int_eq(M.mode, STOPPING);
@@ -235,14 +245,14 @@ START_TEST(test_recycle_budget)
     struct worker *w1, *w2, *r1;
 
     setup(3, 1);
-    master_reconcile();
+    master_step();
     serve_all();
     w2 = by_id(2, PH_ACTIVE);
     master_message(w2, MSG_RECYCLE, RETIRE_MAX_RSS);
     clock_now += 1;
     w1 = by_id(1, PH_ACTIVE);
     master_message(w1, MSG_RECYCLE, RETIRE_MAX_REQUESTS);
-    master_reconcile();
+    master_step();
     ck_assert_int_eq(live(), 4); /* one replacement, for the first to ask */
     ck_assert_int_eq(w2->phase, PH_REPLACING);
     ck_assert_int_eq(w1->phase, PH_WANTS);
@@ -268,17 +278,17 @@ START_TEST(test_replacement_deadline)
     struct worker *w;
 
     setup(1, 1);
-    master_reconcile();
+    master_step();
     serve_all();
     w = by_id(1, PH_ACTIVE);
     master_message(w, MSG_RECYCLE, RETIRE_LIFETIME);
-    master_reconcile();
+    master_step();
     ck_assert_int_eq(w->phase, PH_REPLACING);
     clock_now += 29;
-    master_reconcile();
+    master_step();
     ck_assert_int_eq(w->phase, PH_REPLACING);
     clock_now += 2;
-    master_reconcile();
+    master_step();
     ck_assert_int_eq(w->phase, PH_RETIRING);
     teardown();
 }
@@ -291,22 +301,22 @@ START_TEST(test_timeout_kill_grace)
     pid_t pid;
 
     setup(1, 1);
-    master_reconcile();
+    master_step();
     serve_all();
     w = by_id(1, PH_ACTIVE);
     pid = w->pid;
     SB_SET(scoreboard_slot(M.sb, (int)(w - M.w) + 1)->heartbeat_ms,
            scoreboard_mono_ms() - 31000);
-    master_hard_limits();
-    master_reconcile();
+    M.intent.tick = true; /* the 1 s tick: hard limits */
+    master_step();
     ck_assert_int_eq(w->phase, PH_KILLING);
     ck_assert_int_eq(sent_to(pid, SIGQUIT), 1);
     ck_assert_ptr_nonnull(by_id(1, PH_ACTIVE)); /* its replacement */
     clock_now += 0.5;
-    master_reconcile();
+    master_step();
     ck_assert_int_eq(sent_to(pid, SIGKILL), 0);
     clock_now += 0.5;
-    master_reconcile();
+    master_step();
     ck_assert_int_eq(sent_to(pid, SIGKILL), 1);
     reap(w, W_EXITCODE(0, SIGKILL));
     ck_assert_int_eq(M.account.retired[RETIRE_TIMEOUT], 1);
@@ -319,7 +329,7 @@ END_TEST
 START_TEST(test_foreign_sigkill_is_oom)
 {
     setup(1, 1);
-    master_reconcile();
+    master_step();
     serve_all();
     clock_now += 5;
     reap(by_id(1, PH_ACTIVE), W_EXITCODE(0, SIGKILL));
@@ -334,16 +344,16 @@ START_TEST(test_scale_down_and_up)
     struct worker *w3;
 
     setup(3, 1);
-    master_reconcile();
+    master_step();
     serve_all();
     w3 = by_id(3, PH_ACTIVE);
     M.target = 2;
-    master_reconcile();
+    master_step();
     ck_assert_int_eq(w3->phase, PH_RETIRING);
     ck_assert_int_eq(w3->reason, RETIRE_SCALE);
     ck_assert_int_eq(sent_to(w3->pid, SIGTERM), 1);
     M.target = 4;
-    master_reconcile();
+    master_step();
     ck_assert_ptr_nonnull(by_id(3, PH_ACTIVE));
     ck_assert_ptr_nonnull(by_id(4, PH_ACTIVE));
     teardown();
@@ -356,7 +366,7 @@ START_TEST(test_generation_handover)
     pid_t old[2];
 
     setup(2, 1);
-    master_reconcile();
+    master_step();
     serve_all();
     M.ready = true;
     old[0] = by_id(1, PH_ACTIVE)->pid;
@@ -367,14 +377,138 @@ START_TEST(test_generation_handover)
     M.generation = 2;
     M.ready = false;
     M.reload_state = RL_IN_PROGRESS;
-    master_reconcile();
+    master_step();
     ck_assert_int_eq(live(), 4);
     master_message(by_id(1, PH_ACTIVE), MSG_SERVING, 0);
+    master_step();
     ck_assert_int_eq(sent_to(old[0], SIGTERM), 0); /* half the new generation */
     master_message(by_id(2, PH_ACTIVE), MSG_SERVING, 0);
+    ck_assert_int_eq(sent_to(old[0], SIGTERM), 0); /* a message only records */
+    master_step();
     ck_assert_int_eq(sent_to(old[0], SIGTERM), 1);
     ck_assert_int_eq(sent_to(old[1], SIGTERM), 1);
     ck_assert_int_eq(M.reload_state, RL_DONE);
+    teardown();
+}
+END_TEST
+
+static int sent_sig(int sig)
+{
+    int n = 0;
+
+    for (int i = 0; i < nsent; i++)
+        n += sent[i].sig == sig;
+    return n;
+}
+
+/* TERM: every worker is told to finish (TERM), nothing is spawned any more,
+ * and what is left at graceful_timeout + 1 s is killed; INT after TERM
+ * shortens the wait to a quick stop's. */
+START_TEST(test_stop_graceful_then_kill)
+{
+    setup(2, 1);
+    M.cfg->server.graceful_timeout = 10;
+    master_step();
+    serve_all();
+    M.intent.stop = true;
+    master_step();
+    ck_assert_int_eq(M.mode, STOPPING);
+    ck_assert_int_eq(sent_sig(SIGTERM), 2);
+    reap(by_id(1, PH_RETIRING), W_EXITCODE(0, 0));
+    ck_assert_int_eq(live(), 1); /* no replacement while stopping */
+    clock_now += 10.5;
+    master_step();
+    ck_assert_int_eq(sent_sig(SIGKILL), 0);
+    clock_now += 1;
+    master_step();
+    ck_assert_int_eq(sent_sig(SIGKILL), 1);
+    teardown();
+}
+END_TEST
+
+START_TEST(test_stop_quick)
+{
+    setup(2, 1);
+    M.cfg->server.graceful_timeout = 60;
+    master_step();
+    serve_all();
+    M.intent.stop = true;
+    master_step();
+    M.intent.quick = true; /* INT after TERM */
+    master_step();
+    ck_assert_int_eq(sent_sig(SIGQUIT), 2);
+    clock_now += 5.5; /* the quick stop's deadline, not 61 s */
+    master_step();
+    ck_assert_int_eq(sent_sig(SIGKILL), 2);
+    teardown();
+}
+END_TEST
+
+/* TTIN and TTOU as recorded by the signal callback: one worker each, never
+ * below 1 or above max_workers; WINCH retires all and spawns none. */
+START_TEST(test_scale_signals_and_winch)
+{
+    setup(2, 1);
+    master_step();
+    serve_all();
+    M.intent.scale = 2;
+    master_step();
+    ck_assert_int_eq(M.target, 4);
+    ck_assert_int_eq(live(), 4);
+    M.intent.scale = -10;
+    master_step();
+    ck_assert_int_eq(M.target, 1);
+    ck_assert_int_eq(sent_sig(SIGTERM), 3);
+    M.intent.scale = 20;
+    master_step();
+    ck_assert_int_eq(M.target, M.cfg->server.max_workers);
+    M.intent.winch = true;
+    master_step();
+    ck_assert_int_eq(M.target, 0);
+    for (uint32_t i = 0; i < M.nslots; i++)
+        if (M.w[i].pid)
+            ck_assert_int_eq(M.w[i].phase, PH_RETIRING);
+    teardown();
+}
+END_TEST
+
+/* HUP: the file is read again, a mold started for the next generation;
+ * when it is ready the new generation is spawned beside the old, which is
+ * told to retire once the new one serves. */
+START_TEST(test_reload_generation)
+{
+    static const char ini[] = "[server]\nlisten = 127.0.0.1:0\nworkers = 3\nmax_workers = 8\n"
+                              "[app]\nmodule = hello\n[recycle]\nmax_concurrent_recycles = 1\n";
+    struct mold_msg ready = {.type = MOLD_READY};
+    pid_t old[2];
+
+    setup(2, 1);
+    M.cfg->path = strdup("test.ini");
+    M.cfg->text = strdup(ini);
+    master_step();
+    serve_all();
+    old[0] = by_id(1, PH_ACTIVE)->pid;
+    old[1] = by_id(2, PH_ACTIVE)->pid;
+    M.intent.reload = true;
+    master_step();
+    ck_assert_msg(M.reload_state == RL_IN_PROGRESS, "%s", M.reload_error);
+    ck_assert_int_gt(M.next_mold.pid, 0);
+    ck_assert_int_eq(live(), 2); /* nothing new before the mold has the app */
+    master_mold_message(&M.next_mold, &ready);
+    master_step();
+    log_set_level(LOG_ERROR); /* the new config's level was applied */
+    ck_assert_int_eq(M.generation, 2);
+    ck_assert_int_eq(M.target, 3);
+    ck_assert_int_eq(live(), 5);
+    ck_assert_int_eq(sent_to(old[0], SIGTERM), 0);
+    serve_all();
+    ck_assert_int_eq(sent_to(old[0], SIGTERM), 1);
+    ck_assert_int_eq(sent_to(old[1], SIGTERM), 1);
+    ck_assert_int_eq(M.reload_state, RL_DONE);
+    for (size_t i = 0; i < M.nlisten; i++)
+        close(M.lfds[i]);
+    free(M.lfds);
+    free(M.lspec);
     teardown();
 }
 END_TEST
@@ -395,6 +529,10 @@ int main(void)
     tcase_add_test(tc, test_foreign_sigkill_is_oom);
     tcase_add_test(tc, test_scale_down_and_up);
     tcase_add_test(tc, test_generation_handover);
+    tcase_add_test(tc, test_stop_graceful_then_kill);
+    tcase_add_test(tc, test_stop_quick);
+    tcase_add_test(tc, test_scale_signals_and_winch);
+    tcase_add_test(tc, test_reload_generation);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
