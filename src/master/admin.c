@@ -37,6 +37,7 @@ static struct {
     int fd;
     ev_io accept_w;
     admin_render_fn render;
+    void *render_data;
     struct admin_conn *conns;
     unsigned nconns;
     uint64_t tokens;    /* the last one given */
@@ -129,7 +130,7 @@ static void respond(struct admin_conn *c)
                                    .query = q ? q + 1 : "", .token = c->token};
             if (q)
                 *q = '\0';
-            status = A.render(&rq, &body, &ctype);
+            status = A.render(A.render_data, &rq, &body, &ctype);
         }
     } else {
         buf_puts(&body, "bad request\n");
@@ -227,10 +228,11 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 int admin_start(struct ev_loop *loop, struct listen_addr *addr,
-                admin_render_fn render)
+                admin_render_fn render, void *data)
 {
     A.loop = loop;
     A.render = render;
+    A.render_data = data;
     A.fd = inherit_take(addr);
     if (A.fd < 0) {
         /* A unix socket is created 0600 (the umask applies to bind), so

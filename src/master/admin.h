@@ -26,14 +26,14 @@ struct admin_req {
 #define ADMIN_LATER 0
 
 /* Renders rq into out; sets *ctype; returns the HTTP status (or
- * ADMIN_LATER). */
-typedef int (*admin_render_fn)(const struct admin_req *rq, struct buf *out,
+ * ADMIN_LATER). data: what admin_start was given. */
+typedef int (*admin_render_fn)(void *data, const struct admin_req *rq, struct buf *out,
                                const char **ctype);
 
 /* Serves addr on loop: an inherited socket for it (binary upgrade) or a
  * new one (a unix socket is made mode 0600). 0 / -1 (logged). */
 int admin_start(struct ev_loop *loop, struct listen_addr *addr,
-                admin_render_fn render);
+                admin_render_fn render, void *data);
 /* Closes the listener and every open admin connection; unlinks a unix
  * socket only when `unlink_path` (not when a new master shares it). */
 void admin_stop(bool unlink_path);

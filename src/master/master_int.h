@@ -1,6 +1,9 @@
 /*
- * master_int.h - the master's state, shared by master.c (policy) and
- * stats.c (rendering it for the admin endpoint). Master process only.
+ * master_int.h - the master's state and what the master's files share.
+ * There is no global: master_run owns one struct master and hands it, as
+ * `ms`, to every function that needs it; libev callbacks find it as their
+ * loop's userdata. Policy (master.c, reload.c) writes it; stats.c renders
+ * it through a const pointer. Master process only.
  */
 #ifndef PF_MASTER_INT_H
 #define PF_MASTER_INT_H
@@ -92,8 +95,11 @@ struct intent {
     } exits[4];
 };
 
+struct master_ops;
+
 struct master {
-    struct ev_loop *loop;
+    struct ev_loop *loop;       /* its userdata is this struct (callbacks) */
+    const struct master_ops *ops;
     struct intent intent;
     struct config *cfg;         /* the current generation's */
     struct mold_proc mold;      /* forks the current generation's workers */
@@ -126,8 +132,8 @@ struct master {
     enum reload_state reload_state;
     char reload_error[4096];
     ev_tstamp reload_started;
-    pid_t upgrade_pid;   /* the new master of a binary upgrade, while alive */
-    bool handed_over;    /* sockets shared with a new master: never unlink */
+    pid_t heir_pid;      /* the new master of a binary upgrade (USR2), while it
+                          * lives: it shares the sockets, so never unlink */
     bool upgraded;       /* this master was started by a binary upgrade */
     pid_t heir_of;       /* then: the old master, its parent while it lives */
     char *pidfile;       /* the pidfile this master owns now (or NULL) */
@@ -140,26 +146,28 @@ struct master {
     ev_timer tick, spawn_timer;
 };
 
-extern struct master M;
 
 /* What master_step needs of the world, replaceable by a unit test (fake
  * clock, fake fork and kill): tests/unit/test_master.c. */
 struct master_ops {
-    ev_tstamp (*now)(void);
+    ev_tstamp (*now)(struct master *ms);
     /* Whether workers can be forked now: the mold has loaded the app. The
      * real one starts a mold when there is none. */
-    bool (*can_fork)(void);
+    bool (*can_fork)(struct master *ms);
     /* Starts worker `id` in scoreboard slot `slot` (1-based) with ctl_fd
      * (its end of the command pair, or -1; the caller closes its copy):
      * its pid, PID_PENDING (the mold tells it later: master_mold_message),
      * or 0 when it cannot be asked for now. */
-    pid_t (*fork_worker)(int id, int slot, int ctl_fd);
+    pid_t (*fork_worker)(struct master *ms, int id, int slot, int ctl_fd);
     int (*kill)(pid_t pid, int sig);
     /* Starts the mold of a reload's generation gen into m (spawn_mold). */
-    int (*start_mold)(struct mold_proc *m, uint32_t gen, const struct config *cfg,
-                      const int *fds, size_t nfds);
+    int (*start_mold)(struct master *ms, struct mold_proc *m, uint32_t gen,
+                      const struct config *cfg, const int *fds, size_t nfds);
+    /* Starts the new master of a binary upgrade (USR2): forks, and the
+     * child execs this binary with the inherited sockets fds ("3,4u,..."
+     * for INHERIT_ENV). Its pid, or -1. */
+    pid_t (*start_heir)(struct master *ms, const char *fds);
 };
-extern const struct master_ops *master_ops;
 
 /* Worker slots a master with cfg needs: every worker, a replacement each
  * within the recycle budget, and as many again for workers still leaving
@@ -170,77 +178,91 @@ static inline uint32_t master_slots_for(const struct config *cfg)
     return 2 * cfg->server.max_workers + cfg->recycle.max_concurrent_recycles;
 }
 
-/* The master's one decision point (master.c): acts on M.intent and on the
- * state, at master_ops->now(), in a fixed order: reap → stop → reopen logs
+/* Start-up failures in a row back off from the first to the last. */
+#define BOOT_BACKOFF_MIN 0.1
+#define BOOT_BACKOFF_MAX 10.0
+
+/* The master's clock (a fake one in test_master). */
+static inline ev_tstamp master_now(struct master *ms)
+{
+    return ms->ops->now(ms);
+}
+
+/* The master's one decision point (master.c): acts on ms->intent and on the
+ * state, at ms->ops->now(), in a fixed order: reap → stop → reopen logs
  * → scale → generations (reload, upgrade) → hard limits → recycle → spawn
  * → report. The only caller of master_signal, spawn and the molds' signals;
  * every callback ends by calling it. */
-void master_step(void);
-/* A worker (M.w[i]) was reaped with wait status wstatus. */
-void master_reaped(struct worker *w, int wstatus);
+void master_step(struct master *ms);
+/* A worker (ms->w[i]) was reaped with wait status wstatus. */
+void master_reaped(struct master *ms, struct worker *w, int wstatus);
+/* Reads every worker message waiting on the pipe, and records each. */
+void master_read_messages(struct master *ms);
 /* A worker's message (the pipe), already validated. */
-void master_message(struct worker *w, int type, int reason);
-/* Sends sig to w through master_ops (SIGKILL marks it killed). */
-void master_signal(struct worker *w, int sig);
+void master_message(struct master *ms, struct worker *w, int type, int reason);
+/* Sends sig to w through ms->ops (SIGKILL marks it killed). */
+void master_signal(struct master *ms, struct worker *w, int sig);
 
 /* In a child of the master: stops every master watcher and closes what
- * only the master uses (master.c). */
-void master_forget_in_child(void);
+ * only the master uses (run.c). */
+void master_forget_in_child(struct master *ms);
 /* A mold's message (spawn.c reads, master.c decides). */
-void master_mold_message(struct mold_proc *m, const struct mold_msg *msg);
+void master_mold_message(struct master *ms, struct mold_proc *m, const struct mold_msg *msg);
 /* A child was reaped: a mold? true when it was (and has been dealt with). */
-bool master_mold_reaped(pid_t pid, int wstatus);
+bool master_mold_reaped(struct master *ms, pid_t pid, int wstatus);
 
 /* relay.c: operators' commands to one worker (GET|POST /workers/ID/...). */
 /* An admin_render_fn for /workers/...: answers now, or ADMIN_LATER. */
-int relay_render(const struct admin_req *rq, struct buf *out);
+int relay_render(struct master *ms, const struct admin_req *rq, struct buf *out);
 /* w is being forgotten (exited, or never forked): a waiting admin request
  * gets 502, the socket is closed, the watchers stopped. */
-void relay_forget(struct worker *w);
+void relay_forget(struct master *ms, struct worker *w);
 /* In a new mold: close the master's ends of every worker's pair. */
-void relay_forget_in_child(void);
+void relay_forget_in_child(struct master *ms);
 
 /* spawn.c: the molds' mechanism. */
 /* Forks a mold for generation gen with cfg and the listeners fds (any
  * other listener of the master is closed in it). 0 / -1 (logged). */
-int spawn_mold(struct mold_proc *m, uint32_t gen, const struct config *cfg,
+int spawn_mold(struct master *ms, struct mold_proc *m, uint32_t gen, const struct config *cfg,
                const int *fds, size_t nfds);
 /* Asks m for worker id in slot, handing it the worker's end of its
  * command socket pair (or -1). 0 / -1 (the mold is gone or stuck). */
 int spawn_ask(struct mold_proc *m, int id, int slot, int ctl_fd);
 /* Reads every message waiting from both molds, without blocking. */
-void spawn_read_all(void);
+void spawn_read_all(struct master *ms);
 /* The mold (current, next or old) with this pid, or NULL. */
-struct mold_proc *spawn_find(pid_t pid);
+struct mold_proc *spawn_find(struct master *ms, pid_t pid);
 /* kill(2) for a mold, logged when it fails for another reason than ESRCH. */
-void spawn_signal(struct mold_proc *m, int sig);
+void spawn_signal(struct master *ms, struct mold_proc *m, int sig);
 /* Stops watching m, closes its socket and empties it (pid 0, fd -1). */
-void spawn_forget(struct mold_proc *m);
+void spawn_forget(struct master *ms, struct mold_proc *m);
 /* Moves the mold in from to to (to is forgotten first); from is emptied. */
-void spawn_move(struct mold_proc *to, struct mold_proc *from);
+void spawn_move(struct master *ms, struct mold_proc *to, struct mold_proc *from);
 
 const char *master_phase_name(enum phase p);
 const char *master_reload_state_name(enum reload_state s);
 
 /* reload.c: HUP, WINCH, USR2, called by master_step. */
-void master_reload(void);
-void master_winch(void);
-void master_upgrade(void);
+void master_reload(struct master *ms);
+void master_winch(struct master *ms);
+void master_upgrade(struct master *ms);
+/* The real master_ops.start_heir. */
+pid_t master_start_heir(struct master *ms, const char *fds);
 /* A child of the master that is no worker: the new master of an upgrade?
  * true when it was (and it has been dealt with). */
-bool master_upgrade_reaped(pid_t pid, int wstatus);
+bool master_upgrade_reaped(struct master *ms, pid_t pid, int wstatus);
 /* The new generation serves: retire the old one, finish the reload. */
-void master_reload_done(void);
+void master_reload_done(struct master *ms);
 /* The reload's mold loaded the app: start the new generation. */
-void master_reload_ready(void);
+void master_reload_ready(struct master *ms);
 /* The reload's mold ended before it was ready: refuse the reload. */
-void master_reload_failed(int wstatus, const char *why);
+void master_reload_failed(struct master *ms, int wstatus, const char *why);
 /* Closes a listener, unlinking a unix socket only when no other master
  * shares it. */
-void master_close_listener(int fd, const struct listen_addr *a);
+void master_close_listener(struct master *ms, int fd, const struct listen_addr *a);
 /* Whether this master removes its unix socket files when it closes them:
  * not once it handed them to a new master, nor while the old master it
  * took them from lives (a rollback gives them back to it). */
-bool master_owns_paths(void);
+bool master_owns_paths(struct master *ms);
 
 #endif

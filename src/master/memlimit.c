@@ -141,7 +141,7 @@ int memlimit_check(struct config *cfg, char *err, size_t len)
 
 /* Finds the cgroup again (the master may have been moved, its limit
  * changed); a new one's oom_kill count is where naming starts. */
-static void find_cgroup(bool at_start)
+static void find_cgroup(struct master *ms, bool at_start)
 {
     struct cgroup cg;
     char lim[16];
@@ -149,81 +149,85 @@ static void find_cgroup(bool at_start)
     bool moved;
 
     cgroup_find(NULL, &cg);
-    moved = at_start || strcmp(cg.dir, M.cgroup.dir) != 0 || cg.version != M.cgroup.version;
-    if (cg.limit > 0 && (moved || cg.limit != M.cgroup.limit))
+    moved = at_start || strcmp(cg.dir, ms->cgroup.dir) != 0 || cg.version != ms->cgroup.version;
+    if (cg.limit > 0 && (moved || cg.limit != ms->cgroup.limit))
         log_info("cgroup %s %s: memory limit %s", cgroup_version_name(cg.version), cg.path,
                  memory_fmt(cg.limit, lim, sizeof(lim)));
-    M.cgroup = cg;
+    ms->cgroup = cg;
     if (moved)
-        M.oom_claimed = cgroup_oom_kills(&cg, &n) == 0 ? n : 0;
+        ms->oom_claimed = cgroup_oom_kills(&cg, &n) == 0 ? n : 0;
 }
 
-int memlimit_start(void)
+int memlimit_start(struct master *ms)
 {
     char err[1024];
 
-    find_cgroup(true);
-    if (memlimit_resolve(M.cfg, M.cgroup.limit, M.target, false, err, sizeof(err)) < 0) {
+    find_cgroup(ms, true);
+    if (memlimit_resolve(ms->cfg, ms->cgroup.limit, ms->target, false, err, sizeof(err)) < 0) {
         log_errx("%s", err);
         return -1;
     }
-    explain_both(false, M.cfg, &M.cgroup, M.target);
+    explain_both(false, ms->cfg, &ms->cgroup, ms->target);
     return 0;
 }
 
-int memlimit_reload(struct config *nc, char *err, size_t len)
+void memlimit_refresh(struct master *ms)
 {
-    find_cgroup(false);
-    if (memlimit_resolve(nc, M.cgroup.limit, nc->server.workers, false, err, len) < 0)
+    find_cgroup(ms, false);
+}
+
+int memlimit_reload(const struct cgroup *cg, struct config *nc, char *err, size_t len)
+{
+    if (memlimit_resolve(nc, cg->limit, nc->server.workers, false, err, len) < 0)
         return -1;
-    explain_both(false, nc, &M.cgroup, nc->server.workers);
+    explain_both(false, nc, cg, nc->server.workers);
     return 0;
 }
 
-void memlimit_rescale(void)
+void memlimit_rescale(struct master *ms)
 {
-    uint64_t soft = M.cfg->recycle.max_rss, hard = M.cfg->recycle.max_rss_hard;
+    uint64_t soft = ms->cfg->recycle.max_rss, hard = ms->cfg->recycle.max_rss_hard;
 
-    if (M.target == 0 || (M.cfg->recycle.max_rss_set.percent <= 0 &&
-                          M.cfg->recycle.max_rss_hard_set.percent <= 0))
+    if (ms->target == 0 || (ms->cfg->recycle.max_rss_set.percent <= 0 &&
+                          ms->cfg->recycle.max_rss_hard_set.percent <= 0))
         return;
-    find_cgroup(false);
-    memlimit_resolve(M.cfg, M.cgroup.limit, M.target, true, NULL, 0);
-    if (M.cfg->recycle.max_rss == soft && M.cfg->recycle.max_rss_hard == hard)
+    find_cgroup(ms, false);
+    memlimit_resolve(ms->cfg, ms->cgroup.limit, ms->target, true, NULL, 0);
+    if (ms->cfg->recycle.max_rss == soft && ms->cfg->recycle.max_rss_hard == hard)
         return;
-    explain_both(false, M.cfg, &M.cgroup, M.target);
+    explain_both(false, ms->cfg, &ms->cgroup, ms->target);
     /* Workers read their max_rss from their slot; older generations keep
      * the one their config gave them. */
-    for (uint32_t i = 0; i < M.nslots; i++)
-        if (M.w[i].pid != 0 && M.w[i].generation == M.generation)
-            SB_SET(scoreboard_slot(M.sb, (int)i + 1)->max_rss, M.cfg->recycle.max_rss);
+    for (uint32_t i = 0; i < ms->nslots; i++)
+        if (ms->w[i].pid != 0 && ms->w[i].generation == ms->generation)
+            SB_SET(scoreboard_slot(ms->sb, (int)i + 1)->max_rss, ms->cfg->recycle.max_rss);
 }
 
-enum retire_reason memlimit_sigkill(const struct worker *w, const char *how)
+enum retire_reason memlimit_sigkill(struct master *ms, const struct worker *w, const char *how)
 {
     char lim[16];
     uint64_t n;
 
-    if (cgroup_oom_kills(&M.cgroup, &n) < 0) {
+    if (cgroup_oom_kills(&ms->cgroup, &n) < 0) {
         log_errx("worker %d (pid %d) %s, not by preforkd: probably the kernel's "
                  "OOM killer (see dmesg)", w->id, (int)w->pid, how);
         return RETIRE_OOM;
     }
-    if (n > M.oom_claimed) {
-        M.oom_claimed++; /* two deaths of one rise by 2 are both named */
-        if (M.cgroup.limit > 0)
+    if (n > ms->oom_claimed) {
+        ms->oom_claimed++; /* two deaths of one rise by 2 are both named */
+        if (ms->cgroup.limit > 0)
             log_errx("worker %d (pid %d) killed by the kernel's OOM killer: cgroup %s %s "
                      "at its memory limit of %s (oom_kill count %" PRIu64 "; %s)", w->id,
-                     (int)w->pid, cgroup_version_name(M.cgroup.version), M.cgroup.path,
-                     memory_fmt(M.cgroup.limit, lim, sizeof(lim)), n, how);
+                     (int)w->pid, cgroup_version_name(ms->cgroup.version), ms->cgroup.path,
+                     memory_fmt(ms->cgroup.limit, lim, sizeof(lim)), n, how);
         else
             log_errx("worker %d (pid %d) killed by the kernel's OOM killer: cgroup %s %s "
                      "has no memory limit, the host ran out (oom_kill count %" PRIu64
-                     "; %s)", w->id, (int)w->pid, cgroup_version_name(M.cgroup.version),
-                     M.cgroup.path, n, how);
+                     "; %s)", w->id, (int)w->pid, cgroup_version_name(ms->cgroup.version),
+                     ms->cgroup.path, n, how);
         return RETIRE_OOM;
     }
-    M.oom_claimed = n; /* never above the count: a new cgroup starts lower */
+    ms->oom_claimed = n; /* never above the count: a new cgroup starts lower */
     log_warnx("worker %d (pid %d) %s, neither by preforkd nor by the kernel's OOM "
               "killer (the cgroup's oom_kill count is still %" PRIu64 ")", w->id,
               (int)w->pid, how, n);

@@ -13,9 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "scoreboard.h"
 
+struct master;
 struct worker;
 
 /* Pure. Resolves c's max_rss and max_rss_hard for `workers` workers and a
@@ -38,15 +40,18 @@ const char *memlimit_source_name(enum memlimit_source s);
  * 0, or -1 with the error ("FILE:LINE: [recycle] ...") in err. */
 int memlimit_check(struct config *cfg, char *err, size_t len);
 
-/* Master, at start (M.cfg, M.target): finds the cgroup, resolves, logs.
+/* Master, at start (ms->cfg, ms->target): finds the cgroup, resolves, logs.
  * 0, or -1 after logging the error (exit 78). */
-int memlimit_start(void);
-/* Master, SIGHUP: resolves the new config for its own workers. 0, or -1
- * with the error in err. */
-int memlimit_reload(struct config *nc, char *err, size_t len);
+int memlimit_start(struct master *ms);
+/* Master, SIGHUP: finds the master's cgroup again (it may have moved, its
+ * limit changed) before the reload is prepared. */
+void memlimit_refresh(struct master *ms);
+/* Master, SIGHUP: resolves the new config for its own workers against cg.
+ * Pure but for the log. 0, or -1 with the error in err. */
+int memlimit_reload(const struct cgroup *cg, struct config *nc, char *err, size_t len);
 /* Master: the number of workers wanted changed (SIGTTIN/SIGTTOU): resolves
- * M.cfg again and hands new values to the current generation's workers. */
-void memlimit_rescale(void);
+ * ms->cfg again and hands new values to the current generation's workers. */
+void memlimit_rescale(struct master *ms);
 
 /* Master: worker w died of a SIGKILL the master did not send (how: its
  * wait status in words). Reads the cgroup's oom_kill count: when it rose
@@ -54,6 +59,6 @@ void memlimit_rescale(void);
  * killed w (with the cgroup's limit) and returns RETIRE_OOM; when it did
  * not, logs that someone else did and returns RETIRE_CRASH; without a
  * count to read, logs that the OOM killer is likely (RETIRE_OOM). */
-enum retire_reason memlimit_sigkill(const struct worker *w, const char *how);
+enum retire_reason memlimit_sigkill(struct master *ms, const struct worker *w, const char *how);
 
 #endif

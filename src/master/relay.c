@@ -27,15 +27,15 @@ static struct cmd_reply reply; /* 64 KiB: not on the stack */
 
 /* The live worker with this id: the current generation's holder first,
  * else any that still serves it (an older generation during a reload). */
-static struct worker *find(long id)
+static struct worker *find(struct master *ms, long id)
 {
     struct worker *any = NULL;
 
-    for (uint32_t i = 0; i < M.nslots; i++) {
-        struct worker *w = &M.w[i];
+    for (uint32_t i = 0; i < ms->nslots; i++) {
+        struct worker *w = &ms->w[i];
         if (w->pid <= 0 || w->id != id)
             continue;
-        if (w->generation == M.generation &&
+        if (w->generation == ms->generation &&
             (w->phase == PH_ACTIVE || w->phase == PH_WANTS))
             return w;
         if (any == NULL && w->phase != PH_KILLING)
@@ -98,17 +98,17 @@ bad:
     return -1;
 }
 
-static void done(struct worker *w)
+static void done(struct master *ms, struct worker *w)
 {
-    ev_io_stop(M.loop, &w->ctl_io);
-    ev_timer_stop(M.loop, &w->ctl_timer);
+    ev_io_stop(ms->loop, &w->ctl_io);
+    ev_timer_stop(ms->loop, &w->ctl_timer);
     w->ctl_token = 0;
 }
 
-static void answer(struct worker *w, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void answer(struct master *ms, struct worker *w, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void answer(struct worker *w, int status, const char *fmt, ...)
+static void answer(struct master *ms, struct worker *w, int status, const char *fmt, ...)
 {
     char text[256];
     va_list ap;
@@ -117,11 +117,12 @@ static void answer(struct worker *w, int status, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     admin_answer(w->ctl_token, status, "text/plain", text, strlen(text));
-    done(w);
+    done(ms, w);
 }
 
 static void on_reply(struct ev_loop *loop, ev_io *io, int revents)
 {
+    struct master *ms = ev_userdata(loop);
     struct worker *w = io->data;
     ssize_t n;
 
@@ -131,46 +132,47 @@ static void on_reply(struct ev_loop *loop, ev_io *io, int revents)
         reply.text[sizeof(reply.text) - 1] = '\0';
         admin_answer(w->ctl_token, reply.status, "text/plain", reply.text,
                      strnlen(reply.text, (size_t)n - offsetof(struct cmd_reply, text)));
-        done(w);
+        done(ms, w);
         return;
     }
     if (n == 0 || (errno != EAGAIN && errno != EINTR))
-        answer(w, 502, "worker %d (pid %d) closed its command channel\n", w->id,
+        answer(ms, w, 502, "worker %d (pid %d) closed its command channel\n", w->id,
                (int)w->pid);
 }
 
 static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    struct master *ms = ev_userdata(loop);
     struct worker *w = t->data;
 
-    answer(w, 504, "worker %d (pid %d) did not answer within %.0fs: its loop is "
+    answer(ms, w, 504, "worker %d (pid %d) did not answer within %.0fs: its loop is "
            "busy (a long request?); try again, or give a longer timeout\n",
            w->id, (int)w->pid, w->ctl_wait);
 }
 
 /* POST /workers/ID/recycle: as if the worker had reached max_requests. */
-static int recycle_one(struct worker *w, const struct admin_req *rq, struct buf *out)
+static int recycle_one(struct master *ms, struct worker *w, const struct admin_req *rq, struct buf *out)
 {
     if (strcmp(rq->method, "POST") != 0) {
         buf_printf(out, "recycle changes things: POST it\n");
         return 405;
     }
-    if (w->phase != PH_ACTIVE || w->generation != M.generation) {
+    if (w->phase != PH_ACTIVE || w->generation != ms->generation) {
         buf_printf(out, "worker %d (pid %d) is %s already\n", w->id, (int)w->pid,
                 master_phase_name(w->phase));
         return 409;
     }
     log_info("worker %d (pid %d): recycle requested through the admin endpoint",
              w->id, (int)w->pid);
-    master_message(w, MSG_RECYCLE, RETIRE_REQUESTED);
-    master_step();
+    master_message(ms, w, MSG_RECYCLE, RETIRE_REQUESTED);
+    master_step(ms);
     buf_printf(out, "worker %d (pid %d): its replacement starts, then it retires\n",
             w->id, (int)w->pid);
     return 202;
 }
 
 /* See master_int.h. */
-int relay_render(const struct admin_req *rq, struct buf *out)
+int relay_render(struct master *ms, const struct admin_req *rq, struct buf *out)
 {
     struct cmd_req req = {0};
     const char *rest;
@@ -185,12 +187,12 @@ int relay_render(const struct admin_req *rq, struct buf *out)
         return 404;
     }
     rest = end + 1;
-    if ((w = find(id)) == NULL) {
-        buf_printf(out, "no worker %ld (workers are 1..%u)\n", id, M.target);
+    if ((w = find(ms, id)) == NULL) {
+        buf_printf(out, "no worker %ld (workers are 1..%u)\n", id, ms->target);
         return 404;
     }
     if (strcmp(rest, "recycle") == 0)
-        return recycle_one(w, rq, out);
+        return recycle_one(ms, w, rq, out);
     if (command_line(rest, rq->query, req.line, sizeof(req.line), &wait, out) < 0)
         return 400;
     if (w->ctl_fd < 0) {
@@ -214,17 +216,17 @@ int relay_render(const struct admin_req *rq, struct buf *out)
     ev_timer_init(&w->ctl_timer, on_deadline, wait, 0.);
     w->ctl_wait = wait;
     w->ctl_io.data = w->ctl_timer.data = w;
-    ev_io_start(M.loop, &w->ctl_io);
-    ev_timer_start(M.loop, &w->ctl_timer);
+    ev_io_start(ms->loop, &w->ctl_io);
+    ev_timer_start(ms->loop, &w->ctl_timer);
     admin_hold(rq->token, wait + 1);
     return ADMIN_LATER;
 }
 
 /* See master_int.h. */
-void relay_forget(struct worker *w)
+void relay_forget(struct master *ms, struct worker *w)
 {
     if (w->ctl_token != 0)
-        answer(w, 502, "worker %d (pid %d) ended before it answered\n", w->id,
+        answer(ms, w, 502, "worker %d (pid %d) ended before it answered\n", w->id,
                (int)w->pid);
     if (w->ctl_fd >= 0)
         close(w->ctl_fd);
@@ -232,14 +234,14 @@ void relay_forget(struct worker *w)
 }
 
 /* See master_int.h. */
-void relay_forget_in_child(void)
+void relay_forget_in_child(struct master *ms)
 {
-    for (uint32_t i = 0; i < M.nslots; i++)
-        if (M.w[i].pid != 0 && M.w[i].ctl_fd >= 0) {
-            if (M.w[i].ctl_token != 0) {
-                ev_io_stop(M.loop, &M.w[i].ctl_io);
-                ev_timer_stop(M.loop, &M.w[i].ctl_timer);
+    for (uint32_t i = 0; i < ms->nslots; i++)
+        if (ms->w[i].pid != 0 && ms->w[i].ctl_fd >= 0) {
+            if (ms->w[i].ctl_token != 0) {
+                ev_io_stop(ms->loop, &ms->w[i].ctl_io);
+                ev_timer_stop(ms->loop, &ms->w[i].ctl_timer);
             }
-            close(M.w[i].ctl_fd);
+            close(ms->w[i].ctl_fd);
         }
 }

@@ -23,7 +23,7 @@ static struct {
     struct sockaddr_un addr;
     socklen_t len;
     double watchdog;
-    bool handed_over;
+    bool heir_runs;
 } N = {.fd = -1};
 
 int sdnotify_init(pid_t heir_of)
@@ -78,16 +78,16 @@ void sdnotify(const char *fmt, ...)
         return;
     /* The main process is, or is about to be, the new master: anything but
      * a watchdog ping from this one would speak for the service. */
-    if (N.handed_over && strcmp(msg, "WATCHDOG=1") != 0)
+    if (N.heir_runs && strcmp(msg, "WATCHDOG=1") != 0)
         return;
     if (sendto(N.fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&N.addr,
                N.len) < 0 && errno != EAGAIN)
         log_debug("sd_notify: %s", strerror(errno));
 }
 
-void sdnotify_handover(bool on)
+void sdnotify_heir(bool on)
 {
-    N.handed_over = on;
+    N.heir_runs = on;
 }
 
 double sdnotify_watchdog_interval(void)

@@ -21,7 +21,7 @@ void sdnotify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * master is no longer the service's main process and sends nothing but
  * WATCHDOG=1, so that its STOPPING=1 or STATUS= cannot be taken for the
  * service's (NotifyAccess=all). */
-void sdnotify_handover(bool on);
+void sdnotify_heir(bool on);
 /* Seconds between WATCHDOG=1 pings (half of WATCHDOG_USEC), 0 if none. */
 double sdnotify_watchdog_interval(void);
 /* "MONOTONIC_USEC=..." value for RELOADING=1 (Type=notify-reload). */

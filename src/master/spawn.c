@@ -18,8 +18,14 @@
 
 static void on_mold(struct ev_loop *loop, ev_io *io, int revents);
 
-/* Every mold the master may hear from. */
-static struct mold_proc *const molds[3] = {&M.mold, &M.next_mold, &M.old_mold};
+/* Every mold the master may hear from: the current, a reload's, the old. */
+#define NMOLDS 3
+static struct mold_proc *mold_at(struct master *ms, size_t i)
+{
+    struct mold_proc *all[NMOLDS] = {&ms->mold, &ms->next_mold, &ms->old_mold};
+
+    return all[i];
+}
 
 static bool in_list(int fd, const int *fds, size_t n)
 {
@@ -32,31 +38,31 @@ static bool in_list(int fd, const int *fds, size_t n)
 /* In the new mold: nothing of the master stays open but what the
  * generation's workers inherit. */
 static void __attribute__((noreturn))
-mold_child(struct mold_proc *m, int sock, uint32_t gen,
+mold_child(struct master *ms, struct mold_proc *m, int sock, uint32_t gen,
            const struct config *cfg, const int *fds, size_t nfds, pid_t master)
 {
     struct mold_boot b = {
         .generation = gen, .cfg = cfg, .listen_fds = fds, .nlisten = nfds,
-        .sb = M.sb, .msg_fd = M.msg_wr,
-        .handoff_fd = {M.handoff[0], M.handoff[1]}, .sock = sock,
+        .sb = ms->sb, .msg_fd = ms->msg_wr,
+        .handoff_fd = {ms->handoff[0], ms->handoff[1]}, .sock = sock,
         .master = master,
     };
 
-    master_forget_in_child();
-    for (size_t i = 0; i < M.nlisten; i++)
-        if (!in_list(M.lfds[i], fds, nfds))
-            close(M.lfds[i]); /* the old generation's only */
-    for (size_t i = 0; i < 3; i++)
-        if (molds[i] != m && molds[i]->pid > 0 && molds[i]->fd >= 0) {
-            ev_io_stop(M.loop, &molds[i]->io);
-            close(molds[i]->fd);
+    master_forget_in_child(ms);
+    for (size_t i = 0; i < ms->nlisten; i++)
+        if (!in_list(ms->lfds[i], fds, nfds))
+            close(ms->lfds[i]); /* the old generation's only */
+    for (size_t i = 0; i < NMOLDS; i++)
+        if (mold_at(ms, i) != m && mold_at(ms, i)->pid > 0 && mold_at(ms, i)->fd >= 0) {
+            ev_io_stop(ms->loop, &mold_at(ms, i)->io);
+            close(mold_at(ms, i)->fd);
         }
-    relay_forget_in_child(); /* the master's ends of workers' command pairs */
+    relay_forget_in_child(ms); /* the master's ends of workers' command pairs */
     mold_main(&b);
 }
 
 /* See master_int.h. */
-int spawn_mold(struct mold_proc *m, uint32_t gen, const struct config *cfg,
+int spawn_mold(struct master *ms, struct mold_proc *m, uint32_t gen, const struct config *cfg,
                const int *fds, size_t nfds)
 {
     pid_t master = getpid(), pid;
@@ -69,7 +75,7 @@ int spawn_mold(struct mold_proc *m, uint32_t gen, const struct config *cfg,
     pid = proc_fork();
     if (pid == 0) {
         close(sv[0]);
-        mold_child(m, sv[1], gen, cfg, fds, nfds, master);
+        mold_child(ms, m, sv[1], gen, cfg, fds, nfds, master);
     }
     close(sv[1]);
     if (pid < 0) {
@@ -78,10 +84,10 @@ int spawn_mold(struct mold_proc *m, uint32_t gen, const struct config *cfg,
         return -1;
     }
     *m = (struct mold_proc){.pid = pid, .fd = sv[0], .generation = gen,
-                            .started = ev_now(M.loop)};
+                            .started = ev_now(ms->loop)};
     ev_io_init(&m->io, on_mold, m->fd, EV_READ);
     m->io.data = m;
-    ev_io_start(M.loop, &m->io);
+    ev_io_start(ms->loop, &m->io);
     log_info("mold started (pid %d, generation %u, app %s%s)", (int)pid, gen,
              cfg->app.module, cfg->server.preload ? ", preloading" : "");
     return 0;
@@ -118,7 +124,7 @@ int spawn_ask(struct mold_proc *m, int id, int slot, int ctl_fd)
 }
 
 /* Every message waiting on m's socket, in order. */
-static void read_mold(struct mold_proc *m)
+static void read_mold(struct master *ms, struct mold_proc *m)
 {
     struct mold_msg msg;
     ssize_t n;
@@ -130,7 +136,7 @@ static void read_mold(struct mold_proc *m)
             continue;
         if (n <= 0) {
             if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-                ev_io_stop(M.loop, &m->io); /* gone: ev_child says how */
+                ev_io_stop(ms->loop, &m->io); /* gone: ev_child says how */
                 close(m->fd);
                 m->fd = -1;
             }
@@ -141,44 +147,45 @@ static void read_mold(struct mold_proc *m)
             continue;
         }
         msg.text[sizeof(msg.text) - 1] = '\0';
-        master_mold_message(m, &msg);
+        master_mold_message(ms, m, &msg);
     }
 }
 
 static void on_mold(struct ev_loop *loop, ev_io *io, int revents)
 {
-    read_mold(io->data);
-    master_step();
+    struct master *ms = ev_userdata(loop);
+    read_mold(ms, io->data);
+    master_step(ms);
 }
 
 /* See master_int.h. */
-void spawn_read_all(void)
+void spawn_read_all(struct master *ms)
 {
-    for (size_t i = 0; i < 3; i++)
-        read_mold(molds[i]);
+    for (size_t i = 0; i < NMOLDS; i++)
+        read_mold(ms, mold_at(ms, i));
 }
 
 /* See master_int.h. */
-struct mold_proc *spawn_find(pid_t pid)
+struct mold_proc *spawn_find(struct master *ms, pid_t pid)
 {
-    for (size_t i = 0; i < 3; i++)
-        if (pid > 0 && molds[i]->pid == pid)
-            return molds[i];
+    for (size_t i = 0; i < NMOLDS; i++)
+        if (pid > 0 && mold_at(ms, i)->pid == pid)
+            return mold_at(ms, i);
     return NULL;
 }
 
 /* See master_int.h. */
-void spawn_signal(struct mold_proc *m, int sig)
+void spawn_signal(struct master *ms, struct mold_proc *m, int sig)
 {
-    if (m->pid > 0 && master_ops->kill(m->pid, sig) < 0 && errno != ESRCH)
+    if (m->pid > 0 && ms->ops->kill(m->pid, sig) < 0 && errno != ESRCH)
         log_warn("kill(%d, SIG%s)", (int)m->pid, sigabbrev_np(sig));
 }
 
 /* See master_int.h. */
-void spawn_forget(struct mold_proc *m)
+void spawn_forget(struct master *ms, struct mold_proc *m)
 {
     if (m->pid > 0 && m->fd >= 0) {
-        ev_io_stop(M.loop, &m->io);
+        ev_io_stop(ms->loop, &m->io);
         close(m->fd);
     }
     *m = (struct mold_proc){.fd = -1};
@@ -186,16 +193,16 @@ void spawn_forget(struct mold_proc *m)
 
 /* See master_int.h. An active ev_io must not be copied: stop, copy, start.
  * Whatever was in to is forgotten. */
-void spawn_move(struct mold_proc *to, struct mold_proc *from)
+void spawn_move(struct master *ms, struct mold_proc *to, struct mold_proc *from)
 {
-    spawn_forget(to);
+    spawn_forget(ms, to);
     if (from->pid > 0 && from->fd >= 0)
-        ev_io_stop(M.loop, &from->io);
+        ev_io_stop(ms->loop, &from->io);
     *to = *from;
     if (to->pid > 0 && to->fd >= 0) {
         ev_io_init(&to->io, on_mold, to->fd, EV_READ);
         to->io.data = to;
-        ev_io_start(M.loop, &to->io);
+        ev_io_start(ms->loop, &to->io);
     }
     *from = (struct mold_proc){.fd = -1};
 }

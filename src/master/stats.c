@@ -40,13 +40,13 @@ static void json_escape(struct buf *b, const char *s)
 }
 
 /* Workers that take requests now: serving, and not on their way out. */
-static uint32_t serving_count(void)
+static uint32_t serving_count(const struct master *ms)
 {
     uint32_t n = 0;
 
-    for (uint32_t i = 0; i < M.nslots; i++) {
-        const struct worker *w = &M.w[i];
-        struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
+    for (uint32_t i = 0; i < ms->nslots; i++) {
+        const struct worker *w = &ms->w[i];
+        struct slot *s = scoreboard_slot(ms->sb, (int)i + 1);
         n += w->pid && SB_GET(s->state) == SLOT_SERVING &&
              (w->phase == PH_ACTIVE || w->phase == PH_WANTS ||
               w->phase == PH_REPLACING || w->phase == PH_OLD);
@@ -57,12 +57,12 @@ static uint32_t serving_count(void)
 /* Every response so far: the departed workers' (kept by the master) and
  * the live ones', with the buckets made cumulative (each counts those at
  * or under its bound, as Prometheus' le does). */
-static void http_sums(struct http_sums *h)
+static void http_sums(const struct master *ms, struct http_sums *h)
 {
-    *h = M.account.http;
-    for (uint32_t i = 0; i < M.nslots; i++)
-        if (M.w[i].pid != 0)
-            account_add_http(h, scoreboard_slot(M.sb, (int)i + 1));
+    *h = ms->account.http;
+    for (uint32_t i = 0; i < ms->nslots; i++)
+        if (ms->w[i].pid != 0)
+            account_add_http(h, scoreboard_slot(ms->sb, (int)i + 1));
     for (int i = 1; i <= SB_DURATION_BOUNDS; i++)
         h->buckets[i] += h->buckets[i - 1];
 }
@@ -79,14 +79,14 @@ static const char *bound_text(int i, char *buf, size_t len)
 /* Every upstream's counters: the current file's sections first (zero
  * until used), then any a departed generation had; departed workers'
  * counts and the live ones'. The caller frees t. */
-static void upstream_sums(struct upstream_table *t)
+static void upstream_sums(const struct master *ms, struct upstream_table *t)
 {
-    for (size_t i = 0; i < M.cfg->nupstreams; i++)
-        account_upstream(t, M.cfg->upstreams[i].name);
-    account_merge_upstreams(t, &M.account.ups);
-    for (uint32_t i = 0; i < M.nslots; i++)
-        if (M.w[i].pid != 0)
-            account_add_upstreams(t, scoreboard_slot(M.sb, (int)i + 1), true);
+    for (size_t i = 0; i < ms->cfg->nupstreams; i++)
+        account_upstream(t, ms->cfg->upstreams[i].name);
+    account_merge_upstreams(t, &ms->account.ups);
+    for (uint32_t i = 0; i < ms->nslots; i++)
+        if (ms->w[i].pid != 0)
+            account_add_upstreams(t, scoreboard_slot(ms->sb, (int)i + 1), true);
 }
 
 static uint64_t failed_sum(const struct upstream_sums *u)
@@ -155,11 +155,11 @@ static void json_app(struct buf *b, struct slot *s)
     buf_puts(b, "]");
 }
 
-static void json_worker(struct buf *b, uint32_t i, ev_tstamp now, bool *first)
+static void json_worker(const struct master *ms, struct buf *b, uint32_t i, ev_tstamp now, bool *first)
 {
     char k1[32], k2[32], k3[32];
-    const struct worker *w = &M.w[i];
-    struct slot *s = scoreboard_slot(M.sb, (int)i + 1);
+    const struct worker *w = &ms->w[i];
+    struct slot *s = scoreboard_slot(ms->sb, (int)i + 1);
     uint32_t accept_us = SB_GET(s->first_accept_us);
     struct growth g = account_growth(s, SB_GET(s->max_rss)); /* its own limit */
     uint32_t st = SB_GET(s->state);
@@ -189,7 +189,7 @@ static void json_worker(struct buf *b, uint32_t i, ev_tstamp now, bool *first)
 
 /* A mold of the master's (none: nothing): pid, generation, whether it has
  * loaded the app, and its role in a reload. */
-static void json_mold(struct buf *b, const struct mold_proc *m, const char *role,
+static void json_mold(const struct master *ms, struct buf *b, const struct mold_proc *m, const char *role,
                       bool *first)
 {
     if (m->pid <= 0)
@@ -197,7 +197,7 @@ static void json_mold(struct buf *b, const struct mold_proc *m, const char *role
     buf_printf(b, "%s{\"pid\": %d, \"generation\": %u, \"role\": \"%s\", "
             "\"ready\": %s, \"age\": %.3f}", *first ? "" : ", ", (int)m->pid,
             m->generation, role, m->ready ? "true" : "false",
-            ev_now(M.loop) - m->started);
+            ev_now(ms->loop) - m->started);
     *first = false;
 }
 
@@ -221,9 +221,9 @@ static void json_memlimit(struct buf *b, const char *key, uint64_t bytes,
 
 /* "cgroup": the master's memory cgroup, its limit, usage and OOM kills,
  * and the effective memory limits of the workers (memlimit.c). */
-static void json_cgroup(struct buf *b)
+static void json_cgroup(const struct master *ms, struct buf *b)
 {
-    const struct cgroup *cg = &M.cgroup;
+    const struct cgroup *cg = &ms->cgroup;
     uint64_t usage = 0, kills = 0;
     int urc = cgroup_usage(cg, &usage), krc = cgroup_oom_kills(cg, &kills);
     char n1[32], n2[32], n3[32], n4[32];
@@ -241,23 +241,23 @@ static void json_cgroup(struct buf *b)
                json_u64(urc, usage, n2), json_u64(krc, kills, n3));
     json_escape(b, cg->limit > 0 ? "" : cg->why);
     buf_printf(b, "\", \"share_per_worker\": %s, ",
-               json_u64(M.cfg->recycle.share > 0 ? 0 : -1, M.cfg->recycle.share, n4));
-    json_memlimit(b, "max_rss", M.cfg->recycle.max_rss, &M.cfg->recycle.max_rss_set);
+               json_u64(ms->cfg->recycle.share > 0 ? 0 : -1, ms->cfg->recycle.share, n4));
+    json_memlimit(b, "max_rss", ms->cfg->recycle.max_rss, &ms->cfg->recycle.max_rss_set);
     buf_puts(b, ", ");
-    json_memlimit(b, "max_rss_hard", M.cfg->recycle.max_rss_hard,
-                  &M.cfg->recycle.max_rss_hard_set);
+    json_memlimit(b, "max_rss_hard", ms->cfg->recycle.max_rss_hard,
+                  &ms->cfg->recycle.max_rss_hard_set);
     buf_puts(b, "}");
 }
 
 /* "responses": every worker's since the start, by status class, and
  * their durations: the sum and the cumulative count under each bound. */
-static void json_responses(struct buf *b)
+static void json_responses(const struct master *ms, struct buf *b)
 {
     struct http_sums h;
     uint64_t total = 0;
     char le[16];
 
-    http_sums(&h);
+    http_sums(ms, &h);
     for (int i = 0; i < SB_STATUS_CLASSES; i++)
         total += h.by_class[i];
     buf_printf(b, ",\n  \"responses\": {\"total\": %" PRIu64, total);
@@ -272,11 +272,11 @@ static void json_responses(struct buf *b)
 }
 
 /* "upstreams": {"NAME": {...}}, each pool's counters over every worker. */
-static void json_upstreams(struct buf *b)
+static void json_upstreams(const struct master *ms, struct buf *b)
 {
     struct upstream_table t = {0};
 
-    upstream_sums(&t);
+    upstream_sums(ms, &t);
     buf_puts(b, ",\n  \"upstreams\": {");
     for (size_t i = 0; i < t.n; i++) {
         const struct upstream_sums *u = &t.v[i];
@@ -295,9 +295,9 @@ static void json_upstreams(struct buf *b)
     account_free_upstreams(&t);
 }
 
-static void render_stats(struct buf *b)
+static void render_stats(const struct master *ms, struct buf *b)
 {
-    ev_tstamp now = ev_now(M.loop);
+    ev_tstamp now = ev_now(ms->loop);
     bool first = true;
 
     buf_printf(b, "{\n  \"master\": {\"pid\": %d, \"uptime\": %.3f, \"generation\": %u, "
@@ -305,51 +305,51 @@ static void render_stats(struct buf *b)
             "\"workers_serving\": %u, \"max_workers\": %u, \"max_concurrent_recycles\": %u, "
             "\"boot_failures\": %u, \"reloads\": %u, \"reload_state\": \"%s\", "
             "\"reload_error\": \"",
-            (int)getpid(), now - M.started, M.generation,
-            M.mode == RUNNING ? "running" : "stopping", M.ready ? "true" : "false",
-            M.target, serving_count(), M.cfg->server.max_workers,
-            M.cfg->recycle.max_concurrent_recycles,
-            M.boot_failures, M.reloads, master_reload_state_name(M.reload_state));
-    json_escape(b, M.reload_error);
-    buf_printf(b, "\", \"upgrade_pid\": %d},\n  \"molds\": [", (int)M.upgrade_pid);
-    json_mold(b, &M.mold, "current", &first);
-    json_mold(b, &M.next_mold, "loading", &first);
-    json_mold(b, &M.old_mold, "leaving", &first);
+            (int)getpid(), now - ms->started, ms->generation,
+            ms->mode == RUNNING ? "running" : "stopping", ms->ready ? "true" : "false",
+            ms->target, serving_count(ms), ms->cfg->server.max_workers,
+            ms->cfg->recycle.max_concurrent_recycles,
+            ms->boot_failures, ms->reloads, master_reload_state_name(ms->reload_state));
+    json_escape(b, ms->reload_error);
+    buf_printf(b, "\", \"upgrade_pid\": %d},\n  \"molds\": [", (int)ms->heir_pid);
+    json_mold(ms, b, &ms->mold, "current", &first);
+    json_mold(ms, b, &ms->next_mold, "loading", &first);
+    json_mold(ms, b, &ms->old_mold, "leaving", &first);
     first = true;
     buf_printf(b, "],\n  \"retired\": {");
     for (int r = 1; r < RETIRE_NREASONS; r++)
         buf_printf(b, "%s\"%s\": %" PRIu64, r > 1 ? ", " : "",
-                recycle_reason_name((enum retire_reason)r), M.account.retired[r]);
+                recycle_reason_name((enum retire_reason)r), ms->account.retired[r]);
     buf_printf(b, "},\n  \"workers\": [");
-    for (uint32_t i = 0; i < M.nslots; i++)
-        if (M.w[i].pid)
-            json_worker(b, i, now, &first);
+    for (uint32_t i = 0; i < ms->nslots; i++)
+        if (ms->w[i].pid)
+            json_worker(ms, b, i, now, &first);
     buf_printf(b, "\n  ]");
-    json_responses(b);
-    json_upstreams(b);
-    json_cgroup(b); /* last: its max_rss keys do not shadow the counts above */
+    json_responses(ms, b);
+    json_upstreams(ms, b);
+    json_cgroup(ms, b); /* last: its max_rss keys do not shadow the counts above */
     buf_printf(b, "\n}\n");
 }
 
-static void metrics_heaps(struct buf *b, const uint32_t *order, uint32_t n);
-static void metrics_app(struct buf *b, const uint32_t *order, uint32_t n);
+static void metrics_heaps(const struct master *ms, struct buf *b, const uint32_t *order, uint32_t n);
+static void metrics_app(const struct master *ms, struct buf *b, const uint32_t *order, uint32_t n);
 static void prom_escape(struct buf *b, const char *s);
 
 /* The cgroup's figures that can be read now, and the effective limits. */
-static void metrics_cgroup(struct buf *b)
+static void metrics_cgroup(const struct master *ms, struct buf *b)
 {
     uint64_t v;
 
-    if (M.cgroup.limit > 0)
+    if (ms->cgroup.limit > 0)
         buf_printf(b, "# HELP preforkd_cgroup_memory_limit_bytes Memory limit of the "
                    "master's cgroup (the smallest over it and its ancestors).\n"
                    "# TYPE preforkd_cgroup_memory_limit_bytes gauge\n"
-                   "preforkd_cgroup_memory_limit_bytes %" PRIu64 "\n", M.cgroup.limit);
-    if (cgroup_usage(&M.cgroup, &v) == 0)
+                   "preforkd_cgroup_memory_limit_bytes %" PRIu64 "\n", ms->cgroup.limit);
+    if (cgroup_usage(&ms->cgroup, &v) == 0)
         buf_printf(b, "# HELP preforkd_cgroup_memory_usage_bytes Memory in use in the "
                    "master's cgroup.\n# TYPE preforkd_cgroup_memory_usage_bytes gauge\n"
                    "preforkd_cgroup_memory_usage_bytes %" PRIu64 "\n", v);
-    if (cgroup_oom_kills(&M.cgroup, &v) == 0)
+    if (cgroup_oom_kills(&ms->cgroup, &v) == 0)
         buf_printf(b, "# HELP preforkd_oom_kills_total Processes of the master's cgroup "
                    "killed by the kernel's OOM killer.\n# TYPE preforkd_oom_kills_total "
                    "counter\npreforkd_oom_kills_total %" PRIu64 "\n", v);
@@ -358,30 +358,30 @@ static void metrics_cgroup(struct buf *b)
                "preforkd_max_rss_bytes %" PRIu64 "\n"
                "# HELP preforkd_max_rss_hard_bytes Effective max_rss_hard (0 = off).\n"
                "# TYPE preforkd_max_rss_hard_bytes gauge\npreforkd_max_rss_hard_bytes %"
-               PRIu64 "\n", M.cfg->recycle.max_rss, M.cfg->recycle.max_rss_hard);
+               PRIu64 "\n", ms->cfg->recycle.max_rss, ms->cfg->recycle.max_rss_hard);
 }
 
 /* The workers that stand for their ids in /metrics' per-worker series,
- * into order (indexes of M.w, by id); returns how many. The series are
+ * into order (indexes of ms->w, by id); returns how many. The series are
  * labelled by worker id, not pid, so that they go on across recycles.
  * While a replacement starts beside the worker it replaces (in another
  * slot, with the same id), or a reload's new generation beside the old
  * one, two processes share an id: the serving one stands for it, and of
  * two serving, the newer. Each slot's state is read once, so a scrape
  * never shows an id twice. */
-static uint32_t pick_ids(uint32_t *order)
+static uint32_t pick_ids(const struct master *ms, uint32_t *order)
 {
-    bool *serving = calloc(M.nslots, sizeof(*serving));
+    bool *serving = calloc(ms->nslots, sizeof(*serving));
     uint32_t n = 0;
 
-    for (uint32_t i = 0; serving != NULL && i < M.nslots; i++)
-        serving[i] = SB_GET(scoreboard_slot(M.sb, (int)i + 1)->state) == SLOT_SERVING;
-    for (uint32_t i = 0; i < M.nslots; i++) {
-        const struct worker *w = &M.w[i];
+    for (uint32_t i = 0; serving != NULL && i < ms->nslots; i++)
+        serving[i] = SB_GET(scoreboard_slot(ms->sb, (int)i + 1)->state) == SLOT_SERVING;
+    for (uint32_t i = 0; i < ms->nslots; i++) {
+        const struct worker *w = &ms->w[i];
         bool stands = w->pid > 0; /* not none, nor asked of the mold and unforked */
 
-        for (uint32_t k = 0; stands && k < M.nslots; k++) {
-            const struct worker *o = &M.w[k];
+        for (uint32_t k = 0; stands && k < ms->nslots; k++) {
+            const struct worker *o = &ms->w[k];
             bool ws = serving != NULL && serving[i], os = serving != NULL && serving[k];
 
             if (k == i || o->pid <= 0 || o->id != w->id)
@@ -394,7 +394,7 @@ static uint32_t pick_ids(uint32_t *order)
         if (stands) { /* insertion by id: a handful of workers */
             uint32_t at = n++;
 
-            for (; at > 0 && M.w[order[at - 1]].id > w->id; at--)
+            for (; at > 0 && ms->w[order[at - 1]].id > w->id; at--)
                 order[at] = order[at - 1];
             order[at] = i;
         }
@@ -405,12 +405,12 @@ static uint32_t pick_ids(uint32_t *order)
 
 /* preforkd_requests_total by status class and the duration histogram:
  * every worker's since the master started, recycled ones' included. */
-static void metrics_requests(struct buf *b)
+static void metrics_requests(const struct master *ms, struct buf *b)
 {
     struct http_sums h;
     char le[16];
 
-    http_sums(&h);
+    http_sums(ms, &h);
     buf_puts(b, "# HELP preforkd_requests_total Responses sent by the workers, by status "
              "class, the server's own error responses included; kept across recycles.\n"
              "# TYPE preforkd_requests_total counter\n");
@@ -430,33 +430,33 @@ static void metrics_requests(struct buf *b)
 }
 
 /* One gauge family with a row per worker id (pick_ids). */
-static void metrics_per_worker(struct buf *b, const uint32_t *order, uint32_t n,
-                               const char *name, const char *help,
-                               uint64_t (*value)(uint32_t i))
+static void metrics_per_worker(const struct master *ms, struct buf *b, const uint32_t *order,
+                               uint32_t n, const char *name, const char *help,
+                               uint64_t (*value)(const struct master *ms, uint32_t i))
 {
     buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
     for (uint32_t k = 0; k < n; k++)
-        buf_printf(b, "%s{worker=\"%d\"} %" PRIu64 "\n", name, M.w[order[k]].id,
-                   value(order[k]));
+        buf_printf(b, "%s{worker=\"%d\"} %" PRIu64 "\n", name, ms->w[order[k]].id,
+                   value(ms, order[k]));
 }
 
-static uint64_t worker_requests(uint32_t i)
+static uint64_t worker_requests(const struct master *ms, uint32_t i)
 {
-    return SB_GET(scoreboard_slot(M.sb, (int)i + 1)->requests);
+    return SB_GET(scoreboard_slot(ms->sb, (int)i + 1)->requests);
 }
 
-static uint64_t worker_memory(uint32_t i)
+static uint64_t worker_memory(const struct master *ms, uint32_t i)
 {
-    return SB_GET(scoreboard_slot(M.sb, (int)i + 1)->mem);
+    return SB_GET(scoreboard_slot(ms->sb, (int)i + 1)->mem);
 }
 
-static uint64_t worker_pid(uint32_t i)
+static uint64_t worker_pid(const struct master *ms, uint32_t i)
 {
-    return (uint64_t)M.w[i].pid;
+    return (uint64_t)ms->w[i].pid;
 }
 
 /* Each pool's counters over every worker, by [upstream NAME]. */
-static void metrics_upstreams(struct buf *b)
+static void metrics_upstreams(const struct master *ms, struct buf *b)
 {
     static const struct {
         const char *name, *type, *help;
@@ -479,7 +479,7 @@ static void metrics_upstreams(struct buf *b)
     };
     struct upstream_table t = {0};
 
-    upstream_sums(&t);
+    upstream_sums(ms, &t);
     for (size_t f = 0; t.n > 0 && f < sizeof(fam) / sizeof(fam[0]); f++) {
         buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
                    fam[f].name, fam[f].type);
@@ -506,9 +506,9 @@ static void metrics_upstreams(struct buf *b)
     account_free_upstreams(&t);
 }
 
-static void render_metrics(struct buf *b)
+static void render_metrics(const struct master *ms, struct buf *b)
 {
-    uint32_t *order = calloc(M.nslots, sizeof(*order)), n;
+    uint32_t *order = calloc(ms->nslots, sizeof(*order)), n;
 
     buf_puts(b, "# HELP preforkd_build_info The running preforkd: its version and the "
              "ABI version of the app modules it loads.\n"
@@ -521,30 +521,30 @@ static void render_metrics(struct buf *b)
             "# TYPE preforkd_workers_wanted gauge\npreforkd_workers_wanted %u\n"
             "# HELP preforkd_workers_retired_total Workers gone, by reason.\n"
             "# TYPE preforkd_workers_retired_total counter\n",
-            serving_count(), M.target);
+            serving_count(ms), ms->target);
     for (int r = 1; r < RETIRE_NREASONS; r++)
         buf_printf(b, "preforkd_workers_retired_total{reason=\"%s\"} %" PRIu64 "\n",
-                recycle_reason_name((enum retire_reason)r), M.account.retired[r]);
-    metrics_requests(b);
+                recycle_reason_name((enum retire_reason)r), ms->account.retired[r]);
+    metrics_requests(ms, b);
     /* One family after the other: the text format wants each together.
      * Out of memory, the per-worker families are left out. */
     if (order != NULL) {
-        n = pick_ids(order);
-        metrics_per_worker(b, order, n, "preforkd_worker_requests",
+        n = pick_ids(ms, order);
+        metrics_per_worker(ms, b, order, n, "preforkd_worker_requests",
                            "Requests served by the process that has this worker id now.",
                            worker_requests);
-        metrics_per_worker(b, order, n, "preforkd_worker_memory_bytes",
+        metrics_per_worker(ms, b, order, n, "preforkd_worker_memory_bytes",
                            "Memory of the process that has this worker id now "
                            "(memory_metric).", worker_memory);
-        metrics_per_worker(b, order, n, "preforkd_worker_pid",
+        metrics_per_worker(ms, b, order, n, "preforkd_worker_pid",
                            "Process id of the process that has this worker id now.",
                            worker_pid);
-        metrics_heaps(b, order, n);
-        metrics_app(b, order, n);
+        metrics_heaps(ms, b, order, n);
+        metrics_app(ms, b, order, n);
     }
     free(order);
-    metrics_upstreams(b);
-    metrics_cgroup(b);
+    metrics_upstreams(ms, b);
+    metrics_cgroup(ms, b);
 }
 
 /* A label value in the text format: \\, \" and \\n escaped. */
@@ -560,14 +560,14 @@ static void prom_escape(struct buf *b, const char *s)
     }
 }
 
-static void metrics_heaps(struct buf *b, const uint32_t *order, uint32_t n)
+static void metrics_heaps(const struct master *ms, struct buf *b, const uint32_t *order, uint32_t n)
 {
     buf_puts(b, "# HELP preforkd_worker_heap_bytes A worker's heaps: malloc's bytes "
              "in use (c) and the app's own (python, for the wsgi module).\n"
              "# TYPE preforkd_worker_heap_bytes gauge\n");
     for (uint32_t k = 0; k < n; k++) {
-        const struct worker *w = &M.w[order[k]];
-        struct slot *s = scoreboard_slot(M.sb, (int)order[k] + 1);
+        const struct worker *w = &ms->w[order[k]];
+        struct slot *s = scoreboard_slot(ms->sb, (int)order[k] + 1);
         char name[sizeof(s->app_heap_name)];
 
         buf_printf(b, "preforkd_worker_heap_bytes{worker=\"%d\",heap=\"c\"} %" PRIu64 "\n",
@@ -583,7 +583,7 @@ static void metrics_heaps(struct buf *b, const uint32_t *order, uint32_t n)
 
 /* preforkd_app_NAME{worker,label}: each name's rows from every worker
  * together, under one TYPE line. */
-static void metrics_app(struct buf *b, const uint32_t *order, uint32_t n)
+static void metrics_app(const struct master *ms, struct buf *b, const uint32_t *order, uint32_t n)
 {
     char done[SB_METRICS * 4][32];
     int ndone = 0;
@@ -593,7 +593,7 @@ static void metrics_app(struct buf *b, const uint32_t *order, uint32_t n)
             struct metrics_row first;
             bool seen = false;
 
-            if (!metrics_read(scoreboard_slot(M.sb, (int)order[a] + 1), k, &first))
+            if (!metrics_read(scoreboard_slot(ms->sb, (int)order[a] + 1), k, &first))
                 continue;
             for (int d = 0; d < ndone && !seen; d++)
                 seen = strcmp(done[d], first.name) == 0;
@@ -605,11 +605,11 @@ static void metrics_app(struct buf *b, const uint32_t *order, uint32_t n)
             for (uint32_t c = a; c < n; c++) {
                 for (int m = 0; m < SB_METRICS; m++) {
                     struct metrics_row r;
-                    if (!metrics_read(scoreboard_slot(M.sb, (int)order[c] + 1), m, &r) ||
+                    if (!metrics_read(scoreboard_slot(ms->sb, (int)order[c] + 1), m, &r) ||
                         strcmp(r.name, first.name) != 0 || !isfinite(r.value))
                         continue;
                     buf_printf(b, "preforkd_app_%s{worker=\"%d\",label=\"", r.name,
-                               M.w[order[c]].id);
+                               ms->w[order[c]].id);
                     prom_escape(b, r.label);
                     buf_printf(b, "\"} %.17g\n", r.value);
                 }
@@ -618,29 +618,30 @@ static void metrics_app(struct buf *b, const uint32_t *order, uint32_t n)
     }
 }
 
-int stats_render(const struct admin_req *rq, struct buf *out, const char **ctype)
+int stats_render(void *master, const struct admin_req *rq, struct buf *out, const char **ctype)
 {
+    struct master *ms = master; /* relay_render writes; the rest only reads */
     const char *path = rq->path;
 
     if (strncmp(path, "/workers/", 9) == 0)
-        return relay_render(rq, out);
+        return relay_render(ms, rq, out);
     if (strcmp(rq->method, "POST") == 0) {
         buf_puts(out, "POST is for /workers/ID/...: this is read with GET\n");
         return 405;
     }
     if (strcmp(path, "/stats") == 0) {
         *ctype = "application/json";
-        render_stats(out);
+        render_stats(ms, out);
         return 200;
     }
     if (strcmp(path, "/metrics") == 0) {
         *ctype = "text/plain; version=0.0.4";
-        render_metrics(out);
+        render_metrics(ms, out);
         return 200;
     }
     if (strcmp(path, "/healthz") == 0) {
         /* Healthy: running, something serving, not in a crash loop. */
-        bool ok = M.mode == RUNNING && serving_count() > 0 && M.boot_failures < 3;
+        bool ok = ms->mode == RUNNING && serving_count(ms) > 0 && ms->boot_failures < 3;
         buf_puts(out, ok ? "ok\n" : "unhealthy\n");
         return ok ? 200 : 503;
     }
