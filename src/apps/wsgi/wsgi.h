@@ -19,6 +19,10 @@
 
 #include <preforkd.h>
 
+/* "3.11": the Python this module embeds. */
+#define PY_VER_STR                                                            \
+    Py_STRINGIFY(PY_MAJOR_VERSION) "." Py_STRINGIFY(PY_MINOR_VERSION)
+
 /* Body bytes a job may have queued for the loop before its Python side
  * parks (gives the thread back) until the connection has drained. */
 #define WSGI_WINDOW (256 * 1024)
@@ -165,6 +169,21 @@ void wsgi_publish_heap(void);
 /* Logs the current Python exception (and clears it) as a traceback, one
  * line per log line, after `what`. [GIL] */
 void wsgi_log_exception(struct wsgi *w, const char *what);
+
+/* ---- config.c ---------------------------------------------------------------- */
+
+/* Reads and checks every [app] key into w (strings copied), and returns
+ * python_path and virtualenv (the config's, or NULL). 0 / -1 (reported
+ * per key). [load, before the interpreter] */
+int config_read(const pf_app_config *cfg, struct wsgi *w,
+                const char **python_path, const char **venv);
+/* Imports MODULE of spec (the value of the [app] key `key`) and returns
+ * CALLABLE (default "application"), called first when it is a factory
+ * call "NAME(ARGS)" with literal ARGS: a new reference, or NULL after
+ * logging why (a traceback, or a configuration error naming key). [load,
+ * GIL] */
+PyObject *config_resolve(struct wsgi *w, const pf_app_config *cfg,
+                         const char *key, const char *spec);
 
 /* ---- environ.c --------------------------------------------------------------- */
 
