@@ -50,7 +50,7 @@ static struct {
     size_t n;
     bool oom;
     pid_t instance; /* the running preforkd the pidfile names, or 0 */
-} K;
+} chk;
 
 /* The workers' identity, as proc_drop_privileges will set it. */
 struct identity {
@@ -64,14 +64,14 @@ static void add(int line, char *text)
 {
     struct problem *grown;
 
-    if (text == NULL || (grown = realloc(K.v, (K.n + 1) * sizeof(*grown))) == NULL) {
+    if (text == NULL || (grown = realloc(chk.v, (chk.n + 1) * sizeof(*grown))) == NULL) {
         free(text);
-        K.oom = true;
+        chk.oom = true;
         return;
     }
-    K.v = grown;
-    K.v[K.n] = (struct problem){line, (int)K.n, text};
-    K.n++;
+    chk.v = grown;
+    chk.v[chk.n] = (struct problem){line, (int)chk.n, text};
+    chk.n++;
 }
 
 /* "FILE:LINE: [section] key: " + message (no line: "FILE: ..."), malloc'd. */
@@ -87,9 +87,9 @@ static char *vformat(int line, const char *section, const char *key, const char 
     if (vasprintf(&msg, fmt, ap) < 0)
         return NULL;
     if (line > 0)
-        n = asprintf(&text, "%s:%d: [%s] %s: %s", K.c->path, line, section, key, msg);
+        n = asprintf(&text, "%s:%d: [%s] %s: %s", chk.c->path, line, section, key, msg);
     else
-        n = asprintf(&text, "%s: [%s] %s: %s", K.c->path, section, key, msg);
+        n = asprintf(&text, "%s: [%s] %s: %s", chk.c->path, section, key, msg);
     free(msg);
     return n < 0 ? NULL : text;
 }
@@ -100,7 +100,7 @@ static void fail(const char *section, const char *key, const char *fmt, ...)
 
 static void fail(const char *section, const char *key, const char *fmt, ...)
 {
-    int line = config_line(K.c, section, key);
+    int line = config_line(chk.c, section, key);
     va_list ap;
 
     va_start(ap, fmt);
@@ -114,7 +114,7 @@ static void say(bool warning, const char *section, const char *key, const char *
 
 static void say(bool warning, const char *section, const char *key, const char *fmt, ...)
 {
-    int line = config_line(K.c, section, key);
+    int line = config_line(chk.c, section, key);
     va_list ap;
     char *text;
 
@@ -323,7 +323,7 @@ static void check_pidfile(const struct config *c)
     }
     if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
         if (is_master((pid_t)pid)) {
-            K.instance = (pid_t)pid;
+            chk.instance = (pid_t)pid;
             say(false, "server", "pidfile", "%s: preforkd runs as pid %ld: the "
                 "addresses it holds are this file's", path, pid);
         } else {
@@ -356,7 +356,7 @@ static bool master_of_this_file(pid_t pid)
     struct stat ours, theirs;
 
     holder_cmdline(pid, cmd, sizeof(cmd));
-    if (strncmp(cmd, prefix, strlen(prefix)) != 0 || stat(K.c->path, &ours) < 0)
+    if (strncmp(cmd, prefix, strlen(prefix)) != 0 || stat(chk.c->path, &ours) < 0)
         return false;
     file = cmd + strlen(prefix);
     if (file[0] == '/')
@@ -377,7 +377,7 @@ static void in_use(const struct listen_addr *a, const char *section, const char 
     char cmd[256];
 
     for (size_t i = 0; i < n; i++)
-        if (pids[i] == K.instance || (K.instance == 0 && master_of_this_file(pids[i]))) {
+        if (pids[i] == chk.instance || (chk.instance == 0 && master_of_this_file(pids[i]))) {
             say(false, section, key, "%s: in use by the running preforkd (pid %d): fine",
                 a->text, (int)pids[i]);
             return;
@@ -604,8 +604,8 @@ int check_run(struct config *c)
     char err[1024];
     int rc = 0;
 
-    memset(&K, 0, sizeof(K));
-    K.c = c;
+    memset(&chk, 0, sizeof(chk));
+    chk.c = c;
     if (memlimit_check(c, err, sizeof(err)) < 0)
         add(c->recycle.max_rss_hard_set.line, strdup(err));
     check_identity(c, &id);
@@ -616,18 +616,18 @@ int check_run(struct config *c)
     if (c->admin.enabled)
         check_address(&c->admin.listen, 64, "admin", "listen");
     check_app(c, &id);
-    if (K.n > 0)
-        qsort(K.v, K.n, sizeof(*K.v), problem_cmp);
-    for (size_t i = 0; i < K.n; i++) {
-        fprintf(stderr, "%s\n", K.v[i].text);
-        free(K.v[i].text);
+    if (chk.n > 0)
+        qsort(chk.v, chk.n, sizeof(*chk.v), problem_cmp);
+    for (size_t i = 0; i < chk.n; i++) {
+        fprintf(stderr, "%s\n", chk.v[i].text);
+        free(chk.v[i].text);
     }
-    if (K.oom)
+    if (chk.oom)
         fprintf(stderr, "preforkd: out of memory\n");
-    if (K.n > 0 || K.oom)
+    if (chk.n > 0 || chk.oom)
         rc = EXIT_CONFIG;
     fprintf(stderr, "preforkd: %s: configuration %s\n", c->path, rc ? "invalid" : "ok");
-    free(K.v);
-    memset(&K, 0, sizeof(K));
+    free(chk.v);
+    memset(&chk, 0, sizeof(chk));
     return rc;
 }

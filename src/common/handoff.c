@@ -1,5 +1,5 @@
 /*
- * handoff.c - the connection hand-over queue of handoff.h: sendmsg and
+ * handoff.c - the connection handoff queue of handoff.h: sendmsg and
  * recvmsg of 1 to HANDOFF_BATCH SCM_RIGHTS descriptors with a one-byte
  * payload. Runs in workers (send, receive) and the master (create, drain).
  * Returns per handoff.h; -1 with errno on failure.

@@ -103,7 +103,7 @@ static struct {
     int ctl_fd;
     pid_t middle;    /* the middle process: the worker's first parent */
     jmp_buf worker;  /* spawn_worker's frame, where the worker goes on */
-} S;
+} mold;
 
 /* The middle process: forks the worker, tells the master its pid, exits.
  *
@@ -114,19 +114,19 @@ static struct {
  * the mold's memory, as before; it starts on the middle's stack and jumps
  * back to spawn_worker's frame on the main stack, which its copy holds as
  * the mold left it, to run there. The mold sees what the middle wrote
- * (S.middle, errno), nothing else. */
+ * (mold.middle, errno), nothing else. */
 static int __attribute__((noreturn)) middle(void *arg)
 {
-    struct mold_msg m = {.type = MOLD_SPAWNED, .slot = S.c.slot};
+    struct mold_msg m = {.type = MOLD_SPAWNED, .slot = mold.c.slot};
     pid_t pid;
 
-    S.middle = getpid();
+    mold.middle = getpid();
     pid = fork();
     if (pid == 0)
-        longjmp(S.worker, 1);
+        longjmp(mold.worker, 1);
     m.pid = pid > 0 ? pid : -1;
     m.err = pid > 0 ? 0 : errno;
-    tell(S.b->sock, &m, offsetof(struct mold_msg, text));
+    tell(mold.b->sock, &m, offsetof(struct mold_msg, text));
     _exit(0);
 }
 
@@ -142,13 +142,13 @@ static void spawn_worker(const struct mold_boot *b, struct app *app,
     pid_t mid;
     int st;
 
-    S.b = b;
-    S.app = app;
-    S.c = *c;
-    S.ctl_fd = ctl_fd;
+    mold.b = b;
+    mold.app = app;
+    mold.c = *c;
+    mold.ctl_fd = ctl_fd;
     app_fork_prepare(app);
-    if (setjmp(S.worker) != 0)
-        worker(S.b, S.app, &S.c, S.ctl_fd, S.middle);
+    if (setjmp(mold.worker) != 0)
+        worker(mold.b, mold.app, &mold.c, mold.ctl_fd, mold.middle);
 #if defined(__SANITIZE_ADDRESS__)
     mid = proc_fork();
     if (mid == 0)

@@ -24,7 +24,7 @@ static struct {
     struct ev_loop *loop;
     struct pf_upstream *ups;
     size_t nups;
-} U;
+} pools;
 
 static void serve_waiters(ups_t *up);
 
@@ -567,9 +567,9 @@ void upstream_idle_lost(struct ups_conn *c)
 /* See preforkd.h. Linear: a handful of upstreams at most. */
 pf_upstream *pf_upstream_find(const char *name)
 {
-    for (size_t i = 0; name != NULL && i < U.nups; i++)
-        if (strcmp(U.ups[i].cfg->name, name) == 0)
-            return &U.ups[i];
+    for (size_t i = 0; name != NULL && i < pools.nups; i++)
+        if (strcmp(pools.ups[i].cfg->name, name) == 0)
+            return &pools.ups[i];
     return NULL;
 }
 
@@ -695,21 +695,21 @@ static int init_one(ups_t *up, struct ev_loop *loop,
 int upstream_worker_init(struct ev_loop *loop, const struct config *cfg,
                          struct slot *slot)
 {
-    U.loop = loop;
-    U.nups = 0;
-    U.ups = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*U.ups));
-    if (U.ups == NULL)
+    pools.loop = loop;
+    pools.nups = 0;
+    pools.ups = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*pools.ups));
+    if (pools.ups == NULL)
         return -1;
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         struct sb_upstream *sb = slot != NULL && i < SB_MAX_UPSTREAMS
                                      ? &slot->upstreams[i] : NULL;
 
-        if (init_one(&U.ups[i], loop, &cfg->upstreams[i], sb) < 0) {
+        if (init_one(&pools.ups[i], loop, &cfg->upstreams[i], sb) < 0) {
             upstream_worker_exit();
             errno = ENOMEM;
             return -1;
         }
-        U.nups++;
+        pools.nups++;
     }
     return 0;
 }
@@ -718,8 +718,8 @@ int upstream_worker_init(struct ev_loop *loop, const struct config *cfg,
  * connections, then the tables. */
 void upstream_worker_exit(void)
 {
-    for (size_t i = 0; i < U.nups; i++) {
-        ups_t *up = &U.ups[i];
+    for (size_t i = 0; i < pools.nups; i++) {
+        ups_t *up = &pools.ups[i];
 
         while (up->reqs != NULL) {
             ureq_t *u = up->reqs;
@@ -738,6 +738,6 @@ void upstream_worker_exit(void)
         }
         free(up->servers);
     }
-    free(U.ups);
-    memset(&U, 0, sizeof(U));
+    free(pools.ups);
+    memset(&pools, 0, sizeof(pools));
 }

@@ -92,7 +92,7 @@ static struct {
     ev_timer timer;
     time_t tsec;       /* the second the cached times are for */
     char tlocal[40], tiso[40];
-} L = {.fd = -1, .tsec = -1};
+} alog = {.fd = -1, .tsec = -1};
 
 /* ---- formats --------------------------------------------------------------- */
 
@@ -232,7 +232,7 @@ int accesslog_check_format(const char *format, char *why, size_t len)
 static void put_escaped(struct buf *b, const char *p, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
-    const char *pre = L.fmt.json ? "\\u00" : "\\x";
+    const char *pre = alog.fmt.json ? "\\u00" : "\\x";
     size_t npre = strlen(pre), k = 0;
     char *o = buf_reserve(b, n * 6);
 
@@ -240,7 +240,7 @@ static void put_escaped(struct buf *b, const char *p, size_t n)
         unsigned char c = (unsigned char)p[i];
         if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
             o[k++] = (char)c;
-        } else if (L.fmt.json && (c == '"' || c == '\\')) {
+        } else if (alog.fmt.json && (c == '"' || c == '\\')) {
             o[k++] = '\\';
             o[k++] = (char)c;
         } else {
@@ -257,17 +257,17 @@ static void put_escaped(struct buf *b, const char *p, size_t n)
  * json format. */
 static void put_text(struct buf *b, const char *p, size_t n)
 {
-    if (L.fmt.json)
+    if (alog.fmt.json)
         buf_append(b, "\"", 1);
     put_escaped(b, p, n);
-    if (L.fmt.json)
+    if (alog.fmt.json)
         buf_append(b, "\"", 1);
 }
 
 /* What is not there: "-", or null in JSON. */
 static void put_absent(struct buf *b)
 {
-    if (L.fmt.json)
+    if (alog.fmt.json)
         buf_puts(b, "null");
     else
         buf_append(b, "-", 1);
@@ -304,17 +304,17 @@ static void cache_times(time_t t)
     struct tm tm;
     char zone[8] = "+0000";
 
-    if (t == L.tsec)
+    if (t == alog.tsec)
         return;
-    L.tsec = t;
+    alog.tsec = t;
     if (localtime_r(&t, &tm) == NULL)
         gmtime_r(&t, &tm);
     strftime(zone, sizeof(zone), "%z", &tm);
-    strftime(L.tlocal, sizeof(L.tlocal), "%d/%b/%Y:%H:%M:%S ", &tm);
-    strncat(L.tlocal, zone, sizeof(L.tlocal) - strlen(L.tlocal) - 1);
-    strftime(L.tiso, sizeof(L.tiso), "%Y-%m-%dT%H:%M:%S", &tm);
+    strftime(alog.tlocal, sizeof(alog.tlocal), "%d/%b/%Y:%H:%M:%S ", &tm);
+    strncat(alog.tlocal, zone, sizeof(alog.tlocal) - strlen(alog.tlocal) - 1);
+    strftime(alog.tiso, sizeof(alog.tiso), "%Y-%m-%dT%H:%M:%S", &tm);
     /* ISO 8601 wants the zone as +hh:mm. */
-    snprintf(L.tiso + strlen(L.tiso), sizeof(L.tiso) - strlen(L.tiso),
+    snprintf(alog.tiso + strlen(alog.tiso), sizeof(alog.tiso) - strlen(alog.tiso),
              "%.3s:%.2s", zone, zone + 3);
 }
 
@@ -338,14 +338,14 @@ static void put_request(struct buf *b, const struct accesslog_entry *e)
         put_absent(b);
         return;
     }
-    if (L.fmt.json)
+    if (alog.fmt.json)
         buf_append(b, "\"", 1);
     put_escaped(b, e->method.ptr, e->method.len);
     buf_append(b, " ", 1);
     put_escaped(b, e->target.ptr, e->target.len);
     buf_append(b, " ", 1);
     buf_puts(b, *protocol(e->version, t) ? t : "-");
-    if (L.fmt.json)
+    if (alog.fmt.json)
         buf_append(b, "\"", 1);
 }
 
@@ -369,11 +369,11 @@ static void put_var(struct buf *b, enum var v, const struct accesslog_entry *e)
         break;
     case V_TIME_LOCAL:
         cache_times((time_t)e->start);
-        put_text(b, L.tlocal, strlen(L.tlocal));
+        put_text(b, alog.tlocal, strlen(alog.tlocal));
         break;
     case V_TIME_ISO8601:
         cache_times((time_t)e->start);
-        put_text(b, L.tiso, strlen(L.tiso));
+        put_text(b, alog.tiso, strlen(alog.tiso));
         break;
     case V_MSEC:            put_fmt(b, "%.3f", e->start); break;
     case V_REQUEST:         put_request(b, e); break;
@@ -400,7 +400,7 @@ static void put_var(struct buf *b, enum var v, const struct accesslog_entry *e)
 static int write_all(const char *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(L.fd, p, n);
+        ssize_t w = write(alog.fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -442,38 +442,38 @@ static int write_pieces(const char *p, size_t n)
  * access log never holds the worker up or grows without bound. */
 void accesslog_flush(void)
 {
-    size_t n = L.out.len;
+    size_t n = alog.out.len;
     int rc;
 
-    if (n == 0 || L.fd < 0)
+    if (n == 0 || alog.fd < 0)
         return;
-    rc = L.chunked ? write_pieces(L.out.p, n) : write_all(L.out.p, n);
-    if (rc < 0 && !L.failing) {
-        log_warn("access log: writing %zu bytes to %s", n, L.path ? L.path : "stderr");
-        L.failing = true;
-    } else if (rc == 0 && L.failing) {
-        log_info("access log: writing to %s works again", L.path ? L.path : "stderr");
-        L.failing = false;
+    rc = alog.chunked ? write_pieces(alog.out.p, n) : write_all(alog.out.p, n);
+    if (rc < 0 && !alog.failing) {
+        log_warn("access log: writing %zu bytes to %s", n, alog.path ? alog.path : "stderr");
+        alog.failing = true;
+    } else if (rc == 0 && alog.failing) {
+        log_info("access log: writing to %s works again", alog.path ? alog.path : "stderr");
+        alog.failing = false;
     }
-    L.out.len = 0;
-    buf_shrink(&L.out, FLUSH_AT * 2); /* after an oversized line */
+    alog.out.len = 0;
+    buf_shrink(&alog.out, FLUSH_AT * 2); /* after an oversized line */
 }
 
 /* Renders e with the compiled format into the buffer, then flushes if the
  * buffer is full. Never blocks except in that flush (one write). */
 void accesslog_write(const struct accesslog_entry *e)
 {
-    if (L.fd < 0)
+    if (alog.fd < 0)
         return;
-    for (size_t i = 0; i < L.fmt.nops; i++) {
-        const struct op *op = &L.fmt.ops[i];
+    for (size_t i = 0; i < alog.fmt.nops; i++) {
+        const struct op *op = &alog.fmt.ops[i];
         if (op->var == V_LITERAL)
-            buf_append(&L.out, L.fmt.text + op->off, op->len);
+            buf_append(&alog.out, alog.fmt.text + op->off, op->len);
         else
-            put_var(&L.out, op->var, e);
+            put_var(&alog.out, op->var, e);
     }
-    buf_append(&L.out, "\n", 1);
-    if (L.out.len >= FLUSH_AT)
+    buf_append(&alog.out, "\n", 1);
+    if (alog.out.len >= FLUSH_AT)
         accesslog_flush();
 }
 
@@ -499,8 +499,8 @@ static void set_fd(int fd)
 {
     struct stat st;
 
-    L.fd = fd;
-    L.chunked = fstat(fd, &st) < 0 || !S_ISREG(st.st_mode);
+    alog.fd = fd;
+    alog.chunked = fstat(fd, &st) < 0 || !S_ISREG(st.st_mode);
 }
 
 /* See accesslog.h. Runs in a worker after it dropped privileges, so the
@@ -511,26 +511,26 @@ int accesslog_open(struct ev_loop *loop, const char *target, const char *format)
     char why[256];
     int fd = 2;
 
-    if (L.fd >= 0)
+    if (alog.fd >= 0)
         accesslog_close();
-    if (compile(format ? format : "combined", &L.fmt, why, sizeof(why)) < 0) {
+    if (compile(format ? format : "combined", &alog.fmt, why, sizeof(why)) < 0) {
         log_errx("access log: access_log_format: %s", why);
         return -1;
     }
     if (strcmp(target, "stderr") != 0) {
-        if ((L.path = strdup(target)) == NULL || (fd = open_file(target)) < 0) {
+        if ((alog.path = strdup(target)) == NULL || (fd = open_file(target)) < 0) {
             log_err("access log: opening %s", target);
-            free(L.path);
-            L.path = NULL;
-            format_free(&L.fmt);
+            free(alog.path);
+            alog.path = NULL;
+            format_free(&alog.fmt);
             return -1;
         }
     }
     set_fd(fd);
-    L.loop = loop;
-    L.failing = false;
-    ev_timer_init(&L.timer, on_timer, FLUSH_EVERY, FLUSH_EVERY);
-    ev_timer_start(loop, &L.timer);
+    alog.loop = loop;
+    alog.failing = false;
+    ev_timer_init(&alog.timer, on_timer, FLUSH_EVERY, FLUSH_EVERY);
+    ev_timer_start(loop, &alog.timer);
     ev_unref(loop);
     return 0;
 }
@@ -542,29 +542,29 @@ void accesslog_reopen(void)
     int fd;
 
     accesslog_flush();
-    if (L.fd < 0 || L.path == NULL)
+    if (alog.fd < 0 || alog.path == NULL)
         return;
-    if ((fd = open_file(L.path)) < 0) {
-        log_warn("access log: reopening %s (still writing to the old file)", L.path);
+    if ((fd = open_file(alog.path)) < 0) {
+        log_warn("access log: reopening %s (still writing to the old file)", alog.path);
         return;
     }
-    close(L.fd);
+    close(alog.fd);
     set_fd(fd);
 }
 
 /* Flushes and releases everything; accesslog_write is a no-op afterwards. */
 void accesslog_close(void)
 {
-    if (L.fd < 0)
+    if (alog.fd < 0)
         return;
     accesslog_flush();
-    ev_ref(L.loop); /* libev: re-reference an unreferenced watcher before stopping it */
-    ev_timer_stop(L.loop, &L.timer);
-    if (L.fd != 2)
-        close(L.fd);
-    L.fd = -1;
-    free(L.path);
-    L.path = NULL;
-    format_free(&L.fmt);
-    buf_free(&L.out);
+    ev_ref(alog.loop); /* libev: re-reference an unreferenced watcher before stopping it */
+    ev_timer_stop(alog.loop, &alog.timer);
+    if (alog.fd != 2)
+        close(alog.fd);
+    alog.fd = -1;
+    free(alog.path);
+    alog.path = NULL;
+    format_free(&alog.fmt);
+    buf_free(&alog.out);
 }

@@ -21,7 +21,7 @@ static struct {
     command_builtin_fn builtin;
     ev_io io;
     struct cmd_reply reply; /* 64 KiB: not on the stack */
-} C = {.fd = -1};
+} chan = {.fd = -1};
 
 /* "trace start frames=5": cmd "trace", args "start frames=5" (in place). */
 static void split(char *line, const char **cmd, const char **args)
@@ -45,16 +45,17 @@ static void answer(const struct cmd_req *rq)
     memcpy(line, rq->line, sizeof(line));
     line[sizeof(line) - 1] = '\0';
     split(line, &cmd, &args);
-    C.reply.seq = rq->seq;
-    C.reply.text[0] = '\0';
-    status = C.builtin != NULL ? C.builtin(cmd, args, C.reply.text, sizeof(C.reply.text))
-                               : 0;
+    chan.reply.seq = rq->seq;
+    chan.reply.text[0] = '\0';
+    status = chan.builtin != NULL
+                 ? chan.builtin(cmd, args, chan.reply.text, sizeof(chan.reply.text))
+                 : 0;
     if (status == 0)
-        status = app_command(C.app, cmd, args, C.reply.text, sizeof(C.reply.text));
-    C.reply.status = status;
-    C.reply.text[sizeof(C.reply.text) - 1] = '\0';
+        status = app_command(chan.app, cmd, args, chan.reply.text, sizeof(chan.reply.text));
+    chan.reply.status = status;
+    chan.reply.text[sizeof(chan.reply.text) - 1] = '\0';
     log_info("command \"%s%s%s\": %d", cmd, *args ? " " : "", args, status);
-    if (send(C.fd, &C.reply, offsetof(struct cmd_reply, text) + strlen(C.reply.text) + 1,
+    if (send(chan.fd, &chan.reply, offsetof(struct cmd_reply, text) + strlen(chan.reply.text) + 1,
              MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
         log_warn("command: answering the master");
 }
@@ -66,7 +67,7 @@ static void on_command(struct ev_loop *loop, ev_io *w, int revents)
 
     for (;;) {
         memset(&rq, 0, sizeof(rq));
-        n = recv(C.fd, &rq, sizeof(rq), MSG_DONTWAIT);
+        n = recv(chan.fd, &rq, sizeof(rq), MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
@@ -86,20 +87,20 @@ void command_start(struct ev_loop *loop, int fd, struct app *app,
 {
     if (fd < 0)
         return;
-    C.loop = loop;
-    C.fd = fd;
-    C.app = app;
-    C.builtin = builtin;
-    ev_io_init(&C.io, on_command, fd, EV_READ);
-    ev_io_start(loop, &C.io);
+    chan.loop = loop;
+    chan.fd = fd;
+    chan.app = app;
+    chan.builtin = builtin;
+    ev_io_init(&chan.io, on_command, fd, EV_READ);
+    ev_io_start(loop, &chan.io);
 }
 
 /* See command.h. */
 void command_stop(void)
 {
-    if (C.fd < 0)
+    if (chan.fd < 0)
         return;
-    ev_io_stop(C.loop, &C.io);
-    close(C.fd);
-    C.fd = -1;
+    ev_io_stop(chan.loop, &chan.io);
+    close(chan.fd);
+    chan.fd = -1;
 }

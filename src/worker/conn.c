@@ -23,7 +23,7 @@
 
 static void process(struct conn *c);
 static void flush_out(struct conn *c);
-static bool hand_over(struct conn *c);
+static bool handoff(struct conn *c);
 
 static ev_tstamp now(const struct conn *c)
 {
@@ -447,7 +447,7 @@ static void flush_out(struct conn *c)
             return;
         }
         if (c->state == CONN_IDLE && (c->srv->retiring || c->srv->no_keepalive) &&
-            hand_over(c))
+            handoff(c))
             return;
     }
     if (r->drain_cb && r->state == REQ_STREAMING &&
@@ -630,19 +630,19 @@ void conn_adopt(struct conn_server *s, int fd)
 
 /* Nothing of the next request has been read and nothing is left to
  * write: the connection can go to another worker as it is. */
-static bool can_hand_over(const struct conn *c)
+static bool can_handoff(const struct conn *c)
 {
     return c->state == CONN_IDLE && c->in.len == 0 && conn_pending(c) == 0;
 }
 
-static bool may_hand_over(const struct conn_server *s)
+static bool may_handoff(const struct conn_server *s)
 {
-    return s->may_hand_over != NULL && s->may_hand_over(s);
+    return s->may_handoff != NULL && s->may_handoff(s);
 }
 
 bool conn_keeps_alive(const struct conn_server *s)
 {
-    return (!s->retiring && !s->no_keepalive) || may_hand_over(s);
+    return (!s->retiring && !s->no_keepalive) || may_handoff(s);
 }
 
 /* An idle connection of a leaving worker goes to a serving one: the
@@ -663,26 +663,26 @@ static bool send_batch(struct conn_server *s, struct conn *const *batch, int n)
         return false;
     for (int i = 0; i < n; i++)
         close_conn(batch[i]);
-    s->handed_over += (uint64_t)n;
+    s->handed_off += (uint64_t)n;
     return true;
 }
 
-static bool hand_over(struct conn *c)
+static bool handoff(struct conn *c)
 {
-    return can_hand_over(c) && may_hand_over(c->srv) && send_batch(c->srv, &c, 1);
+    return can_handoff(c) && may_handoff(c->srv) && send_batch(c->srv, &c, 1);
 }
 
 /* Every idle connection at once, HANDOFF_BATCH to a message. */
-void conn_hand_over_idle(struct conn_server *s)
+void conn_handoff_idle(struct conn_server *s)
 {
     struct conn *batch[HANDOFF_BATCH], *c, *next;
     int n = 0;
 
-    if (!may_hand_over(s))
+    if (!may_handoff(s))
         return;
     for (c = s->conns; c; c = next) {
         next = c->next;
-        if (can_hand_over(c))
+        if (can_handoff(c))
             batch[n++] = c;
         if (n == HANDOFF_BATCH || (next == NULL && n > 0)) {
             send_batch(s, batch, n);
@@ -696,9 +696,9 @@ void conn_retire_all(struct conn_server *s)
     s->retiring = true;
     /* Idle keep-alive connections go to a serving worker. Without one they
      * are left to their keepalive_timeout: a request may be racing toward
-     * us on them, and closing now would fail it. Busy ones are handed over
+     * us on them, and closing now would fail it. Busy ones are handed off
      * after their response, or answered with Connection: close. */
-    conn_hand_over_idle(s);
+    conn_handoff_idle(s);
 }
 
 void conn_close_all(struct conn_server *s)

@@ -26,7 +26,7 @@ struct conn_server {
     const struct config *cfg;
     struct app *app;
     struct httpmsg_limits limits;
-    bool retiring;         /* leaving: hand idle connections over (else close), exit when drained */
+    bool retiring;         /* leaving: hand idle connections off (else close), exit when drained */
     bool no_keepalive;     /* over max_rss: the same, without leaving yet */
     uint32_t nconns;
     struct conn *conns;    /* every open connection, for retiring */
@@ -38,11 +38,11 @@ struct conn_server {
      * describes what was parsed of the request (conn_error_request). */
     void (*on_error_response)(struct conn_server *, struct conn *);
     /* Leaving (retiring, no_keepalive), idle keep-alive connections go to
-     * a serving worker through handoff_fd (handoff.h) when may_hand_over
+     * a serving worker through handoff_fd (handoff.h) when may_handoff
      * says one serves now; NULL: never, they close as before. */
     int handoff_fd;
-    bool (*may_hand_over)(const struct conn_server *);
-    uint64_t handed_over;  /* connections passed on */
+    bool (*may_handoff)(const struct conn_server *);
+    uint64_t handed_off;   /* connections passed on */
     uint64_t closed;       /* connections closed so far (conn_accept tells
                             * whether the one it served is gone) */
     bool nodelay_inherited; /* every TCP listener has TCP_NODELAY, which
@@ -113,19 +113,19 @@ struct conn {
 /* Takes ownership of an accepted, non-blocking fd and starts serving it. */
 void conn_accept(struct conn_server *s, int fd, const struct sockaddr *peer);
 
-/* Takes over an idle keep-alive connection another worker handed over. */
+/* Takes over an idle keep-alive connection another worker handed off. */
 void conn_adopt(struct conn_server *s, int fd);
 
-/* Worker retiring: idle connections are handed over now when a serving
+/* Worker retiring: idle connections are handed off now when a serving
  * worker can take them, busy ones after their current response; without
  * one, they close after their response or their keep-alive time. */
 void conn_retire_all(struct conn_server *s);
 
-/* Hands over every idle connection that can be (retiring, no_keepalive). */
-void conn_hand_over_idle(struct conn_server *s);
+/* Hands off every idle connection that can be (retiring, no_keepalive). */
+void conn_handoff_idle(struct conn_server *s);
 
 /* Whether a response may promise keep-alive as far as the worker's state
- * goes: it is staying, or it can hand the connection over. */
+ * goes: it is staying, or it can hand the connection off. */
 bool conn_keeps_alive(const struct conn_server *s);
 
 /* An orphaned request whose abort callback has not run yet: the worker

@@ -12,18 +12,18 @@
 #include "metrics.h"
 #include "preforkd.h"
 
-static struct slot *S;
+static struct slot *my_slot;
 
 void metrics_init(struct slot *slot)
 {
-    S = slot;
+    my_slot = slot;
 }
 
 static bool name_ok(const char *name)
 {
     size_t n = name != NULL ? strlen(name) : 0;
 
-    if (n == 0 || n >= sizeof(S->metrics[0].name))
+    if (n == 0 || n >= sizeof(my_slot->metrics[0].name))
         return false;
     for (size_t i = 0; i < n; i++)
         if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
@@ -35,11 +35,11 @@ static bool name_ok(const char *name)
 /* See preforkd.h. */
 void pf_worker_heap(const char *name, uint64_t bytes)
 {
-    if (S == NULL)
+    if (my_slot == NULL)
         return;
-    if (strncmp(S->app_heap_name, name, sizeof(S->app_heap_name) - 1) != 0)
-        snprintf(S->app_heap_name, sizeof(S->app_heap_name), "%s", name);
-    SB_SET(S->app_heap, bytes);
+    if (strncmp(my_slot->app_heap_name, name, sizeof(my_slot->app_heap_name) - 1) != 0)
+        snprintf(my_slot->app_heap_name, sizeof(my_slot->app_heap_name), "%s", name);
+    SB_SET(my_slot->app_heap, bytes);
 }
 
 static void write_row(struct sb_metric *m, const char *name, const char *label,
@@ -64,11 +64,11 @@ int pf_metric_set(const char *name, const char *label, double value)
 {
     struct sb_metric *free_row = NULL;
 
-    if (S == NULL || !name_ok(name))
+    if (my_slot == NULL || !name_ok(name))
         return -1;
     label = label != NULL ? label : "";
     for (int i = 0; i < SB_METRICS; i++) {
-        struct sb_metric *m = &S->metrics[i];
+        struct sb_metric *m = &my_slot->metrics[i];
         if (m->name[0] == '\0') {
             if (free_row == NULL)
                 free_row = m;
@@ -87,11 +87,11 @@ int pf_metric_set(const char *name, const char *label, double value)
 /* See preforkd.h. */
 void pf_metric_clear(const char *name)
 {
-    if (S == NULL || name == NULL)
+    if (my_slot == NULL || name == NULL)
         return;
     for (int i = 0; i < SB_METRICS; i++)
-        if (strcmp(S->metrics[i].name, name) == 0)
-            write_row(&S->metrics[i], "", "", 0);
+        if (strcmp(my_slot->metrics[i].name, name) == 0)
+            write_row(&my_slot->metrics[i], "", "", 0);
 }
 
 /* See metrics.h. */

@@ -155,10 +155,12 @@ static void reach(struct recycle *l, enum retire_reason r)
         l->reached = r;
 }
 
-/* What the worker will still grow by while its replacement starts: it keeps
- * serving until then. Asking that much before max_rss makes the worker
- * leave at max_rss rather than above it. At most a quarter of the limit. */
-static uint64_t handover_margin(const struct recycle *l, uint64_t soft)
+/* What the worker will still grow by during the replacement latency (from
+ * the fork of its replacement to that one serving: the master's moving
+ * average in sb->handover_us): it keeps serving until then. Asking that
+ * much before max_rss makes the worker leave at max_rss rather than above
+ * it. At most a quarter of the limit. */
+static uint64_t replace_margin(const struct recycle *l, uint64_t soft)
 {
     double h = SB_GET(l->sb->handover_us) / 1e6;
     double m = l->growth * l->rate * (h > 0 ? h : 0.01);
@@ -213,7 +215,7 @@ static void check_memory(struct recycle *l, double now, bool tick)
     if (soft) {
         uint64_t limit;
         learn(l, mem, now);
-        limit = soft - handover_margin(l, soft);
+        limit = soft - replace_margin(l, soft);
         if (mem >= limit)
             reach(l, RETIRE_MAX_RSS);
         l->over_rss = mem >= soft;

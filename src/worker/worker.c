@@ -52,7 +52,7 @@ static struct worker {
     ev_tstamp last_beat;
     ev_signal sig_term, sig_int, sig_quit, sig_usr1, sig_usr2;
     ev_timer heartbeat, pause, graceful;
-} W;
+} wk;
 
 /* Set by the SIGTERM handler itself, before the loop has heard of it: see
  * on_term. */
@@ -60,12 +60,12 @@ static volatile sig_atomic_t term_pending;
 
 struct ev_loop *pf_loop(void)
 {
-    return W.loop;
+    return wk.loop;
 }
 
 int pf_worker_id(void)
 {
-    return W.boot ? W.boot->id : 0;
+    return wk.boot ? wk.boot->id : 0;
 }
 
 static void tell_master(uint16_t type, uint16_t reason);
@@ -78,33 +78,33 @@ static void soft_limit(enum retire_reason r)
 
     /* Leaving already (retiring, or a recycle it asked for): its slot's
      * reason stays the one the master acts on (pf_worker_leaving). */
-    if (r == RETIRE_NONE || W.leaving || W.asked_recycle)
+    if (r == RETIRE_NONE || wk.leaving || wk.asked_recycle)
         return;
-    memory_fmt(SB_GET(W.slot->mem), mem, sizeof(mem));
+    memory_fmt(SB_GET(wk.slot->mem), mem, sizeof(mem));
     log_debug("%s reached (%llu requests, %s, %.0fs old): asking for a replacement",
-             recycle_reason_name(r), (unsigned long long)W.rec.requests, mem,
-             ev_now(W.loop) - W.rec.started);
-    SB_SET(W.slot->retire_reason, r);
+             recycle_reason_name(r), (unsigned long long)wk.rec.requests, mem,
+             ev_now(wk.loop) - wk.rec.started);
+    SB_SET(wk.slot->retire_reason, r);
     tell_master(MSG_RECYCLE, (uint16_t)r);
 }
 
 static void accepting(bool on)
 {
-    if (on == W.accepting)
+    if (on == wk.accepting)
         return;
-    W.accepting = on;
-    SB_SET(W.slot->accepting, on);
-    for (size_t i = 0; i < W.naccept; i++) {
+    wk.accepting = on;
+    SB_SET(wk.slot->accepting, on);
+    for (size_t i = 0; i < wk.naccept; i++) {
         if (on)
-            ev_io_start(W.loop, &W.accept_w[i]);
+            ev_io_start(wk.loop, &wk.accept_w[i]);
         else
-            ev_io_stop(W.loop, &W.accept_w[i]);
+            ev_io_stop(wk.loop, &wk.accept_w[i]);
     }
-    /* Who takes new connections takes handed-over ones too. */
+    /* Who takes new connections takes handed-off ones too. */
     if (on)
-        ev_io_start(W.loop, &W.handoff_w);
+        ev_io_start(wk.loop, &wk.handoff_w);
     else
-        ev_io_stop(W.loop, &W.handoff_w);
+        ev_io_stop(wk.loop, &wk.handoff_w);
 }
 
 /* Out of fds (or memory) while accepting: level-triggered readiness would
@@ -113,27 +113,27 @@ static void accept_pause(const char *what)
 {
     log_warn("%s: pausing %.1fs", what, EMFILE_PAUSE);
     accepting(false);
-    ev_timer_set(&W.pause, EMFILE_PAUSE, 0.);
-    ev_timer_start(W.loop, &W.pause);
+    ev_timer_set(&wk.pause, EMFILE_PAUSE, 0.);
+    ev_timer_start(wk.loop, &wk.pause);
 }
 
 /* Microseconds since the master forked this worker: at least 1 (0 means
  * "not yet"), at most UINT32_MAX (about 71 minutes). */
 static uint32_t since_fork_us(void)
 {
-    int64_t d = scoreboard_mono_us() - SB_GET(W.slot->forked_us);
+    int64_t d = scoreboard_mono_us() - SB_GET(wk.slot->forked_us);
 
     return d < 1 ? 1 : d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
-    uint32_t limit = W.boot->cfg->server.worker_connections;
+    uint32_t limit = wk.boot->cfg->server.worker_connections;
 
     /* conn_accept serves what came with the connection at once, so the
      * worker may stop accepting in the middle of a batch (over max_rss,
      * leaving): then the rest wait for another worker. */
-    for (int i = 0; i < ACCEPT_BATCH && W.srv.nconns < limit && ev_is_active(w) &&
+    for (int i = 0; i < ACCEPT_BATCH && wk.srv.nconns < limit && ev_is_active(w) &&
                     !term_pending;
          i++) {
         struct sockaddr_storage ss;
@@ -141,15 +141,15 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         int fd = accept4(w->fd, (struct sockaddr *)&ss, &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            if (SB_GET(W.slot->first_accept_us) == 0)
-                SB_SET(W.slot->first_accept_us, since_fork_us());
+            if (SB_GET(wk.slot->first_accept_us) == 0)
+                SB_SET(wk.slot->first_accept_us, since_fork_us());
             if (len == 0 || ss.ss_family == AF_UNSPEC)
                 ss.ss_family = AF_UNIX;
             /* Counted before it is served: an app that blocks the loop
              * shows as a busy worker. */
-            SB_SET(W.slot->connections, W.srv.nconns + 1);
-            conn_accept(&W.srv, fd, (struct sockaddr *)&ss);
-            SB_SET(W.slot->connections, W.srv.nconns);
+            SB_SET(wk.slot->connections, wk.srv.nconns + 1);
+            conn_accept(&wk.srv, fd, (struct sockaddr *)&ss);
+            SB_SET(wk.slot->connections, wk.srv.nconns);
             continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -164,56 +164,56 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         log_warn("accept");
         return;
     }
-    if (W.srv.nconns >= limit)
+    if (wk.srv.nconns >= limit)
         accepting(false); /* resumed by on_conn_closed */
 }
 
 /* Idle keep-alive connections from a leaving worker: served from here on. */
 static void on_handoff(struct ev_loop *loop, ev_io *w, int revents)
 {
-    uint32_t limit = W.boot->cfg->server.worker_connections;
+    uint32_t limit = wk.boot->cfg->server.worker_connections;
     int fds[HANDOFF_BATCH];
 
     /* A message may bring a few connections past the limit: they are
      * served all the same (none may be lost here). */
-    for (int i = 0; i < ACCEPT_BATCH && W.srv.nconns < limit; i++) {
+    for (int i = 0; i < ACCEPT_BATCH && wk.srv.nconns < limit; i++) {
         int n = handoff_recv(w->fd, fds);
 
         if (n >= 0) {
             for (int k = 0; k < n; k++)
-                conn_adopt(&W.srv, fds[k]);
-            SB_SET(W.slot->connections, W.srv.nconns);
+                conn_adopt(&wk.srv, fds[k]);
+            SB_SET(wk.slot->connections, wk.srv.nconns);
             continue;
         }
         if (errno == EMFILE) /* that connection is lost, as in accept */
-            accept_pause("receiving a handed-over connection");
+            accept_pause("receiving a handed-off connection");
         else if (errno != EAGAIN)
-            log_warn("receiving a handed-over connection");
+            log_warn("receiving a handed-off connection");
         return;
     }
-    if (W.srv.nconns >= limit)
+    if (wk.srv.nconns >= limit)
         accepting(false);
 }
 
 static void on_pause_over(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    if (!W.srv.retiring && !W.srv.no_keepalive &&
-        W.srv.nconns < W.boot->cfg->server.worker_connections)
+    if (!wk.srv.retiring && !wk.srv.no_keepalive &&
+        wk.srv.nconns < wk.boot->cfg->server.worker_connections)
         accepting(true);
 }
 
 static void on_conn_closed(struct conn_server *s)
 {
-    SB_SET(W.slot->connections, s->nconns);
+    SB_SET(wk.slot->connections, s->nconns);
     if (s->retiring) {
         /* Gone when no client is left and every orphaned request's app has
          * been told (its abort callback runs from the loop). */
         if (s->nconns == 0 && !conn_aborts_pending(s))
-            ev_break(W.loop, EVBREAK_ALL);
+            ev_break(wk.loop, EVBREAK_ALL);
         return;
     }
-    if (!W.accepting && !ev_is_active(&W.pause) && !W.srv.no_keepalive &&
-        s->nconns < W.boot->cfg->server.worker_connections)
+    if (!wk.accepting && !ev_is_active(&wk.pause) && !wk.srv.no_keepalive &&
+        s->nconns < wk.boot->cfg->server.worker_connections)
         accepting(true);
 }
 
@@ -221,9 +221,9 @@ static void on_conn_closed(struct conn_server *s)
  * with starting, is on its way: forked, not serving yet. */
 static bool another_worker(bool starting)
 {
-    for (uint32_t i = 0; i < W.boot->sb->nslots; i++) {
-        struct slot *s = &W.boot->sb->slots[i];
-        if (s != W.slot && SB_GET(s->pid) > 0 &&
+    for (uint32_t i = 0; i < wk.boot->sb->nslots; i++) {
+        struct slot *s = &wk.boot->sb->slots[i];
+        if (s != wk.slot && SB_GET(s->pid) > 0 &&
             (starting ? SB_GET(s->state) == SLOT_STARTING : SB_GET(s->accepting)))
             return true;
     }
@@ -236,33 +236,33 @@ static bool others_accepting(void)
 }
 
 /* Whether a leaving worker's idle connections can go to a serving one. */
-static bool may_hand_over(const struct conn_server *s)
+static bool may_handoff(const struct conn_server *s)
 {
-    return SB_GET(W.boot->sb->handoff_ok) && others_accepting();
+    return SB_GET(wk.boot->sb->handoff_ok) && others_accepting();
 }
 
 /* Past max_rss itself (asking early did not suffice: a burst, a slow
  * replacement, or waiting for the recycle budget), the worker stops
  * growing: no new connections while another worker takes them (or, a
  * quarter past max_rss, while one starts), and each keep-alive connection
- * is handed over or ends after its current request. The kernel backlog is
+ * is handed off or ends after its current request. The kernel backlog is
  * shared: no connection is lost. */
 static void memory_guard(bool tick)
 {
     bool others;
 
-    if (!W.rec.over_rss || W.srv.retiring)
+    if (!wk.rec.over_rss || wk.srv.retiring)
         return;
-    if (!W.srv.no_keepalive) {
-        W.srv.no_keepalive = true;
-        conn_hand_over_idle(&W.srv);
+    if (!wk.srv.no_keepalive) {
+        wk.srv.no_keepalive = true;
+        conn_handoff_idle(&wk.srv);
     }
     /* Asked after every request. When every other worker is past the limit
      * too, this one goes on accepting, but only up to a quarter past
      * max_rss: beyond, it waits for its replacement to serve (the listen
      * backlog holds new connections meanwhile) rather than grow on. */
     others = others_accepting();
-    if (W.accepting && (others || (W.rec.far_over_rss && !W.guard_gave_up))) {
+    if (wk.accepting && (others || (wk.rec.far_over_rss && !wk.guard_gave_up))) {
         accepting(false);
         log_info("over max_rss%s: no new connections until the replacement serves",
                  others ? "" : " by a quarter");
@@ -271,10 +271,10 @@ static void memory_guard(bool tick)
     /* Unless no worker serves or starts (the master cannot start one): then
      * someone has to serve, and it is this worker, from the next heartbeat
      * on; max_rss_hard is the limit left. */
-    if (tick && !W.accepting && !W.guard_gave_up && !others &&
-        !another_worker(true) && !ev_is_active(&W.pause) &&
-        W.srv.nconns < W.boot->cfg->server.worker_connections) {
-        W.guard_gave_up = true;
+    if (tick && !wk.accepting && !wk.guard_gave_up && !others &&
+        !another_worker(true) && !ev_is_active(&wk.pause) &&
+        wk.srv.nconns < wk.boot->cfg->server.worker_connections) {
+        wk.guard_gave_up = true;
         accepting(true);
         log_warnx("over max_rss and no other worker serves or starts: accepting again");
     }
@@ -293,7 +293,7 @@ static void log_access(struct conn *c, double now)
         .referer = pf_request_header(r, "Referer"),
         .user_agent = pf_request_header(r, "User-Agent"),
         .host = pf_request_header(r, "Host"),
-        .pid = SB_GET(W.slot->pid), .worker_id = W.boot->id,
+        .pid = SB_GET(wk.slot->pid), .worker_id = wk.boot->id,
     };
 
     accesslog_write(&e);
@@ -306,8 +306,8 @@ static void response_done(struct conn *c)
 {
     double now = ev_time();
 
-    scoreboard_count_response(W.slot, c->req.resp.status, now - c->req.started);
-    if (W.access_log)
+    scoreboard_count_response(wk.slot, c->req.resp.status, now - c->req.started);
+    if (wk.access_log)
         log_access(c, now);
 }
 
@@ -318,9 +318,9 @@ static void on_error_response(struct conn_server *s, struct conn *c)
 
 static void on_request_done(struct conn_server *s, struct conn *c)
 {
-    SB_ADD(W.slot->requests, 1);
+    SB_ADD(wk.slot->requests, 1);
     response_done(c);
-    soft_limit(recycle_after_request(&W.rec, ev_now(W.loop)));
+    soft_limit(recycle_after_request(&wk.rec, ev_now(wk.loop)));
     memory_guard(false);
 }
 
@@ -329,16 +329,16 @@ static void on_request_done(struct conn_server *s, struct conn *c)
 static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 {
     ev_tstamp now = ev_now(loop);
-    double lag = now - W.last_beat - w->repeat;
+    double lag = now - wk.last_beat - w->repeat;
 
-    W.last_beat = now;
-    if (getppid() != W.boot->master) { /* PDEATHSIG is the fast path */
-        log_errx("the master (pid %d) is gone: exiting", (int)W.boot->master);
+    wk.last_beat = now;
+    if (getppid() != wk.boot->master) { /* PDEATHSIG is the fast path */
+        log_errx("the master (pid %d) is gone: exiting", (int)wk.boot->master);
         exit(1);
     }
-    SB_SET(W.slot->heartbeat_ms, scoreboard_mono_ms());
-    SB_SET(W.slot->loop_lag_us, lag > 0 ? (uint32_t)(lag * 1e6) : 0);
-    soft_limit(recycle_tick(&W.rec, now));
+    SB_SET(wk.slot->heartbeat_ms, scoreboard_mono_ms());
+    SB_SET(wk.slot->loop_lag_us, lag > 0 ? (uint32_t)(lag * 1e6) : 0);
+    soft_limit(recycle_tick(&wk.rec, now));
     memory_guard(true);
 }
 
@@ -371,8 +371,8 @@ static void snapshot_text(char *out, size_t len)
              memory_fmt(u.pss, pss, sizeof(pss)), memory_fmt(mi.uordblks, heap, sizeof(heap)),
              memory_fmt(mi.fordblks, freeb, sizeof(freeb)), mi.ordblks,
              memory_fmt(mi.hblkhd, mmapb, sizeof(mmapb)), mi.arena,
-             count_fds(), W.srv.nconns, (unsigned long long)W.rec.requests,
-             SB_GET(W.slot->loop_lag_us));
+             count_fds(), wk.srv.nconns, (unsigned long long)wk.rec.requests,
+             SB_GET(wk.slot->loop_lag_us));
 }
 
 /* USR2: the snapshot, to the log. */
@@ -402,54 +402,54 @@ const char *pf_worker_leaving(void)
 {
     enum retire_reason r;
 
-    if (W.boot == NULL || !W.leaving)
+    if (wk.boot == NULL || !wk.leaving)
         return NULL;
-    r = (enum retire_reason)SB_GET(W.slot->retire_reason);
+    r = (enum retire_reason)SB_GET(wk.slot->retire_reason);
     return r == RETIRE_NONE ? "signal" : recycle_reason_name(r);
 }
 
 /* See preforkd.h. */
 void pf_worker_recycle(void)
 {
-    if (W.boot == NULL || W.asked_recycle || W.srv.retiring)
+    if (wk.boot == NULL || wk.asked_recycle || wk.srv.retiring)
         return;
-    W.asked_recycle = true;
+    wk.asked_recycle = true;
     log_info("recycle requested (%llu requests): asking for a replacement",
-             (unsigned long long)W.rec.requests);
-    SB_SET(W.slot->retire_reason, RETIRE_REQUESTED);
+             (unsigned long long)wk.rec.requests);
+    SB_SET(wk.slot->retire_reason, RETIRE_REQUESTED);
     tell_master(MSG_RECYCLE, RETIRE_REQUESTED);
 }
 
 static void on_graceful_over(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    log_warnx("graceful_timeout reached: closing %u connections", W.srv.nconns);
-    conn_close_all(&W.srv);
+    log_warnx("graceful_timeout reached: closing %u connections", wk.srv.nconns);
+    conn_close_all(&wk.srv);
     ev_break(loop, EVBREAK_ALL);
 }
 
 /* TERM: stop accepting, finish what is in flight, then leave. */
 static void retire(void)
 {
-    if (W.srv.retiring)
+    if (wk.srv.retiring)
         return;
-    W.leaving = true;
+    wk.leaving = true;
     /* The master's retirement line tells the operator; this one only
      * counts what is open now (idle keep-alive connections may have been
-     * handed over before: see "handed ... idle connections" at exit). */
-    log_debug("retiring: %u connections open", W.srv.nconns);
-    SB_SET(W.slot->state, SLOT_RETIRING);
+     * handed off before: see "handed ... idle connections" at exit). */
+    log_debug("retiring: %u connections open", wk.srv.nconns);
+    SB_SET(wk.slot->state, SLOT_RETIRING);
     accepting(false);
-    ev_timer_stop(W.loop, &W.pause);
+    ev_timer_stop(wk.loop, &wk.pause);
     /* Our copies only: the master and other workers keep the sockets, so
      * connections waiting in the backlog are not lost. */
-    for (size_t i = 0; i < W.naccept; i++)
-        close(W.accept_w[i].fd);
-    W.naccept = 0;
-    conn_retire_all(&W.srv);
-    ev_timer_set(&W.graceful, W.boot->cfg->server.graceful_timeout, 0.);
-    ev_timer_start(W.loop, &W.graceful);
-    if (W.srv.nconns == 0)
-        ev_break(W.loop, EVBREAK_ALL);
+    for (size_t i = 0; i < wk.naccept; i++)
+        close(wk.accept_w[i].fd);
+    wk.naccept = 0;
+    conn_retire_all(&wk.srv);
+    ev_timer_set(&wk.graceful, wk.boot->cfg->server.graceful_timeout, 0.);
+    ev_timer_start(wk.loop, &wk.graceful);
+    if (wk.srv.nconns == 0)
+        ev_break(wk.loop, EVBREAK_ALL);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -461,7 +461,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     case SIGUSR1:
         if (log_reopen() < 0)
             log_warn("reopening the error log");
-        if (W.access_log)
+        if (wk.access_log)
             accesslog_reopen();
         break;
     case SIGUSR2:
@@ -469,7 +469,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
         break;
     default: /* INT, QUIT: leave now */
         log_info("received SIG%s: exiting now", sigabbrev_np(w->signum));
-        conn_close_all(&W.srv);
+        conn_close_all(&wk.srv);
         ev_break(loop, EVBREAK_ALL);
         break;
     }
@@ -495,8 +495,8 @@ static void start_signals(void)
 {
     struct sigaction sa = {.sa_handler = on_term, .sa_flags = SA_RESTART};
 
-    ev_signal *sigs[] = {&W.sig_term, &W.sig_int, &W.sig_quit, &W.sig_usr1,
-                         &W.sig_usr2};
+    ev_signal *sigs[] = {&wk.sig_term, &wk.sig_int, &wk.sig_quit, &wk.sig_usr1,
+                         &wk.sig_usr2};
     int nums[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
 
     /* The master's scaling and reload signals mean nothing to a worker;
@@ -507,7 +507,7 @@ static void start_signals(void)
     signal(SIGWINCH, SIG_IGN);
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         ev_signal_init(sigs[i], on_signal, nums[i]);
-        ev_signal_start(W.loop, sigs[i]);
+        ev_signal_start(wk.loop, sigs[i]);
     }
     sigfillset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL); /* after libev installed its own */
@@ -515,46 +515,46 @@ static void start_signals(void)
 
 static void start_accepting(void)
 {
-    const struct worker_boot *b = W.boot;
+    const struct worker_boot *b = wk.boot;
 
-    W.accept_w = calloc(b->nlisten, sizeof(*W.accept_w));
-    if (W.accept_w == NULL)
+    wk.accept_w = calloc(b->nlisten, sizeof(*wk.accept_w));
+    if (wk.accept_w == NULL)
         fatal("worker: out of memory");
-    W.naccept = b->nlisten;
+    wk.naccept = b->nlisten;
     /* Accepted sockets inherit TCP_NODELAY from their listener (set by
      * listen_tune): then no setsockopt per connection. A unix listener
      * answers the question with an error, which is fine: its connections
      * need none. */
-    W.srv.nodelay_inherited = true;
+    wk.srv.nodelay_inherited = true;
     for (size_t i = 0; i < b->nlisten; i++) {
         int on = 0;
         socklen_t len = sizeof(on);
         struct sockaddr_storage ss;
         socklen_t slen = sizeof(ss);
 
-        ev_io_init(&W.accept_w[i], on_accept, b->listen_fds[i], EV_READ);
+        ev_io_init(&wk.accept_w[i], on_accept, b->listen_fds[i], EV_READ);
         if (getsockname(b->listen_fds[i], (struct sockaddr *)&ss, &slen) == 0 &&
             ss.ss_family != AF_UNIX &&
             (getsockopt(b->listen_fds[i], IPPROTO_TCP, TCP_NODELAY, &on, &len) < 0 || !on))
-            W.srv.nodelay_inherited = false;
+            wk.srv.nodelay_inherited = false;
     }
-    ev_init(&W.pause, on_pause_over);
-    ev_io_init(&W.handoff_w, on_handoff, b->handoff_fd[1], EV_READ);
+    ev_init(&wk.pause, on_pause_over);
+    ev_io_init(&wk.handoff_w, on_handoff, b->handoff_fd[1], EV_READ);
     accepting(true);
 }
 
 /* App start-up in the worker; exits EXIT_APP_INIT when it fails. */
 static void boot_app(void)
 {
-    struct app *app = W.boot->app;
+    struct app *app = wk.boot->app;
 
     if (!app->loaded) {
         /* cfg is const for the worker; app_load marks [app] keys as used,
          * which is bookkeeping on this process's own copy. */
-        if (app_open(app, W.boot->cfg->app.module) < 0 ||
-            app_load(app, (struct config *)(uintptr_t)W.boot->cfg) < 0)
+        if (app_open(app, wk.boot->cfg->app.module) < 0 ||
+            app_load(app, (struct config *)(uintptr_t)wk.boot->cfg) < 0)
             exit(EXIT_APP_INIT);
-        W.app_in_worker = true;
+        wk.app_in_worker = true;
     }
     if (app_worker_init(app) < 0)
         exit(EXIT_APP_INIT);
@@ -563,13 +563,13 @@ static void boot_app(void)
 static void tell_master(uint16_t type, uint16_t reason)
 {
     struct worker_msg m = {
-        .slot = W.boot->slot, .pid = (int32_t)getpid(),
-        .generation = W.boot->generation, .type = type, .reason = reason,
+        .slot = wk.boot->slot, .pid = (int32_t)getpid(),
+        .generation = wk.boot->generation, .type = type, .reason = reason,
     };
 
     /* Non-blocking: if the pipe is full, the master still sees the state
      * in the scoreboard on its next tick. */
-    if (write(W.boot->msg_fd, &m, sizeof(m)) < 0 && errno != EAGAIN)
+    if (write(wk.boot->msg_fd, &m, sizeof(m)) < 0 && errno != EAGAIN)
         log_warn("worker: telling the master");
 }
 
@@ -580,15 +580,15 @@ void worker_main(const struct worker_boot *b)
     double beat;
 
     /* 1. Identity: the slot, the log prefix, the process title. */
-    W.boot = b;
-    W.loop = EV_DEFAULT;
-    W.slot = scoreboard_slot(b->sb, b->slot);
+    wk.boot = b;
+    wk.loop = EV_DEFAULT;
+    wk.slot = scoreboard_slot(b->sb, b->slot);
     snprintf(role, sizeof(role), "worker %d", b->id);
     log_set_role(role);
     proctitle_set("worker %d [gen %u]", b->id, b->generation);
-    SB_SET(W.slot->heartbeat_ms, scoreboard_mono_ms());
-    SB_SET(W.slot->pid, (int32_t)getpid());
-    metrics_init(W.slot);
+    SB_SET(wk.slot->heartbeat_ms, scoreboard_mono_ms());
+    SB_SET(wk.slot->pid, (int32_t)getpid());
+    metrics_init(wk.slot);
     /* 2. Signals: the mold's handlers are gone; install ours. They stay
      *    blocked until the loop is about to run. */
     proc_child_reset_signals();
@@ -605,12 +605,12 @@ void worker_main(const struct worker_boot *b)
         exit(1); /* it died before prctl took effect */
     /* 4. The app: load (without preload) and per-worker init, after the
      *    upstream pools, which worker_init may look up. */
-    if (upstream_worker_init(W.loop, cfg, W.slot) < 0)
+    if (upstream_worker_init(wk.loop, cfg, wk.slot) < 0)
         fatal("worker: cannot allocate the upstream pools");
     boot_app();
     /* 5. Connections and timers. */
-    W.srv = (struct conn_server){
-        .loop = W.loop, .cfg = cfg, .app = b->app,
+    wk.srv = (struct conn_server){
+        .loop = wk.loop, .cfg = cfg, .app = b->app,
         .limits = {
             .max_request_line = cfg->server.max_request_line,
             .max_headers = cfg->server.max_headers,
@@ -621,44 +621,44 @@ void worker_main(const struct worker_boot *b)
         .on_request_done = on_request_done,
         .on_error_response = on_error_response,
         .handoff_fd = b->handoff_fd[0],
-        .may_hand_over = may_hand_over,
-        .slot = W.slot,
+        .may_handoff = may_handoff,
+        .slot = wk.slot,
     };
-    recycle_init(&W.rec, cfg, b->sb, W.slot, ev_now(W.loop));
-    W.last_beat = ev_now(W.loop);
+    recycle_init(&wk.rec, cfg, b->sb, wk.slot, ev_now(wk.loop));
+    wk.last_beat = ev_now(wk.loop);
     if (cfg->log.access_log &&
-        accesslog_open(W.loop, cfg->log.access_log, cfg->log.access_log_format) == 0)
-        W.access_log = true;
+        accesslog_open(wk.loop, cfg->log.access_log, cfg->log.access_log_format) == 0)
+        wk.access_log = true;
     /* Often enough that a healthy worker never looks a whole timeout old,
      * even with a timeout of a second or two. */
     beat = cfg->server.timeout / 4 < 1. ? cfg->server.timeout / 4 : 1.;
-    ev_timer_init(&W.heartbeat, on_heartbeat, beat, beat);
-    ev_timer_start(W.loop, &W.heartbeat);
-    ev_init(&W.graceful, on_graceful_over);
+    ev_timer_init(&wk.heartbeat, on_heartbeat, beat, beat);
+    ev_timer_start(wk.loop, &wk.heartbeat);
+    ev_init(&wk.graceful, on_graceful_over);
     start_accepting();
-    command_start(W.loop, b->ctl_fd, b->app, builtin_command);
+    command_start(wk.loop, b->ctl_fd, b->app, builtin_command);
     /* 6. Serving. */
     proc_child_signals_done();
-    SB_SET(W.slot->state, SLOT_SERVING);
-    SB_SET(W.slot->boot_us, since_fork_us());
+    SB_SET(wk.slot->state, SLOT_SERVING);
+    SB_SET(wk.slot->boot_us, since_fork_us());
     tell_master(MSG_SERVING, 0);
-    if (SB_GET(W.slot->quiet))
+    if (SB_GET(wk.slot->quiet))
         log_debug("serving");
     else
         log_info("serving");
-    ev_run(W.loop, 0);
+    ev_run(wk.loop, 0);
     /* 7. Leaving. */
-    W.leaving = true;
-    if (W.srv.handed_over > 0)
+    wk.leaving = true;
+    if (wk.srv.handed_off > 0)
         log_debug("handed %llu idle connections to serving workers in all",
-                 (unsigned long long)W.srv.handed_over);
+                 (unsigned long long)wk.srv.handed_off);
     command_stop();
-    recycle_close(&W.rec, ev_now(W.loop));
-    if (W.access_log)
+    recycle_close(&wk.rec, ev_now(wk.loop));
+    if (wk.access_log)
         accesslog_close();
     app_worker_exit(b->app);
     upstream_worker_exit();
-    if (W.app_in_worker)
+    if (wk.app_in_worker)
         app_close(b->app);
     exit(0);
 }

@@ -246,7 +246,7 @@ END_TEST
 START_TEST(test_keepalive_survives_recycling)
 {
     char *mod = load_module_path("PREFORKD_APPS", "hello");
-    /* The hand-over lines are at debug. */
+    /* The handoff lines are at debug. */
     struct hdaemon *d = start(mod, 2, "max_requests = 20\nmax_concurrent_recycles = 2\n"
                               "[log]\nlevel = debug\n", NULL);
     struct hconn *c[8];
@@ -256,10 +256,10 @@ START_TEST(test_keepalive_survives_recycling)
         c[k] = harness_connect(d->port);
         keepalive_request(c[k], -1);
     }
-    /* Until 5 workers have handed over: how many requests that takes
+    /* Until 5 workers have handed off: how many requests that takes
      * depends on how fast replacements start. */
     for (double t0 = harness_now(); harness_log_count(d, "handed [0-9]+ idle") < 5; i++) {
-        ck_assert_msg(harness_now() - t0 < 30, "%d hand-overs in %d requests, 30 s",
+        ck_assert_msg(harness_now() - t0 < 30, "%d handoffs in %d requests, 30 s",
                       harness_log_count(d, "handed [0-9]+ idle"), i);
         keepalive_request(c[0], i);
     }

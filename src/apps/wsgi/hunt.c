@@ -63,8 +63,8 @@ static struct {
     pthread_mutex_t mu;
     bool fresh;
     double allocated, collections[3], uncollectable;
-} H = {.on = true, .census_after = 100, .route_segments = 2, .route_keys = 64,
-       .mu = PTHREAD_MUTEX_INITIALIZER};
+} hunt = {.on = true, .census_after = 100, .route_segments = 2, .route_keys = 64,
+          .mu = PTHREAD_MUTEX_INITIALIZER};
 
 static double mono(void)
 {
@@ -97,25 +97,25 @@ static int get_long(const pf_app_config *cfg, const char *key, long lo,
 int hunt_config(const pf_app_config *cfg)
 {
     const char *v = pf_config_get(cfg, "hunt");
-    long seg = H.route_segments, keys = H.route_keys;
+    long seg = hunt.route_segments, keys = hunt.route_keys;
     int rc = 0;
 
     if (v != NULL) {
         if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") ||
             !strcasecmp(v, "on") || !strcmp(v, "1"))
-            H.on = true;
+            hunt.on = true;
         else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") ||
                  !strcasecmp(v, "off") || !strcmp(v, "0"))
-            H.on = false;
+            hunt.on = false;
         else
             rc = pf_config_error(cfg, "hunt", "expected true or false, got "
                                  "\"%s\"", v);
     }
-    rc |= get_long(cfg, "census_after", 0, 1000000000L, &H.census_after);
+    rc |= get_long(cfg, "census_after", 0, 1000000000L, &hunt.census_after);
     rc |= get_long(cfg, "route_segments", 0, 16, &seg);
     rc |= get_long(cfg, "route_keys", 0, 1000, &keys);
-    H.route_segments = (int)seg;
-    H.route_keys = (int)keys;
+    hunt.route_segments = (int)seg;
+    hunt.route_keys = (int)keys;
     return rc;
 }
 
@@ -131,7 +131,7 @@ static void *count_malloc(void *ctx, size_t n)
     PyMemAllocatorEx *o = ctx;
     void *p = o->malloc(o->ctx, n);
 
-    H.blocks += p != NULL;
+    hunt.blocks += p != NULL;
     return p;
 }
 
@@ -140,7 +140,7 @@ static void *count_calloc(void *ctx, size_t nelem, size_t size)
     PyMemAllocatorEx *o = ctx;
     void *p = o->calloc(o->ctx, nelem, size);
 
-    H.blocks += p != NULL;
+    hunt.blocks += p != NULL;
     return p;
 }
 
@@ -149,7 +149,7 @@ static void *count_realloc(void *ctx, void *ptr, size_t n)
     PyMemAllocatorEx *o = ctx;
     void *p = o->realloc(o->ctx, ptr, n);
 
-    H.blocks += p != NULL && ptr == NULL;
+    hunt.blocks += p != NULL && ptr == NULL;
     return p;
 }
 
@@ -157,7 +157,7 @@ static void count_free(void *ctx, void *ptr)
 {
     PyMemAllocatorEx *o = ctx;
 
-    H.blocks -= ptr != NULL;
+    hunt.blocks -= ptr != NULL;
     o->free(o->ctx, ptr);
 }
 
@@ -165,15 +165,15 @@ static void count_blocks(void)
 {
     PyMemAllocatorEx mem, obj;
 
-    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &H.mem_orig);
-    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &H.obj_orig);
-    mem = (PyMemAllocatorEx){&H.mem_orig, count_malloc, count_calloc,
+    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &hunt.mem_orig);
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &hunt.obj_orig);
+    mem = (PyMemAllocatorEx){&hunt.mem_orig, count_malloc, count_calloc,
                              count_realloc, count_free};
-    obj = (PyMemAllocatorEx){&H.obj_orig, count_malloc, count_calloc,
+    obj = (PyMemAllocatorEx){&hunt.obj_orig, count_malloc, count_calloc,
                              count_realloc, count_free};
     PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &mem);
     PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &obj);
-    H.counting = true;
+    hunt.counting = true;
 }
 
 /* Blocks the collector frees are not the request's that happens to
@@ -188,9 +188,9 @@ static PyObject *on_gc(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "sO", &phase, &info))
         return NULL;
     if (strcmp(phase, "start") == 0)
-        H.gc_start = H.blocks;
+        hunt.gc_start = hunt.blocks;
     else
-        H.gc_freed += H.gc_start - H.blocks;
+        hunt.gc_freed += hunt.gc_start - hunt.blocks;
     Py_RETURN_NONE;
 }
 
@@ -212,7 +212,7 @@ static void watch_gc(void)
 
 int64_t hunt_blocks(void)
 {
-    return H.blocks + H.gc_freed;
+    return hunt.blocks + hunt.gc_freed;
 }
 
 /* ---- figures --------------------------------------------------------------- */
@@ -241,12 +241,12 @@ static void read_figures(void)
     PyErr_Clear();
     Py_XDECREF(stats);
     Py_XDECREF(gc);
-    pthread_mutex_lock(&H.mu);
-    H.allocated = alloc;
-    memcpy(H.collections, coll, sizeof(coll));
-    H.uncollectable = unc;
-    H.fresh = true;
-    pthread_mutex_unlock(&H.mu);
+    pthread_mutex_lock(&hunt.mu);
+    hunt.allocated = alloc;
+    memcpy(hunt.collections, coll, sizeof(coll));
+    hunt.uncollectable = unc;
+    hunt.fresh = true;
+    pthread_mutex_unlock(&hunt.mu);
 }
 
 void hunt_publish(void)
@@ -255,22 +255,22 @@ void hunt_publish(void)
     double alloc, coll[3], unc;
     bool fresh;
 
-    if (!H.on)
+    if (!hunt.on)
         return;
-    pthread_mutex_lock(&H.mu);
-    fresh = H.fresh;
-    H.fresh = false;
-    alloc = H.allocated;
-    memcpy(coll, H.collections, sizeof(coll));
-    unc = H.uncollectable;
-    pthread_mutex_unlock(&H.mu);
+    pthread_mutex_lock(&hunt.mu);
+    fresh = hunt.fresh;
+    hunt.fresh = false;
+    alloc = hunt.allocated;
+    memcpy(coll, hunt.collections, sizeof(coll));
+    unc = hunt.uncollectable;
+    pthread_mutex_unlock(&hunt.mu);
     if (fresh) {
         pf_metric_set("python_allocated_blocks", "", alloc);
         for (int i = 0; i < 3; i++)
             pf_metric_set("python_gc_collections", gen[i], coll[i]);
         pf_metric_set("python_gc_uncollectable", "", unc);
     }
-    if (H.route_keys > 0)
+    if (hunt.route_keys > 0)
         routes_publish();
 }
 
@@ -427,20 +427,20 @@ static void census_diff(const struct census *base, const struct census *now,
 
 void hunt_worker_init(struct wsgi *w)
 {
-    if (!H.on)
+    if (!hunt.on)
         return;
-    if (H.route_keys > 0 && routes_init(H.route_segments, H.route_keys) == 0) {
+    if (hunt.route_keys > 0 && routes_init(hunt.route_segments, hunt.route_keys) == 0) {
         count_blocks();
         watch_gc();
     }
     read_figures();
-    H.next_figures = mono() + 1;
+    hunt.next_figures = mono() + 1;
 }
 
 void hunt_request_begin(struct job *j)
 {
     j->hunt_route = -1;
-    if (!H.counting)
+    if (!hunt.counting)
         return;
     j->hunt_route = routes_find(j);
     j->hunt_blocks = hunt_blocks();
@@ -448,24 +448,24 @@ void hunt_request_begin(struct job *j)
 
 void hunt_request_end(struct job *j)
 {
-    if (!H.on)
+    if (!hunt.on)
         return;
     if (j->hunt_route >= 0) {
         routes_add(j->hunt_route, hunt_blocks() - j->hunt_blocks);
         j->hunt_route = -1;
     }
-    if (++H.requests == H.census_after && !H.base_taken) {
-        if (census_take(j->w, &H.base, "after the first requests") == 0) {
-            H.base_taken = true;
+    if (++hunt.requests == hunt.census_after && !hunt.base_taken) {
+        if (census_take(j->w, &hunt.base, "after the first requests") == 0) {
+            hunt.base_taken = true;
             wsgi_log(j->w, PF_LOG_INFO, "wsgi: census of objects after %ld requests "
                    "(the baseline of the census at a max_rss retirement): "
-                   "%zd objects of %zu types in %.1f ms", H.requests,
-                   H.base.objects, H.base.used, H.base.ms);
+                   "%zd objects of %zu types in %.1f ms", hunt.requests,
+                   hunt.base.objects, hunt.base.used, hunt.base.ms);
         }
     }
-    if (mono() >= H.next_figures) {
+    if (mono() >= hunt.next_figures) {
         read_figures();
-        H.next_figures = mono() + 1;
+        hunt.next_figures = mono() + 1;
     }
 }
 
@@ -479,21 +479,21 @@ void hunt_worker_exit(struct wsgi *w)
     char text[2048];
     PyGILState_STATE g;
 
-    if (!H.on || H.census_after == 0 || why == NULL || strcmp(why, "max_rss") != 0)
+    if (!hunt.on || hunt.census_after == 0 || why == NULL || strcmp(why, "max_rss") != 0)
         return;
-    if (!H.base_taken) {
+    if (!hunt.base_taken) {
         pf_log(PF_LOG_INFO, "wsgi: no census at this max_rss retirement: the "
                "worker finished %ld requests, the baseline is taken after "
-               "census_after = %ld", H.requests, H.census_after);
+               "census_after = %ld", hunt.requests, hunt.census_after);
         return;
     }
     g = PyGILState_Ensure();
     if (census_take(w, &now, "at this max_rss retirement") == 0) {
-        census_diff(&H.base, &now, text, sizeof(text));
+        census_diff(&hunt.base, &now, text, sizeof(text));
         pf_log(PF_LOG_INFO, "wsgi: grew since boot: %s (objects the collector "
                "tracks, %zd after %ld requests, %zd now after %ld; census in "
-               "%.1f ms)", text, H.base.objects, H.census_after, now.objects,
-               H.requests, now.ms);
+               "%.1f ms)", text, hunt.base.objects, hunt.census_after, now.objects,
+               hunt.requests, now.ms);
         census_free(&now);
     }
     PyGILState_Release(g);

@@ -28,16 +28,16 @@ static struct {
     pthread_mutex_t mu;
     struct route *r; /* max_keys + 1: the last is "other" */
     int n, max_keys, segments;
-} R = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} routes = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 int routes_init(int segments, int max_keys)
 {
-    R.r = calloc((size_t)max_keys + 1, sizeof(*R.r));
-    if (R.r == NULL)
+    routes.r = calloc((size_t)max_keys + 1, sizeof(*routes.r));
+    if (routes.r == NULL)
         return -1;
-    R.max_keys = max_keys;
-    R.segments = segments;
-    strcpy(R.r[max_keys].key, "other");
+    routes.max_keys = max_keys;
+    routes.segments = segments;
+    strcpy(routes.r[max_keys].key, "other");
     return 0;
 }
 
@@ -55,7 +55,7 @@ static size_t route_key(const struct job *j, char *out)
     for (size_t i = 0; i < j->path.len && o < LABEL - 1; i++) {
         char c = j->path.ptr[i];
 
-        if (c == '/' && seg++ == (size_t)R.segments)
+        if (c == '/' && seg++ == (size_t)routes.segments)
             break;
         out[o++] = c > ' ' && c < 127 && c != '"' && c != '\\' ? c : '_';
     }
@@ -74,28 +74,28 @@ int routes_find(const struct job *j)
 
     for (size_t k = 0; k < len; k++)
         h = (h ^ (unsigned char)key[k]) * 16777619u;
-    pthread_mutex_lock(&R.mu);
-    for (i = 0; i < R.n; i++)
-        if (R.r[i].hash == h && strcmp(R.r[i].key, key) == 0)
+    pthread_mutex_lock(&routes.mu);
+    for (i = 0; i < routes.n; i++)
+        if (routes.r[i].hash == h && strcmp(routes.r[i].key, key) == 0)
             break;
-    if (i == R.n) {
-        if (R.n < R.max_keys) {
-            R.r[i].hash = h;
-            memcpy(R.r[i].key, key, len + 1);
-            R.n++;
+    if (i == routes.n) {
+        if (routes.n < routes.max_keys) {
+            routes.r[i].hash = h;
+            memcpy(routes.r[i].key, key, len + 1);
+            routes.n++;
         } else {
-            i = R.max_keys;
+            i = routes.max_keys;
         }
     }
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&routes.mu);
     return i;
 }
 
 void routes_add(int i, int64_t blocks)
 {
-    struct route *r = &R.r[i];
+    struct route *r = &routes.r[i];
 
-    pthread_mutex_lock(&R.mu);
+    pthread_mutex_lock(&routes.mu);
     /* A route's first request fills caches (lazy imports, compiled
      * templates, the URL map): not a leak, left out. */
     if (!r->seen) {
@@ -104,7 +104,7 @@ void routes_add(int i, int64_t blocks)
         r->n++;
         r->sum += blocks;
     }
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&routes.mu);
 }
 
 void routes_publish(void)
@@ -112,9 +112,9 @@ void routes_publish(void)
     struct { char key[LABEL]; double mean; } top[TOP];
     int ntop = 0;
 
-    pthread_mutex_lock(&R.mu);
-    for (int i = 0; i <= R.max_keys; i++) {
-        const struct route *r = &R.r[i];
+    pthread_mutex_lock(&routes.mu);
+    for (int i = 0; i <= routes.max_keys; i++) {
+        const struct route *r = &routes.r[i];
         double mean;
         int k;
 
@@ -131,7 +131,7 @@ void routes_publish(void)
         memcpy(top[k].key, r->key, LABEL);
         top[k].mean = mean;
     }
-    pthread_mutex_unlock(&R.mu);
+    pthread_mutex_unlock(&routes.mu);
     pf_metric_clear("python_route_retained_blocks");
     for (int i = 0; i < ntop; i++)
         pf_metric_set("python_route_retained_blocks", top[i].key, top[i].mean);
