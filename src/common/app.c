@@ -1,8 +1,9 @@
 /*
  * app.c - application modules: resolve a module name to a file, dlopen it,
  * check its ABI, run its life-cycle calls, and serve pf_config_* to load().
- * Runs in the master (preload, -t) and in workers (load when preload =
- * false, worker_init, worker_exit). Owns the dlopen handle and the module's
+ * Runs in the mold (load with preload, the fork hooks), in workers (load
+ * when preload = false, worker_init, commands, worker_exit) and in
+ * preforkd -t; never in the master. Owns the dlopen handle and the module's
  * state pointer. Convention: 0 / -1; every failure is logged here.
  */
 #include <dlfcn.h>

@@ -1,7 +1,8 @@
 /*
  * app.h - application modules: find, dlopen, check the ABI, and run the
- * module's life-cycle calls. Runs in the master (preload, -t) and in
- * workers (preload = false, worker_init, worker_exit).
+ * module's life-cycle calls. Runs in the mold (preload, fork hooks), in
+ * workers (preload = false, worker_init, commands, worker_exit) and in
+ * preforkd -t; never in the master.
  * Convention: 0 / -1; every failure is logged with the module's path.
  */
 #ifndef PF_APP_H

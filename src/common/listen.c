@@ -1,8 +1,12 @@
 /*
  * listen.c - listening addresses: parse "a.b.c.d:port", "*:port",
  * "[v6]:port" and "unix:PATH"; create, bind and listen; close (and unlink
- * what we bound). Runs in the master, before any worker is forked; workers
- * only inherit the fds. Never resolves names: no DNS in the master.
+ * what we bound). Binding runs in the master: at start-up before any
+ * worker is forked, and on its loop when a reload binds new addresses or
+ * the admin endpoint opens; workers inherit the fds and call only
+ * listen_port and listen_peer_text (each connection). listen_parse also
+ * runs in preforkd -t and preforkctl, which binds nothing; -t binds and
+ * closes to try. Never resolves names: no DNS in the master.
  * Convention: 0 / -1 with errno; listen_parse: -1 with *why set.
  */
 #include <arpa/inet.h>

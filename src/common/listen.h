@@ -1,6 +1,8 @@
 /*
  * listen.h - listening addresses: parse "host:port", "[v6]:port",
- * "unix:/path"; bind and listen. Runs in the master (before any fork).
+ * "unix:/path"; bind and listen. Binds in the master (start-up, reload,
+ * admin endpoint) and in preforkd -t; workers format addresses
+ * (listen_port, listen_peer_text); preforkctl parses (listen_parse).
  * Convention: 0 / -1 with errno (listen_parse: -1 with *why set).
  */
 #ifndef PF_LISTEN_H

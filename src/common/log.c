@@ -1,8 +1,9 @@
 /*
- * log.c - the error log. Runs in every process: the master and, after
- * fork(), each worker, which inherit the log fd and the settings. Owns one
- * fd (2 for "stderr"); every line is built on the stack and handed to the
- * kernel with one write(2) on an O_APPEND fd, so lines never interleave.
+ * log.c - the error log. Runs in every process: the master, the mold and,
+ * after fork(), each worker, which inherit the log fd and the settings;
+ * also preforkd -t and preforkctl. Owns one fd (2 for "stderr"); every
+ * line is built on the stack and handed to the kernel with one write(2) on
+ * an O_APPEND fd, so lines never interleave.
  * Convention: 0 / -1 with errno. No function here changes errno.
  */
 #include <errno.h>
@@ -334,8 +335,10 @@ LOG_FN(log_warnx, LOG_WARN, 0)
 LOG_FN(log_info, LOG_INFO, 0)
 LOG_FN(log_debug, LOG_DEBUG, 0)
 
-/* Logs at error level with strerror(errno), then exit(1). Only before the
- * event loops start (exit runs atexit handlers, no cleanup of children). */
+/* Logs at error level with strerror(errno), then exit(1) (atexit handlers
+ * run, children are not cleaned up). For start-up failures before the
+ * event loops, and for out of memory anywhere: buf_reserve (master and
+ * workers) and the request's header array (workers) call it on the loop. */
 void fatal(const char *fmt, ...)
 {
     va_list ap;

@@ -1,12 +1,13 @@
 /*
- * log.h - the error log, shared by master and workers (each line is one
+ * log.h - the error log, shared by master, mold and workers (each line is one
  * write(2) to an O_APPEND fd, so lines of different processes never mix).
  * Line format:  2026-11-24T07:50:00.123+0000 [info] [1234] master: message
  * Under systemd (stderr is the stream JOURNAL_STREAM names):
  *                <6>[info] [1234] master: message
  * (the syslog priority for journald, no time: the journal stamps lines).
  * log_warn/log_err append ": " strerror(errno); the *x variants do not.
- * fatal/fatalx log at error level and exit(1): only before loops start.
+ * fatal/fatalx log at error level and exit(1): start-up failures before
+ * the loops, and out of memory on the loops too (buf_reserve, request.c).
  */
 #ifndef PF_LOG_H
 #define PF_LOG_H

@@ -1,8 +1,9 @@
 /*
- * proc.c - process mechanism used by the master's policy (master.c): fork
- * with signals held, the child's reset of signal state, dropping privileges
- * in a worker, and wait-status text. Policy (when to fork or kill) is not
- * here. Convention: 0 / -1 with errno.
+ * proc.c - process mechanism used by the master's policy (master.c) and
+ * the mold: fork with signals held, the child's reset of signal state,
+ * dropping privileges (mold, worker, -t), and wait-status text. Runs where
+ * proc.h says. Policy (when to fork or kill) is not here.
+ * Convention: 0 / -1 with errno.
  */
 #include <errno.h>
 #include <sched.h>

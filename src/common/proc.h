@@ -1,7 +1,10 @@
 /*
  * proc.h - process mechanism: fork with signals held, the child's signal
  * reset, privilege drop, and describing how a process ended. Runs in the
- * master (proc_fork, proc_describe) and in a worker right after fork.
+ * master (proc_fork: the mold, a binary upgrade; proc_describe), in the
+ * mold (proc_fork, proc_fork_shared), in each child right after fork
+ * (signal reset, privilege drop) and in preforkd -t (privilege drop,
+ * proc_describe).
  * Convention: 0 / -1 with errno, except where noted.
  */
 #ifndef PF_PROC_H

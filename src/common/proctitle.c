@@ -1,8 +1,9 @@
 /*
  * proctitle.c - the process title shown by ps, and the thread name. Runs
- * in the master (proctitle_init at the top of main) and in every worker
- * (proctitle_set after fork). Owns the memory that held the original argv
- * and environ strings; the strings themselves live on in heap copies.
+ * in the master (proctitle_init at the top of main, proctitle_set), the
+ * mold and every worker (proctitle_set after fork). Owns the memory that
+ * held the original argv and environ strings; the strings themselves live
+ * on in heap copies.
  * Convention: void; failures only leave the title unchanged.
  */
 #include <errno.h>

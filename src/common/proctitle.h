@@ -2,7 +2,7 @@
  * proctitle.h - what `ps` shows for each preforkd process
  * ("preforkd: master -c /etc/preforkd.ini", "preforkd: worker 3 [gen 1]")
  * and the matching 15-byte thread name ("preforkd-master", "preforkd-w3").
- * Used by the master (at start) and by workers (after fork).
+ * Used by the master (at start), the mold and workers (after fork).
  */
 #ifndef PF_PROCTITLE_H
 #define PF_PROCTITLE_H

@@ -1,9 +1,10 @@
 /*
  * metrics.c - figures the app publishes about its worker (pf_worker_heap,
  * pf_metric_set), kept in the worker's scoreboard slot for the master to
- * show in /stats and /metrics. Runs in workers, on the loop thread; the
- * master reads the rows under a per-row sequence number (odd: being
- * written), so it never shows a torn label.
+ * show in /stats and /metrics. Runs in workers, on the loop thread, but
+ * metrics_read, which runs in the master: it reads the rows under a
+ * per-row sequence number (odd: being written), so it never shows a torn
+ * label.
  */
 #include <stdbool.h>
 #include <stdio.h>

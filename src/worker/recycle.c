@@ -1,9 +1,10 @@
 /*
- * recycle.c - soft limits measured by the worker (see recycle.h). Runs only
- * in workers, on the loop. Memory is read adaptively: rarely while far from
- * max_rss, after every request once the observed growth per request could
- * reach it, so a limit is seen on the request that crosses it without a
- * /proc read per request in the common case.
+ * recycle.c - soft limits measured by the worker (see recycle.h). Runs in
+ * workers, on the loop; recycle_reason_name in the master too. Memory is
+ * read adaptively: rarely while far from max_rss, after every request once
+ * the observed growth per request could reach it, so a limit is seen on
+ * the request that crosses it without a /proc read per request in the
+ * common case.
  */
 #include <malloc.h>
 #include <stdlib.h>

@@ -3,7 +3,8 @@
  * max_requests (+ its own jitter draw), max_rss in the configured memory
  * metric, max_lifetime (+ jitter), all held back until min_lifetime. Also
  * keeps the worker's scoreboard figures (memory, samples, loop lag).
- * Runs only in workers; never blocks (reads /proc only).
+ * Runs in workers; never blocks (reads /proc only). recycle_reason_name,
+ * a table lookup, runs in the master too (retirement lines, /stats).
  */
 #ifndef PF_RECYCLE_H
 #define PF_RECYCLE_H
