@@ -130,10 +130,10 @@ struct slot {
 
 struct scoreboard {
     uint32_t nslots;
-    /* Written by the master: how long a recycle's hand-over takes (spawn of
-     * the replacement to its serving), a moving average in microseconds.
+    /* Written by the master: the replacement latency, from the spawn of a
+     * recycle's replacement to its serving, a moving average in microseconds.
      * Workers read it to ask for their replacement early enough. */
-    _Atomic uint32_t handover_us;
+    _Atomic uint32_t replace_us;
     /* Written by the master: leaving workers may pass idle connections to
      * serving ones (handoff.h); 0 while the master stops or after WINCH. */
     _Atomic uint32_t handoff_ok;

@@ -41,22 +41,22 @@ static struct {
     struct admin_conn *conns;
     unsigned nconns;
     uint64_t tokens;    /* the last one given */
-} A = {.fd = -1};
+} adm = {.fd = -1};
 
 static void conn_free(struct admin_conn *c)
 {
-    struct admin_conn **p = &A.conns;
+    struct admin_conn **p = &adm.conns;
 
     while (*p != c)
         p = &(*p)->next;
     *p = c->next;
-    ev_io_stop(A.loop, &c->io);
-    ev_timer_stop(A.loop, &c->timer);
+    ev_io_stop(adm.loop, &c->io);
+    ev_timer_stop(adm.loop, &c->timer);
     close(c->fd);
     buf_free(&c->in);
     buf_free(&c->out);
     free(c);
-    A.nconns--;
+    adm.nconns--;
 }
 
 static void on_write(struct ev_loop *loop, ev_io *w, int revents)
@@ -104,10 +104,10 @@ static void send_answer(struct admin_conn *c, int status, const char *ctype,
     buf_append(&c->out, head, (size_t)n);
     if (!c->head_only && len)
         buf_append(&c->out, body, len);
-    ev_io_stop(A.loop, &c->io);
+    ev_io_stop(adm.loop, &c->io);
     ev_io_set(&c->io, c->fd, EV_WRITE);
     ev_set_cb(&c->io, on_write);
-    ev_io_start(A.loop, &c->io);
+    ev_io_start(adm.loop, &c->io);
 }
 
 /* Answers the request line in c->in: "GET /path?query HTTP/1.x". */
@@ -130,7 +130,7 @@ static void respond(struct admin_conn *c)
                                    .query = q ? q + 1 : "", .token = c->token};
             if (q)
                 *q = '\0';
-            status = A.render(A.render_data, &rq, &body, &ctype);
+            status = adm.render(adm.render_data, &rq, &body, &ctype);
         }
     } else {
         buf_puts(&body, "bad request\n");
@@ -138,14 +138,14 @@ static void respond(struct admin_conn *c)
     if (status != ADMIN_LATER) {
         send_answer(c, status, ctype, body.p, body.len);
     } else {
-        ev_io_stop(A.loop, &c->io); /* nothing more to read: wait */
+        ev_io_stop(adm.loop, &c->io); /* nothing more to read: wait */
     }
     buf_free(&body);
 }
 
 static struct admin_conn *by_token(uint64_t token)
 {
-    for (struct admin_conn *c = A.conns; c != NULL; c = c->next)
+    for (struct admin_conn *c = adm.conns; c != NULL; c = c->next)
         if (c->token == token)
             return c;
     return NULL;
@@ -168,9 +168,9 @@ void admin_hold(uint64_t token, double seconds)
 
     if (c == NULL)
         return;
-    ev_timer_stop(A.loop, &c->timer);
+    ev_timer_stop(adm.loop, &c->timer);
     ev_timer_set(&c->timer, seconds, 0.);
-    ev_timer_start(A.loop, &c->timer);
+    ev_timer_start(adm.loop, &c->timer);
 }
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)
@@ -202,7 +202,7 @@ static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     for (;;) {
-        int fd = accept4(A.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(adm.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         struct admin_conn *c;
 
         if (fd < 0) {
@@ -210,15 +210,15 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
                 log_warn("admin: accept");
             return;
         }
-        if (A.nconns >= ADMIN_CONNS_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
+        if (adm.nconns >= ADMIN_CONNS_MAX || (c = calloc(1, sizeof(*c))) == NULL) {
             close(fd);
             continue;
         }
         c->fd = fd;
-        c->token = ++A.tokens;
-        c->next = A.conns;
-        A.conns = c;
-        A.nconns++;
+        c->token = ++adm.tokens;
+        c->next = adm.conns;
+        adm.conns = c;
+        adm.nconns++;
         ev_io_init(&c->io, on_read, fd, EV_READ);
         ev_timer_init(&c->timer, on_timeout, ADMIN_TIMEOUT, 0.);
         c->io.data = c->timer.data = c;
@@ -230,72 +230,72 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 int admin_start(struct ev_loop *loop, struct listen_addr *addr,
                 admin_render_fn render, void *data)
 {
-    A.loop = loop;
-    A.render = render;
-    A.render_data = data;
-    A.fd = inherit_take(addr);
-    if (A.fd < 0) {
+    adm.loop = loop;
+    adm.render = render;
+    adm.render_data = data;
+    adm.fd = inherit_take(addr);
+    if (adm.fd < 0) {
         /* A unix socket is created 0600 (the umask applies to bind), so
          * it is never reachable by others, not even for a moment. */
         mode_t old = umask(0177);
 
-        A.fd = listen_open(addr, 64);
+        adm.fd = listen_open(addr, 64);
         umask(old);
-        if (A.fd < 0) {
+        if (adm.fd < 0) {
             log_err("admin: listen on %s", addr->text);
             return -1;
         }
     }
-    A.addr = *addr; /* after listen_open: it records the unix socket's inode */
+    adm.addr = *addr; /* after listen_open: it records the unix socket's inode */
     log_info("admin endpoint on %s", addr->text);
-    ev_io_init(&A.accept_w, on_accept, A.fd, EV_READ);
-    ev_io_start(loop, &A.accept_w);
+    ev_io_init(&adm.accept_w, on_accept, adm.fd, EV_READ);
+    ev_io_start(loop, &adm.accept_w);
     return 0;
 }
 
 void admin_stop(bool unlink_path)
 {
-    while (A.conns)
-        conn_free(A.conns);
-    if (A.fd >= 0) {
-        ev_io_stop(A.loop, &A.accept_w);
+    while (adm.conns)
+        conn_free(adm.conns);
+    if (adm.fd >= 0) {
+        ev_io_stop(adm.loop, &adm.accept_w);
         if (unlink_path)
-            listen_close(A.fd, &A.addr);
+            listen_close(adm.fd, &adm.addr);
         else
-            close(A.fd);
-        A.fd = -1;
+            close(adm.fd);
+        adm.fd = -1;
     }
 }
 
 void admin_pause(bool pause)
 {
-    if (A.fd < 0)
+    if (adm.fd < 0)
         return;
     if (pause)
-        ev_io_stop(A.loop, &A.accept_w);
+        ev_io_stop(adm.loop, &adm.accept_w);
     else
-        ev_io_start(A.loop, &A.accept_w);
+        ev_io_start(adm.loop, &adm.accept_w);
 }
 
 int admin_fd(void)
 {
-    return A.fd;
+    return adm.fd;
 }
 
 const struct listen_addr *admin_addr(void)
 {
-    return &A.addr;
+    return &adm.addr;
 }
 
 void admin_forget_in_child(void)
 {
-    if (A.fd < 0)
+    if (adm.fd < 0)
         return;
-    ev_io_stop(A.loop, &A.accept_w);
-    close(A.fd);
-    A.fd = -1;
+    ev_io_stop(adm.loop, &adm.accept_w);
+    close(adm.fd);
+    adm.fd = -1;
     /* This process's copies of the master's admin clients: freed here,
      * or they would be lost (the master goes on serving its own). */
-    while (A.conns)
-        conn_free(A.conns);
+    while (adm.conns)
+        conn_free(adm.conns);
 }

@@ -175,14 +175,15 @@ static bool may_spawn(struct master *ms, ev_tstamp now)
     return false;
 }
 
-/* A moving average of how long hand-overs take, for the workers to ask for
- * their replacement that much ahead of max_rss (see recycle.c). */
-static void learn_handover(struct master *ms, double secs)
+/* A moving average of the replacement latency (fork to serving), for the
+ * workers to ask for their replacement that much ahead of max_rss (see
+ * recycle.c). */
+static void learn_replace_time(struct master *ms, double secs)
 {
-    uint32_t old = SB_GET(ms->sb->handover_us);
+    uint32_t old = SB_GET(ms->sb->replace_us);
     double us = secs * 1e6;
 
-    SB_SET(ms->sb->handover_us, (uint32_t)(old ? 0.7 * old + 0.3 * us : us));
+    SB_SET(ms->sb->replace_us, (uint32_t)(old ? 0.7 * old + 0.3 * us : us));
 }
 
 /* Replacements that serve retire their predecessors; recycles waiting for
@@ -199,7 +200,7 @@ static void recycle(struct master *ms, ev_tstamp now)
             struct worker *r = &ms->w[w->replacement];
             if (r->served || now - w->phase_since > ms->cfg->server.timeout) {
                 if (r->served)
-                    learn_handover(ms, now - w->phase_since);
+                    learn_replace_time(ms, now - w->phase_since);
                 else
                     log_warnx("worker %d (pid %d): replacement not serving after "
                               "%.0fs: retiring anyway", w->id, (int)w->pid,

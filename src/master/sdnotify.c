@@ -24,7 +24,7 @@ static struct {
     socklen_t len;
     double watchdog;
     bool heir_runs;
-} N = {.fd = -1};
+} sd = {.fd = -1};
 
 int sdnotify_init(pid_t heir_of)
 {
@@ -38,7 +38,7 @@ int sdnotify_init(pid_t heir_of)
     if (wd && (!wdpid || atol(wdpid) == (long)getpid() ||
                (heir_of > 1 && atol(wdpid) == (long)heir_of))) {
         char me[24];
-        N.watchdog = strtod(wd, NULL) / 2e6;
+        sd.watchdog = strtod(wd, NULL) / 2e6;
         snprintf(me, sizeof(me), "%ld", (long)getpid());
         if (wdpid)
             setenv("WATCHDOG_PID", me, 1);
@@ -46,17 +46,17 @@ int sdnotify_init(pid_t heir_of)
     if (path == NULL || *path == '\0')
         return 0;
     n = strlen(path);
-    if ((path[0] != '/' && path[0] != '@') || n >= sizeof(N.addr.sun_path)) {
+    if ((path[0] != '/' && path[0] != '@') || n >= sizeof(sd.addr.sun_path)) {
         log_warnx("NOTIFY_SOCKET=%s: not a unix socket path, ignored", path);
         return -1;
     }
-    N.addr.sun_family = AF_UNIX;
-    memcpy(N.addr.sun_path, path, n);
+    sd.addr.sun_family = AF_UNIX;
+    memcpy(sd.addr.sun_path, path, n);
     if (path[0] == '@')
-        N.addr.sun_path[0] = '\0';
-    N.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
-    N.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (N.fd < 0) {
+        sd.addr.sun_path[0] = '\0';
+    sd.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    sd.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (sd.fd < 0) {
         log_warn("NOTIFY_SOCKET: socket");
         return -1;
     }
@@ -69,7 +69,7 @@ void sdnotify(const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (N.fd < 0)
+    if (sd.fd < 0)
         return;
     va_start(ap, fmt);
     n = vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -78,21 +78,21 @@ void sdnotify(const char *fmt, ...)
         return;
     /* The main process is, or is about to be, the new master: anything but
      * a watchdog ping from this one would speak for the service. */
-    if (N.heir_runs && strcmp(msg, "WATCHDOG=1") != 0)
+    if (sd.heir_runs && strcmp(msg, "WATCHDOG=1") != 0)
         return;
-    if (sendto(N.fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&N.addr,
-               N.len) < 0 && errno != EAGAIN)
+    if (sendto(sd.fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sd.addr,
+               sd.len) < 0 && errno != EAGAIN)
         log_debug("sd_notify: %s", strerror(errno));
 }
 
 void sdnotify_heir(bool on)
 {
-    N.heir_runs = on;
+    sd.heir_runs = on;
 }
 
 double sdnotify_watchdog_interval(void)
 {
-    return N.watchdog;
+    return sd.watchdog;
 }
 
 unsigned long long sdnotify_monotonic_usec(void)

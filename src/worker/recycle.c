@@ -158,12 +158,12 @@ static void reach(struct recycle *l, enum retire_reason r)
 
 /* What the worker will still grow by during the replacement latency (from
  * the fork of its replacement to that one serving: the master's moving
- * average in sb->handover_us): it keeps serving until then. Asking that
+ * average in sb->replace_us): it keeps serving until then. Asking that
  * much before max_rss makes the worker leave at max_rss rather than above
  * it. At most a quarter of the limit. */
 static uint64_t replace_margin(const struct recycle *l, uint64_t soft)
 {
-    double h = SB_GET(l->sb->handover_us) / 1e6;
+    double h = SB_GET(l->sb->replace_us) / 1e6;
     double m = l->growth * l->rate * (h > 0 ? h : 0.01);
     double cap = (double)soft / RECYCLE_OVERSHOOT;
 

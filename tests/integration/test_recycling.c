@@ -1,7 +1,7 @@
 /*
- * test_recycle.c - integration tests of worker recycling (src/worker/recycle.c,
+ * test_recycling.c - integration tests of worker recycling (src/worker/recycle.c,
  * src/master/master.c): soft limits measured by workers, the spawn-before-retire
- * hand-over, the recycle budget, the master's hard limits, accounting and
+ * replacement, the recycle budget, the master's hard limits, accounting and
  * the USR2 snapshot. The real daemon on 127.0.0.1:0, observed through its
  * log and the admin endpoint's /stats (the scoreboard).
  */

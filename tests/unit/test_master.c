@@ -371,7 +371,7 @@ START_TEST(test_scale_down_and_up)
 END_TEST
 
 /* A new generation: the old one serves until all of the new one does. */
-START_TEST(test_generation_handover)
+START_TEST(test_generation_takes_over)
 {
     pid_t old[2];
 
@@ -588,7 +588,7 @@ int main(void)
     tcase_add_test(tc, test_timeout_kill_grace);
     tcase_add_test(tc, test_foreign_sigkill_is_oom);
     tcase_add_test(tc, test_scale_down_and_up);
-    tcase_add_test(tc, test_generation_handover);
+    tcase_add_test(tc, test_generation_takes_over);
     tcase_add_test(tc, test_stop_graceful_then_kill);
     tcase_add_test(tc, test_stop_quick);
     tcase_add_test(tc, test_scale_signals_and_winch);

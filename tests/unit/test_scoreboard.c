@@ -67,7 +67,7 @@ START_TEST(create_sizes)
 
         ck_assert_msg(sb != NULL, "nslots %u: %s", n, strerror(errno));
         ck_assert_uint_eq(sb->nslots, n);
-        ck_assert_uint_eq(SB_GET(sb->handover_us), 0);
+        ck_assert_uint_eq(SB_GET(sb->replace_us), 0);
         ck_assert_uint_eq(SB_GET(sb->handoff_ok), 0);
         ck_assert_uint_eq(mapping_len(sb), (sb_bytes(n) + page - 1) / page * page);
         for (uint32_t id = 1; id <= n; id++) {
@@ -160,7 +160,7 @@ START_TEST(shared_across_fork)
     int status;
 
     ck_assert_ptr_nonnull(sb);
-    SB_SET(sb->handover_us, 1234);
+    SB_SET(sb->replace_us, 1234);
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -172,7 +172,7 @@ START_TEST(shared_across_fork)
             usleep(1000);
         if (SB_GET(sb->handoff_ok) != 7)
             _exit(2);
-        if (SB_GET(sb->handover_us) != 1234)
+        if (SB_GET(sb->replace_us) != 1234)
             _exit(3);
         SB_SET(mine->pid, (int32_t)getpid());
         SB_SET(mine->generation, 5);
