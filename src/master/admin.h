@@ -1,7 +1,8 @@
 /*
  * admin.h - the admin endpoint, served by the master on its own loop (so it
- * answers while every worker is stuck): GET /stats, /metrics, /healthz.
- * One request per connection, bounded in size and time.
+ * answers while every worker is stuck): GET /stats, /metrics, /healthz,
+ * and /workers/ID/... relayed to one worker (relay.c). One request per
+ * connection, bounded in size and time. Runs only in the master.
  */
 #ifndef PF_ADMIN_H
 #define PF_ADMIN_H

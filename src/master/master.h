@@ -1,7 +1,7 @@
 /*
  * master.h - the master process: owns the config, the listening sockets,
- * the preloaded app, the scoreboard and every decision to start, retire or
- * kill a worker. Never handles a request.
+ * the scoreboard and every decision to start, retire or kill a worker or a
+ * mold. Never runs application code (the mold does) nor handles a request.
  */
 #ifndef PF_MASTER_H
 #define PF_MASTER_H

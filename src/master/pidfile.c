@@ -1,7 +1,8 @@
 /*
  * pidfile.c - the master's pid file: refuse to start over a live master,
  * replace a stale file atomically, and remove only our own. Runs in the
- * master only (workers never touch it).
+ * master (workers never touch it); preforkd -t reads it (pidfile_read) to
+ * tell the running instance's addresses from another program's.
  * Convention: 0 / -1 with errno.
  */
 #include <errno.h>

@@ -1,6 +1,6 @@
 /*
  * pidfile.h - the master's pid file: written once the master owns its
- * sockets, removed at exit. Runs in the master only.
+ * sockets, removed at exit. Runs in the master; preforkd -t reads it.
  * Convention: 0 / -1 with errno.
  */
 #ifndef PF_PIDFILE_H
