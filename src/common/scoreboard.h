@@ -145,10 +145,10 @@ struct scoreboard {
 struct scoreboard *scoreboard_create(uint32_t nslots);
 void scoreboard_destroy(struct scoreboard *sb);
 
-/* Slot of worker id (1-based). */
-static inline struct slot *scoreboard_slot(struct scoreboard *sb, int id)
+/* Slot `slot` (0-based index; a worker's id is something else). */
+static inline struct slot *scoreboard_slot(struct scoreboard *sb, uint32_t slot)
 {
-    return &sb->slots[id - 1];
+    return &sb->slots[slot];
 }
 
 #define SB_SET(field, v) atomic_store_explicit(&(field), (v), memory_order_relaxed)

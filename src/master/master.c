@@ -43,7 +43,7 @@ const char *master_reload_state_name(enum reload_state s)
 
 static struct slot *slot_of(struct master *ms, const struct worker *w)
 {
-    return scoreboard_slot(ms->sb, (int)(w - ms->w) + 1);
+    return scoreboard_slot(ms->sb, (uint32_t)(w - ms->w));
 }
 
 static bool holds_id(struct master *ms, const struct worker *w)
@@ -88,7 +88,7 @@ static int free_slot(struct master *ms)
             return (int)i;
     return -1;
 }
-/* Forks worker `id` into slot index i. Returns 0, or -1 (retry later). */
+
 /* A spawn's line: at info, except for a recycle's replacement (the old
  * worker's retirement line tells that recycle, once). */
 static void say_spawned(const struct worker *w)
@@ -101,10 +101,11 @@ static void say_spawned(const struct worker *w)
                  w->generation);
 }
 
+/* Forks worker `id` into slot i. Returns 0, or -1 (retry later). */
 static int spawn(struct master *ms, int id, int i, bool quiet)
 {
     struct worker *w = &ms->w[i];
-    struct slot *s = scoreboard_slot(ms->sb, i + 1);
+    struct slot *s = scoreboard_slot(ms->sb, i);
     pid_t pid;
     int pair[2];
 
@@ -122,7 +123,7 @@ static int spawn(struct master *ms, int id, int i, bool quiet)
         log_warn("socketpair for worker %d's commands", id);
         pair[0] = pair[1] = -1;
     }
-    pid = ms->ops->fork_worker(ms, id, i + 1, pair[1]);
+    pid = ms->ops->fork_worker(ms, id, i, pair[1]);
     if (pair[1] >= 0)
         close(pair[1]);
     if (pid == 0) {
@@ -377,9 +378,9 @@ void master_mold_message(struct master *ms, struct mold_proc *m, const struct mo
                  m->generation, (master_now(ms) - m->started) * 1000);
     } else if (msg->type == MOLD_FAILED) {
         snprintf(m->error, sizeof(m->error), "%s", msg->text);
-    } else if (msg->type == MOLD_SPAWNED && msg->slot >= 1 &&
-               (uint32_t)msg->slot <= ms->nslots &&
-               (w = &ms->w[msg->slot - 1])->pid == PID_PENDING) {
+    } else if (msg->type == MOLD_SPAWNED && msg->slot >= 0 &&
+               (uint32_t)msg->slot < ms->nslots &&
+               (w = &ms->w[msg->slot])->pid == PID_PENDING) {
         if (msg->pid > 0) {
             worker_known(ms, w, msg->pid);
             return;
@@ -493,9 +494,9 @@ void master_read_messages(struct master *ms)
 
     while (read(ms->msg_rd, &m, sizeof(m)) == (ssize_t)sizeof(m)) {
         struct worker *w;
-        if (m.slot < 1 || (uint32_t)m.slot > ms->nslots)
+        if (m.slot < 0 || (uint32_t)m.slot >= ms->nslots)
             continue;
-        w = &ms->w[m.slot - 1];
+        w = &ms->w[m.slot];
         /* Its mold's word was lost (the mold died in between). */
         if (w->pid == PID_PENDING && m.pid > 0 && m.generation == w->generation)
             worker_known(ms, w, m.pid);
@@ -514,7 +515,7 @@ static void notify_tick(struct master *ms, ev_tstamp now)
     double every = sdnotify_watchdog_interval();
 
     for (uint32_t i = 0; i < ms->nslots; i++) {
-        struct slot *s = scoreboard_slot(ms->sb, (int)i + 1);
+        struct slot *s = scoreboard_slot(ms->sb, i);
         serving += ms->w[i].pid && ms->w[i].served && ms->w[i].phase != PH_RETIRING;
         requests += SB_GET(s->requests);
     }
@@ -544,7 +545,7 @@ static void handoff_sweep(struct master *ms)
 
         if (!ms->w[i].pid)
             continue;
-        s = scoreboard_slot(ms->sb, i + 1);
+        s = scoreboard_slot(ms->sb, i);
         if (SB_GET(s->accepting)) {
             ms->handoff_stalled = 0;
             return;

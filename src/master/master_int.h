@@ -113,7 +113,7 @@ struct master {
     char *const *argv;   /* for the binary upgrade */
     char self[4096];     /* the executable, resolved at start */
     struct scoreboard *sb;
-    struct worker *w;    /* nslots entries, slot = index + 1 */
+    struct worker *w;    /* nslots entries: w[i] is in slot i */
     uint32_t nslots;
     uint32_t target;     /* workers wanted */
     uint32_t generation;
@@ -154,7 +154,7 @@ struct master_ops {
     /* Whether workers can be forked now: the mold has loaded the app. The
      * real one starts a mold when there is none. */
     bool (*can_fork)(struct master *ms);
-    /* Starts worker `id` in scoreboard slot `slot` (1-based) with ctl_fd
+    /* Starts worker `id` in scoreboard slot `slot` (0-based) with ctl_fd
      * (its end of the command pair, or -1; the caller closes its copy):
      * its pid, PID_PENDING (the mold tells it later: master_mold_message),
      * or 0 when it cannot be asked for now. */
@@ -225,7 +225,7 @@ void relay_forget_in_child(struct master *ms);
  * other listener of the master is closed in it). 0 / -1 (logged). */
 int spawn_mold(struct master *ms, struct mold_proc *m, uint32_t gen, const struct config *cfg,
                const int *fds, size_t nfds);
-/* Asks m for worker id in slot, handing it the worker's end of its
+/* Asks m for worker id in slot (0-based), handing it the worker's end of its
  * command socket pair (or -1). 0 / -1 (the mold is gone or stuck). */
 int spawn_ask(struct mold_proc *m, int id, int slot, int ctl_fd);
 /* Reads every message waiting from both molds, without blocking. */

@@ -200,7 +200,7 @@ void memlimit_rescale(struct master *ms)
      * the one their config gave them. */
     for (uint32_t i = 0; i < ms->nslots; i++)
         if (ms->w[i].pid != 0 && ms->w[i].generation == ms->generation)
-            SB_SET(scoreboard_slot(ms->sb, (int)i + 1)->max_rss, ms->cfg->recycle.max_rss);
+            SB_SET(scoreboard_slot(ms->sb, i)->max_rss, ms->cfg->recycle.max_rss);
 }
 
 enum retire_reason memlimit_sigkill(struct master *ms, const struct worker *w, const char *how)

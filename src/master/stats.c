@@ -46,7 +46,7 @@ static uint32_t serving_count(const struct master *ms)
 
     for (uint32_t i = 0; i < ms->nslots; i++) {
         const struct worker *w = &ms->w[i];
-        struct slot *s = scoreboard_slot(ms->sb, (int)i + 1);
+        struct slot *s = scoreboard_slot(ms->sb, i);
         n += w->pid && SB_GET(s->state) == SLOT_SERVING &&
              (w->phase == PH_ACTIVE || w->phase == PH_WANTS ||
               w->phase == PH_REPLACING || w->phase == PH_OLD);
@@ -62,7 +62,7 @@ static void http_sums(const struct master *ms, struct http_sums *h)
     *h = ms->account.http;
     for (uint32_t i = 0; i < ms->nslots; i++)
         if (ms->w[i].pid != 0)
-            account_add_http(h, scoreboard_slot(ms->sb, (int)i + 1));
+            account_add_http(h, scoreboard_slot(ms->sb, i));
     for (int i = 1; i <= SB_DURATION_BOUNDS; i++)
         h->buckets[i] += h->buckets[i - 1];
 }
@@ -86,7 +86,7 @@ static void upstream_sums(const struct master *ms, struct upstream_table *t)
     account_merge_upstreams(t, &ms->account.ups);
     for (uint32_t i = 0; i < ms->nslots; i++)
         if (ms->w[i].pid != 0)
-            account_add_upstreams(t, scoreboard_slot(ms->sb, (int)i + 1), true);
+            account_add_upstreams(t, scoreboard_slot(ms->sb, i), true);
 }
 
 static uint64_t failed_sum(const struct upstream_sums *u)
@@ -155,11 +155,13 @@ static void json_app(struct buf *b, struct slot *s)
     buf_puts(b, "]");
 }
 
+/* The object of the worker in slot i. Its "slot" is shown 1-based (i + 1),
+ * as /stats and preforkctl status always have. */
 static void json_worker(const struct master *ms, struct buf *b, uint32_t i, ev_tstamp now, bool *first)
 {
     char k1[32], k2[32], k3[32];
     const struct worker *w = &ms->w[i];
-    struct slot *s = scoreboard_slot(ms->sb, (int)i + 1);
+    struct slot *s = scoreboard_slot(ms->sb, i);
     uint32_t accept_us = SB_GET(s->first_accept_us);
     struct growth g = account_growth(s, SB_GET(s->max_rss)); /* its own limit */
     uint32_t st = SB_GET(s->state);
@@ -375,7 +377,7 @@ static uint32_t pick_ids(const struct master *ms, uint32_t *order)
     uint32_t n = 0;
 
     for (uint32_t i = 0; serving != NULL && i < ms->nslots; i++)
-        serving[i] = SB_GET(scoreboard_slot(ms->sb, (int)i + 1)->state) == SLOT_SERVING;
+        serving[i] = SB_GET(scoreboard_slot(ms->sb, i)->state) == SLOT_SERVING;
     for (uint32_t i = 0; i < ms->nslots; i++) {
         const struct worker *w = &ms->w[i];
         bool stands = w->pid > 0; /* not none, nor asked of the mold and unforked */
@@ -442,12 +444,12 @@ static void metrics_per_worker(const struct master *ms, struct buf *b, const uin
 
 static uint64_t worker_requests(const struct master *ms, uint32_t i)
 {
-    return SB_GET(scoreboard_slot(ms->sb, (int)i + 1)->requests);
+    return SB_GET(scoreboard_slot(ms->sb, i)->requests);
 }
 
 static uint64_t worker_memory(const struct master *ms, uint32_t i)
 {
-    return SB_GET(scoreboard_slot(ms->sb, (int)i + 1)->mem);
+    return SB_GET(scoreboard_slot(ms->sb, i)->mem);
 }
 
 static uint64_t worker_pid(const struct master *ms, uint32_t i)
@@ -567,7 +569,7 @@ static void metrics_heaps(const struct master *ms, struct buf *b, const uint32_t
              "# TYPE preforkd_worker_heap_bytes gauge\n");
     for (uint32_t k = 0; k < n; k++) {
         const struct worker *w = &ms->w[order[k]];
-        struct slot *s = scoreboard_slot(ms->sb, (int)order[k] + 1);
+        struct slot *s = scoreboard_slot(ms->sb, order[k]);
         char name[sizeof(s->app_heap_name)];
 
         buf_printf(b, "preforkd_worker_heap_bytes{worker=\"%d\",heap=\"c\"} %" PRIu64 "\n",
@@ -593,7 +595,7 @@ static void metrics_app(const struct master *ms, struct buf *b, const uint32_t *
             struct metrics_row first;
             bool seen = false;
 
-            if (!metrics_read(scoreboard_slot(ms->sb, (int)order[a] + 1), k, &first))
+            if (!metrics_read(scoreboard_slot(ms->sb, order[a]), k, &first))
                 continue;
             for (int d = 0; d < ndone && !seen; d++)
                 seen = strcmp(done[d], first.name) == 0;
@@ -605,7 +607,7 @@ static void metrics_app(const struct master *ms, struct buf *b, const uint32_t *
             for (uint32_t c = a; c < n; c++) {
                 for (int m = 0; m < SB_METRICS; m++) {
                     struct metrics_row r;
-                    if (!metrics_read(scoreboard_slot(ms->sb, (int)order[c] + 1), m, &r) ||
+                    if (!metrics_read(scoreboard_slot(ms->sb, order[c]), m, &r) ||
                         strcmp(r.name, first.name) != 0 || !isfinite(r.value))
                         continue;
                     buf_printf(b, "preforkd_app_%s{worker=\"%d\",label=\"", r.name,

@@ -20,7 +20,7 @@
 struct mold_cmd {
     uint32_t type;       /* MOLD_SPAWN */
     int32_t id;          /* the worker's place in the pool */
-    int32_t slot;        /* its scoreboard slot, 1-based */
+    int32_t slot;        /* its scoreboard slot, 0-based */
 };
 
 enum { MOLD_SPAWN = 1 };

@@ -22,7 +22,7 @@ enum worker_msg_type {
 };
 
 struct worker_msg {
-    int32_t slot;       /* 1-based scoreboard slot */
+    int32_t slot;       /* scoreboard slot, 0-based */
     int32_t pid;
     uint32_t generation;
     uint16_t type;      /* enum worker_msg_type */
@@ -31,7 +31,7 @@ struct worker_msg {
 
 struct worker_boot {
     int id;                 /* 1..workers: the worker's place in the pool */
-    int slot;               /* its scoreboard slot (a replacement has its own) */
+    int slot;               /* its scoreboard slot, 0-based (a replacement has its own) */
     uint32_t generation;
     const struct config *cfg;
     struct app *app;        /* loaded in the master when cfg preloads */

@@ -31,9 +31,12 @@ static ev_tstamp fake_now(struct master *m)
 }
 
 static bool fork_pending; /* answer PID_PENDING, as a mold does */
+static int forked_slot[8]; /* by worker id: the slot of its last fork */
 
 static pid_t fake_fork(struct master *m, int id, int slot, int ctl_fd)
 {
+    if (id >= 0 && id < 8)
+        forked_slot[id] = slot;
     return fork_pending ? PID_PENDING : next_pid++;
 }
 
@@ -93,6 +96,7 @@ static void setup(uint32_t workers, uint32_t budget)
     nsent = 0;
     heirs_started = 0;
     fork_pending = false;
+    memset(forked_slot, -1, sizeof(forked_slot));
     ms->mold.fd = ms->next_mold.fd = ms->old_mold.fd = -1;
     ms->handoff[0] = ms->handoff[1] = -1;
 }
@@ -161,12 +165,20 @@ START_TEST(test_pending_workers)
     ck_assert_int_eq(live(), 2);
     w = by_id(1, PH_ACTIVE);
     ck_assert_int_eq(w->pid, PID_PENDING);
+    /* The slot asked for is the worker's index in the table. */
+    ck_assert_int_eq(forked_slot[1], (int)(w - ms->w));
     master_signal(ms, w, SIGTERM);
     master_signal(ms, w, SIGQUIT);
     master_signal(ms, w, SIGTERM); /* the strongest one waits */
     ck_assert_int_eq(nsent, 0);
-    m.slot = (int)(w - ms->w) + 1;
+    /* A slot out of range is ignored. */
     m.pid = 4242;
+    m.slot = -1;
+    master_mold_message(ms, &ms->mold, &m);
+    m.slot = (int)ms->nslots;
+    master_mold_message(ms, &ms->mold, &m);
+    ck_assert_int_eq(w->pid, PID_PENDING);
+    m.slot = (int)(w - ms->w);
     master_mold_message(ms, &ms->mold, &m);
     ck_assert_int_eq(w->pid, 4242);
     ck_assert_int_eq(SB_GET(scoreboard_slot(ms->sb, m.slot)->pid), 4242);
@@ -180,7 +192,8 @@ START_TEST(test_pending_workers)
     ck_assert_int_eq(w->pid, 4242);
     /* The other one could not be forked. */
     w = by_id(2, PH_ACTIVE);
-    m.slot = (int)(w - ms->w) + 1;
+    ck_assert_int_eq(forked_slot[2], (int)(w - ms->w));
+    m.slot = (int)(w - ms->w);
     m.pid = -1;
     m.err = EAGAIN;
     master_mold_message(ms, &ms->mold, &m);
@@ -315,7 +328,7 @@ START_TEST(test_timeout_kill_grace)
     serve_all();
     w = by_id(1, PH_ACTIVE);
     pid = w->pid;
-    SB_SET(scoreboard_slot(ms->sb, (int)(w - ms->w) + 1)->heartbeat_ms,
+    SB_SET(scoreboard_slot(ms->sb, (uint32_t)(w - ms->w))->heartbeat_ms,
            scoreboard_mono_ms() - 31000);
     ms->intent.tick = true; /* the 1 s tick: hard limits */
     master_step(ms);

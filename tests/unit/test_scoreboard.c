@@ -54,7 +54,7 @@ static bool all_zero(const void *p, size_t n)
 }
 
 /* Sizes from none to many: nslots set, every slot zeroed (SLOT_EMPTY),
- * slot id maps to slots[id - 1], and the mapping is just the pages the
+ * slot k is slots[k], and the mapping is just the pages the
  * promised bytes need. */
 START_TEST(create_sizes)
 {
@@ -70,10 +70,10 @@ START_TEST(create_sizes)
         ck_assert_uint_eq(SB_GET(sb->replace_us), 0);
         ck_assert_uint_eq(SB_GET(sb->handoff_ok), 0);
         ck_assert_uint_eq(mapping_len(sb), (sb_bytes(n) + page - 1) / page * page);
-        for (uint32_t id = 1; id <= n; id++) {
-            struct slot *s = scoreboard_slot(sb, (int)id);
-            ck_assert_ptr_eq(s, &sb->slots[id - 1]);
-            ck_assert_msg(all_zero(s, sizeof(*s)), "nslots %u: slot %u", n, id);
+        for (uint32_t k = 0; k < n; k++) {
+            struct slot *s = scoreboard_slot(sb, k);
+            ck_assert_ptr_eq(s, &sb->slots[k]);
+            ck_assert_msg(all_zero(s, sizeof(*s)), "nslots %u: slot %u", n, k);
             ck_assert_uint_eq(SB_GET(s->state), SLOT_EMPTY);
         }
         if (n > 0) { /* the last byte of the last slot is writable */
@@ -164,7 +164,7 @@ START_TEST(shared_across_fork)
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        struct slot *mine = scoreboard_slot(sb, 3);
+        struct slot *mine = scoreboard_slot(sb, 2);
         int64_t end = scoreboard_mono_ms() + 5000;
 
         /* The parent's write after the fork arrives here. */
@@ -189,7 +189,7 @@ START_TEST(shared_across_fork)
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "child: wait status 0x%x", status);
-    s = scoreboard_slot(sb, 3);
+    s = scoreboard_slot(sb, 2);
     ck_assert_int_eq(SB_GET(s->pid), pid);
     ck_assert_uint_eq(SB_GET(s->generation), 5);
     ck_assert_uint_eq(SB_GET(s->state), SLOT_SERVING);
@@ -201,10 +201,10 @@ START_TEST(shared_across_fork)
     ck_assert_uint_eq(SB_GET(s->http.buckets[2]), 1);
     ck_assert_uint_eq(SB_GET(s->http.duration_us), 20000);
     /* The other slots stay as they were. */
-    for (int id = 1; id <= 4; id++)
-        if (id != 3)
-            ck_assert_msg(all_zero(scoreboard_slot(sb, id), sizeof(struct slot)),
-                          "slot %d written", id);
+    for (uint32_t i = 0; i < 4; i++)
+        if (i != 2)
+            ck_assert_msg(all_zero(scoreboard_slot(sb, i), sizeof(struct slot)),
+                          "slot %u written", i);
     scoreboard_destroy(sb);
 }
 END_TEST
@@ -217,7 +217,7 @@ START_TEST(accessors)
     struct slot *s;
 
     ck_assert_ptr_nonnull(sb);
-    s = scoreboard_slot(sb, 1);
+    s = scoreboard_slot(sb, 0);
     SB_SET(s->pid, -42);
     ck_assert_int_eq(SB_GET(s->pid), -42);
     SB_SET(s->started_ms, -1700000000000LL);
