@@ -273,6 +273,14 @@ START_TEST(fork_shared_memory)
     int st;
     char buf[128];
 
+#if defined(__SANITIZE_ADDRESS__)
+    /* ASan's run-time does not follow a child that shares its memory on
+     * another stack (a second clone finds the first one's stack poisoned):
+     * under ASan the mold forks its middle process instead (mold.c), and
+     * nothing calls proc_fork_shared. */
+    printf("test_proc: SKIPPED fork_shared_memory: built with ASan\n");
+    return;
+#endif
     sigemptyset(&usr2);
     sigaddset(&usr2, SIGUSR2);
     ck_assert_int_eq(sigprocmask(SIG_SETMASK, &usr2, NULL), 0);
