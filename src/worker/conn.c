@@ -12,7 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
-#include "conn.h"
+#include "conn_int.h"
 #include "handoff.h"
 #include "log.h"
 
@@ -156,6 +156,24 @@ size_t conn_pending(const struct conn *c)
     return c->out.len - c->out_pos;
 }
 
+const char *conn_local(struct conn *c, int *port)
+{
+    if (c->local[0] == '\0') {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+
+        memset(&ss, 0, sizeof(ss));
+        if (getsockname(c->fd, (struct sockaddr *)&ss, &len) < 0 ||
+            len <= sizeof(sa_family_t))
+            ss.ss_family = AF_UNIX;
+        listen_peer_text((struct sockaddr *)&ss, c->local, sizeof(c->local));
+        c->local_port = listen_port((struct sockaddr *)&ss);
+    }
+    if (port != NULL)
+        *port = c->local_port;
+    return c->local;
+}
+
 /* After an error response: stop sending, read and drop what the client
  * still sends, so that closing does not reset the connection before the
  * client has read our answer (a close with unread input sends RST). */
@@ -226,7 +244,7 @@ static void respond_error(struct conn *c, int status)
     body = httpmsg_write_error(&c->out, status, (time_t)now(c));
     if (c->srv->on_error_response) {
         error_request(c, status, c->out.len - before, body);
-        c->srv->on_error_response(c->srv, c);
+        c->srv->on_error_response(c->srv, &c->req);
     }
     c->close_after = true;
     c->req.state = REQ_NONE;
@@ -251,7 +269,7 @@ static void app_timed_out(struct conn *c)
     if (!head_sent)
         request_write_timeout(c);
     if (s->on_request_done)
-        s->on_request_done(s, c); /* the access log line, the count */
+        s->on_request_done(s, &c->req); /* the access log line, the count */
     if (head_sent) {
         close_conn(c); /* an orphan: the abort callback runs from the loop */
         return;
@@ -491,9 +509,9 @@ static void next_request(struct conn *c)
 void conn_response_done(struct conn *c)
 {
     if (c->srv->on_request_done)
-        c->srv->on_request_done(c->srv, c);
+        c->srv->on_request_done(c->srv, &c->req);
     next_request(c);
-    if (!c->in_dispatch)
+    if (!c->req.in_dispatch)
         conn_kick(c);
 }
 
@@ -562,6 +580,7 @@ static struct conn *conn_open(struct conn_server *s, int fd,
     listen_peer_text(peer, c->peer, sizeof(c->peer));
     c->peer_port = listen_port(peer);
     c->srv = s;
+    c->req.c = c;
     c->fd = fd;
     c->state = CONN_HEAD;
     httpmsg_parse_init(&c->hp, &s->limits);

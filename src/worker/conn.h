@@ -1,19 +1,20 @@
 /*
- * conn.h - one client connection in a worker (conn.c: sockets, buffers,
- * timers, keep-alive; request.c: the pf_request ABI on top of it).
- * Internal to the worker process: nothing here runs in the master.
+ * conn.h - the client connections of a worker, as the worker sees them:
+ * what they share (struct conn_server), accepting, adopting a handed-off
+ * one, retiring and closing them all. Runs in workers, on the loop; nothing
+ * here blocks. A connection itself (struct conn) is conn.c's and
+ * request.c's alone (conn_int.h).
  */
 #ifndef PF_CONN_H
 #define PF_CONN_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
-#include <arpa/inet.h>
 #include <ev.h>
 
 #include "app.h"
-#include "buf.h"
 #include "config.h"
 #include "httpmsg.h"
 #include "preforkd.h"
@@ -33,10 +34,10 @@ struct conn_server {
     /* Called after a connection is freed (resume accepting, exit when
      * drained) and after each response is complete. */
     void (*on_conn_closed)(struct conn_server *);
-    void (*on_request_done)(struct conn_server *, struct conn *);
-    /* After the server's own error response (400, 408, 413...): c->req
-     * describes what was parsed of the request (conn_error_request). */
-    void (*on_error_response)(struct conn_server *, struct conn *);
+    void (*on_request_done)(struct conn_server *, const struct pf_request *);
+    /* After the server's own error response (400, 408, 413...): the
+     * request describes what was parsed of it (error_request, conn.c). */
+    void (*on_error_response)(struct conn_server *, const struct pf_request *);
     /* Leaving (retiring, no_keepalive), idle keep-alive connections go to
      * a serving worker through handoff_fd (handoff.h) when may_handoff
      * says one serves now; NULL: never, they close as before. */
@@ -57,11 +58,16 @@ enum req_state {
     REQ_DONE,      /* response complete */
 };
 
+/* A connection's request, opaque to apps (preforkd.h). Defined here, not
+ * in conn_int.h, because the callbacks above read its response for the
+ * access log and /metrics (worker.c) and for the fuzz harness's checks;
+ * only conn.c and request.c write it. */
 struct pf_request {
     struct conn *c;
     enum req_state state;
     bool aborted;   /* the client went away; writes are discarded */
     bool head_only; /* HEAD: send no body */
+    bool in_dispatch; /* inside handle(): do not re-enter the loop */
     struct httpmsg_resp resp;
     uint64_t sent;  /* body bytes given by the app, for Content-Length */
     uint64_t bytes; /* response bytes queued: head and body (access log) */
@@ -73,41 +79,6 @@ struct pf_request {
     void *abort_arg;
     void (*drain_cb)(pf_request *, void *);
     void *drain_arg;
-};
-
-enum conn_state {
-    CONN_HEAD,   /* reading a request head (header_timeout) */
-    CONN_BODY,   /* reading a request body (body_timeout between reads) */
-    CONN_APP,    /* the app has the request; input is buffered */
-    CONN_IDLE,   /* keep-alive, between requests (keepalive_timeout) */
-    CONN_LINGER, /* after an error: output flushed, discarding input */
-    CONN_ORPHAN, /* socket closed, waiting for the app to end the request */
-};
-
-struct conn {
-    struct conn_server *srv;
-    struct conn *prev, *next;
-    int fd;
-    enum conn_state state;
-    ev_io rio, wio;
-    ev_timer timer;
-    ev_tstamp deadline; /* lazy: the timer re-arms itself until then */
-    ev_tstamp last_write; /* last progress writing out (send_timeout) */
-    ev_tstamp app_since;  /* the app's last sign of life (request_timeout) */
-    struct buf in;      /* request bytes; parsed up to in_pos */
-    size_t in_pos;
-    struct buf out;     /* response bytes; written up to out_pos */
-    size_t out_pos;
-    struct httpmsg_parse hp;
-    struct pf_request req;
-    size_t lingered;    /* bytes read and dropped in CONN_LINGER */
-    bool in_dispatch;   /* inside handle(): do not re-enter the loop */
-    bool close_after;   /* close once out is flushed */
-    bool sent_continue; /* "100 Continue" already written */
-    char peer[INET6_ADDRSTRLEN];
-    int peer_port;      /* 0 for a unix socket */
-    char local[INET6_ADDRSTRLEN]; /* pf_request_local, read once: "" until */
-    int local_port;
 };
 
 /* Takes ownership of an accepted, non-blocking fd and starts serving it. */
@@ -124,10 +95,6 @@ void conn_retire_all(struct conn_server *s);
 /* Hands off every idle connection that can be (retiring, no_keepalive). */
 void conn_handoff_idle(struct conn_server *s);
 
-/* Whether a response may promise keep-alive as far as the worker's state
- * goes: it is staying, or it can hand the connection off. */
-bool conn_keeps_alive(const struct conn_server *s);
-
 /* An orphaned request whose abort callback has not run yet: the worker
  * must not exit before it does. */
 bool conn_aborts_pending(const struct conn_server *s);
@@ -135,29 +102,7 @@ bool conn_aborts_pending(const struct conn_server *s);
 /* Worker exiting now: closes every connection (aborting app requests). */
 void conn_close_all(struct conn_server *s);
 
-/* ---- used by request.c --------------------------------------------------- */
-
-/* The response of c->req is complete: count it, then go on with the next
- * pipelined request or keep-alive, unless inside handle(). */
-void conn_response_done(struct conn *c);
-/* Output was queued outside handle(): try to write it now. */
-void conn_kick(struct conn *c);
-/* Bytes of response queued and not yet written. */
+/* Bytes of response queued on c and not yet written. */
 size_t conn_pending(const struct conn *c);
-/* The app ended an orphaned request: free the connection. */
-void conn_release_orphan(struct conn *c);
-/* Fills c->req from the parsed request (pointers into c->in). */
-void request_prepare(struct conn *c);
-/* Runs the app's handle(); answers 500 if it fails before responding. */
-void request_dispatch(struct conn *c);
-/* The client went away, or request_timeout passed, while the app holds
- * the request: marks it aborted and runs the app's abort callback. */
-void request_abort(struct conn *c);
-/* request_timeout passed before the app sent anything: queues a 504 with
- * Connection: close as the request's response (the access log's status). */
-void request_write_timeout(struct conn *c);
-
-#define CONN_HIGH_WATER (256 * 1024) /* pf_response_write says "wait" */
-#define CONN_LOW_WATER (64 * 1024)   /* drain callback fires */
 
 #endif

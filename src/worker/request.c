@@ -10,7 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "conn.h"
+#include "conn_int.h"
 #include "log.h"
 #include "scoreboard.h"
 
@@ -54,7 +54,6 @@ void request_prepare(struct conn *c)
     const char *q;
     pf_str authority, path;
 
-    r->c = c;
     r->state = REQ_APP;
     r->aborted = false;
     r->head_only = rq->method == HTTP_HEAD;
@@ -121,13 +120,13 @@ void request_dispatch(struct conn *c)
     struct slot *slot = c->srv->slot;
     int rc;
 
-    c->in_dispatch = true;
+    r->in_dispatch = true;
     if (slot != NULL)
         say_in_app(slot, r);
     rc = app->api->handle(r, app->state);
     if (slot != NULL)
         SB_SET(slot->in_app_len, 0);
-    c->in_dispatch = false;
+    r->in_dispatch = false;
     if (rc == 0 || r->state == REQ_DONE)
         return;
     if (r->state == REQ_APP) {
@@ -242,10 +241,10 @@ int pf_response_start(pf_request *r, int status, const pf_header *headers,
         return -1;
     r->bytes += c->out.len - before;
     if (!r->resp.keepalive)
-        c->close_after = true;
+        conn_close_after(c);
     r->state = REQ_STREAMING;
-    c->app_since = ev_now(c->srv->loop);
-    if (!c->in_dispatch)
+    conn_app_active(c);
+    if (!r->in_dispatch)
         conn_kick(c);
     return 0;
 }
@@ -263,7 +262,7 @@ int pf_response_write(pf_request *r, const void *data, size_t len)
         return -1;
     }
     r->sent += len;
-    c->app_since = ev_now(c->srv->loop);
+    conn_app_active(c);
     if (r->head_only || r->resp.framing == FRAME_NONE || len == 0)
         return 0;
     size_t before = c->out.len;
@@ -272,7 +271,7 @@ int pf_response_write(pf_request *r, const void *data, size_t len)
     else
         buf_append(&c->out, data, len);
     r->bytes += c->out.len - before;
-    if (!c->in_dispatch)
+    if (!r->in_dispatch)
         conn_kick(c); /* may close c's socket (then an orphan: still valid) */
     if (c->state == CONN_ORPHAN)
         return -1;
@@ -300,9 +299,9 @@ int pf_response_end(pf_request *r)
         else if (r->resp.framing == FRAME_LENGTH && !r->head_only &&
                  r->sent != r->resp.content_length)
             /* Short body: only closing tells the client it is cut. */
-            c->close_after = true;
+            conn_close_after(c);
         if (r->resp.framing == FRAME_CLOSE)
-            c->close_after = true;
+            conn_close_after(c);
     }
     finish(r);
     return 0;
@@ -313,7 +312,7 @@ int pf_response_abort(pf_request *r)
     if (r->state != REQ_STREAMING)
         return -1;
     /* No last chunk, no padding: only the close tells the client. */
-    r->c->close_after = true;
+    conn_close_after(r->c);
     r->resp.keepalive = false;
     finish(r);
     return 0;
@@ -336,25 +335,9 @@ size_t pf_request_header_count(const pf_request *r) { return r->nhdrs; }
 const char *pf_request_peer(const pf_request *r) { return r->c->peer; }
 int pf_request_peer_port(const pf_request *r) { return r->c->peer_port; }
 
-/* See preforkd.h: one getsockname per connection, on first use. */
 const char *pf_request_local(const pf_request *r, int *port)
 {
-    struct conn *c = r->c;
-
-    if (c->local[0] == '\0') {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-
-        memset(&ss, 0, sizeof(ss));
-        if (getsockname(c->fd, (struct sockaddr *)&ss, &len) < 0 ||
-            len <= sizeof(sa_family_t))
-            ss.ss_family = AF_UNIX;
-        listen_peer_text((struct sockaddr *)&ss, c->local, sizeof(c->local));
-        c->local_port = listen_port((struct sockaddr *)&ss);
-    }
-    if (port != NULL)
-        *port = c->local_port;
-    return c->local;
+    return conn_local(r->c, port);
 }
 
 const pf_header *pf_request_header_at(const pf_request *r, size_t i)

@@ -282,11 +282,11 @@ static void memory_guard(bool tick)
 
 /* One access log line per response, when the access log is on; now is
  * when the response was done. */
-static void log_access(struct conn *c, double now)
+static void log_access(const struct pf_request *r, double now)
 {
-    const struct pf_request *r = &c->req;
     struct accesslog_entry e = {
-        .peer = c->peer, .duration = now - r->started, .start = r->started,
+        .peer = pf_request_peer(r),
+        .duration = now - r->started, .start = r->started,
         .method = r->method, .target = r->target, .version = r->resp.version,
         .status = r->resp.status, .bytes = r->bytes,
         .body_bytes = r->head_only || r->resp.framing == FRAME_NONE ? 0 : r->sent,
@@ -302,24 +302,24 @@ static void log_access(struct conn *c, double now)
 /* Every response, the server's own error responses too: by status class
  * and duration (the access log's request time) for /metrics, and the
  * access log line. One clock reading for both. */
-static void response_done(struct conn *c)
+static void response_done(const struct pf_request *r)
 {
     double now = ev_time();
 
-    scoreboard_count_response(wk.slot, c->req.resp.status, now - c->req.started);
+    scoreboard_count_response(wk.slot, r->resp.status, now - r->started);
     if (wk.access_log)
-        log_access(c, now);
+        log_access(r, now);
 }
 
-static void on_error_response(struct conn_server *s, struct conn *c)
+static void on_error_response(struct conn_server *s, const struct pf_request *r)
 {
-    response_done(c);
+    response_done(r);
 }
 
-static void on_request_done(struct conn_server *s, struct conn *c)
+static void on_request_done(struct conn_server *s, const struct pf_request *r)
 {
     SB_ADD(wk.slot->requests, 1);
-    response_done(c);
+    response_done(r);
     soft_limit(recycle_after_request(&wk.rec, ev_now(wk.loop)));
     memory_guard(false);
 }

@@ -190,9 +190,8 @@ static void check_request(const pf_request *r)
     check_fields(r);
 }
 
-static void on_request_done(struct conn_server *s, struct conn *c)
+static void on_request_done(struct conn_server *s, const pf_request *r)
 {
-    const pf_request *r = &c->req;
     struct answered *a;
 
     check_request(r);
