@@ -34,7 +34,8 @@
 #define ACCEPT_BATCH 64     /* accepts per readiness event, then yield */
 #define EMFILE_PAUSE 0.5    /* stop accepting this long when out of fds */
 
-static struct worker {
+/* This worker: the master's table has a struct worker for each (master_int.h). */
+static struct worker_self {
     const struct worker_boot *boot;
     struct ev_loop *loop;
     struct slot *slot;
@@ -428,7 +429,7 @@ static void on_graceful_over(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* TERM: stop accepting, finish what is in flight, then leave. */
-static void retire(void)
+static void start_retiring(void)
 {
     if (wk.srv.retiring)
         return;
@@ -456,7 +457,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     switch (w->signum) {
     case SIGTERM:
-        retire();
+        start_retiring();
         break;
     case SIGUSR1:
         if (log_reopen() < 0)
