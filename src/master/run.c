@@ -268,6 +268,7 @@ static void teardown(struct master *ms)
     free(ms->w);
     free(ms->lfds);
     free(ms->lspec);
+    account_free_upstreams(&ms->account.ups);
     if (ms->msg_rd > 0) {
         close(ms->msg_rd);
         close(ms->msg_wr);

@@ -88,10 +88,21 @@ gone() {
     [ -z "$st" ] || [ "$st" = Z ]
 }
 
-# fd_count PID / more_fds PID N: open fds of PID; more than N of them.
-fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+# accepted_on PID PORT: PID holds an accepted TCP connection on its local
+# port PORT: an ESTABLISHED socket of /proc/net/tcp (127.0.0.1 only) whose
+# inode is one of PID's fds. (One not accepted yet has no inode.) Counting
+# PID's fds instead was fooled by any fd the master opens or closes
+# meanwhile, and failed once in CI.
 # shellcheck disable=SC2317 # run by wait_until
-more_fds() { [ "$(fd_count "$1")" -gt "$2" ]; }
+accepted_on() {
+    for inode in $(awk -v p=":$(printf '%04X' "$2")" \
+            '$4 == "01" && substr($2, length($2) - 4) == p { print $10 }' /proc/net/tcp); do
+        [ "$inode" != 0 ] &&
+            find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -lname "socket:\[$inode\]" \
+                2>/dev/null | grep -q . && return 0
+    done
+    return 1
+}
 # live_is NAME N: the daemon's log shows exactly N workers alive (spawned
 # and not yet retired).
 # shellcheck disable=SC2317 # run by wait_until
@@ -339,17 +350,15 @@ fi
 # A worker forked while the master serves an admin client: the copy of
 # that client's state the worker inherits must not leak. The client sends
 # half a request and waits; SIGTTIN forks a worker, SIGTTOU retires one.
-# Counted once no worker is leaving (max_requests = 30 recycles under the
-# load above): the master closes a worker's command socket when it exits,
-# which would hide the held client's.
+# Started once no worker is leaving (max_requests = 30 recycles under the
+# load above), so that the counts of live workers below are the scaling's.
 wait_until 60 live_is front 2 || true
-fds=$(fd_count "$front_pid")
 mkfifo "$tmp/hold"
 curl -q -s -m 60 "telnet://127.0.0.1:$admin_port" <"$tmp/hold" >/dev/null 2>&1 &
 hold=$!
 exec 3>"$tmp/hold"
 printf 'GET /sta' >&3
-if wait_until 30 more_fds "$front_pid" "$fds"; then
+if wait_until 30 accepted_on "$front_pid" "$admin_port"; then
     kill -TTIN "$front_pid"
     wait_until 60 live_is front 3 && serving=yes || serving=no
     kill -TTOU "$front_pid"
