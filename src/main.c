@@ -26,36 +26,37 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: preforkd [-t|-T] [-c FILE]\n"
-            "       preforkd [-t|-T] --wsgi MODULE:CALLABLE [OPTION...]\n"
-            "       preforkd -h|--help | -v|--version\n"
-            "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
-            "  -t       check everything start-up would (the file, user and group,\n"
-            "           log files, listening addresses, the app module), then exit:\n"
-            "           0 when valid, 78 with the errors otherwise\n"
-            "  -T       as -t, then print the configuration in effect (every key,\n"
-            "           defaults filled in) on stdout as an INI file\n"
-            "  -v       print the version (also --version)\n"
-            "  -h       this help (also --help)\n"
-            "Without a file, serve a Python WSGI app (see docs/python.md); each\n"
-            "option stands for a key of the file:\n"
-            "  --wsgi MODULE:CALLABLE   [app] module = wsgi, app = MODULE:CALLABLE\n"
-            "  -b, --listen ADDR        [server] listen (repeatable; default 127.0.0.1:8000)\n"
-            "  -w, --workers N          [server] workers (a number, or auto)\n"
-            "  --threads N              [app] threads\n"
-            "  --python-path DIR        [app] python_path (default: the current directory)\n"
-            "  --virtualenv DIR         [app] virtualenv\n"
-            "  --max-requests N         [recycle] max_requests\n"
-            "  --admin ADDR             [admin] listen\n"
-            "  --set SECTION.KEY=VALUE  any other key, e.g. --set recycle.max_rss=256M\n");
+    fprintf(
+        f,
+        "usage: preforkd [-t|-T] [-c FILE]\n"
+        "       preforkd [-t|-T] --wsgi MODULE:CALLABLE [OPTION...]\n"
+        "       preforkd -h|--help | -v|--version\n"
+        "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
+        "  -t       check everything start-up would (the file, user and group,\n"
+        "           log files, listening addresses, the app module), then exit:\n"
+        "           0 when valid, 78 with the errors otherwise\n"
+        "  -T       as -t, then print the configuration in effect (every key,\n"
+        "           defaults filled in) on stdout as an INI file\n"
+        "  -v       print the version (also --version)\n"
+        "  -h       this help (also --help)\n"
+        "Without a file, serve a Python WSGI app (see docs/python.md); each\n"
+        "option stands for a key of the file:\n"
+        "  --wsgi MODULE:CALLABLE   [app] module = wsgi, app = MODULE:CALLABLE\n"
+        "  -b, --listen ADDR        [server] listen (repeatable; default 127.0.0.1:8000)\n"
+        "  -w, --workers N          [server] workers (a number, or auto)\n"
+        "  --threads N              [app] threads\n"
+        "  --python-path DIR        [app] python_path (default: the current directory)\n"
+        "  --virtualenv DIR         [app] virtualenv\n"
+        "  --max-requests N         [recycle] max_requests\n"
+        "  --admin ADDR             [admin] listen\n"
+        "  --set SECTION.KEY=VALUE  any other key, e.g. --set recycle.max_rss=256M\n");
 }
 
 /* --wsgi: the options become the text of an INI file, one key a line,
  * so that they are checked, reported and reloaded exactly as a file is. */
 #define NSECTIONS 5
 static const char *const sections[NSECTIONS] = {"server", "recycle", "app", "log",
-                                                 "admin"};
+                                                "admin"};
 static char *lines[NSECTIONS]; /* each "key = value\n"..., or NULL */
 
 /* Appends to *dst (NULL: empty) with printf's format; exits when memory
@@ -103,8 +104,10 @@ static int cli_set_arg(const char *arg)
 
     if (dot == NULL || eq == NULL || eq < dot || dot == arg || eq == dot + 1 ||
         cli_key(arg, (size_t)(dot - arg), dot + 1, (size_t)(eq - dot - 1), eq + 1) < 0) {
-        fprintf(stderr, "preforkd: --set %s: expected SECTION.KEY=VALUE with a "
-                "section of server, recycle, app, log, admin\n", arg);
+        fprintf(stderr,
+                "preforkd: --set %s: expected SECTION.KEY=VALUE with a "
+                "section of server, recycle, app, log, admin\n",
+                arg);
         return -1;
     }
     return 0;
@@ -159,8 +162,15 @@ static int check_only(struct config *cfg, bool dump)
     return rc;
 }
 
-enum { OPT_WSGI = 256, OPT_THREADS, OPT_PYPATH, OPT_VENV, OPT_MAXREQ, OPT_ADMIN,
-       OPT_SET };
+enum {
+    OPT_WSGI = 256,
+    OPT_THREADS,
+    OPT_PYPATH,
+    OPT_VENV,
+    OPT_MAXREQ,
+    OPT_ADMIN,
+    OPT_SET
+};
 
 static const struct option long_options[] = {
     {"wsgi", required_argument, NULL, OPT_WSGI},
@@ -191,7 +201,10 @@ int main(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "c:tThvb:w:", long_options, NULL)) != -1) {
         options |= opt != 'c' && opt != 't' && opt != 'T' && opt != OPT_WSGI;
         switch (opt) {
-        case 'c': path = optarg; file = true; break;
+        case 'c':
+            path = optarg;
+            file = true;
+            break;
         case 't': test = true; break;
         case 'T': test = dump = true; break;
         case 'v': printf("preforkd " PF_VERSION "\n"); return 0;
@@ -200,7 +213,10 @@ int main(int argc, char **argv)
         case 'b': cat_printf(&listen, "%s%s", listen ? ", " : "", optarg); break;
         case 'w': cli_set("server", "workers", optarg); break;
         case OPT_THREADS: cli_set("app", "threads", optarg); break;
-        case OPT_PYPATH: cli_set("app", "python_path", optarg); python_path = true; break;
+        case OPT_PYPATH:
+            cli_set("app", "python_path", optarg);
+            python_path = true;
+            break;
         case OPT_VENV: cli_set("app", "virtualenv", optarg); break;
         case OPT_MAXREQ: cli_set("recycle", "max_requests", optarg); break;
         case OPT_ADMIN: cli_set("admin", "listen", optarg); break;
@@ -216,7 +232,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "preforkd: -c and --wsgi exclude each other\n");
         else if (wsgi == NULL && options)
             fprintf(stderr, "preforkd: these options go with --wsgi (with -c, "
-                    "the file says it all)\n");
+                            "the file says it all)\n");
         usage(stderr);
         return 1;
     }

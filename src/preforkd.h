@@ -99,11 +99,10 @@ struct pf_app {
 #endif
 
 /* PF_APP_DEFINE(.name = "x", .handle = x_handle, ...) */
-#define PF_APP_DEFINE(...)                                                    \
-    PF_EXPORT const struct pf_app pf_app_entry = {                            \
-        .abi_version = PF_ABI_VERSION,                                        \
-        .size = sizeof(struct pf_app),                                        \
-        __VA_ARGS__}
+#define PF_APP_DEFINE(...) \
+    PF_EXPORT const struct pf_app pf_app_entry = {.abi_version = PF_ABI_VERSION, \
+                                                  .size = sizeof(struct pf_app), \
+                                                  __VA_ARGS__}
 
 /* ---- configuration (in load only) ---------------------------------------
  * Keys of [app] other than `module`. A key the app never asks for is an
@@ -113,17 +112,16 @@ struct pf_app {
 const char *pf_config_get(const pf_app_config *cfg, const char *key);
 /* Size with optional K/M/G suffix; *out = dflt when absent.
  * 0, or -1 after logging a file:line error naming the key. */
-int pf_config_get_size(const pf_app_config *cfg, const char *key,
-                       uint64_t dflt, uint64_t *out);
+int pf_config_get_size(const pf_app_config *cfg, const char *key, uint64_t dflt,
+                       uint64_t *out);
 /* Duration in seconds, with optional ms/s/m/h suffix; as above. */
-int pf_config_get_duration(const pf_app_config *cfg, const char *key,
-                           double dflt, double *out);
+int pf_config_get_duration(const pf_app_config *cfg, const char *key, double dflt,
+                           double *out);
 /* 1 if the file has an [upstream NAME] section, else 0: lets load() refuse
  * a name that pf_upstream_find would not find in the workers. */
 int pf_config_has_upstream(const pf_app_config *cfg, const char *name);
 /* Logs "FILE:LINE: [app] KEY: <message>" at error level and returns -1. */
-int pf_config_error(const pf_app_config *cfg, const char *key,
-                    const char *fmt, ...)
+int pf_config_error(const pf_app_config *cfg, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* ---- the request -------------------------------------------------------- */
@@ -134,9 +132,9 @@ pf_str pf_request_method(const pf_request *r);
  * are the same in both forms; with the absolute form, the Host header reads
  * as the target's host (RFC 9112 3.2.2). */
 pf_str pf_request_target(const pf_request *r);
-pf_str pf_request_path(const pf_request *r);   /* "/path": at least "/" */
-pf_str pf_request_query(const pf_request *r);  /* after '?', len 0 if none */
-int pf_request_version(const pf_request *r);   /* 10 or 11 */
+pf_str pf_request_path(const pf_request *r);  /* "/path": at least "/" */
+pf_str pf_request_query(const pf_request *r); /* after '?', len 0 if none */
+int pf_request_version(const pf_request *r);  /* 10 or 11 */
 size_t pf_request_header_count(const pf_request *r);
 const pf_header *pf_request_header_at(const pf_request *r, size_t i);
 /* First header named name (case-insensitive); .ptr NULL when absent. */
@@ -157,8 +155,7 @@ const char *pf_request_local(const pf_request *r, int *port);
  * (the client then gets 504, or a closed connection once the head is out).
  * The request stays valid: the app must still end it (pf_respond /
  * pf_response_end), which then only frees it. */
-void pf_request_on_abort(pf_request *r, void (*cb)(pf_request *, void *),
-                         void *arg);
+void pf_request_on_abort(pf_request *r, void (*cb)(pf_request *, void *), void *arg);
 
 /* ---- the response ------------------------------------------------------- *
  * The daemon writes the status line, Date, Server, Connection and the framing
@@ -172,8 +169,8 @@ void pf_request_on_abort(pf_request *r, void (*cb)(pf_request *, void *),
  * ends the request where it would have). */
 
 /* A whole response: status, headers and body at once. Ends the request. */
-int pf_respond(pf_request *r, int status, const pf_header *headers,
-               size_t nheaders, const void *body, size_t len);
+int pf_respond(pf_request *r, int status, const pf_header *headers, size_t nheaders,
+               const void *body, size_t len);
 
 /* A streamed response. With a Content-Length header in headers, exactly that
  * many bytes must follow; without one, the body is chunked (HTTP/1.1) or
@@ -185,8 +182,7 @@ int pf_response_start(pf_request *r, int status, const pf_header *headers,
  * callback before writing more; -1: aborted or not started. */
 int pf_response_write(pf_request *r, const void *data, size_t len);
 /* cb runs once the buffered output falls below the low-water mark. */
-void pf_response_on_drain(pf_request *r, void (*cb)(pf_request *, void *),
-                          void *arg);
+void pf_response_on_drain(pf_request *r, void (*cb)(pf_request *, void *), void *arg);
 /* Ends a streamed response. The request must not be used afterwards. */
 int pf_response_end(pf_request *r);
 /* Ends a streamed response that cannot be completed (its source failed):
@@ -232,8 +228,7 @@ int pf_metric_set(const char *name, const char *label, double value);
 void pf_metric_clear(const char *name);
 
 enum pf_log_level { PF_LOG_ERROR = 0, PF_LOG_WARN, PF_LOG_INFO, PF_LOG_DEBUG };
-void pf_log(int level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void pf_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- upstream requests (workers only) -------------------------------------
  * HTTP/1.1 requests to the servers of an [upstream NAME] section, through
@@ -262,13 +257,12 @@ enum pf_upstream_error {
 typedef struct pf_upstream_callbacks {
     /* The response head (interim 1xx responses are skipped). headers are
      * valid during the call only; status is 200..999. May be NULL. */
-    void (*on_head)(pf_upstream_req *u, void *arg, int status,
-                    const pf_header *headers, size_t nheaders);
+    void (*on_head)(pf_upstream_req *u, void *arg, int status, const pf_header *headers,
+                    size_t nheaders);
     /* A piece of the body, de-chunked, valid during the call only. Call
      * pf_upstream_pause to get no more pieces until pf_upstream_resume.
      * Never called for HEAD requests or 204/304 responses. May be NULL. */
-    void (*on_body)(pf_upstream_req *u, void *arg, const void *data,
-                    size_t len);
+    void (*on_body)(pf_upstream_req *u, void *arg, const void *data, size_t len);
     /* The end: error is PF_UPSTREAM_OK after a complete response, else an
      * enum pf_upstream_error (on_head may or may not have run before). u
      * is freed when on_done returns. Not called after pf_upstream_cancel. */
@@ -291,12 +285,10 @@ pf_upstream *pf_upstream_find(const char *name);
  * NULL when it cannot be sent at all: unknown up, a method, target or
  * header with CR, LF, NUL or (method, name) a non-token character, or the
  * method CONNECT. Then no callback runs. */
-pf_upstream_req *pf_upstream_request(pf_upstream *up, pf_str method,
-                                     pf_str target, const pf_header *headers,
-                                     size_t nheaders, const void *body,
-                                     size_t len,
-                                     const pf_upstream_callbacks *cb,
-                                     void *arg);
+pf_upstream_req *pf_upstream_request(pf_upstream *up, pf_str method, pf_str target,
+                                     const pf_header *headers, size_t nheaders,
+                                     const void *body, size_t len,
+                                     const pf_upstream_callbacks *cb, void *arg);
 
 /* Abandons u: no callback runs after this, and u must not be used again.
  * The connection goes back to the pool only if nothing of the request was

@@ -9,22 +9,23 @@
 
 #include <preforkd.h>
 
-#define STR(lit) {lit, sizeof(lit) - 1}
+#define STR(lit) \
+    { \
+        lit, sizeof(lit) - 1 \
+    }
 
 static const pf_header echo_headers[] = {
     {STR("Content-Type"), STR("text/plain")},
 };
 
-static char *
-put(char *p, pf_str s)
+static char *put(char *p, pf_str s)
 {
     if (s.len > 0)
         memcpy(p, s.ptr, s.len);
     return p + s.len;
 }
 
-static char *
-put_lit(char *p, const char *s)
+static char *put_lit(char *p, const char *s)
 {
     size_t len = strlen(s);
 
@@ -32,13 +33,11 @@ put_lit(char *p, const char *s)
     return p + len;
 }
 
-static int
-echo_handle(pf_request *r, void *state)
+static int echo_handle(pf_request *r, void *state)
 {
     pf_str method = pf_request_method(r), target = pf_request_target(r);
     pf_str body = pf_request_body(r);
-    const char *version =
-        pf_request_version(r) == 10 ? " HTTP/1.0\n" : " HTTP/1.1\n";
+    const char *version = pf_request_version(r) == 10 ? " HTTP/1.0\n" : " HTTP/1.1\n";
     size_t n = pf_request_header_count(r), len, i;
     char *buf, *p;
     int rc;

@@ -5,21 +5,21 @@
  */
 #include <preforkd.h>
 
-#define STR(lit) {lit, sizeof(lit) - 1}
+#define STR(lit) \
+    { \
+        lit, sizeof(lit) - 1 \
+    }
 
 static const pf_header hello_headers[] = {
     {STR("Content-Type"), STR("text/plain")},
 };
 static const char hello_body[] = "Hello, World!\n";
 
-static int
-hello_handle(pf_request *r, void *state)
+static int hello_handle(pf_request *r, void *state)
 {
     /* -1 only if the client is gone (the request is ended all the same). */
-    return pf_respond(r, 200, hello_headers, 1, hello_body,
-                      sizeof hello_body - 1);
+    return pf_respond(r, 200, hello_headers, 1, hello_body, sizeof hello_body - 1);
 }
 
-PF_APP_DEFINE(.name = "hello",
-              .description = "fixed \"Hello, World!\" (benchmarks)",
+PF_APP_DEFINE(.name = "hello", .description = "fixed \"Hello, World!\" (benchmarks)",
               .handle = hello_handle);

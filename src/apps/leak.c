@@ -50,8 +50,7 @@ static int leak_handle(pf_request *r, void *state)
             chain = p;
         }
     }
-    n = snprintf(body, sizeof(body), "leaked %llu bytes\n",
-                 (unsigned long long)l->bytes);
+    n = snprintf(body, sizeof(body), "leaked %llu bytes\n", (unsigned long long)l->bytes);
     return pf_respond(r, 200, h, 1, body, (size_t)n);
 }
 

@@ -22,18 +22,18 @@
 #define MAX_CONN_TOKENS 32 /* header names listed in Connection */
 
 struct proxy {
-    char *upstream;   /* [app] upstream */
-    bool trust;       /* [app] trust_forwarded */
-    pf_upstream *up;  /* this worker's pool, from worker_init */
+    char *upstream;  /* [app] upstream */
+    bool trust;      /* [app] trust_forwarded */
+    pf_upstream *up; /* this worker's pool, from worker_init */
 };
 
 /* One proxied request. */
 struct px {
-    ev_timer later;   /* first: ends r after a client abort */
+    ev_timer later; /* first: ends r after a client abort */
     pf_request *r;
     pf_upstream_req *u;
-    bool started;     /* the response head went to the client */
-    bool aborted;     /* the client went away */
+    bool started; /* the response head went to the client */
+    bool aborted; /* the client went away */
 };
 
 /* Names listed in Connection headers: hop-by-hop as well. */
@@ -77,8 +77,8 @@ static bool hop_by_hop(pf_str name, const struct conn_tokens *ct)
 {
     if (name_is(name, LIT("connection")) || name_is(name, LIT("keep-alive")) ||
         name_is(name, LIT("te")) || name_is(name, LIT("trailer")) ||
-        name_is(name, LIT("transfer-encoding")) ||
-        name_is(name, LIT("upgrade")) || name_is(name, LIT("content-length")) ||
+        name_is(name, LIT("transfer-encoding")) || name_is(name, LIT("upgrade")) ||
+        name_is(name, LIT("content-length")) ||
         (name.len >= 6 && strncasecmp(name.ptr, "proxy-", 6) == 0))
         return true;
     for (size_t i = 0; i < ct->n; i++)
@@ -96,8 +96,8 @@ static void px_respond_error(struct px *x, int status, const char *body)
     free(x);
 }
 
-static void on_head(pf_upstream_req *u, void *arg, int status,
-                    const pf_header *h, size_t n)
+static void on_head(pf_upstream_req *u, void *arg, int status, const pf_header *h,
+                    size_t n)
 {
     struct px *x = arg;
     struct conn_tokens ct;
@@ -148,8 +148,7 @@ static void on_drain(pf_request *r, void *arg)
     pf_upstream_resume(x->u);
 }
 
-static void on_body(pf_upstream_req *u, void *arg, const void *data,
-                    size_t len)
+static void on_body(pf_upstream_req *u, void *arg, const void *data, size_t len)
 {
     struct px *x = arg;
     int rc = pf_response_write(x->r, data, len);
@@ -177,8 +176,7 @@ static void on_done(pf_upstream_req *u, void *arg, int error)
     }
     /* The pool has logged the cause (rate-limited); this is per request. */
     pf_log(PF_LOG_DEBUG, "proxy: %.*s: upstream: %s%s", (int)t.len, t.ptr,
-           pf_upstream_strerror(error),
-           x->started ? " (response cut)" : "");
+           pf_upstream_strerror(error), x->started ? " (response cut)" : "");
     if (x->started) {
         pf_response_abort(x->r); /* the client sees the close */
         free(x);
@@ -255,8 +253,8 @@ static char *forwarded_for(pf_request *r, bool trust)
 
 /* The headers to send: the client's end-to-end ones, then X-Forwarded-*.
  * Incoming X-Forwarded-* are kept (trusted) or replaced. */
-static size_t upstream_headers(pf_request *r, const struct proxy *p,
-                               pf_header *out, const char *xff)
+static size_t upstream_headers(pf_request *r, const struct proxy *p, pf_header *out,
+                               const char *xff)
 {
     size_t n = pf_request_header_count(r), m = 0;
     pf_str host = pf_request_header(r, "Host");
@@ -308,8 +306,8 @@ static pf_str origin_form(pf_request *r, char **buf)
     if (path.ptr >= t.ptr && path.ptr < t.ptr + t.len) /* in the target */
         return (pf_str){path.ptr, (size_t)(t.ptr + t.len - path.ptr)};
     /* "http://host?q": the path was empty. */
-    if (asprintf(buf, "/%s%.*s", q.ptr > t.ptr && q.ptr[-1] == '?' ? "?" : "",
-                 (int)q.len, q.ptr) < 0) {
+    if (asprintf(buf, "/%s%.*s", q.ptr > t.ptr && q.ptr[-1] == '?' ? "?" : "", (int)q.len,
+                 q.ptr) < 0) {
         *buf = NULL;
         return (pf_str){"/", 1};
     }
@@ -331,9 +329,9 @@ static int proxy_handle(pf_request *r, void *state)
         return -1; /* the daemon answers 500 */
     }
     x->r = r;
-    x->u = pf_upstream_request(p->up, pf_request_method(r), origin_form(r, origin),
-                               h, upstream_headers(r, p, h, xff), body.ptr,
-                               body.len, &callbacks, x);
+    x->u = pf_upstream_request(p->up, pf_request_method(r), origin_form(r, origin), h,
+                               upstream_headers(r, p, h, xff), body.ptr, body.len,
+                               &callbacks, x);
     free(h);
     free(xff);
     free(origin[0]);
@@ -374,14 +372,19 @@ static int proxy_load(const pf_app_config *cfg, void **state)
     bool t = false;
 
     if (name == NULL || *name == '\0')
-        return pf_config_error(cfg, "upstream", "required: the NAME of an "
+        return pf_config_error(cfg, "upstream",
+                               "required: the NAME of an "
                                "[upstream NAME] section to forward to");
     if (!pf_config_has_upstream(cfg, name))
-        return pf_config_error(cfg, "upstream", "there is no [upstream %s] "
-                               "section", name);
+        return pf_config_error(cfg, "upstream",
+                               "there is no [upstream %s] "
+                               "section",
+                               name);
     if (trust != NULL && parse_bool(trust, &t) < 0)
-        return pf_config_error(cfg, "trust_forwarded", "expected true or "
-                               "false, got \"%s\"", trust);
+        return pf_config_error(cfg, "trust_forwarded",
+                               "expected true or "
+                               "false, got \"%s\"",
+                               trust);
     p = calloc(1, sizeof(*p));
     if (p == NULL || (p->upstream = strdup(name)) == NULL) {
         free(p);
@@ -399,8 +402,10 @@ static int proxy_worker_init(void *state)
     p->up = pf_upstream_find(p->upstream);
     if (p->up != NULL)
         return 0;
-    pf_log(PF_LOG_ERROR, "proxy: [app] upstream = %s: there is no [upstream "
-           "%s] section", p->upstream, p->upstream);
+    pf_log(PF_LOG_ERROR,
+           "proxy: [app] upstream = %s: there is no [upstream "
+           "%s] section",
+           p->upstream, p->upstream);
     return -1;
 }
 

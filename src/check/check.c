@@ -109,8 +109,8 @@ static void fail(const char *section, const char *key, const char *fmt, ...)
 }
 
 /* A warning or a note about [section] key, printed now. */
-static void say(bool warning, const char *section, const char *key, const char *fmt,
-                ...) __attribute__((format(printf, 4, 5)));
+static void say(bool warning, const char *section, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void say(bool warning, const char *section, const char *key, const char *fmt, ...)
 {
@@ -140,13 +140,15 @@ static const char *dir_of(const char *path, char *buf, size_t len)
 static void no_such(bool root, const char *key, const char *name, const char *what)
 {
     const char *why = errno == 0 || errno == ENOENT || errno == ESRCH || errno == EBADF ||
-                      errno == EPERM ? what : strerror(errno);
+                              errno == EPERM
+                          ? what
+                          : strerror(errno);
 
     if (root)
         fail("server", key, "\"%s\": %s", name, why);
     else
-        say(true, "server", key, "\"%s\": %s (an error when preforkd runs as root)",
-            name, why);
+        say(true, "server", key, "\"%s\": %s (an error when preforkd runs as root)", name,
+            why);
 }
 
 /* As proc_drop_privileges will: as root, user (and group) must exist and
@@ -174,8 +176,10 @@ static void check_identity(const struct config *c, struct identity *id)
         id->gid = gr->gr_gid;
     if (!root) {
         if (pw == NULL || id->uid != geteuid())
-            say(true, "server", user ? "user" : "group", "not running as root: "
-                "workers keep uid %d, and files are tried as it", (int)geteuid());
+            say(true, "server", user ? "user" : "group",
+                "not running as root: "
+                "workers keep uid %d, and files are tried as it",
+                (int)geteuid());
         return;
     }
     if (user == NULL)
@@ -275,7 +279,8 @@ static void check_logs(const struct config *c, const struct identity *id)
     if (strcmp(access, "stderr") == 0 || (err = try_append_as(access, id)) == 0)
         return;
     if (err == NO_SWITCH)
-        fail("log", "access_log", "%s: cannot become user %s to try it", access, id->user);
+        fail("log", "access_log", "%s: cannot become user %s to try it", access,
+             id->user);
     else if (id->drop)
         fail("log", "access_log", "%s: %s (workers open it as user %s)", access,
              strerror(err), id->user);
@@ -300,7 +305,8 @@ static void no_runtime_dir(const char *section, const char *key, const char *pat
 {
     char dir[PATH_MAX];
 
-    say(true, section, key, "directory %s does not exist: start-up fails without it, "
+    say(true, section, key,
+        "directory %s does not exist: start-up fails without it, "
         "unless the service manager creates it first (systemd: RuntimeDirectory=)",
         dir_of(path, dir, sizeof(dir)));
 }
@@ -324,12 +330,16 @@ static void check_pidfile(const struct config *c)
     if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
         if (is_master((pid_t)pid)) {
             chk.instance = (pid_t)pid;
-            say(false, "server", "pidfile", "%s: preforkd runs as pid %ld: the "
-                "addresses it holds are this file's", path, pid);
+            say(false, "server", "pidfile",
+                "%s: preforkd runs as pid %ld: the "
+                "addresses it holds are this file's",
+                path, pid);
         } else {
-            fail("server", "pidfile", "%s: names pid %ld, a live process that is not a "
+            fail("server", "pidfile",
+                 "%s: names pid %ld, a live process that is not a "
                  "preforkd master: start-up would refuse to start (remove the file if "
-                 "it is stale)", path, pid);
+                 "it is stale)",
+                 path, pid);
         }
         return;
     }
@@ -377,7 +387,8 @@ static void in_use(const struct listen_addr *a, const char *section, const char 
     char cmd[256];
 
     for (size_t i = 0; i < n; i++)
-        if (pids[i] == chk.instance || (chk.instance == 0 && master_of_this_file(pids[i]))) {
+        if (pids[i] == chk.instance ||
+            (chk.instance == 0 && master_of_this_file(pids[i]))) {
             say(false, section, key, "%s: in use by the running preforkd (pid %d): fine",
                 a->text, (int)pids[i]);
             return;
@@ -386,16 +397,19 @@ static void in_use(const struct listen_addr *a, const char *section, const char 
         /* sd_booted(3)'s test: PID 1 is systemd when this directory exists
          * (its command line may be /sbin/init). */
         if (pids[i] == 1 && access("/run/systemd/system", F_OK) == 0) {
-            say(false, section, key, "%s: held by systemd (pid 1), which hands it to "
-                "preforkd at start (socket activation): fine", a->text);
+            say(false, section, key,
+                "%s: held by systemd (pid 1), which hands it to "
+                "preforkd at start (socket activation): fine",
+                a->text);
             return;
         }
     if (n > 0)
         fail(section, key, "%s: %s: held by pid %d (%s)", a->text, strerror(EADDRINUSE),
              (int)pids[0], holder_name(pids[0], cmd, sizeof(cmd)));
     else
-        fail(section, key, "%s: %s%s", a->text, strerror(EADDRINUSE), geteuid() != 0
-             ? " (by a process of another user, or a socket not listening)" : "");
+        fail(section, key, "%s: %s%s", a->text, strerror(EADDRINUSE),
+             geteuid() != 0 ? " (by a process of another user, or a socket not listening)"
+                            : "");
 }
 
 /* A unix socket path: a live socket is in use, a stale one start-up
@@ -410,8 +424,10 @@ static void check_unix(struct listen_addr *a, const char *section, const char *k
 
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
-            fail(section, key, "%s: %s exists and is not a socket (start-up does not "
-                 "remove it)", a->text, path);
+            fail(section, key,
+                 "%s: %s exists and is not a socket (start-up does not "
+                 "remove it)",
+                 a->text, path);
         else if (holder_unix_listening(a))
             in_use(a, section, key);
         else if (access(dir_of(path, dir, sizeof(dir)), W_OK) < 0)
@@ -419,7 +435,8 @@ static void check_unix(struct listen_addr *a, const char *section, const char *k
                  strerror(errno));
         return;
     }
-    if (errno == ENOENT && stat(dir_of(path, dir, sizeof(dir)), &st) < 0 && errno == ENOENT) {
+    if (errno == ENOENT && stat(dir_of(path, dir, sizeof(dir)), &st) < 0 &&
+        errno == ENOENT) {
         no_runtime_dir(section, key, path);
         return;
     }
@@ -430,8 +447,8 @@ static void check_unix(struct listen_addr *a, const char *section, const char *k
     listen_close(fd, a); /* removes the file it bound */
 }
 
-static void check_address(const struct listen_addr *spec, int backlog, const char *section,
-                          const char *key)
+static void check_address(const struct listen_addr *spec, int backlog,
+                          const char *section, const char *key)
 {
     struct listen_addr a = *spec; /* listen_open writes to it */
     int fd, err;
@@ -449,7 +466,8 @@ static void check_address(const struct listen_addr *spec, int backlog, const cha
     else
         fail(section, key, "%s: %s%s", spec->text, strerror(err),
              err == EACCES && listen_port(&spec->u.sa) < 1024
-                 ? " (a port below 1024 needs root or CAP_NET_BIND_SERVICE)" : "");
+                 ? " (a port below 1024 needs root or CAP_NET_BIND_SERVICE)"
+                 : "");
 }
 
 /* ---- the app ------------------------------------------------------------- */

@@ -19,8 +19,8 @@ struct dump {
 };
 
 /* What a max_rss or max_rss_hard written as a share comes to here. */
-static void memlimit_comment(FILE *f, const struct config *c, const struct config_memlimit *m,
-                             uint64_t bytes)
+static void memlimit_comment(FILE *f, const struct config *c,
+                             const struct config_memlimit *m, uint64_t bytes)
 {
     char b1[16], b2[16];
 
@@ -54,7 +54,7 @@ static void on_key(void *arg, const char *section, const char *key, const char *
     if (strcmp(section, "server") == 0 && strcmp(key, "workers") == 0 &&
         (raw = config_raw(c, "server", "workers")) != NULL && strcmp(raw, "auto") == 0)
         fprintf(d->f, " ; auto: the CPUs preforkd may run on, within its cgroup's CPU "
-                "quota");
+                      "quota");
     else if (strcmp(section, "recycle") == 0 && strcmp(key, "max_rss") == 0)
         memlimit_comment(d->f, c, &c->recycle.max_rss_set, c->recycle.max_rss);
     else if (strcmp(section, "recycle") == 0 && strcmp(key, "max_rss_hard") == 0)
@@ -67,7 +67,9 @@ void dump_config(FILE *f, const struct config *c)
 {
     struct dump d = {.f = f, .c = c};
 
-    fprintf(f, "; preforkd -T: the configuration in effect for %s: every key,\n"
-               "; with its default where the file does not set it\n", c->path);
+    fprintf(f,
+            "; preforkd -T: the configuration in effect for %s: every key,\n"
+            "; with its default where the file does not set it\n",
+            c->path);
     config_walk(c, on_key, &d);
 }

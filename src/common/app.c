@@ -29,15 +29,13 @@ struct pf_app_config {
     struct config *c;
 };
 
-static const char *
-cfg_file(const struct config *c)
+static const char *cfg_file(const struct config *c)
 {
     return c->path != NULL ? c->path : "(config)";
 }
 
 /* The directory of the running executable, into buf; -1 if unknown. */
-static int
-exe_dir(char *buf, size_t size)
+static int exe_dir(char *buf, size_t size)
 {
     ssize_t n = readlink("/proc/self/exe", buf, size - 1);
     char *slash;
@@ -52,8 +50,7 @@ exe_dir(char *buf, size_t size)
     return 0;
 }
 
-static int
-is_builtin_name(const char *module)
+static int is_builtin_name(const char *module)
 {
     size_t len = strlen(module);
 
@@ -61,15 +58,14 @@ is_builtin_name(const char *module)
            !(len >= 3 && strcmp(module + len - 3, ".so") == 0);
 }
 
-static int
-valid_builtin_name(const char *name)
+static int valid_builtin_name(const char *name)
 {
     if (*name == '\0')
         return 0;
     for (; *name != '\0'; name++) {
         char ch = *name;
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-'))
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+              ch == '-'))
             return 0;
     }
     return 1;
@@ -77,15 +73,15 @@ valid_builtin_name(const char *name)
 
 /* A built-in name: <dir of the executable>/apps/NAME.so (a build tree),
  * then PF_APPDIR/NAME.so (an installation). Returns a malloc'd path. */
-static char *
-resolve_builtin(const char *name)
+static char *resolve_builtin(const char *name)
 {
     char dir[PATH_MAX], tried[2][PATH_MAX + 64];
     int ntried = 0, i;
 
     if (!valid_builtin_name(name)) {
         log_errx("app: module \"%s\": a built-in name is [a-z0-9_-]+ "
-                 "(or give a path to a .so)", name);
+                 "(or give a path to a .so)",
+                 name);
         return NULL;
     }
     if (exe_dir(dir, sizeof dir) == 0)
@@ -95,8 +91,8 @@ resolve_builtin(const char *name)
         if (access(tried[i], F_OK) == 0)
             return strdup(tried[i]);
     if (ntried == 2)
-        log_errx("app: module \"%s\": not found (tried %s, %s)", name,
-                 tried[0], tried[1]);
+        log_errx("app: module \"%s\": not found (tried %s, %s)", name, tried[0],
+                 tried[1]);
     else
         log_errx("app: module \"%s\": not found (tried %s)", name, tried[0]);
     return NULL;
@@ -104,8 +100,7 @@ resolve_builtin(const char *name)
 
 /* A path. One without '/' ("x.so") gets "./" so that dlopen reads that
  * file instead of searching the library path. Returns a malloc'd path. */
-static char *
-resolve_path(const char *module)
+static char *resolve_path(const char *module)
 {
     char *path;
 
@@ -116,19 +111,18 @@ resolve_path(const char *module)
     return path;
 }
 
-static int
-check_entry(const char *path, const struct pf_app *api)
+static int check_entry(const char *path, const struct pf_app *api)
 {
     if (api->abi_version != PF_ABI_VERSION) {
         log_errx("app: %s: ABI version %u, this preforkd speaks %d: rebuild "
-                 "the module against this preforkd's preforkd.h", path,
-                 (unsigned)api->abi_version, PF_ABI_VERSION);
+                 "the module against this preforkd's preforkd.h",
+                 path, (unsigned)api->abi_version, PF_ABI_VERSION);
         return -1;
     }
     if (api->size < PF_APP_SIZE_V1) {
         log_errx("app: %s: struct pf_app of %u bytes, expected at least %zu: "
-                 "rebuild the module against this preforkd's preforkd.h", path,
-                 (unsigned)api->size, (size_t)PF_APP_SIZE_V1);
+                 "rebuild the module against this preforkd's preforkd.h",
+                 path, (unsigned)api->size, (size_t)PF_APP_SIZE_V1);
         return -1;
     }
     if (api->handle == NULL) {
@@ -204,8 +198,7 @@ done:
 
 /* See app.h. Logs on failure; may block on the file system (dlopen), so it
  * runs before the loops start or at reload, never per request. */
-int
-app_open(struct app *a, const char *module)
+int app_open(struct app *a, const char *module)
 {
     const struct pf_app *api;
     char *path = NULL;
@@ -216,8 +209,7 @@ app_open(struct app *a, const char *module)
         log_errx("app: no module given ([app] module)");
         return -1;
     }
-    path = is_builtin_name(module) ? resolve_builtin(module)
-                                   : resolve_path(module);
+    path = is_builtin_name(module) ? resolve_builtin(module) : resolve_path(module);
     if (path == NULL)
         goto fail;
     dl = open_fresh(path);
@@ -225,8 +217,7 @@ app_open(struct app *a, const char *module)
         goto fail;
     api = dlsym(dl, PF_APP_SYMBOL);
     if (api == NULL) {
-        log_errx("app: %s: no symbol %s: not a preforkd module", path,
-                 PF_APP_SYMBOL);
+        log_errx("app: %s: no symbol %s: not a preforkd module", path, PF_APP_SYMBOL);
         goto fail;
     }
     if (check_entry(path, api) != 0)
@@ -245,8 +236,7 @@ fail:
 
 /* See app.h. Clears every key's `used` mark first, so the check is right
  * each time load runs (the master at start, then a worker, or a reload). */
-int
-app_load(struct app *a, struct config *c)
+int app_load(struct app *a, struct config *c)
 {
     struct pf_app_config cfg = {.c = c};
     const char *name;
@@ -268,7 +258,8 @@ app_load(struct app *a, struct config *c)
         if (kv->used)
             continue;
         log_errx("config: %s:%d: [app] %s: unknown key (module %s does not "
-                 "use it)", cfg_file(c), kv->line, kv->key, name);
+                 "use it)",
+                 cfg_file(c), kv->line, kv->key, name);
         unknown++;
     }
     if (unknown > 0) {
@@ -282,8 +273,7 @@ app_load(struct app *a, struct config *c)
 }
 
 /* See app.h. Runs in a worker after fork, before it accepts. */
-int
-app_worker_init(struct app *a)
+int app_worker_init(struct app *a)
 {
     if (a->api == NULL)
         return -1;
@@ -295,8 +285,7 @@ app_worker_init(struct app *a)
 }
 
 /* See app.h. Runs in a worker as it exits normally. */
-void
-app_worker_exit(struct app *a)
+void app_worker_exit(struct app *a)
 {
     if (a->api != NULL && a->api->worker_exit != NULL)
         a->api->worker_exit(a->state);
@@ -304,16 +293,14 @@ app_worker_exit(struct app *a)
 
 /* A hook the module's struct has room for (fields appended within ABI
  * version 1 are absent from modules built before), or NULL. */
-#define HOOK(a, field)                                                         \
-    ((a)->api != NULL &&                                                       \
-             (a)->api->size >= offsetof(struct pf_app, field) +                \
-                                   sizeof((a)->api->field)                     \
-         ? (a)->api->field                                                     \
+#define HOOK(a, field) \
+    ((a)->api != NULL && \
+             (a)->api->size >= offsetof(struct pf_app, field) + sizeof((a)->api->field) \
+         ? (a)->api->field \
          : NULL)
 
 /* See app.h. Runs in the mold, just before it forks a worker. */
-void
-app_fork_prepare(struct app *a)
+void app_fork_prepare(struct app *a)
 {
     void (*f)(void *) = HOOK(a, fork_prepare);
 
@@ -322,8 +309,7 @@ app_fork_prepare(struct app *a)
 }
 
 /* See app.h. Runs in the mold, just after it forked a worker. */
-void
-app_fork_parent(struct app *a)
+void app_fork_parent(struct app *a)
 {
     void (*f)(void *) = HOOK(a, fork_parent);
 
@@ -332,9 +318,8 @@ app_fork_parent(struct app *a)
 }
 
 /* See app.h. Runs in a worker, on its loop. */
-int
-app_command(struct app *a, const char *cmd, const char *args, char *out,
-            size_t outlen)
+int app_command(struct app *a, const char *cmd, const char *args, char *out,
+                size_t outlen)
 {
     int (*f)(void *, const char *, const char *, char *, size_t) = HOOK(a, command);
 
@@ -342,7 +327,8 @@ app_command(struct app *a, const char *cmd, const char *args, char *out,
         snprintf(out, outlen, "app %s has no command \"%s\"%s\n",
                  a->api && a->api->name ? a->api->name : "?", cmd,
                  strcmp(cmd, "trace") == 0 ? ": trace is for Python workers "
-                                             "(module wsgi)" : "");
+                                             "(module wsgi)"
+                                           : "");
         return 404;
     }
     out[0] = '\0';
@@ -350,8 +336,7 @@ app_command(struct app *a, const char *cmd, const char *args, char *out,
 }
 
 /* See app.h. Runs where app_open ran. */
-void
-app_close(struct app *a)
+void app_close(struct app *a)
 {
     if (a->loaded && a->api->unload != NULL)
         a->api->unload(a->state);
@@ -364,8 +349,7 @@ app_close(struct app *a)
 /* ---- pf_config_*: the [app] section, for the module's load() ---------- */
 
 /* See preforkd.h. Marks key used, so it is not reported as unknown. */
-const char *
-pf_config_get(const pf_app_config *cfg, const char *key)
+const char *pf_config_get(const pf_app_config *cfg, const char *key)
 {
     struct config_kv *kv;
 
@@ -379,9 +363,8 @@ pf_config_get(const pf_app_config *cfg, const char *key)
 }
 
 /* See preforkd.h. */
-int
-pf_config_get_size(const pf_app_config *cfg, const char *key, uint64_t dflt,
-                   uint64_t *out)
+int pf_config_get_size(const pf_app_config *cfg, const char *key, uint64_t dflt,
+                       uint64_t *out)
 {
     const char *v = pf_config_get(cfg, key);
 
@@ -392,14 +375,14 @@ pf_config_get_size(const pf_app_config *cfg, const char *key, uint64_t dflt,
     if (config_parse_size(v, out) != 0)
         return pf_config_error(cfg, key,
                                "expected a size (bytes, or with K, M, G), "
-                               "got \"%s\"", v);
+                               "got \"%s\"",
+                               v);
     return 0;
 }
 
 /* See preforkd.h. */
-int
-pf_config_get_duration(const pf_app_config *cfg, const char *key,
-                       double dflt, double *out)
+int pf_config_get_duration(const pf_app_config *cfg, const char *key, double dflt,
+                           double *out)
 {
     const char *v = pf_config_get(cfg, key);
 
@@ -410,13 +393,13 @@ pf_config_get_duration(const pf_app_config *cfg, const char *key,
     if (config_parse_duration(v, out) != 0)
         return pf_config_error(cfg, key,
                                "expected a duration (seconds, or with ms, s, "
-                               "m, h), got \"%s\"", v);
+                               "m, h), got \"%s\"",
+                               v);
     return 0;
 }
 
 /* See preforkd.h. */
-int
-pf_config_has_upstream(const pf_app_config *cfg, const char *name)
+int pf_config_has_upstream(const pf_app_config *cfg, const char *name)
 {
     if (cfg == NULL || name == NULL)
         return 0;
@@ -427,9 +410,7 @@ pf_config_has_upstream(const pf_app_config *cfg, const char *name)
 }
 
 /* See preforkd.h. A key absent from the file is named without a line. */
-int
-pf_config_error(const pf_app_config *cfg, const char *key, const char *fmt,
-                ...)
+int pf_config_error(const pf_app_config *cfg, const char *key, const char *fmt, ...)
 {
     const struct config_kv *kv;
     char msg[1024];
@@ -446,8 +427,7 @@ pf_config_error(const pf_app_config *cfg, const char *key, const char *fmt,
     }
     kv = config_app_find(cfg->c, key);
     if (kv != NULL)
-        log_errx("config: %s:%d: [app] %s: %s", cfg_file(cfg->c),
-                 kv->line, key, msg);
+        log_errx("config: %s:%d: [app] %s: %s", cfg_file(cfg->c), kv->line, key, msg);
     else
         log_errx("config: %s: [app] %s: %s", cfg_file(cfg->c), key, msg);
     return -1;

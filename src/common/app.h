@@ -14,11 +14,11 @@
 #include "preforkd.h"
 
 struct app {
-    void *dl;                  /* dlopen handle */
-    const struct pf_app *api;  /* the module's pf_app_entry */
-    void *state;               /* from load() */
-    char *path;                /* the file actually opened */
-    bool loaded;               /* load() succeeded, unload() still due */
+    void *dl;                 /* dlopen handle */
+    const struct pf_app *api; /* the module's pf_app_entry */
+    void *state;              /* from load() */
+    char *path;               /* the file actually opened */
+    bool loaded;              /* load() succeeded, unload() still due */
 };
 
 /* Resolves module (a built-in name such as "hello", found in the apps

@@ -108,7 +108,8 @@ static const char *below(const char *path, const char *mroot)
 
 /* Reads the line of /proc/self/cgroup for v2 ("0::/path") or for the v1
  * controller ctl ("4:memory:/path") into path. 0 / -1 (none). */
-static int self_cgroup(const char *root, bool v2, const char *want, char *path, size_t len)
+static int self_cgroup(const char *root, bool v2, const char *want, char *path,
+                       size_t len)
 {
     char file[600], *line = NULL;
     size_t cap = 0;
@@ -158,7 +159,8 @@ static int find_mount(const char *root, bool v2, const char *want, const char *p
         if (sep == NULL)
             continue;
         *sep = '\0';
-        for (char *t = strtok_r(line, " ", &save); t && n < 6; t = strtok_r(NULL, " ", &save))
+        for (char *t = strtok_r(line, " ", &save); t && n < 6;
+             t = strtok_r(NULL, " ", &save))
             field[n++] = t;
         type = strtok_r(sep + 3, " \n", &save);
         (void)strtok_r(NULL, " \n", &save); /* the source */
@@ -202,7 +204,8 @@ static bool has_word(const char *file, const char *w)
     if (read_small(file, buf, sizeof(buf)) < 0)
         return false;
     buf[strcspn(buf, "\n")] = '\0';
-    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save))
+    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t;
+         t = strtok_r(NULL, " ", &save))
         if (strcmp(t, w) == 0)
             return true;
     return false;
@@ -255,8 +258,10 @@ static void walk_limits(struct cgroup *cg, const char *top, const char *name)
         snprintf(cg->why, sizeof(cg->why), "cannot read %.400s/%s: %s", cg->dir, name,
                  strerror(first_errno ? first_errno : ENOENT));
     else
-        snprintf(cg->why, sizeof(cg->why), "no memory limit on cgroup %s %.400s or "
-                 "its ancestors (%s)", cgroup_version_name(cg->version), cg->path, name);
+        snprintf(cg->why, sizeof(cg->why),
+                 "no memory limit on cgroup %s %.400s or "
+                 "its ancestors (%s)",
+                 cgroup_version_name(cg->version), cg->path, name);
 }
 
 int cgroup_find(const char *root, struct cgroup *cg)
@@ -285,11 +290,12 @@ int cgroup_find(const char *root, struct cgroup *cg)
         return 0;
     }
     memset(cg, 0, sizeof(*cg));
-    snprintf(cg->why, sizeof(cg->why), "%s", v2_mounted
-             ? "no memory cgroup: the memory controller is neither on cgroup v2 "
-               "nor mounted as v1"
-             : "no memory cgroup: /proc/self/cgroup and /proc/self/mountinfo show "
-               "no cgroup v2 nor v1 memory hierarchy");
+    snprintf(cg->why, sizeof(cg->why), "%s",
+             v2_mounted
+                 ? "no memory cgroup: the memory controller is neither on cgroup v2 "
+                   "nor mounted as v1"
+                 : "no memory cgroup: /proc/self/cgroup and /proc/self/mountinfo show "
+                   "no cgroup v2 nor v1 memory hierarchy");
     return -1;
 }
 
@@ -318,7 +324,8 @@ static int read_keyed(const struct cgroup *cg, const char *name, const char *key
 
 int cgroup_oom_kills(const struct cgroup *cg, uint64_t *n)
 {
-    return read_keyed(cg, cg->version == CGROUP_V2 ? "memory.events" : "memory.oom_control",
+    return read_keyed(cg,
+                      cg->version == CGROUP_V2 ? "memory.events" : "memory.oom_control",
                       "oom_kill", n);
 }
 

@@ -16,9 +16,9 @@ enum cgroup_version { CGROUP_NONE = 0, CGROUP_V1 = 1, CGROUP_V2 = 2 };
 
 struct cgroup {
     enum cgroup_version version;
-    char path[512];       /* as /proc/self/cgroup names it: "/system.slice/x.service" */
-    char dir[1024];       /* its directory: the mount point + path below the mount's root */
-    uint64_t limit;       /* bytes; 0 = no limit found */
+    char path[512]; /* as /proc/self/cgroup names it: "/system.slice/x.service" */
+    char dir[1024]; /* its directory: the mount point + path below the mount's root */
+    uint64_t limit; /* bytes; 0 = no limit found */
     char limit_dir[1024]; /* the directory whose limit is the smallest ("": none) */
     char why[512];        /* no cgroup, or no limit: why not, for logs and /stats */
 };

@@ -19,14 +19,26 @@
 
 #define DEFAULT_LISTEN "127.0.0.1:8000"
 
-#define SRV(k, t, lo, hi) { #k, t, offsetof(struct config, server.k), 0, lo, hi }
-#define REC(k, t, lo, hi) { #k, t, offsetof(struct config, recycle.k), 0, lo, hi }
-#define LOGK(k, t) { #k, t, offsetof(struct config, log.k), 0, 0, 0 }
-#define UPS(k, t, lo, hi) { #k, t, offsetof(struct config_upstream, k), 0, lo, hi }
+#define SRV(k, t, lo, hi) \
+    { \
+#k, t, offsetof(struct config, server.k), 0, lo, hi \
+    }
+#define REC(k, t, lo, hi) \
+    { \
+#k, t, offsetof(struct config, recycle.k), 0, lo, hi \
+    }
+#define LOGK(k, t) \
+    { \
+#k, t, offsetof(struct config, log.k), 0, 0, 0 \
+    }
+#define UPS(k, t, lo, hi) \
+    { \
+#k, t, offsetof(struct config_upstream, k), 0, lo, hi \
+    }
 
 static const struct keydef server_keys[] = {
-    { "listen", V_LISTEN_LIST, offsetof(struct config, server.listen),
-      offsetof(struct config, server.nlisten), 0, 0 },
+    {"listen", V_LISTEN_LIST, offsetof(struct config, server.listen),
+     offsetof(struct config, server.nlisten), 0, 0},
     SRV(workers, V_WORKERS, 1, WORKERS_MAX),
     SRV(max_workers, V_U32, 1, WORKERS_MAX),
     SRV(worker_connections, V_U32, 1, 1048576),
@@ -51,10 +63,10 @@ static const struct keydef server_keys[] = {
 static const struct keydef recycle_keys[] = {
     REC(max_requests, V_U64, 0, UINT64_MAX),
     REC(max_requests_jitter, V_U64, 0, UINT64_MAX),
-    { "max_rss", V_MEMLIMIT, offsetof(struct config, recycle.max_rss),
-      offsetof(struct config, recycle.max_rss_set), 0, 0 },
-    { "max_rss_hard", V_MEMLIMIT, offsetof(struct config, recycle.max_rss_hard),
-      offsetof(struct config, recycle.max_rss_hard_set), 0, 0 },
+    {"max_rss", V_MEMLIMIT, offsetof(struct config, recycle.max_rss),
+     offsetof(struct config, recycle.max_rss_set), 0, 0},
+    {"max_rss_hard", V_MEMLIMIT, offsetof(struct config, recycle.max_rss_hard),
+     offsetof(struct config, recycle.max_rss_hard_set), 0, 0},
     REC(memory_metric, V_METRIC, 0, 0),
     REC(max_lifetime, V_DURATION, 0, 0),
     REC(max_lifetime_jitter, V_DURATION, 0, 0),
@@ -64,7 +76,7 @@ static const struct keydef recycle_keys[] = {
 
 /* Only "module" is ours; every other [app] key goes to app.kv. */
 static const struct keydef app_keys[] = {
-    { "module", V_STRING, offsetof(struct config, app.module), 0, 0, 0 },
+    {"module", V_STRING, offsetof(struct config, app.module), 0, 0, 0},
 };
 
 static const struct keydef log_keys[] = {
@@ -75,13 +87,13 @@ static const struct keydef log_keys[] = {
 };
 
 static const struct keydef admin_keys[] = {
-    { "listen", V_ADDR, offsetof(struct config, admin.listen),
-      offsetof(struct config, admin.enabled), 0, 0 },
+    {"listen", V_ADDR, offsetof(struct config, admin.listen),
+     offsetof(struct config, admin.enabled), 0, 0},
 };
 
 static const struct keydef upstream_keys[] = {
-    { "servers", V_LISTEN_LIST, offsetof(struct config_upstream, servers),
-      offsetof(struct config_upstream, nservers), 0, 0 },
+    {"servers", V_LISTEN_LIST, offsetof(struct config_upstream, servers),
+     offsetof(struct config_upstream, nservers), 0, 0},
     UPS(max_idle, V_U32, 0, 1048576),
     UPS(max_connections, V_U32, 1, 1048576),
     UPS(connect_timeout, V_DURATION, 1, 0),
@@ -96,12 +108,12 @@ static const struct keydef upstream_keys[] = {
 
 /* See config_int.h. */
 const struct secdef config_sections[SEC_COUNT] = {
-    [SEC_SERVER] = { "server", server_keys, NKEYS(server_keys) },
-    [SEC_RECYCLE] = { "recycle", recycle_keys, NKEYS(recycle_keys) },
-    [SEC_APP] = { "app", app_keys, NKEYS(app_keys) },
-    [SEC_LOG] = { "log", log_keys, NKEYS(log_keys) },
-    [SEC_ADMIN] = { "admin", admin_keys, NKEYS(admin_keys) },
-    [SEC_UPSTREAM] = { "upstream", upstream_keys, NKEYS(upstream_keys) },
+    [SEC_SERVER] = {"server", server_keys, NKEYS(server_keys)},
+    [SEC_RECYCLE] = {"recycle", recycle_keys, NKEYS(recycle_keys)},
+    [SEC_APP] = {"app", app_keys, NKEYS(app_keys)},
+    [SEC_LOG] = {"log", log_keys, NKEYS(log_keys)},
+    [SEC_ADMIN] = {"admin", admin_keys, NKEYS(admin_keys)},
+    [SEC_UPSTREAM] = {"upstream", upstream_keys, NKEYS(upstream_keys)},
 };
 
 /* Defaults */
@@ -158,8 +170,7 @@ void config_upstream_defaults(struct config_upstream *u)
 /* After the whole file: required keys and checks across keys. */
 
 /* [section] key as written, for a message: "" when it was not set. */
-static const char *raw_text(const struct config *c, const char *section,
-                            const char *key)
+static const char *raw_text(const struct config *c, const char *section, const char *key)
 {
     const char *raw = config_raw(c, section, key);
 
@@ -174,9 +185,10 @@ static void check_server(struct parser *p)
     if (line == 0 && c->server.max_workers < c->server.workers)
         c->server.max_workers = c->server.workers; /* default follows */
     else if (line > 0 && c->server.max_workers < c->server.workers)
-        config_errorf(p, line, "[server] max_workers: expected a number >= "
-                      "workers (%u), got \"%s\"", c->server.workers,
-                      raw_text(c, "server", "max_workers"));
+        config_errorf(p, line,
+                      "[server] max_workers: expected a number >= "
+                      "workers (%u), got \"%s\"",
+                      c->server.workers, raw_text(c, "server", "max_workers"));
 }
 
 static void check_recycle(struct parser *p)
@@ -190,16 +202,18 @@ static void check_recycle(struct parser *p)
 
     if (c->recycle.max_rss > 0 && c->recycle.max_rss_hard > 0 &&
         c->recycle.max_rss_hard <= c->recycle.max_rss)
-        config_errorf(p, hard_line, "[recycle] max_rss_hard: expected a size "
-                      "greater than max_rss (%s), got \"%s\"", soft, hard);
+        config_errorf(p, hard_line,
+                      "[recycle] max_rss_hard: expected a size "
+                      "greater than max_rss (%s), got \"%s\"",
+                      soft, hard);
     /* Two shares of the same thing compare now; a size and a share only
      * once the master knows the cgroup's limit (memlimit.c). */
     if (soft_pc > 0 && hard_pc > 0 && hard_pc <= soft_pc)
-        config_errorf(p, hard_line, "[recycle] max_rss_hard: expected a share "
+        config_errorf(p, hard_line,
+                      "[recycle] max_rss_hard: expected a share "
                       "greater than max_rss (%s = %g%%), got \"%s\" (= %g%%)",
                       soft, soft_pc, hard, hard_pc);
-    if (c->recycle.max_lifetime > 0 &&
-        c->recycle.min_lifetime > c->recycle.max_lifetime)
+    if (c->recycle.max_lifetime > 0 && c->recycle.min_lifetime > c->recycle.max_lifetime)
         config_errorf(p, config_line(c, "recycle", "min_lifetime"),
                       "[recycle] min_lifetime: expected a duration <= "
                       "max_lifetime (%s), got \"%s\"",
@@ -214,17 +228,20 @@ static void check_required(struct parser *p)
 {
     const struct config *c = p->c;
 
-    if (c->app.module == NULL && config_line(c, "app", "module") == 0 &&
-        p->nsyntax == 0)
-        config_errorf(p, p->sec_line[SEC_APP], "[app] module: required key "
+    if (c->app.module == NULL && config_line(c, "app", "module") == 0 && p->nsyntax == 0)
+        config_errorf(p, p->sec_line[SEC_APP],
+                      "[app] module: required key "
                       "is missing (e.g. \"module = hello\")");
     for (size_t i = 0; i < c->nupstreams && p->nsyntax == 0; i++)
         if (p->uplines[i][0] == 0) /* servers, the first upstream key */
-            config_errorf(p, c->upstreams[i].line, "[upstream %s] servers: "
-                          "required key is missing", c->upstreams[i].name);
+            config_errorf(p, c->upstreams[i].line,
+                          "[upstream %s] servers: "
+                          "required key is missing",
+                          c->upstreams[i].name);
     /* Each upstream has its counters in every worker's scoreboard slot. */
     if (c->nupstreams > SB_MAX_UPSTREAMS)
-        config_errorf(p, c->upstreams[SB_MAX_UPSTREAMS].line, "[upstream %s]: "
+        config_errorf(p, c->upstreams[SB_MAX_UPSTREAMS].line,
+                      "[upstream %s]: "
                       "at most %d [upstream] sections, this is number %zu",
                       c->upstreams[SB_MAX_UPSTREAMS].name, SB_MAX_UPSTREAMS,
                       c->nupstreams);
@@ -253,8 +270,7 @@ static void parse_file(struct parser *p)
 
 /* Reads the INI text of fp (NULL: it could not be opened, errno then
  * says why) into c, which config_load or config_load_text has named. */
-static int load_stream(FILE *fp, const char *path, struct config *c,
-                       char **errors)
+static int load_stream(FILE *fp, const char *path, struct config *c, char **errors)
 {
     struct parser p;
     int open_errno = errno;
@@ -266,8 +282,8 @@ static int load_stream(FILE *fp, const char *path, struct config *c,
     p.path = path;
     config_defaults(c);
     c->path = strdup(path);
-    if (c->path == NULL || c->log.error_log == NULL ||
-        c->log.access_log_format == NULL || c->server.nlisten == 0)
+    if (c->path == NULL || c->log.error_log == NULL || c->log.access_log_format == NULL ||
+        c->server.nlisten == 0)
         p.oom = true;
     p.fp = fp;
     if (p.fp == NULL) {
@@ -300,8 +316,7 @@ int config_load(const char *path, struct config *c, char **errors)
 }
 
 /* See config.h. The text is kept in c->text, so a reload parses it again. */
-int config_load_text(const char *name, const char *text, struct config *c,
-                     char **errors)
+int config_load_text(const char *name, const char *text, struct config *c, char **errors)
 {
     char *copy = strdup(text);
     FILE *fp = copy != NULL ? fmemopen(copy, strlen(copy), "r") : NULL;
@@ -356,14 +371,13 @@ struct config_kv *config_app_find(const struct config *c, const char *key)
 
 /* Where [section] key was set (key NULL: the section header), or NULL.
  * Linear: a file sets a few dozen keys. */
-static const struct config_key *find_key(const struct config *c,
-                                         const char *section, const char *key)
+static const struct config_key *find_key(const struct config *c, const char *section,
+                                         const char *key)
 {
     for (size_t i = 0; i < c->nkeys; i++) {
         const struct config_key *k = &c->keys[i];
         if (strcmp(k->section, section) == 0 &&
-            (key == NULL ? k->key == NULL
-                         : k->key != NULL && strcmp(k->key, key) == 0))
+            (key == NULL ? k->key == NULL : k->key != NULL && strcmp(k->key, key) == 0))
             return k;
     }
     return NULL;

@@ -44,11 +44,11 @@ enum memlimit_source {
 /* max_rss or max_rss_hard as written: a size, or a share of the cgroup's
  * memory per worker, which the master resolves into bytes (memlimit.c). */
 struct config_memlimit {
-    uint64_t bytes;      /* written as a size; 0 = off */
-    double percent;      /* "N%" (or auto's): of the per-worker share; 0 = a size */
-    bool automatic;      /* written "auto" */
-    int line;            /* where it was set; 0 = not set */
-    char text[32];       /* as written (cut), for messages */
+    uint64_t bytes; /* written as a size; 0 = off */
+    double percent; /* "N%" (or auto's): of the per-worker share; 0 = a size */
+    bool automatic; /* written "auto" */
+    int line;       /* where it was set; 0 = not set */
+    char text[32];  /* as written (cut), for messages */
     enum memlimit_source source; /* how it resolved (memlimit.c) */
 };
 
@@ -77,7 +77,7 @@ struct config_key {
     const char *section; /* static: "server", "recycle", ... */
     const char *key;     /* static; NULL: the section header itself */
     int line;
-    char *raw;           /* the value as written; NULL for a header */
+    char *raw; /* the value as written; NULL for a header */
 };
 
 struct config {
@@ -87,8 +87,8 @@ struct config {
     struct {
         struct listen_addr *listen; /* default 127.0.0.1:8000 */
         size_t nlisten;
-        uint32_t workers;        /* "auto" resolved to online CPUs; default 2 */
-        uint32_t max_workers;    /* default 64; >= workers */
+        uint32_t workers;            /* "auto" resolved to online CPUs; default 2 */
+        uint32_t max_workers;        /* default 64; >= workers */
         uint32_t worker_connections; /* default 1024 */
         uint32_t backlog;            /* default 1024 */
         bool preload;                /* default true */
@@ -117,16 +117,16 @@ struct config {
         uint64_t max_rss;
         uint64_t max_rss_hard;
         struct config_memlimit max_rss_set, max_rss_hard_set;
-        uint64_t share;               /* per-worker share last resolved; 0 = none */
+        uint64_t share;                   /* per-worker share last resolved; 0 = none */
         enum memory_metric memory_metric; /* default rss */
-        double max_lifetime;          /* 0 = off (default) */
-        double max_lifetime_jitter;   /* default 0 */
-        double min_lifetime;          /* default 0 */
+        double max_lifetime;              /* 0 = off (default) */
+        double max_lifetime_jitter;       /* default 0 */
+        double min_lifetime;              /* default 0 */
         uint32_t max_concurrent_recycles; /* default 1 */
     } recycle;
 
     struct {
-        char *module; /* required: built-in name or path to a .so */
+        char *module;         /* required: built-in name or path to a .so */
         struct config_kv *kv; /* every other [app] key, in file order */
         size_t nkv;
     } app;
@@ -135,9 +135,9 @@ struct config {
     size_t nupstreams;
 
     struct {
-        char *error_log;  /* "stderr" (default) or a path */
-        int level;        /* enum log_level, default LOG_INFO */
-        char *access_log; /* NULL = off (default), "stderr" or a path */
+        char *error_log;         /* "stderr" (default) or a path */
+        int level;               /* enum log_level, default LOG_INFO */
+        char *access_log;        /* NULL = off (default), "stderr" or a path */
         char *access_log_format; /* default "combined" */
     } log;
 
@@ -163,8 +163,7 @@ int config_load(const char *path, struct config *c, char **errors);
 
 /* The same for INI text that is no file (preforkd --wsgi builds one from
  * its options): errors name `name` as they would a path. */
-int config_load_text(const char *name, const char *text, struct config *c,
-                     char **errors);
+int config_load_text(const char *name, const char *text, struct config *c, char **errors);
 
 void config_free(struct config *c);
 

@@ -41,7 +41,7 @@ void config_errorf(struct parser *p, int line, const char *fmt, ...)
         return;
     }
     p->errs = grown;
-    p->errs[p->nerrs] = (struct error){ line, (int)p->nerrs, text };
+    p->errs[p->nerrs] = (struct error){line, (int)p->nerrs, text};
     p->nerrs++;
 }
 
@@ -105,13 +105,12 @@ const char *config_show(const char *s, char *out)
 }
 
 /* See config_int.h. */
-void config_bad(struct parser *p, const char *key, const char *what,
-                const char *got)
+void config_bad(struct parser *p, const char *key, const char *what, const char *got)
 {
     char buf[SHOW_BUF];
 
-    config_errorf(p, p->lineno, "[%s] %s: expected %s, got \"%s\"", p->secname,
-                  key, what, config_show(got, buf));
+    config_errorf(p, p->lineno, "[%s] %s: expected %s, got \"%s\"", p->secname, key, what,
+                  config_show(got, buf));
 }
 
 /* See config_int.h. */

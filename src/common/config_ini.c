@@ -24,9 +24,12 @@ void config_bad_line(struct parser *p)
     char buf[SHOW_BUF];
 
     p->nsyntax++;
-    config_errorf(p, p->pending_line, "expected \"key = value\" or "
-                  "\"[section]\"%s, got \"%s\"", p->pending_indented
-                  ? " (an indented line does not continue the one above)" : "",
+    config_errorf(p, p->pending_line,
+                  "expected \"key = value\" or "
+                  "\"[section]\"%s, got \"%s\"",
+                  p->pending_indented
+                      ? " (an indented line does not continue the one above)"
+                      : "",
                   config_show(p->pending, buf));
     p->pending_line = 0;
 }
@@ -55,8 +58,10 @@ static void section_line(struct parser *p, const char *s)
     p->sec = SEC_IGNORE;
     if (*end != ']') {
         p->nsyntax++;
-        config_errorf(p, p->lineno, "expected \"]\" to close the section "
-                      "header, got \"%s\"", config_show(s, buf));
+        config_errorf(p, p->lineno,
+                      "expected \"]\" to close the section "
+                      "header, got \"%s\"",
+                      config_show(s, buf));
         return;
     }
     for (after = end + 1; isspace((unsigned char)*after); after++)
@@ -134,11 +139,9 @@ static char *read_line(char *buf, int size, void *stream)
     }
     p->lineno++;
     n = strlen(buf);
-    if (n > 0 && n == (size_t)size - 1 && buf[n - 1] != '\n' &&
-        !line_ends_here(p->fp)) {
+    if (n > 0 && n == (size_t)size - 1 && buf[n - 1] != '\n' && !line_ends_here(p->fp)) {
         p->nsyntax++;
-        config_errorf(p, p->lineno, "line too long (more than %d bytes)",
-                      size - 1);
+        config_errorf(p, p->lineno, "line too long (more than %d bytes)", size - 1);
         buf[0] = '\0';
         return buf;
     }
@@ -166,7 +169,6 @@ static void setup_inih(void)
     ini_stop_on_first_error = false;
     ini_allow_no_value = false;
 }
-
 
 /* See config_int.h. */
 int config_read_ini(struct parser *p)

@@ -16,32 +16,50 @@
 
 #include "config.h"
 
-#define MAX_KEYS 24          /* keys in the largest section table */
+#define MAX_KEYS 24 /* keys in the largest section table */
 #define WORKERS_MAX 1024
-#define SHOW_MAX 80          /* characters of a value quoted in a message */
+#define SHOW_MAX 80                 /* characters of a value quoted in a message */
 #define SHOW_BUF (SHOW_MAX * 4 + 4) /* what config_show writes, at most */
 #define UPSTREAM_NAME_MAX 64
 #define SECNAME_BUF (UPSTREAM_NAME_MAX + 16) /* "upstream NAME" and '\0' */
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
 
 enum section {
-    SEC_NONE, SEC_SERVER, SEC_RECYCLE, SEC_APP, SEC_LOG, SEC_ADMIN,
-    SEC_UPSTREAM, SEC_IGNORE, SEC_COUNT
+    SEC_NONE,
+    SEC_SERVER,
+    SEC_RECYCLE,
+    SEC_APP,
+    SEC_LOG,
+    SEC_ADMIN,
+    SEC_UPSTREAM,
+    SEC_IGNORE,
+    SEC_COUNT
 };
 
 enum vtype {
-    V_U32, V_U64, V_WORKERS, V_BOOL, V_DURATION, V_SIZE, V_STRING,
-    V_ERROR_LOG, V_ACCESS_LOG, V_LEVEL, V_METRIC, V_LISTEN_LIST, V_ADDR,
+    V_U32,
+    V_U64,
+    V_WORKERS,
+    V_BOOL,
+    V_DURATION,
+    V_SIZE,
+    V_STRING,
+    V_ERROR_LOG,
+    V_ACCESS_LOG,
+    V_LEVEL,
+    V_METRIC,
+    V_LISTEN_LIST,
+    V_ADDR,
     V_MEMLIMIT
 };
 
 struct keydef {
     const char *name;
     enum vtype type;
-    size_t off;         /* field, from the start of the section's struct */
-    size_t aux;         /* V_LISTEN_LIST: count field; V_ADDR: enabled flag;
+    size_t off;        /* field, from the start of the section's struct */
+    size_t aux;        /* V_LISTEN_LIST: count field; V_ADDR: enabled flag;
                            V_MEMLIMIT: its struct config_memlimit */
-    uint64_t min, max;  /* integers; V_DURATION: min 1 means "> 0" */
+    uint64_t min, max; /* integers; V_DURATION: min 1 means "> 0" */
 };
 
 struct secdef {
@@ -66,22 +84,22 @@ struct parser {
     struct config *c;
     const char *path;
     FILE *fp;
-    struct error *errs;      /* kept ones, sorted by line at the end */
+    struct error *errs; /* kept ones, sorted by line at the end */
     size_t nerrs;
-    int nerrors;             /* found, kept or not (out of memory) */
-    int nsyntax;             /* of which lines not understood at all */
+    int nerrors; /* found, kept or not (out of memory) */
+    int nsyntax; /* of which lines not understood at all */
     bool oom;
     int read_errno;
-    int lineno;              /* lines read so far = line of the handler call */
+    int lineno; /* lines read so far = line of the handler call */
     enum section sec;
-    size_t up;               /* current upstream, when sec == SEC_UPSTREAM */
+    size_t up;                 /* current upstream, when sec == SEC_UPSTREAM */
     char secname[SECNAME_BUF]; /* "server", "upstream backend" */
     int sec_line[SEC_COUNT];
     int (*uplines)[MAX_KEYS]; /* per upstream, per key: line set, 0 = not */
-    unsigned long calls;     /* handler calls so far */
+    unsigned long calls;      /* handler calls so far */
     unsigned long calls_before;
-    int pending_line;        /* key line inih has yet to hand to on_key */
-    bool pending_colon;      /* ... written "name: value" */
+    int pending_line;   /* key line inih has yet to hand to on_key */
+    bool pending_colon; /* ... written "name: value" */
     bool pending_indented;
     char pending[SHOW_MAX + 1];
 };
@@ -93,8 +111,7 @@ struct parser {
 void config_errorf(struct parser *p, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* "[section] key: expected WHAT, got \"GOT\"" at the line being read. */
-void config_bad(struct parser *p, const char *key, const char *what,
-                const char *got);
+void config_bad(struct parser *p, const char *key, const char *what, const char *got);
 /* Every error in line order, as one malloc'd text (NULL when there is
  * none, or out of memory). Empties the list. */
 char *config_errors_text(struct parser *p);
@@ -119,8 +136,7 @@ void config_bad_line(struct parser *p);
 
 /* inih's handler for "name = value" in the section being read: always 1
  * (errors are collected, each with its line). */
-int config_on_key(void *user, const char *section, const char *name,
-                  const char *value);
+int config_on_key(void *user, const char *section, const char *name, const char *value);
 /* Enters [name] (trimmed, without brackets): a fixed section or
  * "upstream NAME"; an unknown or repeated one is reported and its keys
  * then skipped. */

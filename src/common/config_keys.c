@@ -38,8 +38,7 @@ static size_t edit_distance(const char *a, const char *b)
     return row[lb];
 }
 
-static void unknown_key(struct parser *p, const struct secdef *sd,
-                        const char *name)
+static void unknown_key(struct parser *p, const struct secdef *sd, const char *name)
 {
     const char *best = NULL;
     size_t best_d = 3; /* suggest only close typos */
@@ -53,8 +52,10 @@ static void unknown_key(struct parser *p, const struct secdef *sd,
         }
     }
     if (best != NULL)
-        config_errorf(p, p->lineno, "[%s] %s: unknown key (did you mean "
-                      "\"%s\"?)", p->secname, config_show(name, buf), best);
+        config_errorf(p, p->lineno,
+                      "[%s] %s: unknown key (did you mean "
+                      "\"%s\"?)",
+                      p->secname, config_show(name, buf), best);
     else
         config_errorf(p, p->lineno, "[%s] %s: unknown key", p->secname,
                       config_show(name, buf));
@@ -73,7 +74,7 @@ static void note_key(struct parser *p, const char *section, const char *key,
         return;
     }
     c->keys = grown;
-    grown[c->nkeys] = (struct config_key){ section, key, p->lineno, NULL };
+    grown[c->nkeys] = (struct config_key){section, key, p->lineno, NULL};
     if (raw != NULL && (grown[c->nkeys].raw = config_xstrdup(p, raw)) == NULL)
         return;
     c->nkeys++;
@@ -82,8 +83,8 @@ static void note_key(struct parser *p, const char *section, const char *key,
 /* name = value in the section sd, whose struct is at base. uplines: the
  * current upstream's row of lines, NULL for a fixed section (whose keys
  * are recorded in c->keys instead). */
-static void set_key(struct parser *p, const struct secdef *sd, void *base,
-                    int *uplines, const char *name, const char *value)
+static void set_key(struct parser *p, const struct secdef *sd, void *base, int *uplines,
+                    const char *name, const char *value)
 {
     size_t i;
     int first;
@@ -95,11 +96,12 @@ static void set_key(struct parser *p, const struct secdef *sd, void *base,
         unknown_key(p, sd, name);
         return;
     }
-    first = uplines != NULL ? uplines[i]
-                            : config_line(p->c, sd->name, sd->keys[i].name);
+    first = uplines != NULL ? uplines[i] : config_line(p->c, sd->name, sd->keys[i].name);
     if (first > 0) {
-        config_errorf(p, p->lineno, "[%s] %s: duplicate key (first set at "
-                      "line %d)", p->secname, name, first);
+        config_errorf(p, p->lineno,
+                      "[%s] %s: duplicate key (first set at "
+                      "line %d)",
+                      p->secname, name, first);
         return;
     }
     if (uplines != NULL)
@@ -116,8 +118,10 @@ static void add_app_kv(struct parser *p, const char *name, const char *value)
     char buf[SHOW_BUF];
 
     if (kv != NULL) {
-        config_errorf(p, p->lineno, "[app] %s: duplicate key (first set at "
-                      "line %d)", config_show(name, buf), kv->line);
+        config_errorf(p, p->lineno,
+                      "[app] %s: duplicate key (first set at "
+                      "line %d)",
+                      config_show(name, buf), kv->line);
         return;
     }
     grown = realloc(c->app.kv, (c->app.nkv + 1) * sizeof(*grown));
@@ -140,8 +144,7 @@ static void add_app_kv(struct parser *p, const char *name, const char *value)
 }
 
 /* See config_int.h: one call per "key = value" line. */
-int config_on_key(void *user, const char *section, const char *name,
-                  const char *value)
+int config_on_key(void *user, const char *section, const char *name, const char *value)
 {
     struct parser *p = user;
     char buf[SHOW_BUF];
@@ -154,7 +157,8 @@ int config_on_key(void *user, const char *section, const char *name,
     }
     if (*name == '\0') {
         p->nsyntax++;
-        config_errorf(p, p->lineno, "expected \"key = value\", got no key "
+        config_errorf(p, p->lineno,
+                      "expected \"key = value\", got no key "
                       "before \"=\"");
         return 1;
     }
@@ -169,11 +173,12 @@ int config_on_key(void *user, const char *section, const char *name,
         }
     switch (p->sec) {
     case SEC_NONE:
-        config_errorf(p, p->lineno, "%s: key outside any section (expected "
-                      "a [section] line first)", config_show(name, buf));
+        config_errorf(p, p->lineno,
+                      "%s: key outside any section (expected "
+                      "a [section] line first)",
+                      config_show(name, buf));
         break;
-    case SEC_IGNORE:
-        break; /* the section header was already reported */
+    case SEC_IGNORE: break; /* the section header was already reported */
     case SEC_APP:
         if (strcmp(name, "module") == 0)
             set_key(p, &config_sections[SEC_APP], p->c, NULL, name, value);
@@ -184,9 +189,7 @@ int config_on_key(void *user, const char *section, const char *name,
         set_key(p, &config_sections[SEC_UPSTREAM], &p->c->upstreams[p->up],
                 p->uplines[p->up], name, value);
         break;
-    default:
-        set_key(p, &config_sections[p->sec], p->c, NULL, name, value);
-        break;
+    default: set_key(p, &config_sections[p->sec], p->c, NULL, name, value); break;
     }
     return 1;
 }
@@ -207,19 +210,23 @@ static void open_upstream(struct parser *p, const char *name)
 {
     struct config *c = p->c;
     struct config_upstream *ups;
-    int (*lines)[MAX_KEYS];
+    int(*lines)[MAX_KEYS];
     char buf[SHOW_BUF];
 
     if (!valid_upstream_name(name)) {
-        config_errorf(p, p->lineno, "[upstream %s]: expected a name of 1 to "
+        config_errorf(p, p->lineno,
+                      "[upstream %s]: expected a name of 1 to "
                       "%d letters, digits, '-', '_' or '.', e.g. [upstream "
-                      "backend]", config_show(name, buf), UPSTREAM_NAME_MAX);
+                      "backend]",
+                      config_show(name, buf), UPSTREAM_NAME_MAX);
         return;
     }
     for (size_t i = 0; i < c->nupstreams; i++) {
         if (strcmp(c->upstreams[i].name, name) == 0) {
-            config_errorf(p, p->lineno, "duplicate section [upstream %s] "
-                          "(first at line %d)", name, c->upstreams[i].line);
+            config_errorf(p, p->lineno,
+                          "duplicate section [upstream %s] "
+                          "(first at line %d)",
+                          name, c->upstreams[i].line);
             return;
         }
     }
@@ -262,8 +269,10 @@ void config_open_section(struct parser *p, const char *name)
         if (strcmp(name, config_sections[s].name) != 0)
             continue;
         if (p->sec_line[s] > 0) {
-            config_errorf(p, p->lineno, "duplicate section [%s] (first at "
-                          "line %d)", name, p->sec_line[s]);
+            config_errorf(p, p->lineno,
+                          "duplicate section [%s] (first at "
+                          "line %d)",
+                          name, p->sec_line[s]);
             return;
         }
         p->sec_line[s] = p->lineno;
@@ -272,8 +281,8 @@ void config_open_section(struct parser *p, const char *name)
         snprintf(p->secname, sizeof(p->secname), "%s", name);
         return;
     }
-    config_errorf(p, p->lineno, "unknown section [%s] (expected server, "
+    config_errorf(p, p->lineno,
+                  "unknown section [%s] (expected server, "
                   "recycle, app, upstream NAME, log or admin)",
                   config_show(name, buf));
 }
-

@@ -19,7 +19,7 @@
 #include "config_int.h"
 #include "log.h"
 
-#define DURATION_MAX 1e9     /* seconds, about 31 years */
+#define DURATION_MAX 1e9 /* seconds, about 31 years */
 #define ADDR_WHAT "host:port, [v6]:port or unix:/path"
 
 /* Unit parsers */
@@ -100,9 +100,18 @@ int config_parse_size(const char *s, uint64_t *out)
     if (parse_digits(s, &n, &u) != 0)
         return -1;
     switch (tolower((unsigned char)*u)) {
-    case 'k': mult = UINT64_C(1) << 10; u++; break;
-    case 'm': mult = UINT64_C(1) << 20; u++; break;
-    case 'g': mult = UINT64_C(1) << 30; u++; break;
+    case 'k':
+        mult = UINT64_C(1) << 10;
+        u++;
+        break;
+    case 'm':
+        mult = UINT64_C(1) << 20;
+        u++;
+        break;
+    case 'g':
+        mult = UINT64_C(1) << 30;
+        u++;
+        break;
     default: break;
     }
     if (!(*u == '\0' || strcasecmp(u, "b") == 0 ||
@@ -117,8 +126,8 @@ int config_parse_size(const char *s, uint64_t *out)
 /* true/yes/on/1 and false/no/off/0, any case. 0 / -1. */
 int config_parse_bool(const char *s, bool *out)
 {
-    static const char *const yes[] = { "true", "yes", "on", "1" };
-    static const char *const no[] = { "false", "no", "off", "0" };
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
 
     for (size_t i = 0; i < NKEYS(yes); i++) {
         if (strcasecmp(s, yes[i]) == 0) {
@@ -184,26 +193,27 @@ static void set_number(struct parser *p, const struct keydef *k, void *field,
         *(uint32_t *)field = (uint32_t)n;
 }
 
-static void set_duration(struct parser *p, const struct keydef *k,
-                         double *field, const char *v)
+static void set_duration(struct parser *p, const struct keydef *k, double *field,
+                         const char *v)
 {
     double d;
 
     if (config_parse_duration(v, &d) < 0 || (k->min > 0 && d <= 0))
-        config_bad(p, k->name, k->min > 0
-                       ? "a duration > 0 (e.g. 30s, 1500ms, 5m, 1h)"
-                       : "a duration (e.g. 30s, 1500ms, 5m, 1h)", v);
+        config_bad(p, k->name,
+                   k->min > 0 ? "a duration > 0 (e.g. 30s, 1500ms, 5m, 1h)"
+                              : "a duration (e.g. 30s, 1500ms, 5m, 1h)",
+                   v);
     else
         *field = d;
 }
 
 /* Replaces *field by a copy of v (NULL for access_log = off). */
-static void set_string(struct parser *p, const struct keydef *k,
-                       char **field, const char *v)
+static void set_string(struct parser *p, const struct keydef *k, char **field,
+                       const char *v)
 {
-    const char *what = k->type == V_ERROR_LOG ? "\"stderr\" or a path"
-                     : k->type == V_ACCESS_LOG ? "\"off\", \"stderr\" or a path"
-                     : "a non-empty value";
+    const char *what = k->type == V_ERROR_LOG    ? "\"stderr\" or a path"
+                       : k->type == V_ACCESS_LOG ? "\"off\", \"stderr\" or a path"
+                                                 : "a non-empty value";
     char *copy = NULL;
 
     if (*v == '\0') {
@@ -267,9 +277,11 @@ static void set_memlimit(struct parser *p, const struct keydef *k, void *base,
         n.percent = -1;
     }
     if (n.percent < 0) {
-        config_bad(p, k->name, "a size (e.g. 8190, 64K, 256M, 1G), a share of "
+        config_bad(p, k->name,
+                   "a size (e.g. 8190, 64K, 256M, 1G), a share of "
                    "the cgroup's memory per worker (e.g. 80%, at most 100%) or "
-                   "auto", v);
+                   "auto",
+                   v);
         return;
     }
     n.line = p->lineno;
@@ -278,8 +290,8 @@ static void set_memlimit(struct parser *p, const struct keydef *k, void *base,
     *(uint64_t *)((char *)base + k->off) = n.bytes;
 }
 
-static int parse_addr(struct parser *p, const struct keydef *k,
-                      const char *item, struct listen_addr *out)
+static int parse_addr(struct parser *p, const struct keydef *k, const char *item,
+                      struct listen_addr *out)
 {
     const char *why = "invalid address";
     char what[128];
@@ -317,8 +329,8 @@ static bool is_duplicate(const struct listen_addr *list, size_t n,
 
 /* "a, b, c": every item is checked (one error each); the field is replaced
  * only when all are good. */
-static void set_listen_list(struct parser *p, const struct keydef *k,
-                            void *base, const char *v)
+static void set_listen_list(struct parser *p, const struct keydef *k, void *base,
+                            const char *v)
 {
     struct listen_addr **field = (void *)((char *)base + k->off);
     size_t *count = (void *)((char *)base + k->aux);
@@ -333,8 +345,8 @@ static void set_listen_list(struct parser *p, const struct keydef *k,
         if (parse_addr(p, k, item, &a) < 0) {
             nbad++;
         } else if (is_duplicate(list, n, &a)) {
-            config_errorf(p, p->lineno, "[%s] %s: duplicate address \"%s\"",
-                          p->secname, k->name, config_show(a.text, buf));
+            config_errorf(p, p->lineno, "[%s] %s: duplicate address \"%s\"", p->secname,
+                          k->name, config_show(a.text, buf));
             nbad++;
         } else if ((grown = realloc(list, (n + 1) * sizeof(*list))) == NULL) {
             p->oom = true;
@@ -355,30 +367,27 @@ static void set_listen_list(struct parser *p, const struct keydef *k,
 }
 
 /* See config_int.h. */
-void config_set_value(struct parser *p, const struct keydef *k, void *base,
-                      const char *v)
+void config_set_value(struct parser *p, const struct keydef *k, void *base, const char *v)
 {
     void *field = (char *)base + k->off;
     int level;
 
     switch (k->type) {
-    case V_U32: case V_U64: case V_WORKERS:
-        set_number(p, k, field, v);
-        break;
+    case V_U32:
+    case V_U64:
+    case V_WORKERS: set_number(p, k, field, v); break;
     case V_BOOL:
         if (config_parse_bool(v, field) < 0)
             config_bad(p, k->name, "true or false (also yes/no, on/off, 1/0)", v);
         break;
-    case V_DURATION:
-        set_duration(p, k, field, v);
-        break;
+    case V_DURATION: set_duration(p, k, field, v); break;
     case V_SIZE:
         if (config_parse_size(v, field) < 0)
             config_bad(p, k->name, "a size (e.g. 8190, 64K, 256M, 1G)", v);
         break;
-    case V_STRING: case V_ERROR_LOG: case V_ACCESS_LOG:
-        set_string(p, k, field, v);
-        break;
+    case V_STRING:
+    case V_ERROR_LOG:
+    case V_ACCESS_LOG: set_string(p, k, field, v); break;
     case V_LEVEL:
         if ((level = log_level_parse(v)) < 0)
             config_bad(p, k->name, "error, warn, info or debug", v);
@@ -395,16 +404,12 @@ void config_set_value(struct parser *p, const struct keydef *k, void *base,
         else
             config_bad(p, k->name, "rss, uss or pss", v);
         break;
-    case V_LISTEN_LIST:
-        set_listen_list(p, k, base, v);
-        break;
+    case V_LISTEN_LIST: set_listen_list(p, k, base, v); break;
     case V_ADDR:
         if (parse_addr(p, k, v, field) == 0)
             *(bool *)((char *)base + k->aux) = true;
         break;
-    case V_MEMLIMIT:
-        set_memlimit(p, k, base, v);
-        break;
+    case V_MEMLIMIT: set_memlimit(p, k, base, v); break;
     }
 }
 
@@ -435,7 +440,8 @@ static char *size_text(uint64_t n)
         uint64_t u = UINT64_C(1) << (10 * (3 - i));
         if (n % u == 0)
             return asprintf(&t, "%llu%c", (unsigned long long)(n / u), units[i]) < 0
-                       ? NULL : t;
+                       ? NULL
+                       : t;
     }
     return asprintf(&t, "%llu", (unsigned long long)n) < 0 ? NULL : t;
 }
@@ -461,8 +467,11 @@ static char *duration_text(double d)
         n = asprintf(&t, "%.0fms", r);
     else {
         decimals = 14 - (int)floor(log10(d));
-        snprintf(num, sizeof(num), "%.*f", decimals < 0 ? 0 : decimals > 340 ? 340
-                                                                              : decimals, d);
+        snprintf(num, sizeof(num), "%.*f",
+                 decimals < 0     ? 0
+                 : decimals > 340 ? 340
+                                  : decimals,
+                 d);
         n = asprintf(&t, "%ss", trim_decimals(num));
     }
     return n < 0 ? NULL : t;
@@ -501,43 +510,42 @@ static char *addr_list_text(const struct listen_addr *list, size_t n)
 /* See config_int.h. */
 char *config_value_text(const struct keydef *k, const void *base)
 {
-    static const char *const levels[] = { "error", "warn", "info", "debug" };
-    static const char *const metrics[] = { "rss", "uss", "pss" };
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    static const char *const metrics[] = {"rss", "uss", "pss"};
     const void *field = (const char *)base + k->off;
     const char *s;
     char *t = NULL;
     int level;
 
     switch (k->type) {
-    case V_U32: case V_WORKERS:
-        return asprintf(&t, "%u", *(const uint32_t *)field) < 0 ? NULL : t;
+    case V_U32:
+    case V_WORKERS: return asprintf(&t, "%u", *(const uint32_t *)field) < 0 ? NULL : t;
     case V_U64:
         return asprintf(&t, "%llu", (unsigned long long)*(const uint64_t *)field) < 0
-                   ? NULL : t;
-    case V_BOOL:
-        return strdup(*(const bool *)field ? "true" : "false");
-    case V_DURATION:
-        return duration_text(*(const double *)field);
-    case V_SIZE:
-        return size_text(*(const uint64_t *)field);
-    case V_STRING: case V_ERROR_LOG: case V_ACCESS_LOG:
+                   ? NULL
+                   : t;
+    case V_BOOL: return strdup(*(const bool *)field ? "true" : "false");
+    case V_DURATION: return duration_text(*(const double *)field);
+    case V_SIZE: return size_text(*(const uint64_t *)field);
+    case V_STRING:
+    case V_ERROR_LOG:
+    case V_ACCESS_LOG:
         s = *(char *const *)field;
         return s != NULL ? strdup(s) : k->type == V_ACCESS_LOG ? strdup("off") : NULL;
     case V_LEVEL:
         level = *(const int *)field;
-        return strdup(levels[level < LOG_ERROR ? LOG_ERROR : level > LOG_DEBUG ? LOG_DEBUG
-                                                                              : level]);
-    case V_METRIC:
-        return strdup(metrics[*(const enum memory_metric *)field]);
+        return strdup(levels[level < LOG_ERROR   ? LOG_ERROR
+                             : level > LOG_DEBUG ? LOG_DEBUG
+                                                 : level]);
+    case V_METRIC: return strdup(metrics[*(const enum memory_metric *)field]);
     case V_LISTEN_LIST:
         return addr_list_text(*(struct listen_addr *const *)field,
                               *(const size_t *)((const char *)base + k->aux));
     case V_ADDR:
         return *(const bool *)((const char *)base + k->aux)
-                   ? strdup(((const struct listen_addr *)field)->text) : NULL;
-    case V_MEMLIMIT:
-        return memlimit_text((const void *)((const char *)base + k->aux));
+                   ? strdup(((const struct listen_addr *)field)->text)
+                   : NULL;
+    case V_MEMLIMIT: return memlimit_text((const void *)((const char *)base + k->aux));
     }
     return NULL;
 }
-

@@ -47,8 +47,7 @@ static int parse_port(const char *s, in_port_t *out, const char **why)
     return 0;
 }
 
-static int parse_unix(const char *path, struct listen_addr *out,
-                      const char **why)
+static int parse_unix(const char *path, struct listen_addr *out, const char **why)
 {
     size_t n = strlen(path);
 
@@ -75,18 +74,15 @@ static void format_ip(struct listen_addr *a)
 
     if (a->family == AF_INET6) {
         inet_ntop(AF_INET6, &a->u.in6.sin6_addr, host, sizeof(host));
-        snprintf(a->text, sizeof(a->text), "[%s]:%u", host,
-                 ntohs(a->u.in6.sin6_port));
+        snprintf(a->text, sizeof(a->text), "[%s]:%u", host, ntohs(a->u.in6.sin6_port));
     } else {
         inet_ntop(AF_INET, &a->u.in.sin_addr, host, sizeof(host));
-        snprintf(a->text, sizeof(a->text), "%s:%u", host,
-                 ntohs(a->u.in.sin_port));
+        snprintf(a->text, sizeof(a->text), "%s:%u", host, ntohs(a->u.in.sin_port));
     }
 }
 
 /* "[v6]:port": spec points at '['. */
-static int parse_v6(const char *spec, struct listen_addr *out,
-                    const char **why)
+static int parse_v6(const char *spec, struct listen_addr *out, const char **why)
 {
     char host[INET6_ADDRSTRLEN];
     const char *end = strchr(spec, ']');
@@ -123,8 +119,7 @@ static int parse_v6(const char *spec, struct listen_addr *out,
 }
 
 /* "a.b.c.d:port" or "*:port". */
-static int parse_v4(const char *spec, struct listen_addr *out,
-                    const char **why)
+static int parse_v4(const char *spec, struct listen_addr *out, const char **why)
 {
     char host[INET_ADDRSTRLEN];
     const char *colon = strrchr(spec, ':');
@@ -233,11 +228,8 @@ static int unix_prepare(const struct listen_addr *a)
         if (unlink(path) < 0 && errno != ENOENT)
             return -1;
         return 0;
-    case 1:
-        errno = EADDRINUSE;
-        return -1;
-    default:
-        return -1;
+    case 1: errno = EADDRINUSE; return -1;
+    default: return -1;
     }
 }
 
@@ -257,8 +249,7 @@ static int bind_addr(int fd, struct listen_addr *a)
     } else if (set_int_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1) < 0) {
         return -1;
     }
-    if (a->family == AF_INET6 &&
-        set_int_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1) < 0)
+    if (a->family == AF_INET6 && set_int_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1) < 0)
         return -1;
     if (bind(fd, &a->u.sa, a->len) < 0)
         return -1;
@@ -274,8 +265,7 @@ static int bind_addr(int fd, struct listen_addr *a)
 /* With port 0, learns the port the kernel chose and rewrites a. */
 static int learn_port(int fd, struct listen_addr *a)
 {
-    in_port_t port = a->family == AF_INET6 ? a->u.in6.sin6_port
-                                           : a->u.in.sin_port;
+    in_port_t port = a->family == AF_INET6 ? a->u.in6.sin6_port : a->u.in.sin_port;
     socklen_t len = a->len;
 
     if (a->family == AF_UNIX || port != 0)

@@ -32,9 +32,9 @@ static int log_level = LOG_INFO;
 static char log_path[PATH_MAX]; /* "" = stderr */
 static char log_role[64] = "master";
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
 /* sd-daemon(3) prefixes: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
-static const char *const journal_prefix[] = { "<3>", "<4>", "<6>", "<7>" };
+static const char *const journal_prefix[] = {"<3>", "<4>", "<6>", "<7>"};
 
 /* Whether stderr is systemd's journal stream: 1, 0, or -1 (not looked at
  * yet). Then a line starts with its syslog priority, which journald strips
@@ -193,8 +193,7 @@ static size_t format_time(char *buf, size_t size)
     size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
     if (n == 0 || strftime(zone, sizeof(zone), "%z", &tm) == 0)
         return 0;
-    int m = snprintf(buf + n, size - n, ".%03ld%s", ts.tv_nsec / 1000000L,
-                     zone);
+    int m = snprintf(buf + n, size - n, ".%03ld%s", ts.tv_nsec / 1000000L, zone);
     if (m < 0 || (size_t)m >= size - n)
         return 0;
     return n + (size_t)m;
@@ -284,8 +283,9 @@ void log_vmsg(int level, int with_errno, const char *fmt, va_list ap)
         pos = (size_t)snprintf(line, sizeof(line), "%s", journal_prefix[level]);
     else
         pos = format_time(line, sizeof(line));
-    n = snprintf(line + pos, sizeof(line) - pos, journal ? "[%s] [%ld] %s: " : " [%s] [%ld] %s: ",
-                 level_names[level], (long)getpid(), log_role);
+    n = snprintf(line + pos, sizeof(line) - pos,
+                 journal ? "[%s] [%ld] %s: " : " [%s] [%ld] %s: ", level_names[level],
+                 (long)getpid(), log_role);
     pos += (size_t)n; /* role is at most 63 bytes: always fits */
 
     /* Room for the message; the suffix and the newline always fit. */
@@ -296,8 +296,7 @@ void log_vmsg(int level, int with_errno, const char *fmt, va_list ap)
     len = (size_t)n;
     if (len > room) {
         len = room;
-        memcpy(line + pos + len - strlen(ELLIPSIS), ELLIPSIS,
-               strlen(ELLIPSIS));
+        memcpy(line + pos + len - strlen(ELLIPSIS), ELLIPSIS, strlen(ELLIPSIS));
     }
     flatten(line + pos, len);
     start = pos;
@@ -317,13 +316,13 @@ void log_vmsg(int level, int with_errno, const char *fmt, va_list ap)
     errno = saved;
 }
 
-#define LOG_FN(name, level, with_errno)                                      \
-    void name(const char *fmt, ...)                                          \
-    {                                                                        \
-        va_list ap;                                                          \
-        va_start(ap, fmt);                                                   \
-        log_vmsg(level, with_errno, fmt, ap);                                \
-        va_end(ap);                                                          \
+#define LOG_FN(name, level, with_errno) \
+    void name(const char *fmt, ...) \
+    { \
+        va_list ap; \
+        va_start(ap, fmt); \
+        log_vmsg(level, with_errno, fmt, ap); \
+        va_end(ap); \
     }
 
 /* The logging calls: level and whether ": strerror(errno)" is appended.
@@ -367,9 +366,9 @@ void pf_log(int level, const char *fmt, ...)
 
     switch (level) {
     case PF_LOG_ERROR: l = LOG_ERROR; break;
-    case PF_LOG_WARN:  l = LOG_WARN; break;
+    case PF_LOG_WARN: l = LOG_WARN; break;
     case PF_LOG_DEBUG: l = LOG_DEBUG; break;
-    default:           l = LOG_INFO; break;
+    default: l = LOG_INFO; break;
     }
     va_start(ap, fmt);
     log_vmsg(l, 0, fmt, ap);

@@ -110,10 +110,10 @@ static void set_thread_name(const char *role)
 
     if (word == 0)
         snprintf(name, sizeof(name), PREFIX);
-    else if (strncmp(role, "worker", word) == 0 && word == 6 &&
-             *next >= '0' && *next <= '9')
-        snprintf(name, sizeof(name), PREFIX "-w%.*s",
-                 (int)strspn(next, "0123456789"), next);
+    else if (strncmp(role, "worker", word) == 0 && word == 6 && *next >= '0' &&
+             *next <= '9')
+        snprintf(name, sizeof(name), PREFIX "-w%.*s", (int)strspn(next, "0123456789"),
+                 next);
     else
         snprintf(name, sizeof(name), PREFIX "-%.*s", (int)word, role);
     prctl(PR_SET_NAME, (unsigned long)name, 0UL, 0UL, 0UL);

@@ -28,8 +28,8 @@ void scoreboard_destroy(struct scoreboard *sb)
 }
 
 const uint64_t scoreboard_duration_bounds_us[SB_DURATION_BOUNDS] = {
-    5000, 10000, 25000, 50000, 100000, 250000, 500000,
-    1000000, 2500000, 5000000, 10000000,
+    5000,   10000,   25000,   50000,   100000,   250000,
+    500000, 1000000, 2500000, 5000000, 10000000,
 };
 
 /* See scoreboard.h. Runs in the worker, after each response. */

@@ -20,16 +20,16 @@ enum slot_state {
 enum retire_reason {
     RETIRE_NONE = 0,
     RETIRE_MAX_REQUESTS,
-    RETIRE_MAX_RSS,       /* soft memory limit, measured by the worker */
+    RETIRE_MAX_RSS, /* soft memory limit, measured by the worker */
     RETIRE_LIFETIME,
-    RETIRE_MAX_RSS_HARD,  /* killed by the master */
-    RETIRE_TIMEOUT,       /* no heartbeat: killed by the master */
-    RETIRE_CRASH,         /* exited non-zero or killed by a signal on its own */
-    RETIRE_OOM,           /* SIGKILL the master did not send: likely the OOM killer */
-    RETIRE_RELOAD,        /* old generation after a reload */
-    RETIRE_SCALE,         /* SIGTTOU */
+    RETIRE_MAX_RSS_HARD, /* killed by the master */
+    RETIRE_TIMEOUT,      /* no heartbeat: killed by the master */
+    RETIRE_CRASH,        /* exited non-zero or killed by a signal on its own */
+    RETIRE_OOM,          /* SIGKILL the master did not send: likely the OOM killer */
+    RETIRE_RELOAD,       /* old generation after a reload */
+    RETIRE_SCALE,        /* SIGTTOU */
     RETIRE_SHUTDOWN,
-    RETIRE_REQUESTED,     /* asked for: preforkctl recycle, trace stop, the app */
+    RETIRE_REQUESTED, /* asked for: preforkctl recycle, trace stop, the app */
     RETIRE_NREASONS
 };
 
@@ -38,25 +38,25 @@ enum retire_reason {
  * sums them over workers by name (generations may differ in their
  * sections), and keeps a departed worker's counts (account.c). */
 #define SB_MAX_UPSTREAMS 16
-#define SB_UPSTREAM_NAME 68           /* [upstream NAME]: at most 64 bytes */
-enum sb_upstream_fail {               /* why a request ended in an error */
-    SB_FAIL_CONNECT,                  /* no server could be connected */
-    SB_FAIL_RESET,                    /* closed or reset before the end */
-    SB_FAIL_PROTOCOL,                 /* not a valid HTTP response */
-    SB_FAIL_BUSY,                     /* no free connection in time */
-    SB_FAIL_KINDS
+#define SB_UPSTREAM_NAME 68               /* [upstream NAME]: at most 64 bytes */
+enum sb_upstream_fail {                   /* why a request ended in an error */
+                        SB_FAIL_CONNECT,  /* no server could be connected */
+                        SB_FAIL_RESET,    /* closed or reset before the end */
+                        SB_FAIL_PROTOCOL, /* not a valid HTTP response */
+                        SB_FAIL_BUSY,     /* no free connection in time */
+                        SB_FAIL_KINDS
 };
 struct sb_upstream {
-    _Atomic uint32_t named;       /* name is written (release) */
+    _Atomic uint32_t named; /* name is written (release) */
     char name[SB_UPSTREAM_NAME];
-    _Atomic uint32_t open;        /* connections open now */
-    _Atomic uint32_t idle;        /* of which idle in the pool */
-    _Atomic uint64_t created;     /* connections opened */
-    _Atomic uint64_t reused;      /* requests sent on a pooled connection */
-    _Atomic uint64_t retried;     /* requests sent again (stale connection,
+    _Atomic uint32_t open;                  /* connections open now */
+    _Atomic uint32_t idle;                  /* of which idle in the pool */
+    _Atomic uint64_t created;               /* connections opened */
+    _Atomic uint64_t reused;                /* requests sent on a pooled connection */
+    _Atomic uint64_t retried;               /* requests sent again (stale connection,
                                      or another server after a connect error) */
     _Atomic uint64_t failed[SB_FAIL_KINDS]; /* requests ended in an error */
-    _Atomic uint64_t timed_out;   /* requests ended in a connect or read timeout */
+    _Atomic uint64_t timed_out; /* requests ended in a connect or read timeout */
 };
 
 /* Responses by status class (1xx..5xx), the server's own error responses
@@ -65,10 +65,10 @@ struct sb_upstream {
  * (scoreboard_count_response); the master keeps a departed worker's
  * counts (account.c), so the sums never go back across recycles. */
 #define SB_STATUS_CLASSES 5
-#define SB_DURATION_BOUNDS 11         /* scoreboard_duration_bounds_us */
+#define SB_DURATION_BOUNDS 11 /* scoreboard_duration_bounds_us */
 struct sb_http {
     _Atomic uint64_t by_class[SB_STATUS_CLASSES];
-    _Atomic uint64_t duration_us;     /* the sum */
+    _Atomic uint64_t duration_us;                     /* the sum */
     _Atomic uint64_t buckets[SB_DURATION_BOUNDS + 1]; /* each alone (not
                                      cumulative); the last: beyond every bound */
 };
@@ -80,25 +80,26 @@ struct sb_http {
 struct slot {
     _Atomic int32_t pid;
     _Atomic uint32_t generation;
-    _Atomic uint32_t state;          /* enum slot_state */
-    _Atomic uint32_t accepting;      /* taking new connections now */
-    _Atomic uint32_t connections;    /* open client connections */
-    _Atomic uint64_t requests;       /* responses completed */
-    _Atomic int64_t started_ms;      /* CLOCK_REALTIME, at fork */
-    _Atomic int64_t heartbeat_ms;    /* CLOCK_MONOTONIC, loop alive */
-    _Atomic int64_t forked_us;       /* CLOCK_MONOTONIC, just before fork */
-    _Atomic uint32_t boot_us;        /* fork -> serving */
-    _Atomic uint32_t first_accept_us; /* fork -> first connection accepted; 0 = none yet */
-    _Atomic uint64_t request_limit;  /* this worker's max_requests draw, 0 = none */
-    _Atomic uint64_t max_rss;        /* the master's: this worker's soft memory
+    _Atomic uint32_t state;       /* enum slot_state */
+    _Atomic uint32_t accepting;   /* taking new connections now */
+    _Atomic uint32_t connections; /* open client connections */
+    _Atomic uint64_t requests;    /* responses completed */
+    _Atomic int64_t started_ms;   /* CLOCK_REALTIME, at fork */
+    _Atomic int64_t heartbeat_ms; /* CLOCK_MONOTONIC, loop alive */
+    _Atomic int64_t forked_us;    /* CLOCK_MONOTONIC, just before fork */
+    _Atomic uint32_t boot_us;     /* fork -> serving */
+    _Atomic uint32_t
+        first_accept_us;            /* fork -> first connection accepted; 0 = none yet */
+    _Atomic uint64_t request_limit; /* this worker's max_requests draw, 0 = none */
+    _Atomic uint64_t max_rss;       /* the master's: this worker's soft memory
                                         limit, 0 = off (memlimit.c may change it) */
-    _Atomic uint64_t rss, uss, pss;  /* bytes, last measured by the worker */
-    _Atomic uint64_t mem;            /* by memory_metric: what the limits compare */
-    _Atomic uint32_t loop_lag_us;    /* last measured event-loop lag */
-    _Atomic uint32_t retire_reason;  /* enum retire_reason, set when leaving */
-    _Atomic uint32_t quiet;          /* the master's: a recycle's replacement,
+    _Atomic uint64_t rss, uss, pss; /* bytes, last measured by the worker */
+    _Atomic uint64_t mem;           /* by memory_metric: what the limits compare */
+    _Atomic uint32_t loop_lag_us;   /* last measured event-loop lag */
+    _Atomic uint32_t retire_reason; /* enum retire_reason, set when leaving */
+    _Atomic uint32_t quiet;         /* the master's: a recycle's replacement,
                                         whose steps log at debug */
-    _Atomic uint32_t nsamples;       /* samples[] written, wraps at SB_SAMPLES */
+    _Atomic uint32_t nsamples;      /* samples[] written, wraps at SB_SAMPLES */
     /* While the app's handle() runs: "METHOD target", cut to fit, so that
      * the master's log line names the request of a worker whose loop is
      * blocked. len 0: not in handle(). Read torn at worst: a log line. */
@@ -108,21 +109,21 @@ struct slot {
         _Atomic int64_t age_ms;
         _Atomic uint64_t requests;
         _Atomic uint64_t mem;
-        _Atomic uint64_t c_heap;     /* malloc's bytes in use */
-        _Atomic uint64_t app_heap;   /* the app's own heap (pf_worker_heap) */
+        _Atomic uint64_t c_heap;   /* malloc's bytes in use */
+        _Atomic uint64_t app_heap; /* the app's own heap (pf_worker_heap) */
     } samples[SB_SAMPLES];
     /* Which heap grows: malloc's bytes in use (mallinfo2: in arenas and
      * mmapped), and the heap an app manages itself (the wsgi module:
      * pymalloc's arenas), named by it; both sampled with mem. */
     _Atomic uint64_t c_heap, app_heap;
-    char app_heap_name[16];          /* "" when the app has none */
+    char app_heap_name[16]; /* "" when the app has none */
     /* Figures the app publishes (pf_metric_set), by the worker's loop
      * thread; seq is odd while a row is written (the master re-reads). */
     struct sb_metric {
         _Atomic uint32_t seq;
-        char name[32];               /* [a-z0-9_]+; "" = free row */
+        char name[32]; /* [a-z0-9_]+; "" = free row */
         char label[64];
-        _Atomic uint64_t value;      /* a double's bits */
+        _Atomic uint64_t value; /* a double's bits */
     } metrics[SB_METRICS];
     struct sb_upstream upstreams[SB_MAX_UPSTREAMS];
     struct sb_http http;

@@ -23,11 +23,11 @@
 
 /* Exit codes. */
 #define CTL_OK 0
-#define CTL_FAILED 1        /* the operation was refused or did not finish */
+#define CTL_FAILED 1 /* the operation was refused or did not finish */
 #define CTL_USAGE 2
-#define CTL_UNREACHABLE 69  /* EX_UNAVAILABLE: no daemon to talk to */
+#define CTL_UNREACHABLE 69 /* EX_UNAVAILABLE: no daemon to talk to */
 
-#define CTL_WHY 512         /* size of `why` buffers */
+#define CTL_WHY 512 /* size of `why` buffers */
 
 struct ctl {
     const char *conf_path;
@@ -35,23 +35,30 @@ struct ctl {
     bool have_cfg;
     struct listen_addr admin;
     bool have_admin;
-    const char *pidfile;    /* NULL: none configured */
-    double timeout;         /* -t; 0: each command's default */
-    double graceful;        /* [server] graceful_timeout (30 without a file) */
-    bool json;              /* status --json */
+    const char *pidfile; /* NULL: none configured */
+    double timeout;      /* -t; 0: each command's default */
+    double graceful;     /* [server] graceful_timeout (30 without a file) */
+    bool json;           /* status --json */
 };
 
 /* ---- json.c: a small DOM for the admin endpoint's JSON --------------------- */
 
-enum json_type { JSON_NULL, JSON_FALSE, JSON_TRUE, JSON_NUMBER, JSON_STRING,
-                 JSON_ARRAY, JSON_OBJECT };
+enum json_type {
+    JSON_NULL,
+    JSON_FALSE,
+    JSON_TRUE,
+    JSON_NUMBER,
+    JSON_STRING,
+    JSON_ARRAY,
+    JSON_OBJECT
+};
 
 struct json {
     enum json_type type;
-    double num;          /* NUMBER */
-    char *str;           /* STRING, decoded (\u escapes as UTF-8) */
-    char *key;           /* the member's name, inside an OBJECT */
-    struct json *items;  /* ARRAY elements or OBJECT members, in order */
+    double num;         /* NUMBER */
+    char *str;          /* STRING, decoded (\u escapes as UTF-8) */
+    char *key;          /* the member's name, inside an OBJECT */
+    struct json *items; /* ARRAY elements or OBJECT members, in order */
     size_t n;
 };
 
@@ -75,8 +82,8 @@ const char *json_string(const struct json *obj, const char *key, const char *dfl
 /* The same with another method (a POST has no body). */
 int ctl_request(const struct listen_addr *a, const char *method, const char *path,
                 double timeout, int *status, char **body, char *why, size_t wlen);
-int ctl_get(const struct listen_addr *a, const char *path, double timeout,
-            int *status, char **body, char *why, size_t wlen);
+int ctl_get(const struct listen_addr *a, const char *path, double timeout, int *status,
+            char **body, char *why, size_t wlen);
 /* GET /stats, checked (200, a "master" object) and parsed. NULL with why
  * and *fail = CTL_UNREACHABLE (no answer) or CTL_FAILED (a bad answer).
  * *raw, when raw is not NULL, receives the body as sent (caller frees). */

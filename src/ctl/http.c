@@ -134,8 +134,8 @@ static int parse_answer(char *a, int *status, char **body, char *why, size_t wle
     return 0;
 }
 
-int ctl_get(const struct listen_addr *a, const char *path, double timeout,
-            int *status, char **body, char *why, size_t wlen)
+int ctl_get(const struct listen_addr *a, const char *path, double timeout, int *status,
+            char **body, char *why, size_t wlen)
 {
     return ctl_request(a, "GET", path, timeout, status, body, why, wlen);
 }
@@ -148,8 +148,10 @@ int ctl_request(const struct listen_addr *a, const char *method, const char *pat
     size_t len = 0;
     int fd, rc = -1, n;
 
-    n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: preforkd\r\n"
-                 "User-Agent: preforkctl\r\nContent-Length: 0\r\n\r\n", method, path);
+    n = snprintf(req, sizeof(req),
+                 "%s %s HTTP/1.0\r\nHost: preforkd\r\n"
+                 "User-Agent: preforkctl\r\nContent-Length: 0\r\n\r\n",
+                 method, path);
     if (n < 0 || (size_t)n >= sizeof(req)) {
         snprintf(why, wlen, "%s %s: too long", method, path);
         return -1;
@@ -169,8 +171,7 @@ int ctl_request(const struct listen_addr *a, const char *method, const char *pat
     return rc;
 }
 
-struct json *ctl_stats(const struct ctl *c, char **raw, int *fail, char *why,
-                       size_t wlen)
+struct json *ctl_stats(const struct ctl *c, char **raw, int *fail, char *why, size_t wlen)
 {
     char *body = NULL, jwhy[128];
     struct json *j = NULL;
@@ -178,7 +179,8 @@ struct json *ctl_stats(const struct ctl *c, char **raw, int *fail, char *why,
 
     *fail = CTL_FAILED;
     if (!c->have_admin) {
-        snprintf(why, wlen, "no admin endpoint: set [admin] listen in %s, or give -a ADDRESS",
+        snprintf(why, wlen,
+                 "no admin endpoint: set [admin] listen in %s, or give -a ADDRESS",
                  c->conf_path);
         return NULL;
     }

@@ -50,9 +50,10 @@ static int hex4(const char *p, unsigned *out)
     *out = 0;
     for (int i = 0; i < 4; i++) {
         char c = p[i];
-        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') :
-                     c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) :
-                     c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10) : 16;
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
+                                            : 16;
         if (d == 16)
             return -1;
         *out = *out * 16 + d;
@@ -117,7 +118,7 @@ static int string(struct parser *ps, char **out)
         end += *end == '\\' && end[1] ? 2 : 1;
     if ((o = malloc((size_t)(end - ps->p) + 1)) == NULL)
         return perr(ps, "out of memory");
-    for (ps->p++; *ps->p != '"'; ) {
+    for (ps->p++; *ps->p != '"';) {
         unsigned char c = (unsigned char)*ps->p;
         const char *e;
         if (c == '\0' || c < 0x20) {
@@ -230,20 +231,31 @@ static int container(struct parser *ps, struct json *v)
 
 static int value(struct parser *ps, struct json *v)
 {
-    static const struct { const char *word; enum json_type t; } words[] = {
-        {"null", JSON_NULL}, {"true", JSON_TRUE}, {"false", JSON_FALSE},
+    static const struct {
+        const char *word;
+        enum json_type t;
+    } words[] = {
+        {"null", JSON_NULL},
+        {"true", JSON_TRUE},
+        {"false", JSON_FALSE},
     };
 
     skip_ws(ps);
     switch (*ps->p) {
-    case '{': case '[':
-        return container(ps, v);
-    case '"':
-        v->type = JSON_STRING;
-        return string(ps, &v->str);
-    case '-': case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9':
-        return number(ps, v);
+    case '{':
+    case '[': return container(ps, v);
+    case '"': v->type = JSON_STRING; return string(ps, &v->str);
+    case '-':
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9': return number(ps, v);
     }
     for (size_t i = 0; i < 3; i++)
         if (strncmp(ps->p, words[i].word, strlen(words[i].word)) == 0) {

@@ -16,7 +16,8 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: preforkctl [-c FILE] [-a ADDRESS] [-p PIDFILE] [-t SECONDS] COMMAND\n"
         "       preforkctl -h|--help | -v|--version\n"
         "commands:\n"
@@ -59,10 +60,12 @@ static int load_config(struct ctl *c, bool need_file, const char *cmd)
          * than how to reach the daemon without the file. */
         if (strcmp(cmd, "reload") == 0)
             ctl_err("reload: %s is not valid (above): nothing was sent, the daemon "
-                    "goes on with the configuration it has", c->conf_path);
+                    "goes on with the configuration it has",
+                    c->conf_path);
         else
             ctl_err("%s: the daemon's admin endpoint and pidfile cannot be read from "
-                    "this file (above)", c->conf_path);
+                    "this file (above)",
+                    c->conf_path);
         free(errors);
         return -1;
     }
@@ -87,7 +90,8 @@ static int check_admin(const struct ctl *c)
     if ((a->family == AF_INET && a->u.in.sin_port == 0) ||
         (a->family == AF_INET6 && a->u.in6.sin6_port == 0)) {
         ctl_err("admin endpoint %s: port 0 is chosen when the daemon starts; "
-                "give the address with -a", a->text);
+                "give the address with -a",
+                a->text);
         return -1;
     }
     return 0;

@@ -14,7 +14,7 @@
 
 #include "ctl.h"
 
-#define POLL_EVERY 0.05    /* seconds between two looks */
+#define POLL_EVERY 0.05 /* seconds between two looks */
 #define RELOAD_TIMEOUT 60.0
 #define SCALE_STEP_TIMEOUT 10.0
 
@@ -24,7 +24,7 @@ struct snap {
     bool ready;
     char mode[16];
     double generation, wanted, serving, max_workers;
-    double reloads;       /* -1: this daemon does not report reloads */
+    double reloads; /* -1: this daemon does not report reloads */
     char reload_state[16];
     char reload_error[4096]; /* a Python traceback, say */
 };
@@ -118,7 +118,8 @@ int ctl_reload(struct ctl *c)
     }
     if (s.reloads < 0) {
         ctl_err("reload: /stats from %s reports no \"reloads\": this preforkd "
-                "cannot tell when a reload is done", c->admin.text);
+                "cannot tell when a reload is done",
+                c->admin.text);
         return CTL_FAILED;
     }
     if (send_signal(s.pid, SIGHUP, "reload") < 0)
@@ -159,8 +160,8 @@ static int scale_step(struct ctl *c, struct snap *s, int sig)
         if (snap(c, s, why, sizeof(why)) == 0 && s->wanted != before)
             return 0;
     }
-    ctl_err("scale: workers_wanted stays %.0f %.0f s after SIG%s (mode %s)%s%s",
-            before, SCALE_STEP_TIMEOUT, sigabbrev_np(sig), s->mode, *why ? ": " : "", why);
+    ctl_err("scale: workers_wanted stays %.0f %.0f s after SIG%s (mode %s)%s%s", before,
+            SCALE_STEP_TIMEOUT, sigabbrev_np(sig), s->mode, *why ? ": " : "", why);
     return -1;
 }
 
@@ -172,8 +173,8 @@ static int scale_settle(struct ctl *c, struct snap *s, double deadline)
 
     while (s->serving != s->wanted) {
         if (ctl_now() > deadline) {
-            ctl_err("scale: %.0f workers wanted but %.0f serving after %.0f s",
-                    s->wanted, s->serving, timeout_or(c, RELOAD_TIMEOUT));
+            ctl_err("scale: %.0f workers wanted but %.0f serving after %.0f s", s->wanted,
+                    s->serving, timeout_or(c, RELOAD_TIMEOUT));
             return CTL_FAILED;
         }
         ctl_nap(POLL_EVERY);
@@ -202,13 +203,14 @@ int ctl_scale(struct ctl *c, const char *arg)
         return -rc;
     }
     scale_target(arg, s.wanted, &want);
-    max = s.max_workers > 0 ? (long)s.max_workers :
-          c->have_cfg ? (long)c->cfg.server.max_workers : 0;
+    max = s.max_workers > 0 ? (long)s.max_workers
+          : c->have_cfg     ? (long)c->cfg.server.max_workers
+                            : 0;
     if (want < 1 || (max > 0 && want > max)) {
         long clamped = want < 1 ? 1 : max;
         if (max > 0)
-            printf("scale: %s gives %ld workers: clamped to %ld (bounds 1..%ld)\n",
-                   arg, want, clamped, max);
+            printf("scale: %s gives %ld workers: clamped to %ld (bounds 1..%ld)\n", arg,
+                   want, clamped, max);
         else
             printf("scale: %s gives %ld workers: clamped to 1\n", arg, want);
         want = clamped;
@@ -246,7 +248,8 @@ int ctl_stop(struct ctl *c)
         return CTL_FAILED;
     if (!wait_gone(pid, ctl_now() + limit)) {
         ctl_err("stop: the master (pid %d) still runs %.0f s after SIGTERM "
-                "(graceful_timeout %.0f s)", (int)pid, limit, c->graceful);
+                "(graceful_timeout %.0f s)",
+                (int)pid, limit, c->graceful);
         return CTL_FAILED;
     }
     printf("stopped: master %d exited\n", (int)pid);
@@ -268,16 +271,20 @@ static pid_t upgrade_wait_new(struct ctl *c, pid_t old, double deadline)
         struct snap s;
         ctl_nap(POLL_EVERY);
         now_pid = ctl_read_pidfile(c->pidfile, why, sizeof(why));
-        if (ctl_read_pidfile(oldbin, why, sizeof(why)) == old || (now_pid > 0 && now_pid != old))
+        if (ctl_read_pidfile(oldbin, why, sizeof(why)) == old ||
+            (now_pid > 0 && now_pid != old))
             started = true;
         if (now_pid > 0 && now_pid != old && !ctl_alive(now_pid)) {
-            ctl_err("upgrade: the new master (pid %d) exited before it was ready (see the "
-                    "error log); the old master %d goes on serving", (int)now_pid, (int)old);
+            ctl_err(
+                "upgrade: the new master (pid %d) exited before it was ready (see the "
+                "error log); the old master %d goes on serving",
+                (int)now_pid, (int)old);
             return -1;
         }
         if (started && now_pid == old && access(oldbin, F_OK) < 0) {
             ctl_err("upgrade: the old master %d took its pidfile back: the new master "
-                    "failed (see the error log); the old master goes on serving", (int)old);
+                    "failed (see the error log); the old master goes on serving",
+                    (int)old);
             return -1;
         }
         if (now_pid > 0 && now_pid != old && snap(c, &s, why, sizeof(why)) == 0 &&
@@ -285,8 +292,9 @@ static pid_t upgrade_wait_new(struct ctl *c, pid_t old, double deadline)
             return now_pid;
     }
     ctl_err("upgrade: no new master ready after %.0f s (pidfile %s names %d, %s); "
-            "the old master %d still serves", timeout_or(c, RELOAD_TIMEOUT), c->pidfile,
-            (int)now_pid, started ? "upgrade started" : "no upgrade seen", (int)old);
+            "the old master %d still serves",
+            timeout_or(c, RELOAD_TIMEOUT), c->pidfile, (int)now_pid,
+            started ? "upgrade started" : "no upgrade seen", (int)old);
     return -1;
 }
 
@@ -306,10 +314,11 @@ static int upgrade_retire_old(struct ctl *c, pid_t old, pid_t new, double deadli
         if (workers == 0)
             return 0;
         if (ctl_now() > deadline) {
-            ctl_err("upgrade: the new master %d serves, but %d workers of the old master %d "
-                    "are still running after WINCH; to finish: kill -TERM %d; to roll back: "
-                    "kill -HUP %d; kill -QUIT %d", (int)new, workers, (int)old, (int)old,
-                    (int)old, (int)new);
+            ctl_err(
+                "upgrade: the new master %d serves, but %d workers of the old master %d "
+                "are still running after WINCH; to finish: kill -TERM %d; to roll back: "
+                "kill -HUP %d; kill -QUIT %d",
+                (int)new, workers, (int)old, (int)old, (int)old, (int)new);
             return -1;
         }
         ctl_nap(POLL_EVERY);
@@ -342,15 +351,19 @@ int ctl_upgrade(struct ctl *c)
         return CTL_FAILED;
     if (send_signal(old, SIGTERM, "upgrade") < 0 || !wait_gone(old, ctl_now() + drain)) {
         ctl_err("upgrade: the old master %d still runs after SIGTERM; the new master %d "
-                "serves", (int)old, (int)new);
+                "serves",
+                (int)old, (int)new);
         return CTL_FAILED;
     }
     if (snap(c, &s, why, sizeof(why)) < 0 || s.pid != new) {
-        ctl_err("upgrade: the old master %d is gone but the new master %d does not answer "
-                "/stats: %s", (int)old, (int)new, *why ? why : "another pid answers");
+        ctl_err(
+            "upgrade: the old master %d is gone but the new master %d does not answer "
+            "/stats: %s",
+            (int)old, (int)new, *why ? why : "another pid answers");
         return CTL_FAILED;
     }
-    printf("upgraded: master %d (was %d), generation %.0f, %.0f of %.0f workers serving\n",
-           (int)new, (int)old, s.generation, s.serving, s.wanted);
+    printf(
+        "upgraded: master %d (was %d), generation %.0f, %.0f of %.0f workers serving\n",
+        (int)new, (int)old, s.generation, s.serving, s.wanted);
     return CTL_OK;
 }

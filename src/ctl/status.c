@@ -67,8 +67,8 @@ pid_t ctl_master_pid(const struct ctl *c, char *why, size_t wlen)
     }
     pid = ctl_read_pidfile(c->pidfile, why, wlen);
     if (pid > 0 && !ctl_alive(pid)) {
-        snprintf(why, wlen, "pidfile %s names pid %d, which is not running",
-                 c->pidfile, (int)pid);
+        snprintf(why, wlen, "pidfile %s names pid %d, which is not running", c->pidfile,
+                 (int)pid);
         return -1;
     }
     return pid;
@@ -81,8 +81,10 @@ static void print_master(const struct json *m)
 
     printf("master %.0f: %s, %s, generation %.0f, up %s, %.0f of %.0f workers serving",
            json_number(m, "pid", 0), json_string(m, "mode", "?"),
-           json_get(m, "ready") && json_get(m, "ready")->type == JSON_TRUE ? "ready" : "not ready",
-           json_number(m, "generation", 0), human_age(json_number(m, "uptime", 0), age, sizeof(age)),
+           json_get(m, "ready") && json_get(m, "ready")->type == JSON_TRUE ? "ready"
+                                                                           : "not ready",
+           json_number(m, "generation", 0),
+           human_age(json_number(m, "uptime", 0), age, sizeof(age)),
            json_number(m, "workers_serving", 0), json_number(m, "workers_wanted", 0));
     if (json_get(m, "reloads"))
         printf(", %.0f reloads (last: %s)", json_number(m, "reloads", 0), rs);
@@ -90,9 +92,11 @@ static void print_master(const struct json *m)
     if (strcmp(rs, "failed") == 0)
         printf("last reload refused: %s\n", json_string(m, "reload_error", "?"));
     if (json_number(m, "upgrade_pid", 0) > 0)
-        printf("binary upgrade under way: new master %.0f\n", json_number(m, "upgrade_pid", 0));
+        printf("binary upgrade under way: new master %.0f\n",
+               json_number(m, "upgrade_pid", 0));
     if (json_number(m, "boot_failures", 0) > 0)
-        printf("workers failing to boot: %.0f in a row\n", json_number(m, "boot_failures", 0));
+        printf("workers failing to boot: %.0f in a row\n",
+               json_number(m, "boot_failures", 0));
 }
 
 /* A growth slope: "-" while the daemon says null (too few samples yet). */
@@ -189,8 +193,8 @@ static void print_cgroup(const struct json *cg)
     printf("cgroup %s %s: memory limit %s", json_string(cg, "version", "?"),
            json_string(cg, "path", "?"), human_bytes(lim->num, false, l, sizeof(l)));
     if (json_number(cg, "memory_usage", -1) >= 0)
-        printf(", in use %s", human_bytes(json_number(cg, "memory_usage", 0), false, u,
-                                          sizeof(u)));
+        printf(", in use %s",
+               human_bytes(json_number(cg, "memory_usage", 0), false, u, sizeof(u)));
     if (kills >= 0)
         printf(", %.0f OOM kill%s", kills, kills == 1 ? "" : "s");
     printf("; max_rss %s, max_rss_hard %s\n",
@@ -206,15 +210,16 @@ static void print_traffic(const struct json *j)
 
     if (r && r->type == JSON_OBJECT) {
         printf("\nresponses: %.0f (1xx %.0f, 2xx %.0f, 3xx %.0f, 4xx %.0f, 5xx %.0f)\n",
-               json_number(r, "total", 0), json_number(r, "1xx", 0), json_number(r, "2xx", 0),
-               json_number(r, "3xx", 0), json_number(r, "4xx", 0), json_number(r, "5xx", 0));
+               json_number(r, "total", 0), json_number(r, "1xx", 0),
+               json_number(r, "2xx", 0), json_number(r, "3xx", 0),
+               json_number(r, "4xx", 0), json_number(r, "5xx", 0));
     }
     for (size_t i = 0; ups && ups->type == JSON_OBJECT && i < ups->n; i++) {
         const struct json *u = &ups->items[i];
 
         printf("upstream %s: %.0f open (%.0f idle), %.0f connections made, %.0f requests "
-               "reused one, %.0f retried, %.0f failed, %.0f timed out\n", u->key,
-               json_number(u, "open", 0), json_number(u, "idle", 0),
+               "reused one, %.0f retried, %.0f failed, %.0f timed out\n",
+               u->key, json_number(u, "open", 0), json_number(u, "idle", 0),
                json_number(u, "created", 0), json_number(u, "reused", 0),
                json_number(u, "retried", 0), json_number(u, "failed", 0),
                json_number(u, "timed_out", 0));
@@ -228,7 +233,8 @@ static void print_table(const struct json *j)
     print_master(json_get(j, "master"));
     print_cgroup(json_get(j, "cgroup"));
     printf("\n%4s %4s %8s %4s  %-9s %-24s %8s %9s %8s %9s %9s %5s\n", "SLOT", "ID", "PID",
-           "GEN", "STATE", "PHASE", "AGE", "REQUESTS", "MEMORY", "GROW/1K", "GROW/H", "CONNS");
+           "GEN", "STATE", "PHASE", "AGE", "REQUESTS", "MEMORY", "GROW/1K", "GROW/H",
+           "CONNS");
     for (size_t i = 0; ws && ws->type == JSON_ARRAY && i < ws->n; i++)
         print_worker(&ws->items[i]);
     print_figures(ws);

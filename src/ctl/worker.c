@@ -26,7 +26,8 @@ static int worker_id(const char *s)
 
     if (*s == '\0' || *end != '\0' || id < 1 || id > 9999) {
         ctl_err("worker \"%s\": expected a worker's number (the id preforkctl "
-                "status shows)", s);
+                "status shows)",
+                s);
         return -1;
     }
     return (int)id;
@@ -39,8 +40,8 @@ static int option(const char *name, char **args, int nargs, char *query, size_t 
 
     if (nargs == 0)
         return 0;
-    if (nargs != 2 || strcmp(args[0], name) != 0 ||
-        strtol(args[1], &end, 10) < 1 || *end != '\0') {
+    if (nargs != 2 || strcmp(args[0], name) != 0 || strtol(args[1], &end, 10) < 1 ||
+        *end != '\0') {
         ctl_err("expected %s N (a number >= 1) or nothing", name);
         return -1;
     }
@@ -74,8 +75,8 @@ int ctl_worker(struct ctl *c, const char *cmd, int nargs, char **args)
         }
         if (rc < 0)
             return CTL_USAGE;
-        snprintf(path, sizeof(path), "/workers/%d/trace/%s?%stimeout=%g", id, what,
-                 query, wait);
+        snprintf(path, sizeof(path), "/workers/%d/trace/%s?%stimeout=%g", id, what, query,
+                 wait);
     } else {
         if (nargs != 1)
             goto usage;
@@ -89,8 +90,8 @@ int ctl_worker(struct ctl *c, const char *cmd, int nargs, char **args)
                 c->conf_path);
         return CTL_FAILED;
     }
-    if (ctl_request(&c->admin, method, path, wait + 2, &status, &body, why,
-                    sizeof(why)) < 0) {
+    if (ctl_request(&c->admin, method, path, wait + 2, &status, &body, why, sizeof(why)) <
+        0) {
         ctl_err("%s", why);
         return CTL_UNREACHABLE;
     }

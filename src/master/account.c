@@ -28,7 +28,7 @@ struct growth account_growth_of(struct slot *s, enum growth_of what, uint64_t li
     for (int i = 0; i < n; i++) {
         g[i].age = (double)SB_GET(s->samples[i].age_ms) / 1000.0;
         g[i].requests = (double)SB_GET(s->samples[i].requests);
-        g[i].mem = (double)(what == GROWTH_C_HEAP ? SB_GET(s->samples[i].c_heap)
+        g[i].mem = (double)(what == GROWTH_C_HEAP     ? SB_GET(s->samples[i].c_heap)
                             : what == GROWTH_APP_HEAP ? SB_GET(s->samples[i].app_heap)
                                                       : SB_GET(s->samples[i].mem));
     }
@@ -162,9 +162,8 @@ static void heaps(struct slot *s, char *out, size_t len)
              fmt_rate(c.per_1k_requests, c.by_requests_ok, cr, sizeof(cr)));
 }
 
-void account_retired(struct account *a, int id, struct slot *s,
-                     enum retire_reason reason, const char *how,
-                     uint64_t max_rss)
+void account_retired(struct account *a, int id, struct slot *s, enum retire_reason reason,
+                     const char *how, uint64_t max_rss)
 {
     struct growth g = account_growth(s, max_rss);
     double age = (double)(scoreboard_wall_ms() - SB_GET(s->started_ms)) / 1000.0;
@@ -181,9 +180,8 @@ void account_retired(struct account *a, int id, struct slot *s,
     heaps(s, heap, sizeof(heap));
     log_info("worker %d (pid %d, generation %u) retired: %s (%s); %llu "
              "requests in %s; memory %s; growth per 1000 requests %s, per hour %s%s%s",
-             id, (int)SB_GET(s->pid), SB_GET(s->generation),
-             recycle_reason_name(reason), how,
-             (unsigned long long)SB_GET(s->requests),
+             id, (int)SB_GET(s->pid), SB_GET(s->generation), recycle_reason_name(reason),
+             how, (unsigned long long)SB_GET(s->requests),
              account_fmt_duration(age, agebuf, sizeof(agebuf)),
              memory_fmt(SB_GET(s->mem), mem, sizeof(mem)),
              fmt_rate(g.per_1k_requests, g.by_requests_ok, per_k, sizeof(per_k)),

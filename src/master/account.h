@@ -24,7 +24,7 @@ struct http_sums {
 /* One upstream's pool counters, summed over workers (struct sb_upstream). */
 struct upstream_sums {
     char name[SB_UPSTREAM_NAME];
-    uint64_t open, idle;             /* live workers' only */
+    uint64_t open, idle; /* live workers' only */
     uint64_t created, reused, retried, failed[SB_FAIL_KINDS], timed_out;
 };
 
@@ -52,9 +52,8 @@ struct growth account_growth_of(struct slot *s, enum growth_of what, uint64_t li
  * age, memory, growth per 1000 requests and per hour, and for a worker
  * still growing, when it would have reached max_rss. Keeps the slot's
  * response and upstream counts in a (account_add_*). */
-void account_retired(struct account *a, int id, struct slot *s,
-                     enum retire_reason reason, const char *how,
-                     uint64_t max_rss);
+void account_retired(struct account *a, int id, struct slot *s, enum retire_reason reason,
+                     const char *how, uint64_t max_rss);
 
 /* Adds the responses counted in s to h. */
 void account_add_http(struct http_sums *h, struct slot *s);

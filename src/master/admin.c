@@ -22,7 +22,7 @@
 
 struct admin_conn {
     struct admin_conn *next;
-    uint64_t token;     /* names it for admin_answer */
+    uint64_t token; /* names it for admin_answer */
     bool head_only;
     int fd;
     ev_io io;
@@ -40,7 +40,7 @@ static struct {
     void *render_data;
     struct admin_conn *conns;
     unsigned nconns;
-    uint64_t tokens;    /* the last one given */
+    uint64_t tokens; /* the last one given */
 } adm = {.fd = -1};
 
 static void conn_free(struct admin_conn *c)
@@ -97,9 +97,11 @@ static void send_answer(struct admin_conn *c, int status, const char *ctype,
                         const char *body, size_t len)
 {
     char head[256];
-    int n = snprintf(head, sizeof(head), "HTTP/1.0 %d %s\r\nContent-Type: %s\r\n"
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.0 %d %s\r\nContent-Type: %s\r\n"
                      "Content-Length: %zu\r\nCache-Control: no-store\r\n"
-                     "Connection: close\r\n\r\n", status, reason(status), ctype, len);
+                     "Connection: close\r\n\r\n",
+                     status, reason(status), ctype, len);
 
     buf_append(&c->out, head, (size_t)n);
     if (!c->head_only && len)
@@ -120,14 +122,15 @@ static void respond(struct admin_conn *c)
 
     if (sscanf(c->in.p, "%7s %255s HTTP/1.%*c", method, path) == 2) {
         c->head_only = strcmp(method, "HEAD") == 0;
-        if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 &&
-            !c->head_only) {
+        if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 && !c->head_only) {
             status = 405;
             buf_puts(&body, "only GET, HEAD and POST\n");
         } else {
             char *q = strchr(path, '?');
-            struct admin_req rq = {.method = method, .path = path,
-                                   .query = q ? q + 1 : "", .token = c->token};
+            struct admin_req rq = {.method = method,
+                                   .path = path,
+                                   .query = q ? q + 1 : "",
+                                   .token = c->token};
             if (q)
                 *q = '\0';
             status = adm.render(adm.render_data, &rq, &body, &ctype);
@@ -151,8 +154,8 @@ static struct admin_conn *by_token(uint64_t token)
     return NULL;
 }
 
-int admin_answer(uint64_t token, int status, const char *ctype,
-                 const char *body, size_t len)
+int admin_answer(uint64_t token, int status, const char *ctype, const char *body,
+                 size_t len)
 {
     struct admin_conn *c = by_token(token);
 
@@ -227,8 +230,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-int admin_start(struct ev_loop *loop, struct listen_addr *addr,
-                admin_render_fn render, void *data)
+int admin_start(struct ev_loop *loop, struct listen_addr *addr, admin_render_fn render,
+                void *data)
 {
     adm.loop = loop;
     adm.render = render;

@@ -33,8 +33,8 @@ typedef int (*admin_render_fn)(void *data, const struct admin_req *rq, struct bu
 
 /* Serves addr on loop: an inherited socket for it (binary upgrade) or a
  * new one (a unix socket is made mode 0600). 0 / -1 (logged). */
-int admin_start(struct ev_loop *loop, struct listen_addr *addr,
-                admin_render_fn render, void *data);
+int admin_start(struct ev_loop *loop, struct listen_addr *addr, admin_render_fn render,
+                void *data);
 /* Closes the listener and every open admin connection; unlinks a unix
  * socket only when `unlink_path` (not when a new master shares it). */
 void admin_stop(bool unlink_path);
@@ -47,8 +47,8 @@ int admin_fd(void);
 const struct listen_addr *admin_addr(void);
 /* The answer to a request rendered ADMIN_LATER. -1 when its client is
  * gone (closed, or timed out): nothing is sent. */
-int admin_answer(uint64_t token, int status, const char *ctype,
-                 const char *body, size_t len);
+int admin_answer(uint64_t token, int status, const char *ctype, const char *body,
+                 size_t len);
 /* Lets the request wait up to `seconds` more for its answer. */
 void admin_hold(uint64_t token, double seconds);
 /* In a just-forked worker: close inherited admin fds, touch no watcher. */

@@ -21,8 +21,8 @@ struct growth {
     double per_hour;        /* bytes per hour */
     double eta;             /* seconds until limit at per_hour, -1 if none */
     int nsamples;
-    bool by_requests_ok;    /* the samples span enough requests to mean much */
-    bool by_time_ok;        /* ... and enough time */
+    bool by_requests_ok; /* the samples span enough requests to mean much */
+    bool by_time_ok;     /* ... and enough time */
 };
 
 /* Below these spans a slope is mostly start-up noise (first page faults,

@@ -53,7 +53,8 @@ int inherit_collect(void)
         for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
             char *end;
             long fd = strtol(t, &end, 10);
-            if (end != t && fd >= 0 && fd <= INT_MAX && (*end == '\0' || strcmp(end, "u") == 0))
+            if (end != t && fd >= 0 && fd <= INT_MAX &&
+                (*end == '\0' || strcmp(end, "u") == 0))
                 add((int)fd, *end == 'u');
             else
                 log_warnx("%s: ignoring \"%s\"", INHERIT_ENV, t);
@@ -73,7 +74,8 @@ static bool same(const struct listen_addr *want, const struct sockaddr_storage *
     if (want->family != got->ss_family)
         return false;
     if (want->family == AF_UNIX)
-        return strcmp(want->u.un.sun_path, ((const struct sockaddr_un *)got)->sun_path) == 0;
+        return strcmp(want->u.un.sun_path, ((const struct sockaddr_un *)got)->sun_path) ==
+               0;
     if (want->family == AF_INET) {
         const struct sockaddr_in *g = (const void *)got;
         return g->sin_addr.s_addr == want->u.in.sin_addr.s_addr &&
@@ -119,7 +121,8 @@ int inherit_take(struct listen_addr *a)
             char host[INET6_ADDRSTRLEN];
             a->u.in6.sin6_port = ((struct sockaddr_in6 *)&ss)->sin6_port;
             inet_ntop(AF_INET6, &a->u.in6.sin6_addr, host, sizeof(host));
-            snprintf(a->text, sizeof(a->text), "[%s]:%u", host, ntohs(a->u.in6.sin6_port));
+            snprintf(a->text, sizeof(a->text), "[%s]:%u", host,
+                     ntohs(a->u.in6.sin6_port));
         }
         return fd;
     }
@@ -130,7 +133,8 @@ void inherit_close_rest(void)
 {
     for (int i = 0; i < nfds; i++)
         if (fds[i] >= 0) {
-            log_warnx("inherited socket fd %d matches no configured address: closed", fds[i]);
+            log_warnx("inherited socket fd %d matches no configured address: closed",
+                      fds[i]);
             close(fds[i]);
             fds[i] = -1;
         }

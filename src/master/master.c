@@ -24,22 +24,9 @@
 #include "sdnotify.h"
 #include "worker.h"
 
-#define QUICK_FAILURE 1.0     /* a worker dying younger than this failed */
-#define KILL_GRACE 1.0        /* QUIT, then SIGKILL this much later */
-#define QUICK_TIMEOUT 5.0     /* INT/QUIT: SIGKILL what is left after this */
-
-const char *master_phase_name(enum phase p)
-{
-    static const char *const names[] = {"active", "wants_recycle", "replacing",
-                                        "retiring", "killing", "old_generation"};
-    return names[p];
-}
-
-const char *master_reload_state_name(enum reload_state s)
-{
-    static const char *const names[] = {"none", "in_progress", "done", "failed"};
-    return names[s];
-}
+#define QUICK_FAILURE 1.0 /* a worker dying younger than this failed */
+#define KILL_GRACE 1.0    /* QUIT, then SIGKILL this much later */
+#define QUICK_TIMEOUT 5.0 /* INT/QUIT: SIGKILL what is left after this */
 
 static struct slot *slot_of(struct master *ms, const struct worker *w)
 {
@@ -134,10 +121,15 @@ static int spawn(struct master *ms, int id, int i, bool quiet)
         ms->next_spawn = master_now(ms) + BOOT_BACKOFF_MIN;
         return -1;
     }
-    *w = (struct worker){.pid = pid, .id = id, .generation = ms->generation,
-                         .phase = PH_ACTIVE, .spawned = master_now(ms),
-                         .phase_since = master_now(ms), .replacement = -1,
-                         .ctl_fd = pair[0], .quiet = quiet};
+    *w = (struct worker){.pid = pid,
+                         .id = id,
+                         .generation = ms->generation,
+                         .phase = PH_ACTIVE,
+                         .spawned = master_now(ms),
+                         .phase_since = master_now(ms),
+                         .replacement = -1,
+                         .ctl_fd = pair[0],
+                         .quiet = quiet};
     if (pid != PID_PENDING) {
         SB_SET(s->pid, (int32_t)pid);
         say_spawned(w);
@@ -156,7 +148,8 @@ static void retire(struct master *ms, struct worker *w, enum retire_reason why)
 }
 
 /* Hard limit: exit now, SIGKILL after KILL_GRACE; replaced at once. */
-static void hard_kill(struct master *ms, struct worker *w, enum retire_reason why, const char *detail)
+static void hard_kill(struct master *ms, struct worker *w, enum retire_reason why,
+                      const char *detail)
 {
     log_warnx("worker %d (pid %d): %s: %s, killing it", w->id, (int)w->pid,
               recycle_reason_name(why), detail);
@@ -204,12 +197,13 @@ static void recycle(struct master *ms, ev_tstamp now)
                     learn_replace_time(ms, now - w->phase_since);
                 else
                     log_warnx("worker %d (pid %d): replacement not serving after "
-                              "%.0fs: retiring anyway", w->id, (int)w->pid,
-                              ms->cfg->server.timeout);
+                              "%.0fs: retiring anyway",
+                              w->id, (int)w->pid, ms->cfg->server.timeout);
                 retire(ms, w, w->reason);
             }
         }
-        if (w->phase == PH_REPLACING || (w->phase == PH_RETIRING && soft_reason(w->reason)))
+        if (w->phase == PH_REPLACING ||
+            (w->phase == PH_RETIRING && soft_reason(w->reason)))
             busy++;
     }
     while (busy < budget) {
@@ -221,8 +215,8 @@ static void recycle(struct master *ms, ev_tstamp now)
                 oldest = &ms->w[k];
         if (oldest == NULL || !may_spawn(ms, now) || (i = free_slot(ms)) < 0)
             return;
-        log_debug("worker %d (pid %d): %s: starting its replacement",
-                  oldest->id, (int)oldest->pid, recycle_reason_name(oldest->reason));
+        log_debug("worker %d (pid %d): %s: starting its replacement", oldest->id,
+                  (int)oldest->pid, recycle_reason_name(oldest->reason));
         if (spawn(ms, oldest->id, i, true) < 0)
             return;
         oldest->phase = PH_REPLACING;
@@ -320,7 +314,8 @@ static void back_off(struct master *ms)
     ms->next_spawn = master_now(ms) + delay;
     if (ms->boot_failures >= 3)
         log_errx("crash loop: %u workers in a row died at start-up; next "
-                 "spawn in %.1fs", ms->boot_failures, delay);
+                 "spawn in %.1fs",
+                 ms->boot_failures, delay);
 }
 
 static enum retire_reason exit_reason(const struct worker *w, int wstatus)
@@ -368,7 +363,8 @@ static void worker_known(struct master *ms, struct worker *w, pid_t pid)
     say_spawned(w);
 }
 
-void master_mold_message(struct master *ms, struct mold_proc *m, const struct mold_msg *msg)
+void master_mold_message(struct master *ms, struct mold_proc *m,
+                         const struct mold_msg *msg)
 {
     struct worker *w;
 
@@ -410,14 +406,17 @@ bool master_mold_reaped(struct master *ms, pid_t pid, int wstatus)
 
         log_errx("%s: the mold (pid %d) %s before it was ready; giving up",
                  config ? "the configuration cannot be applied (the line before says "
-                          "what; preforkd -t finds it)" : "the app cannot start",
+                          "what; preforkd -t finds it)"
+                        : "the app cannot start",
                  (int)pid, how);
         ms->exit_code = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) != 0
-                          ? WEXITSTATUS(wstatus) : EXIT_APP_INIT;
+                            ? WEXITSTATUS(wstatus)
+                            : EXIT_APP_INIT;
         ms->intent.quick = true;
     } else {
         log_errx("mold (pid %d) %s%s: starting another; the workers go on "
-                 "serving", (int)pid, how, m->ready ? "" : " before it was ready");
+                 "serving",
+                 (int)pid, how, m->ready ? "" : " before it was ready");
         back_off(ms);
     }
     spawn_forget(ms, m);
@@ -442,13 +441,15 @@ void master_reaped(struct master *ms, struct worker *w, int wstatus)
         why = memlimit_sigkill(ms, w, how);
     else if (why == RETIRE_CRASH)
         log_warnx("worker %d (pid %d) %s", w->id, (int)w->pid, how);
-    account_retired(&ms->account, w->id, s, why, how, SB_GET(s->max_rss)); /* its own limit */
+    account_retired(&ms->account, w->id, s, why, how,
+                    SB_GET(s->max_rss)); /* its own limit */
     /* A crash loop: workers that die before they serve, or right after
      * (an app that crashes on every first request). A SIGKILL from outside
      * (an operator, the OOM killer) to a worker that served is not the
      * app failing to start: its replacement comes at once. */
     if (ms->mode == RUNNING && (why == RETIRE_CRASH || why == RETIRE_OOM) &&
-        (!w->served || (master_now(ms) - w->spawned < QUICK_FAILURE && !killed_outside(wstatus))))
+        (!w->served ||
+         (master_now(ms) - w->spawned < QUICK_FAILURE && !killed_outside(wstatus))))
         boot_failed(ms, w, wstatus);
     forget_worker(ms, w);
     if (ms->exit_code != 0 && ms->mode == RUNNING)
@@ -470,7 +471,8 @@ static void generation_serving(struct master *ms)
     log_info("ready: %u workers serving", serving);
     master_reload_done(ms);
     if (ms->upgraded) /* systemd follows the new master */
-        sdnotify("MAINPID=%d\nREADY=1\nSTATUS=%u workers serving", (int)getpid(), serving);
+        sdnotify("MAINPID=%d\nREADY=1\nSTATUS=%u workers serving", (int)getpid(),
+                 serving);
     else
         sdnotify("READY=1\nSTATUS=%u workers serving", serving);
 }
@@ -480,8 +482,8 @@ void master_message(struct master *ms, struct worker *w, int type, int reason)
     if (type == MSG_SERVING) {
         w->served = true;
         ms->ever_served = true;
-    } else if (type == MSG_RECYCLE && w->phase == PH_ACTIVE &&
-               reason > RETIRE_NONE && reason < RETIRE_NREASONS) {
+    } else if (type == MSG_RECYCLE && w->phase == PH_ACTIVE && reason > RETIRE_NONE &&
+               reason < RETIRE_NREASONS) {
         w->phase = PH_WANTS;
         w->reason = (enum retire_reason)reason;
         w->phase_since = master_now(ms);
@@ -632,7 +634,8 @@ static void step_reap(struct master *ms)
         pid_t pid = in->exits[k].pid;
         int wstatus = in->exits[k].status;
 
-        if (master_upgrade_reaped(ms, pid, wstatus) || master_mold_reaped(ms, pid, wstatus))
+        if (master_upgrade_reaped(ms, pid, wstatus) ||
+            master_mold_reaped(ms, pid, wstatus))
             continue;
         for (uint32_t i = 0; i < ms->nslots; i++)
             if (ms->w[i].pid == pid) {
@@ -692,7 +695,8 @@ static void step_generations(struct master *ms, ev_tstamp now)
     generation_serving(ms);
     if (in->tick && ms->reload_state == RL_IN_PROGRESS &&
         now - ms->reload_started > ms->cfg->server.timeout) {
-        snprintf(ms->reload_error, sizeof(ms->reload_error), "generation %u not "
+        snprintf(ms->reload_error, sizeof(ms->reload_error),
+                 "generation %u not "
                  "serving after %.0fs; the old generation goes on serving",
                  ms->generation, ms->cfg->server.timeout);
         log_errx("reload failed: %s", ms->reload_error);
@@ -739,7 +743,8 @@ static void step_spawn(struct master *ms, ev_tstamp now)
             held = holds_id(ms, &ms->w[k]) && (uint32_t)ms->w[k].id == id;
         if (held)
             continue;
-        if (!may_spawn(ms, now) || (i = free_slot(ms)) < 0 || spawn(ms, (int)id, i, false) < 0)
+        if (!may_spawn(ms, now) || (i = free_slot(ms)) < 0 ||
+            spawn(ms, (int)id, i, false) < 0)
             return;
     }
 }

@@ -39,35 +39,35 @@ enum phase {
 enum reload_state { RL_NONE, RL_IN_PROGRESS, RL_DONE, RL_FAILED };
 
 struct worker {
-    pid_t pid;           /* 0: slot free; PID_PENDING: asked of the mold */
-    int id;              /* place in the pool, 1..target */
+    pid_t pid; /* 0: slot free; PID_PENDING: asked of the mold */
+    int id;    /* place in the pool, 1..target */
     uint32_t generation;
     enum phase phase;
     enum retire_reason reason; /* decided by the master; NONE otherwise */
     ev_tstamp spawned, phase_since, kill_at;
-    int replacement;     /* slot index of its replacement, or -1 */
-    bool served;         /* reported SERVING */
-    bool killed;         /* we sent SIGKILL */
-    bool quiet;          /* a recycle's replacement: its steps log at debug;
+    int replacement;  /* slot index of its replacement, or -1 */
+    bool served;      /* reported SERVING */
+    bool killed;      /* we sent SIGKILL */
+    bool quiet;       /* a recycle's replacement: its steps log at debug;
                           * the retirement line is the recycle's one line */
-    int deferred_sig;    /* signalled while PID_PENDING: sent once known */
+    int deferred_sig; /* signalled while PID_PENDING: sent once known */
     /* relay.c: the master's end of the worker's command socket pair, and
      * the admin request waiting for its answer (token 0: none). */
     int ctl_fd;
     uint32_t ctl_seq;
     uint64_t ctl_token;
-    double ctl_wait;     /* seconds it may take, for the 504's message */
+    double ctl_wait; /* seconds it may take, for the 504's message */
     ev_io ctl_io;
     ev_timer ctl_timer;
 };
 
 /* A mold as the master sees it (spawn.c). */
 struct mold_proc {
-    pid_t pid;           /* 0: none */
-    int fd;              /* the master's end of the socket pair; -1: none */
+    pid_t pid; /* 0: none */
+    int fd;    /* the master's end of the socket pair; -1: none */
     uint32_t generation;
-    bool ready;          /* said MOLD_READY */
-    bool killed;         /* stuck: SIGKILL sent */
+    bool ready;  /* said MOLD_READY */
+    bool killed; /* stuck: SIGKILL sent */
     ev_tstamp started;
     char error[MOLD_TEXT_MAX]; /* MOLD_FAILED's text, or "" */
     ev_io io;
@@ -77,18 +77,18 @@ enum mode { RUNNING, STOPPING };
 
 /* A reload waiting for its new mold to load the app (reload.c). */
 struct pending_reload {
-    struct config *cfg;  /* NULL: none */
+    struct config *cfg; /* NULL: none */
     int *fds;
     struct listen_addr *spec;
 };
 
 /* What the callbacks saw, for master_step to act on: they never act. */
 struct intent {
-    bool stop, quick;    /* TERM; INT or QUIT (or the app cannot start) */
+    bool stop, quick;                    /* TERM; INT or QUIT (or the app cannot start) */
     bool reload, winch, upgrade, reopen; /* HUP, WINCH, USR2, USR1 */
-    int scale;           /* TTIN +1, TTOU -1 each */
-    bool tick;           /* the 1 s timer: hard limits, deadlines, reports */
-    uint32_t nexits;     /* children reaped by ev_child */
+    int scale;                           /* TTIN +1, TTOU -1 each */
+    bool tick;       /* the 1 s timer: hard limits, deadlines, reports */
+    uint32_t nexits; /* children reaped by ev_child */
     struct {
         pid_t pid;
         int status;
@@ -98,7 +98,7 @@ struct intent {
 struct master_ops;
 
 struct master {
-    struct ev_loop *loop;       /* its userdata is this struct (callbacks) */
+    struct ev_loop *loop; /* its userdata is this struct (callbacks) */
     const struct master_ops *ops;
     struct intent intent;
     struct config *cfg;         /* the current generation's */
@@ -107,18 +107,18 @@ struct master {
     struct mold_proc old_mold;  /* the one before a reload, until it ends */
     struct pending_reload pending;
     int *lfds;
-    struct listen_addr *lspec; /* each listener as configured (port 0 kept) */
+    struct listen_addr *lspec;     /* each listener as configured (port 0 kept) */
     struct listen_addr admin_spec; /* [admin] listen as configured */
     size_t nlisten;
-    char *const *argv;   /* for the binary upgrade */
-    char self[4096];     /* the executable, resolved at start */
+    char *const *argv; /* for the binary upgrade */
+    char self[4096];   /* the executable, resolved at start */
     struct scoreboard *sb;
-    struct worker *w;    /* nslots entries: w[i] is in slot i */
+    struct worker *w; /* nslots entries: w[i] is in slot i */
     uint32_t nslots;
-    uint32_t target;     /* workers wanted */
+    uint32_t target; /* workers wanted */
     uint32_t generation;
     int msg_rd, msg_wr;
-    int handoff[2];      /* handoff.h: [0] leaving workers send, [1] serving ones receive */
+    int handoff[2]; /* handoff.h: [0] leaving workers send, [1] serving ones receive */
     ev_tstamp handoff_stalled; /* since when serving workers take none; 0 = they do */
     enum mode mode;
     ev_tstamp started, stop_deadline;
@@ -128,15 +128,15 @@ struct master {
     bool ever_served, ready;
     int exit_code;
     struct account account;
-    uint32_t reloads;    /* SIGHUPs acted on */
+    uint32_t reloads; /* SIGHUPs acted on */
     enum reload_state reload_state;
     char reload_error[4096];
     ev_tstamp reload_started;
-    pid_t heir_pid;      /* the new master of a binary upgrade (USR2), while it
+    pid_t heir_pid; /* the new master of a binary upgrade (USR2), while it
                           * lives: it shares the sockets, so never unlink */
-    bool upgraded;       /* this master was started by a binary upgrade */
-    pid_t heir_of;       /* then: the old master, its parent while it lives */
-    char *pidfile;       /* the pidfile this master owns now (or NULL) */
+    bool upgraded;  /* this master was started by a binary upgrade */
+    pid_t heir_of;  /* then: the old master, its parent while it lives */
+    char *pidfile;  /* the pidfile this master owns now (or NULL) */
     ev_tstamp last_watchdog;
     struct cgroup cgroup; /* the master's memory cgroup (memlimit.c) */
     uint64_t oom_claimed; /* its oom_kill count, as far as deaths were named by it */
@@ -145,7 +145,6 @@ struct master {
     ev_io msg_io;
     ev_timer tick, spawn_timer;
 };
-
 
 /* What master_step needs of the world, replaceable by a unit test (fake
  * clock, fake fork and kill): tests/unit/test_master.c. */
@@ -207,7 +206,8 @@ void master_signal(struct master *ms, struct worker *w, int sig);
  * only the master uses (run.c). */
 void master_forget_in_child(struct master *ms);
 /* A mold's message (spawn.c reads, master.c decides). */
-void master_mold_message(struct master *ms, struct mold_proc *m, const struct mold_msg *msg);
+void master_mold_message(struct master *ms, struct mold_proc *m,
+                         const struct mold_msg *msg);
 /* A child was reaped: a mold? true when it was (and has been dealt with). */
 bool master_mold_reaped(struct master *ms, pid_t pid, int wstatus);
 
@@ -223,8 +223,8 @@ void relay_forget_in_child(struct master *ms);
 /* spawn.c: the molds' mechanism. */
 /* Forks a mold for generation gen with cfg and the listeners fds (any
  * other listener of the master is closed in it). 0 / -1 (logged). */
-int spawn_mold(struct master *ms, struct mold_proc *m, uint32_t gen, const struct config *cfg,
-               const int *fds, size_t nfds);
+int spawn_mold(struct master *ms, struct mold_proc *m, uint32_t gen,
+               const struct config *cfg, const int *fds, size_t nfds);
 /* Asks m for worker id in slot (0-based), handing it the worker's end of its
  * command socket pair (or -1). 0 / -1 (the mold is gone or stuck). */
 int spawn_ask(struct mold_proc *m, int id, int slot, int ctl_fd);
@@ -239,6 +239,7 @@ void spawn_forget(struct master *ms, struct mold_proc *m);
 /* Moves the mold in from to to (to is forgotten first); from is emptied. */
 void spawn_move(struct master *ms, struct mold_proc *to, struct mold_proc *from);
 
+/* stats.c: the names /stats and preforkctl show for a phase, a reload. */
 const char *master_phase_name(enum phase p);
 const char *master_reload_state_name(enum reload_state s);
 

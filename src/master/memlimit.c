@@ -23,8 +23,8 @@
 
 const char *memlimit_source_name(enum memlimit_source s)
 {
-    static const char *const names[] = {"off", "size", "share", "auto", "no_limit",
-                                        "clamped"};
+    static const char *const names[] = {"off",  "size",     "share",
+                                        "auto", "no_limit", "clamped"};
     return s <= MEMLIMIT_CLAMPED ? names[s] : "?";
 }
 
@@ -62,10 +62,11 @@ int memlimit_resolve(struct config *c, uint64_t limit, uint32_t workers, bool cl
         return 1;
     }
     /* The one that is a share says what it came to. */
-    snprintf(err, len, "%s:%d: [recycle] max_rss_hard: expected more than max_rss "
+    snprintf(err, len,
+             "%s:%d: [recycle] max_rss_hard: expected more than max_rss "
              "(%s%s%s), got \"%s\" (%s%s%sthe cgroup's memory limit %s over workers %u "
-             "+ max_concurrent_recycles %u)", c->path, hard->line, soft->text,
-             soft->percent > 0 ? " = " : "",
+             "+ max_concurrent_recycles %u)",
+             c->path, hard->line, soft->text, soft->percent > 0 ? " = " : "",
              soft->percent > 0 ? memory_fmt(c->recycle.max_rss, m1, sizeof(m1)) : "",
              hard->text, hard->percent > 0 ? "= " : "",
              hard->percent > 0 ? memory_fmt(c->recycle.max_rss_hard, m2, sizeof(m2)) : "",
@@ -103,13 +104,14 @@ static void explain(bool check, const struct config *c, const struct cgroup *cg,
     if (m->percent <= 0)
         return;
     if (m->source == MEMLIMIT_NO_LIMIT) {
-        say(check, LOG_WARN, "%s:%d: [recycle] %s = %s: %s is off: %s", c->path,
-            m->line, key, m->text, key, cg->why);
+        say(check, LOG_WARN, "%s:%d: [recycle] %s = %s: %s is off: %s", c->path, m->line,
+            key, m->text, key, cg->why);
         return;
     }
-    say(check, LOG_INFO, "[recycle] %s = %s: %s%s (%g%% of %s per worker: the cgroup's "
-        "memory limit %s over workers %u + max_concurrent_recycles %u)", key, m->text,
-        memory_fmt(bytes, b1, sizeof(b1)),
+    say(check, LOG_INFO,
+        "[recycle] %s = %s: %s%s (%g%% of %s per worker: the cgroup's "
+        "memory limit %s over workers %u + max_concurrent_recycles %u)",
+        key, m->text, memory_fmt(bytes, b1, sizeof(b1)),
         m->source == MEMLIMIT_CLAMPED ? ", lowered below max_rss_hard" : "", m->percent,
         memory_fmt(c->recycle.share, b2, sizeof(b2)),
         memory_fmt(cg->limit, b3, sizeof(b3)), workers,
@@ -119,11 +121,13 @@ static void explain(bool check, const struct config *c, const struct cgroup *cg,
 static void explain_both(bool check, const struct config *c, const struct cgroup *cg,
                          uint32_t workers)
 {
-    explain(check, c, cg, workers, "max_rss", &c->recycle.max_rss_set, c->recycle.max_rss);
+    explain(check, c, cg, workers, "max_rss", &c->recycle.max_rss_set,
+            c->recycle.max_rss);
     explain(check, c, cg, workers, "max_rss_hard", &c->recycle.max_rss_hard_set,
             c->recycle.max_rss_hard);
     if (c->recycle.max_rss_set.source == MEMLIMIT_CLAMPED)
-        say(check, LOG_WARN, "[recycle] max_rss %s is not below max_rss_hard with %u "
+        say(check, LOG_WARN,
+            "[recycle] max_rss %s is not below max_rss_hard with %u "
             "workers: recycling at 4/5 of max_rss_hard until the share grows again",
             c->recycle.max_rss_set.text, workers);
 }
@@ -149,10 +153,11 @@ static void find_cgroup(struct master *ms, bool at_start)
     bool moved;
 
     cgroup_find(NULL, &cg);
-    moved = at_start || strcmp(cg.dir, ms->cgroup.dir) != 0 || cg.version != ms->cgroup.version;
+    moved = at_start || strcmp(cg.dir, ms->cgroup.dir) != 0 ||
+            cg.version != ms->cgroup.version;
     if (cg.limit > 0 && (moved || cg.limit != ms->cgroup.limit))
-        log_info("cgroup %s %s: memory limit %s", cgroup_version_name(cg.version), cg.path,
-                 memory_fmt(cg.limit, lim, sizeof(lim)));
+        log_info("cgroup %s %s: memory limit %s", cgroup_version_name(cg.version),
+                 cg.path, memory_fmt(cg.limit, lim, sizeof(lim)));
     ms->cgroup = cg;
     if (moved)
         ms->oom_claimed = cgroup_oom_kills(&cg, &n) == 0 ? n : 0;
@@ -163,7 +168,8 @@ int memlimit_start(struct master *ms)
     char err[1024];
 
     find_cgroup(ms, true);
-    if (memlimit_resolve(ms->cfg, ms->cgroup.limit, ms->target, false, err, sizeof(err)) < 0) {
+    if (memlimit_resolve(ms->cfg, ms->cgroup.limit, ms->target, false, err, sizeof(err)) <
+        0) {
         log_errx("%s", err);
         return -1;
     }
@@ -189,7 +195,7 @@ void memlimit_rescale(struct master *ms)
     uint64_t soft = ms->cfg->recycle.max_rss, hard = ms->cfg->recycle.max_rss_hard;
 
     if (ms->target == 0 || (ms->cfg->recycle.max_rss_set.percent <= 0 &&
-                          ms->cfg->recycle.max_rss_hard_set.percent <= 0))
+                            ms->cfg->recycle.max_rss_hard_set.percent <= 0))
         return;
     find_cgroup(ms, false);
     memlimit_resolve(ms->cfg, ms->cgroup.limit, ms->target, true, NULL, 0);
@@ -203,33 +209,37 @@ void memlimit_rescale(struct master *ms)
             SB_SET(scoreboard_slot(ms->sb, i)->max_rss, ms->cfg->recycle.max_rss);
 }
 
-enum retire_reason memlimit_sigkill(struct master *ms, const struct worker *w, const char *how)
+enum retire_reason memlimit_sigkill(struct master *ms, const struct worker *w,
+                                    const char *how)
 {
     char lim[16];
     uint64_t n;
 
     if (cgroup_oom_kills(&ms->cgroup, &n) < 0) {
         log_errx("worker %d (pid %d) %s, not by preforkd: probably the kernel's "
-                 "OOM killer (see dmesg)", w->id, (int)w->pid, how);
+                 "OOM killer (see dmesg)",
+                 w->id, (int)w->pid, how);
         return RETIRE_OOM;
     }
     if (n > ms->oom_claimed) {
         ms->oom_claimed++; /* two deaths of one rise by 2 are both named */
         if (ms->cgroup.limit > 0)
             log_errx("worker %d (pid %d) killed by the kernel's OOM killer: cgroup %s %s "
-                     "at its memory limit of %s (oom_kill count %" PRIu64 "; %s)", w->id,
-                     (int)w->pid, cgroup_version_name(ms->cgroup.version), ms->cgroup.path,
-                     memory_fmt(ms->cgroup.limit, lim, sizeof(lim)), n, how);
+                     "at its memory limit of %s (oom_kill count %" PRIu64 "; %s)",
+                     w->id, (int)w->pid, cgroup_version_name(ms->cgroup.version),
+                     ms->cgroup.path, memory_fmt(ms->cgroup.limit, lim, sizeof(lim)), n,
+                     how);
         else
             log_errx("worker %d (pid %d) killed by the kernel's OOM killer: cgroup %s %s "
                      "has no memory limit, the host ran out (oom_kill count %" PRIu64
-                     "; %s)", w->id, (int)w->pid, cgroup_version_name(ms->cgroup.version),
+                     "; %s)",
+                     w->id, (int)w->pid, cgroup_version_name(ms->cgroup.version),
                      ms->cgroup.path, n, how);
         return RETIRE_OOM;
     }
     ms->oom_claimed = n; /* never above the count: a new cgroup starts lower */
     log_warnx("worker %d (pid %d) %s, neither by preforkd nor by the kernel's OOM "
-              "killer (the cgroup's oom_kill count is still %" PRIu64 ")", w->id,
-              (int)w->pid, how, n);
+              "killer (the cgroup's oom_kill count is still %" PRIu64 ")",
+              w->id, (int)w->pid, how, n);
     return RETIRE_CRASH;
 }

@@ -59,6 +59,7 @@ void memlimit_rescale(struct master *ms);
  * killed w (with the cgroup's limit) and returns RETIRE_OOM; when it did
  * not, logs that someone else did and returns RETIRE_CRASH; without a
  * count to read, logs that the OOM killer is likely (RETIRE_OOM). */
-enum retire_reason memlimit_sigkill(struct master *ms, const struct worker *w, const char *how);
+enum retire_reason memlimit_sigkill(struct master *ms, const struct worker *w,
+                                    const char *how);
 
 #endif

@@ -43,8 +43,7 @@ static long read_pid(const char *path)
     char *end;
     errno = 0;
     long pid = strtol(buf, &end, 10);
-    if (errno != 0 || pid <= 0 || pid > INT_MAX ||
-        end[strspn(end, " \t\r\n")] != '\0')
+    if (errno != 0 || pid <= 0 || pid > INT_MAX || end[strspn(end, " \t\r\n")] != '\0')
         return 0;
     return pid;
 }
@@ -99,8 +98,7 @@ int pidfile_write(const char *path)
     if (old < 0)
         return -1;
     if (old > 0 && old != (long)getpid() && pid_alive(old)) {
-        log_errx("pidfile: %s: preforkd is already running as pid %ld",
-                 path, old);
+        log_errx("pidfile: %s: preforkd is already running as pid %ld", path, old);
         errno = EEXIST;
         return -1;
     }

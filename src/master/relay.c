@@ -20,7 +20,7 @@
 #include "master_int.h"
 #include "worker.h"
 
-#define WAIT_DEFAULT 5.0  /* seconds for a worker to answer */
+#define WAIT_DEFAULT 5.0 /* seconds for a worker to answer */
 #define WAIT_MAX 120.0
 
 static struct cmd_reply reply; /* 64 KiB: not on the stack */
@@ -61,8 +61,8 @@ static bool word_ok(const char *s, size_t n)
 
 /* "trace/dump" + "top=5&timeout=3" -> "trace dump top=5", *wait = 3.
  * -1 with a message in out for a malformed one. */
-static int command_line(const char *rest, const char *query, char *line,
-                        size_t len, double *wait, struct buf *out)
+static int command_line(const char *rest, const char *query, char *line, size_t len,
+                        double *wait, struct buf *out)
 {
     size_t o = 0;
     const char *p = rest;
@@ -92,9 +92,10 @@ static int command_line(const char *rest, const char *query, char *line,
     }
     return o > 0 ? 0 : -1;
 bad:
-    buf_printf(out, "bad command /%s%s%s: words of [A-Za-z0-9_.,:-], arguments "
-            "key=value, timeout=SECONDS up to %.0f\n", rest, *query ? "?" : "",
-            query, WAIT_MAX);
+    buf_printf(out,
+               "bad command /%s%s%s: words of [A-Za-z0-9_.,:-], arguments "
+               "key=value, timeout=SECONDS up to %.0f\n",
+               rest, *query ? "?" : "", query, WAIT_MAX);
     return -1;
 }
 
@@ -145,13 +146,15 @@ static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
     struct master *ms = ev_userdata(loop);
     struct worker *w = t->data;
 
-    answer(ms, w, 504, "worker %d (pid %d) did not answer within %.0fs: its loop is "
+    answer(ms, w, 504,
+           "worker %d (pid %d) did not answer within %.0fs: its loop is "
            "busy (a long request?); try again, or give a longer timeout\n",
            w->id, (int)w->pid, w->ctl_wait);
 }
 
 /* POST /workers/ID/recycle: as if the worker had reached max_requests. */
-static int recycle_one(struct master *ms, struct worker *w, const struct admin_req *rq, struct buf *out)
+static int recycle_one(struct master *ms, struct worker *w, const struct admin_req *rq,
+                       struct buf *out)
 {
     if (strcmp(rq->method, "POST") != 0) {
         buf_printf(out, "recycle changes things: POST it\n");
@@ -159,15 +162,15 @@ static int recycle_one(struct master *ms, struct worker *w, const struct admin_r
     }
     if (w->phase != PH_ACTIVE || w->generation != ms->generation) {
         buf_printf(out, "worker %d (pid %d) is %s already\n", w->id, (int)w->pid,
-                master_phase_name(w->phase));
+                   master_phase_name(w->phase));
         return 409;
     }
-    log_info("worker %d (pid %d): recycle requested through the admin endpoint",
-             w->id, (int)w->pid);
+    log_info("worker %d (pid %d): recycle requested through the admin endpoint", w->id,
+             (int)w->pid);
     master_message(ms, w, MSG_RECYCLE, RETIRE_REQUESTED);
     master_step(ms);
     buf_printf(out, "worker %d (pid %d): its replacement starts, then it retires\n",
-            w->id, (int)w->pid);
+               w->id, (int)w->pid);
     return 202;
 }
 
@@ -183,7 +186,7 @@ int relay_render(struct master *ms, const struct admin_req *rq, struct buf *out)
 
     if (end == rq->path + strlen("/workers/") || *end != '/' || end[1] == '\0') {
         buf_printf(out, "try /workers/ID/snapshot, /workers/ID/recycle, or an app's "
-                "command (/workers/ID/trace/dump)\n");
+                        "command (/workers/ID/trace/dump)\n");
         return 404;
     }
     rest = end + 1;
@@ -196,19 +199,20 @@ int relay_render(struct master *ms, const struct admin_req *rq, struct buf *out)
     if (command_line(rest, rq->query, req.line, sizeof(req.line), &wait, out) < 0)
         return 400;
     if (w->ctl_fd < 0) {
-        buf_printf(out, "worker %d (pid %d) has no command channel\n", w->id, (int)w->pid);
+        buf_printf(out, "worker %d (pid %d) has no command channel\n", w->id,
+                   (int)w->pid);
         return 503;
     }
     if (w->ctl_token != 0) {
         buf_printf(out, "worker %d (pid %d) is answering another command; try again\n",
-                w->id, (int)w->pid);
+                   w->id, (int)w->pid);
         return 409;
     }
     req.seq = ++w->ctl_seq;
     if (send(w->ctl_fd, &req, offsetof(struct cmd_req, line) + strlen(req.line) + 1,
              MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
         buf_printf(out, "worker %d (pid %d): cannot send the command: %s\n", w->id,
-                (int)w->pid, strerror(errno));
+                   (int)w->pid, strerror(errno));
         return 502;
     }
     w->ctl_token = rq->token;

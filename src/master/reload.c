@@ -28,7 +28,8 @@
 #include "proc.h"
 #include "sdnotify.h"
 
-static void fail(struct master *ms, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct master *ms, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void fail(struct master *ms, const char *fmt, ...)
 {
@@ -114,7 +115,7 @@ static int new_listeners(const struct master *ms, struct config *nc, int **fds,
         for (size_t k = 0; k < ms->nlisten; k++)
             /* As configured (port 0 stays 0), or as bound (its real port). */
             if (ms->lfds[k] >= 0 && (same_spec(want, &ms->lspec[k]) ||
-                                   same_spec(want, &ms->cfg->server.listen[k]))) {
+                                     same_spec(want, &ms->cfg->server.listen[k]))) {
                 (*fds)[i] = ms->lfds[k];
                 *want = ms->cfg->server.listen[k]; /* with the port it got */
             }
@@ -152,9 +153,10 @@ static void drop_old_listeners(struct master *ms, int *fds, size_t n)
 static int check_fixed(const struct master *ms, struct config *nc, char *why, size_t len)
 {
     if (master_slots_for(nc) > ms->nslots) {
-        snprintf(why, len, "max_workers %u needs more worker slots than this master has "
-                 "(%u): restart or upgrade (USR2) to raise it", nc->server.max_workers,
-                 ms->nslots);
+        snprintf(why, len,
+                 "max_workers %u needs more worker slots than this master has "
+                 "(%u): restart or upgrade (USR2) to raise it",
+                 nc->server.max_workers, ms->nslots);
         return -1;
     }
     /* Compared as configured (port 0 stays 0) and as bound. */
@@ -200,8 +202,8 @@ static void start_generation(struct master *ms, struct config *nc, int *fds,
     ms->next_spawn = 0;
     for (uint32_t i = 0; i < ms->nslots; i++) {
         struct worker *w = &ms->w[i];
-        if (w->pid && (w->phase == PH_ACTIVE || w->phase == PH_WANTS ||
-                       w->phase == PH_REPLACING)) {
+        if (w->pid &&
+            (w->phase == PH_ACTIVE || w->phase == PH_WANTS || w->phase == PH_REPLACING)) {
             w->phase = PH_OLD;
             w->reason = RETIRE_RELOAD;
             w->replacement = -1;
@@ -254,8 +256,10 @@ static int reload_prepare(const struct master *ms, struct pending_reload *next, 
         snprintf(why, len, "[log] access_log_format: %s", fmt);
         goto fail;
     }
-    if (memlimit_reload(&ms->cgroup, nc, why, len) < 0 || /* shares of the cgroup's memory */
-        check_fixed(ms, nc, why, len) < 0 || new_listeners(ms, nc, &fds, &spec, why, len) < 0)
+    if (memlimit_reload(&ms->cgroup, nc, why, len) <
+            0 || /* shares of the cgroup's memory */
+        check_fixed(ms, nc, why, len) < 0 ||
+        new_listeners(ms, nc, &fds, &spec, why, len) < 0)
         goto fail;
     *next = (struct pending_reload){.cfg = nc, .fds = fds, .spec = spec};
     return 0;
@@ -401,7 +405,7 @@ static void __attribute__((noreturn)) exec_heir(const struct master *ms, const c
     setenv(INHERIT_ENV, fds, 1);
     snprintf(gen, sizeof(gen), "%u", ms->generation + 1);
     setenv(GENERATION_ENV, gen, 1); /* generations go on counting */
-    proc_child_reset_signals(); /* no master handler may run before exec */
+    proc_child_reset_signals();     /* no master handler may run before exec */
     proc_child_signals_done();
     execv(ms->self, ms->argv);
     log_err("binary upgrade: exec %s", ms->self);
@@ -447,7 +451,8 @@ void master_upgrade(struct master *ms)
     sdnotify_heir(true);
     admin_pause(true); /* the new master answers on the admin socket */
     log_info("binary upgrade: new master pid %d; send SIGWINCH then SIGTERM to "
-             "this master (%d) once it serves", (int)pid, (int)getpid());
+             "this master (%d) once it serves",
+             (int)pid, (int)getpid());
 }
 
 bool master_upgrade_reaped(struct master *ms, pid_t pid, int wstatus)
@@ -457,8 +462,8 @@ bool master_upgrade_reaped(struct master *ms, pid_t pid, int wstatus)
     if (pid != ms->heir_pid && pid != -1)
         return false;
     if (pid > 0)
-        log_errx("binary upgrade: new master (pid %d) %s; this master goes on",
-                 (int)pid, proc_describe(wstatus, how, sizeof(how)));
+        log_errx("binary upgrade: new master (pid %d) %s; this master goes on", (int)pid,
+                 proc_describe(wstatus, how, sizeof(how)));
     ms->heir_pid = 0;
     admin_pause(false);
     /* systemd may have taken the new master for the main process: this one

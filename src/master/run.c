@@ -48,10 +48,12 @@ static pid_t real_fork_worker(struct master *ms, int id, int slot, int ctl_fd)
     return spawn_ask(&ms->mold, id, slot, ctl_fd) == 0 ? PID_PENDING : 0;
 }
 
-
 static const struct master_ops real_ops = {
-    .now = real_now, .can_fork = real_can_fork,
-    .fork_worker = real_fork_worker, .kill = kill, .start_mold = spawn_mold,
+    .now = real_now,
+    .can_fork = real_can_fork,
+    .fork_worker = real_fork_worker,
+    .kill = kill,
+    .start_mold = spawn_mold,
     .start_heir = master_start_heir,
 };
 
@@ -70,7 +72,6 @@ void master_forget_in_child(struct master *ms)
     ev_loop_fork(ms->loop);
 }
 
-
 static void on_child(struct ev_loop *loop, ev_child *c, int revents)
 {
     struct master *ms = ev_userdata(loop);
@@ -87,14 +88,12 @@ static void on_child(struct ev_loop *loop, ev_child *c, int revents)
     master_step(ms);
 }
 
-
 static void on_msg(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct master *ms = ev_userdata(loop);
     master_read_messages(ms);
     master_step(ms);
 }
-
 
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -125,34 +124,20 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         log_info("received SIG%s: quick shutdown", sigabbrev_np(s->signum));
         in->quick = true;
         break;
-    case SIGTTIN:
-        in->scale++;
-        break;
-    case SIGTTOU:
-        in->scale--;
-        break;
-    case SIGHUP:
-        in->reload = true;
-        break;
-    case SIGWINCH:
-        in->winch = true;
-        break;
-    case SIGUSR2:
-        in->upgrade = true;
-        break;
-    case SIGUSR1:
-        in->reopen = true;
-        break;
-    default:
-        break;
+    case SIGTTIN: in->scale++; break;
+    case SIGTTOU: in->scale--; break;
+    case SIGHUP: in->reload = true; break;
+    case SIGWINCH: in->winch = true; break;
+    case SIGUSR2: in->upgrade = true; break;
+    case SIGUSR1: in->reopen = true; break;
+    default: break;
     }
     master_step(ms);
 }
 
-
 static void start_watchers(struct master *ms)
 {
-    int nums[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN,
+    int nums[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP,  SIGTTIN,
                   SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH};
 
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
@@ -211,8 +196,8 @@ static int setup(struct master *ms)
     }
     sdnotify_init(ms->heir_of);
     if (inherit_collect() > 0)
-        log_info("%s: adopting inherited sockets", ms->upgraded ?
-                 "binary upgrade" : "socket activation");
+        log_info("%s: adopting inherited sockets",
+                 ms->upgraded ? "binary upgrade" : "socket activation");
     if (ms->cfg->server.pidfile) {
         if (pidfile_write(ms->cfg->server.pidfile) < 0)
             return 1;

@@ -80,8 +80,9 @@ void sdnotify(const char *fmt, ...)
      * a watchdog ping from this one would speak for the service. */
     if (sd.heir_runs && strcmp(msg, "WATCHDOG=1") != 0)
         return;
-    if (sendto(sd.fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sd.addr,
-               sd.len) < 0 && errno != EAGAIN)
+    if (sendto(sd.fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sd.addr, sd.len) <
+            0 &&
+        errno != EAGAIN)
         log_debug("sd_notify: %s", strerror(errno));
 }
 
@@ -100,5 +101,6 @@ unsigned long long sdnotify_monotonic_usec(void)
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
+    return (unsigned long long)ts.tv_sec * 1000000ULL +
+           (unsigned long long)ts.tv_nsec / 1000;
 }

@@ -42,9 +42,14 @@ mold_child(struct master *ms, struct mold_proc *m, int sock, uint32_t gen,
            const struct config *cfg, const int *fds, size_t nfds, pid_t master)
 {
     struct mold_boot b = {
-        .generation = gen, .cfg = cfg, .listen_fds = fds, .nlisten = nfds,
-        .sb = ms->sb, .msg_fd = ms->msg_wr,
-        .handoff_fd = {ms->handoff[0], ms->handoff[1]}, .sock = sock,
+        .generation = gen,
+        .cfg = cfg,
+        .listen_fds = fds,
+        .nlisten = nfds,
+        .sb = ms->sb,
+        .msg_fd = ms->msg_wr,
+        .handoff_fd = {ms->handoff[0], ms->handoff[1]},
+        .sock = sock,
         .master = master,
     };
 
@@ -62,8 +67,8 @@ mold_child(struct master *ms, struct mold_proc *m, int sock, uint32_t gen,
 }
 
 /* See master_int.h. */
-int spawn_mold(struct master *ms, struct mold_proc *m, uint32_t gen, const struct config *cfg,
-               const int *fds, size_t nfds)
+int spawn_mold(struct master *ms, struct mold_proc *m, uint32_t gen,
+               const struct config *cfg, const int *fds, size_t nfds)
 {
     pid_t master = getpid(), pid;
     int sv[2];
@@ -83,7 +88,9 @@ int spawn_mold(struct master *ms, struct mold_proc *m, uint32_t gen, const struc
         close(sv[0]);
         return -1;
     }
-    *m = (struct mold_proc){.pid = pid, .fd = sv[0], .generation = gen,
+    *m = (struct mold_proc){.pid = pid,
+                            .fd = sv[0],
+                            .generation = gen,
                             .started = ev_now(ms->loop)};
     ev_io_init(&m->io, on_mold, m->fd, EV_READ);
     m->io.data = m;

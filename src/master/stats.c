@@ -22,8 +22,21 @@
 #include "preforkd.h"
 #include "stats.h"
 
-static const char *const state_names[] = {"empty", "starting", "serving", "retiring"};
+/* The names /stats and preforkctl show (master_int.h). */
+const char *master_phase_name(enum phase p)
+{
+    static const char *const names[] = {"active",   "wants_recycle", "replacing",
+                                        "retiring", "killing",       "old_generation"};
+    return names[p];
+}
 
+const char *master_reload_state_name(enum reload_state s)
+{
+    static const char *const names[] = {"none", "in_progress", "done", "failed"};
+    return names[s];
+}
+
+static const char *const state_names[] = {"empty", "starting", "serving", "retiring"};
 
 /* A JSON string body: quotes, backslashes and control bytes escaped. */
 static void json_escape(struct buf *b, const char *s)
@@ -48,8 +61,8 @@ static uint32_t serving_count(const struct master *ms)
         const struct worker *w = &ms->w[i];
         struct slot *s = scoreboard_slot(ms->sb, i);
         n += w->pid && SB_GET(s->state) == SLOT_SERVING &&
-             (w->phase == PH_ACTIVE || w->phase == PH_WANTS ||
-              w->phase == PH_REPLACING || w->phase == PH_OLD);
+             (w->phase == PH_ACTIVE || w->phase == PH_WANTS || w->phase == PH_REPLACING ||
+              w->phase == PH_OLD);
     }
     return n;
 }
@@ -148,7 +161,8 @@ static void json_app(struct buf *b, struct slot *s)
         json_escape(b, r.name);
         buf_puts(b, "\", \"label\": \"");
         json_escape(b, r.label);
-        buf_printf(b, isfinite(r.value) ? "\", \"value\": %.17g}" : "\", \"value\": null}",
+        buf_printf(b,
+                   isfinite(r.value) ? "\", \"value\": %.17g}" : "\", \"value\": null}",
                    r.value);
         any = true;
     }
@@ -157,7 +171,8 @@ static void json_app(struct buf *b, struct slot *s)
 
 /* The object of the worker in slot i. Its "slot" is shown 1-based (i + 1),
  * as /stats and preforkctl status always have. */
-static void json_worker(const struct master *ms, struct buf *b, uint32_t i, ev_tstamp now, bool *first)
+static void json_worker(const struct master *ms, struct buf *b, uint32_t i, ev_tstamp now,
+                        bool *first)
 {
     char k1[32], k2[32], k3[32];
     const struct worker *w = &ms->w[i];
@@ -167,22 +182,22 @@ static void json_worker(const struct master *ms, struct buf *b, uint32_t i, ev_t
     uint32_t st = SB_GET(s->state);
 
     snprintf(k3, sizeof(k3), "%.3f", accept_us / 1000.0);
-    buf_printf(b, "%s\n    {\"slot\": %u, \"id\": %d, \"pid\": %d, \"generation\": %u, "
-            "\"state\": \"%s\", \"phase\": \"%s\", \"reason\": \"%s\", "
-            "\"age\": %.3f, \"requests\": %" PRIu64 ", \"request_limit\": %" PRIu64
-            ", \"connections\": %u, \"rss\": %" PRIu64 ", \"uss\": %" PRIu64
-            ", \"pss\": %" PRIu64 ", \"memory\": %" PRIu64 ", \"loop_lag_us\": %u, "
-            "\"growth_per_1k_requests\": %s, \"growth_per_hour\": %s, "
-            "\"eta_max_rss\": %.1f, \"boot_ms\": %.3f, \"first_accept_ms\": %s, ",
-            *first ? "" : ",", i + 1, w->id, (int)w->pid, w->generation,
-            st < 4 ? state_names[st] : "?", master_phase_name(w->phase),
-            recycle_reason_name(w->reason), now - w->spawned,
-            SB_GET(s->requests), SB_GET(s->request_limit), SB_GET(s->connections),
-            SB_GET(s->rss), SB_GET(s->uss), SB_GET(s->pss), SB_GET(s->mem),
-            SB_GET(s->loop_lag_us), json_num(g.per_1k_requests, g.by_requests_ok, k1),
-            json_num(g.per_hour, g.by_time_ok, k2), g.eta,
-            SB_GET(s->boot_us) / 1000.0,
-            accept_us > 0 ? k3 : "null");
+    buf_printf(b,
+               "%s\n    {\"slot\": %u, \"id\": %d, \"pid\": %d, \"generation\": %u, "
+               "\"state\": \"%s\", \"phase\": \"%s\", \"reason\": \"%s\", "
+               "\"age\": %.3f, \"requests\": %" PRIu64 ", \"request_limit\": %" PRIu64
+               ", \"connections\": %u, \"rss\": %" PRIu64 ", \"uss\": %" PRIu64
+               ", \"pss\": %" PRIu64 ", \"memory\": %" PRIu64 ", \"loop_lag_us\": %u, "
+               "\"growth_per_1k_requests\": %s, \"growth_per_hour\": %s, "
+               "\"eta_max_rss\": %.1f, \"boot_ms\": %.3f, \"first_accept_ms\": %s, ",
+               *first ? "" : ",", i + 1, w->id, (int)w->pid, w->generation,
+               st < 4 ? state_names[st] : "?", master_phase_name(w->phase),
+               recycle_reason_name(w->reason), now - w->spawned, SB_GET(s->requests),
+               SB_GET(s->request_limit), SB_GET(s->connections), SB_GET(s->rss),
+               SB_GET(s->uss), SB_GET(s->pss), SB_GET(s->mem), SB_GET(s->loop_lag_us),
+               json_num(g.per_1k_requests, g.by_requests_ok, k1),
+               json_num(g.per_hour, g.by_time_ok, k2), g.eta, SB_GET(s->boot_us) / 1000.0,
+               accept_us > 0 ? k3 : "null");
     json_heaps(b, s);
     json_app(b, s);
     buf_puts(b, "}");
@@ -191,15 +206,16 @@ static void json_worker(const struct master *ms, struct buf *b, uint32_t i, ev_t
 
 /* A mold of the master's (none: nothing): pid, generation, whether it has
  * loaded the app, and its role in a reload. */
-static void json_mold(const struct master *ms, struct buf *b, const struct mold_proc *m, const char *role,
-                      bool *first)
+static void json_mold(const struct master *ms, struct buf *b, const struct mold_proc *m,
+                      const char *role, bool *first)
 {
     if (m->pid <= 0)
         return;
-    buf_printf(b, "%s{\"pid\": %d, \"generation\": %u, \"role\": \"%s\", "
-            "\"ready\": %s, \"age\": %.3f}", *first ? "" : ", ", (int)m->pid,
-            m->generation, role, m->ready ? "true" : "false",
-            ev_now(ms->loop) - m->started);
+    buf_printf(b,
+               "%s{\"pid\": %d, \"generation\": %u, \"role\": \"%s\", "
+               "\"ready\": %s, \"age\": %.3f}",
+               *first ? "" : ", ", (int)m->pid, m->generation, role,
+               m->ready ? "true" : "false", ev_now(ms->loop) - m->started);
     *first = false;
 }
 
@@ -238,9 +254,11 @@ static void json_cgroup(const struct master *ms, struct buf *b)
         json_escape(b, cg->path);
         buf_puts(b, "\"");
     }
-    buf_printf(b, ", \"memory_limit\": %s, \"memory_usage\": %s, \"oom_kills\": %s, "
-               "\"why_no_limit\": \"", json_u64(cg->limit > 0 ? 0 : -1, cg->limit, n1),
-               json_u64(urc, usage, n2), json_u64(krc, kills, n3));
+    buf_printf(b,
+               ", \"memory_limit\": %s, \"memory_usage\": %s, \"oom_kills\": %s, "
+               "\"why_no_limit\": \"",
+               json_u64(cg->limit > 0 ? 0 : -1, cg->limit, n1), json_u64(urc, usage, n2),
+               json_u64(krc, kills, n3));
     json_escape(b, cg->limit > 0 ? "" : cg->why);
     buf_printf(b, "\", \"share_per_worker\": %s, ",
                json_u64(ms->cfg->recycle.share > 0 ? 0 : -1, ms->cfg->recycle.share, n4));
@@ -285,12 +303,15 @@ static void json_upstreams(const struct master *ms, struct buf *b)
 
         buf_printf(b, "%s\n    \"", i ? "," : "");
         json_escape(b, u->name);
-        buf_printf(b, "\": {\"open\": %" PRIu64 ", \"idle\": %" PRIu64 ", \"created\": %"
-                   PRIu64 ", \"reused\": %" PRIu64 ", \"retried\": %" PRIu64 ", \"failed\": %"
-                   PRIu64 ", \"failed_by_kind\": {", u->open, u->idle, u->created,
-                   u->reused, u->retried, failed_sum(u));
+        buf_printf(b,
+                   "\": {\"open\": %" PRIu64 ", \"idle\": %" PRIu64
+                   ", \"created\": %" PRIu64 ", \"reused\": %" PRIu64
+                   ", \"retried\": %" PRIu64 ", \"failed\": %" PRIu64
+                   ", \"failed_by_kind\": {",
+                   u->open, u->idle, u->created, u->reused, u->retried, failed_sum(u));
         for (int k = 0; k < SB_FAIL_KINDS; k++)
-            buf_printf(b, "%s\"%s\": %" PRIu64, k ? ", " : "", fail_names[k], u->failed[k]);
+            buf_printf(b, "%s\"%s\": %" PRIu64, k ? ", " : "", fail_names[k],
+                       u->failed[k]);
         buf_printf(b, "}, \"timed_out\": %" PRIu64 "}", u->timed_out);
     }
     buf_puts(b, t.n ? "\n  }" : "}");
@@ -302,16 +323,18 @@ static void render_stats(const struct master *ms, struct buf *b)
     ev_tstamp now = ev_now(ms->loop);
     bool first = true;
 
-    buf_printf(b, "{\n  \"master\": {\"pid\": %d, \"uptime\": %.3f, \"generation\": %u, "
-            "\"mode\": \"%s\", \"ready\": %s, \"workers_wanted\": %u, "
-            "\"workers_serving\": %u, \"max_workers\": %u, \"max_concurrent_recycles\": %u, "
-            "\"boot_failures\": %u, \"reloads\": %u, \"reload_state\": \"%s\", "
-            "\"reload_error\": \"",
-            (int)getpid(), now - ms->started, ms->generation,
-            ms->mode == RUNNING ? "running" : "stopping", ms->ready ? "true" : "false",
-            ms->target, serving_count(ms), ms->cfg->server.max_workers,
-            ms->cfg->recycle.max_concurrent_recycles,
-            ms->boot_failures, ms->reloads, master_reload_state_name(ms->reload_state));
+    buf_printf(
+        b,
+        "{\n  \"master\": {\"pid\": %d, \"uptime\": %.3f, \"generation\": %u, "
+        "\"mode\": \"%s\", \"ready\": %s, \"workers_wanted\": %u, "
+        "\"workers_serving\": %u, \"max_workers\": %u, \"max_concurrent_recycles\": %u, "
+        "\"boot_failures\": %u, \"reloads\": %u, \"reload_state\": \"%s\", "
+        "\"reload_error\": \"",
+        (int)getpid(), now - ms->started, ms->generation,
+        ms->mode == RUNNING ? "running" : "stopping", ms->ready ? "true" : "false",
+        ms->target, serving_count(ms), ms->cfg->server.max_workers,
+        ms->cfg->recycle.max_concurrent_recycles, ms->boot_failures, ms->reloads,
+        master_reload_state_name(ms->reload_state));
     json_escape(b, ms->reload_error);
     buf_printf(b, "\", \"upgrade_pid\": %d},\n  \"molds\": [", (int)ms->heir_pid);
     json_mold(ms, b, &ms->mold, "current", &first);
@@ -321,7 +344,7 @@ static void render_stats(const struct master *ms, struct buf *b)
     buf_printf(b, "],\n  \"retired\": {");
     for (int r = 1; r < RETIRE_NREASONS; r++)
         buf_printf(b, "%s\"%s\": %" PRIu64, r > 1 ? ", " : "",
-                recycle_reason_name((enum retire_reason)r), ms->account.retired[r]);
+                   recycle_reason_name((enum retire_reason)r), ms->account.retired[r]);
     buf_printf(b, "},\n  \"workers\": [");
     for (uint32_t i = 0; i < ms->nslots; i++)
         if (ms->w[i].pid)
@@ -333,8 +356,10 @@ static void render_stats(const struct master *ms, struct buf *b)
     buf_printf(b, "\n}\n");
 }
 
-static void metrics_heaps(const struct master *ms, struct buf *b, const uint32_t *order, uint32_t n);
-static void metrics_app(const struct master *ms, struct buf *b, const uint32_t *order, uint32_t n);
+static void metrics_heaps(const struct master *ms, struct buf *b, const uint32_t *order,
+                          uint32_t n);
+static void metrics_app(const struct master *ms, struct buf *b, const uint32_t *order,
+                        uint32_t n);
 static void prom_escape(struct buf *b, const char *s);
 
 /* The cgroup's figures that can be read now, and the effective limits. */
@@ -343,24 +368,33 @@ static void metrics_cgroup(const struct master *ms, struct buf *b)
     uint64_t v;
 
     if (ms->cgroup.limit > 0)
-        buf_printf(b, "# HELP preforkd_cgroup_memory_limit_bytes Memory limit of the "
+        buf_printf(b,
+                   "# HELP preforkd_cgroup_memory_limit_bytes Memory limit of the "
                    "master's cgroup (the smallest over it and its ancestors).\n"
                    "# TYPE preforkd_cgroup_memory_limit_bytes gauge\n"
-                   "preforkd_cgroup_memory_limit_bytes %" PRIu64 "\n", ms->cgroup.limit);
+                   "preforkd_cgroup_memory_limit_bytes %" PRIu64 "\n",
+                   ms->cgroup.limit);
     if (cgroup_usage(&ms->cgroup, &v) == 0)
-        buf_printf(b, "# HELP preforkd_cgroup_memory_usage_bytes Memory in use in the "
+        buf_printf(b,
+                   "# HELP preforkd_cgroup_memory_usage_bytes Memory in use in the "
                    "master's cgroup.\n# TYPE preforkd_cgroup_memory_usage_bytes gauge\n"
-                   "preforkd_cgroup_memory_usage_bytes %" PRIu64 "\n", v);
+                   "preforkd_cgroup_memory_usage_bytes %" PRIu64 "\n",
+                   v);
     if (cgroup_oom_kills(&ms->cgroup, &v) == 0)
-        buf_printf(b, "# HELP preforkd_oom_kills_total Processes of the master's cgroup "
+        buf_printf(b,
+                   "# HELP preforkd_oom_kills_total Processes of the master's cgroup "
                    "killed by the kernel's OOM killer.\n# TYPE preforkd_oom_kills_total "
-                   "counter\npreforkd_oom_kills_total %" PRIu64 "\n", v);
-    buf_printf(b, "# HELP preforkd_max_rss_bytes Effective max_rss of the current "
-               "generation's workers (0 = off).\n# TYPE preforkd_max_rss_bytes gauge\n"
-               "preforkd_max_rss_bytes %" PRIu64 "\n"
-               "# HELP preforkd_max_rss_hard_bytes Effective max_rss_hard (0 = off).\n"
-               "# TYPE preforkd_max_rss_hard_bytes gauge\npreforkd_max_rss_hard_bytes %"
-               PRIu64 "\n", ms->cfg->recycle.max_rss, ms->cfg->recycle.max_rss_hard);
+                   "counter\npreforkd_oom_kills_total %" PRIu64 "\n",
+                   v);
+    buf_printf(
+        b,
+        "# HELP preforkd_max_rss_bytes Effective max_rss of the current "
+        "generation's workers (0 = off).\n# TYPE preforkd_max_rss_bytes gauge\n"
+        "preforkd_max_rss_bytes %" PRIu64 "\n"
+        "# HELP preforkd_max_rss_hard_bytes Effective max_rss_hard (0 = off).\n"
+        "# TYPE preforkd_max_rss_hard_bytes gauge\npreforkd_max_rss_hard_bytes %" PRIu64
+        "\n",
+        ms->cfg->recycle.max_rss, ms->cfg->recycle.max_rss_hard);
 }
 
 /* The workers that stand for their ids in /metrics' per-worker series,
@@ -413,27 +447,30 @@ static void metrics_requests(const struct master *ms, struct buf *b)
     char le[16];
 
     http_sums(ms, &h);
-    buf_puts(b, "# HELP preforkd_requests_total Responses sent by the workers, by status "
+    buf_puts(b,
+             "# HELP preforkd_requests_total Responses sent by the workers, by status "
              "class, the server's own error responses included; kept across recycles.\n"
              "# TYPE preforkd_requests_total counter\n");
     for (int i = 0; i < SB_STATUS_CLASSES; i++)
         buf_printf(b, "preforkd_requests_total{status=\"%dxx\"} %" PRIu64 "\n", i + 1,
                    h.by_class[i]);
     buf_puts(b, "# HELP preforkd_request_duration_seconds From a request's complete head "
-             "to the end of its response (the access log's request time).\n"
-             "# TYPE preforkd_request_duration_seconds histogram\n");
+                "to the end of its response (the access log's request time).\n"
+                "# TYPE preforkd_request_duration_seconds histogram\n");
     for (int i = 0; i <= SB_DURATION_BOUNDS; i++)
         buf_printf(b, "preforkd_request_duration_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
                    bound_text(i, le, sizeof(le)), h.buckets[i]);
     /* The count is the +Inf bucket's, read once: never a torn pair. */
-    buf_printf(b, "preforkd_request_duration_seconds_sum %.6f\n"
+    buf_printf(b,
+               "preforkd_request_duration_seconds_sum %.6f\n"
                "preforkd_request_duration_seconds_count %" PRIu64 "\n",
                h.duration_us / 1e6, h.buckets[SB_DURATION_BOUNDS]);
 }
 
 /* One gauge family with a row per worker id (pick_ids). */
-static void metrics_per_worker(const struct master *ms, struct buf *b, const uint32_t *order,
-                               uint32_t n, const char *name, const char *help,
+static void metrics_per_worker(const struct master *ms, struct buf *b,
+                               const uint32_t *order, uint32_t n, const char *name,
+                               const char *help,
                                uint64_t (*value)(const struct master *ms, uint32_t i))
 {
     buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
@@ -465,16 +502,18 @@ static void metrics_upstreams(const struct master *ms, struct buf *b)
         size_t off; /* of the uint64_t in struct upstream_sums */
     } fam[] = {
         {"preforkd_upstream_connections_open", "gauge",
-         "Connections open now, connecting ones included.", offsetof(struct upstream_sums, open)},
+         "Connections open now, connecting ones included.",
+         offsetof(struct upstream_sums, open)},
         {"preforkd_upstream_connections_idle", "gauge",
          "Connections idle in the pools now.", offsetof(struct upstream_sums, idle)},
-        {"preforkd_upstream_connections_created_total", "counter",
-         "Connections opened.", offsetof(struct upstream_sums, created)},
+        {"preforkd_upstream_connections_created_total", "counter", "Connections opened.",
+         offsetof(struct upstream_sums, created)},
         {"preforkd_upstream_requests_reused_total", "counter",
          "Requests sent on a pooled connection.", offsetof(struct upstream_sums, reused)},
         {"preforkd_upstream_requests_retried_total", "counter",
          "Requests sent again: a stale pooled connection, or another server after a "
-         "connect error.", offsetof(struct upstream_sums, retried)},
+         "connect error.",
+         offsetof(struct upstream_sums, retried)},
         {"preforkd_upstream_requests_timed_out_total", "counter",
          "Requests that ended in a connect or read timeout.",
          offsetof(struct upstream_sums, timed_out)},
@@ -495,14 +534,16 @@ static void metrics_upstreams(const struct master *ms, struct buf *b)
         }
     }
     if (t.n > 0)
-        buf_puts(b, "# HELP preforkd_upstream_requests_failed_total Requests that ended in "
+        buf_puts(b,
+                 "# HELP preforkd_upstream_requests_failed_total Requests that ended in "
                  "an error other than a timeout, by kind.\n"
                  "# TYPE preforkd_upstream_requests_failed_total counter\n");
     for (size_t i = 0; i < t.n; i++) {
         for (int k = 0; k < SB_FAIL_KINDS; k++) {
             buf_puts(b, "preforkd_upstream_requests_failed_total{upstream=\"");
             prom_escape(b, t.v[i].name);
-            buf_printf(b, "\",kind=\"%s\"} %" PRIu64 "\n", fail_names[k], t.v[i].failed[k]);
+            buf_printf(b, "\",kind=\"%s\"} %" PRIu64 "\n", fail_names[k],
+                       t.v[i].failed[k]);
         }
     }
     account_free_upstreams(&t);
@@ -513,20 +554,21 @@ static void render_metrics(const struct master *ms, struct buf *b)
     uint32_t *order = calloc(ms->nslots, sizeof(*order)), n;
 
     buf_puts(b, "# HELP preforkd_build_info The running preforkd: its version and the "
-             "ABI version of the app modules it loads.\n"
-             "# TYPE preforkd_build_info gauge\npreforkd_build_info{version=\"");
+                "ABI version of the app modules it loads.\n"
+                "# TYPE preforkd_build_info gauge\npreforkd_build_info{version=\"");
     prom_escape(b, PF_VERSION);
     buf_printf(b, "\",abi=\"%d\"} 1\n", PF_ABI_VERSION);
-    buf_printf(b, "# HELP preforkd_workers_serving Workers accepting requests.\n"
-            "# TYPE preforkd_workers_serving gauge\npreforkd_workers_serving %u\n"
-            "# HELP preforkd_workers_wanted Workers the master keeps.\n"
-            "# TYPE preforkd_workers_wanted gauge\npreforkd_workers_wanted %u\n"
-            "# HELP preforkd_workers_retired_total Workers gone, by reason.\n"
-            "# TYPE preforkd_workers_retired_total counter\n",
-            serving_count(ms), ms->target);
+    buf_printf(b,
+               "# HELP preforkd_workers_serving Workers accepting requests.\n"
+               "# TYPE preforkd_workers_serving gauge\npreforkd_workers_serving %u\n"
+               "# HELP preforkd_workers_wanted Workers the master keeps.\n"
+               "# TYPE preforkd_workers_wanted gauge\npreforkd_workers_wanted %u\n"
+               "# HELP preforkd_workers_retired_total Workers gone, by reason.\n"
+               "# TYPE preforkd_workers_retired_total counter\n",
+               serving_count(ms), ms->target);
     for (int r = 1; r < RETIRE_NREASONS; r++)
         buf_printf(b, "preforkd_workers_retired_total{reason=\"%s\"} %" PRIu64 "\n",
-                recycle_reason_name((enum retire_reason)r), ms->account.retired[r]);
+                   recycle_reason_name((enum retire_reason)r), ms->account.retired[r]);
     metrics_requests(ms, b);
     /* One family after the other: the text format wants each together.
      * Out of memory, the per-worker families are left out. */
@@ -537,7 +579,8 @@ static void render_metrics(const struct master *ms, struct buf *b)
                            worker_requests);
         metrics_per_worker(ms, b, order, n, "preforkd_worker_memory_bytes",
                            "Memory of the process that has this worker id now "
-                           "(memory_metric).", worker_memory);
+                           "(memory_metric).",
+                           worker_memory);
         metrics_per_worker(ms, b, order, n, "preforkd_worker_pid",
                            "Process id of the process that has this worker id now.",
                            worker_pid);
@@ -562,17 +605,19 @@ static void prom_escape(struct buf *b, const char *s)
     }
 }
 
-static void metrics_heaps(const struct master *ms, struct buf *b, const uint32_t *order, uint32_t n)
+static void metrics_heaps(const struct master *ms, struct buf *b, const uint32_t *order,
+                          uint32_t n)
 {
     buf_puts(b, "# HELP preforkd_worker_heap_bytes A worker's heaps: malloc's bytes "
-             "in use (c) and the app's own (python, for the wsgi module).\n"
-             "# TYPE preforkd_worker_heap_bytes gauge\n");
+                "in use (c) and the app's own (python, for the wsgi module).\n"
+                "# TYPE preforkd_worker_heap_bytes gauge\n");
     for (uint32_t k = 0; k < n; k++) {
         const struct worker *w = &ms->w[order[k]];
         struct slot *s = scoreboard_slot(ms->sb, order[k]);
         char name[sizeof(s->app_heap_name)];
 
-        buf_printf(b, "preforkd_worker_heap_bytes{worker=\"%d\",heap=\"c\"} %" PRIu64 "\n",
+        buf_printf(b,
+                   "preforkd_worker_heap_bytes{worker=\"%d\",heap=\"c\"} %" PRIu64 "\n",
                    w->id, SB_GET(s->c_heap));
         snprintf(name, sizeof(name), "%s", s->app_heap_name);
         if (name[0] == '\0')
@@ -585,7 +630,8 @@ static void metrics_heaps(const struct master *ms, struct buf *b, const uint32_t
 
 /* preforkd_app_NAME{worker,label}: each name's rows from every worker
  * together, under one TYPE line. */
-static void metrics_app(const struct master *ms, struct buf *b, const uint32_t *order, uint32_t n)
+static void metrics_app(const struct master *ms, struct buf *b, const uint32_t *order,
+                        uint32_t n)
 {
     char done[SB_METRICS * 4][32];
     int ndone = 0;
@@ -602,8 +648,10 @@ static void metrics_app(const struct master *ms, struct buf *b, const uint32_t *
             if (seen || ndone == (int)(sizeof(done) / sizeof(done[0])))
                 continue;
             snprintf(done[ndone++], sizeof(done[0]), "%s", first.name);
-            buf_printf(b, "# HELP preforkd_app_%s Published by the app (pf_metric_set).\n"
-                       "# TYPE preforkd_app_%s gauge\n", first.name, first.name);
+            buf_printf(b,
+                       "# HELP preforkd_app_%s Published by the app (pf_metric_set).\n"
+                       "# TYPE preforkd_app_%s gauge\n",
+                       first.name, first.name);
             for (uint32_t c = a; c < n; c++) {
                 for (int m = 0; m < SB_METRICS; m++) {
                     struct metrics_row r;
@@ -620,7 +668,8 @@ static void metrics_app(const struct master *ms, struct buf *b, const uint32_t *
     }
 }
 
-int stats_render(void *master, const struct admin_req *rq, struct buf *out, const char **ctype)
+int stats_render(void *master, const struct admin_req *rq, struct buf *out,
+                 const char **ctype)
 {
     struct master *ms = master; /* relay_render writes; the rest only reads */
     const char *path = rq->path;

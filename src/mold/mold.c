@@ -72,14 +72,21 @@ static void tell(int sock, const struct mold_msg *m, size_t len)
  * master (the middle process is exiting; that takes microseconds) so that
  * the master is the parent it checks and that reaps it. */
 static void __attribute__((noreturn))
-worker(const struct mold_boot *b, struct app *app, const struct mold_cmd *c,
-       int ctl_fd, pid_t middle)
+worker(const struct mold_boot *b, struct app *app, const struct mold_cmd *c, int ctl_fd,
+       pid_t middle)
 {
     struct worker_boot wb = {
-        .id = c->id, .slot = c->slot, .generation = b->generation,
-        .cfg = b->cfg, .app = app, .listen_fds = b->listen_fds,
-        .nlisten = b->nlisten, .sb = b->sb, .msg_fd = b->msg_fd,
-        .handoff_fd = {b->handoff_fd[0], b->handoff_fd[1]}, .master = b->master,
+        .id = c->id,
+        .slot = c->slot,
+        .generation = b->generation,
+        .cfg = b->cfg,
+        .app = app,
+        .listen_fds = b->listen_fds,
+        .nlisten = b->nlisten,
+        .sb = b->sb,
+        .msg_fd = b->msg_fd,
+        .handoff_fd = {b->handoff_fd[0], b->handoff_fd[1]},
+        .master = b->master,
         .ctl_fd = ctl_fd,
     };
     pid_t parent;
@@ -101,8 +108,8 @@ static struct {
     struct app *app;
     struct mold_cmd c;
     int ctl_fd;
-    pid_t middle;    /* the middle process: the worker's first parent */
-    jmp_buf worker;  /* spawn_worker's frame, where the worker goes on */
+    pid_t middle;   /* the middle process: the worker's first parent */
+    jmp_buf worker; /* spawn_worker's frame, where the worker goes on */
 } mold;
 
 /* The middle process: forks the worker, tells the master its pid, exits.
@@ -174,7 +181,9 @@ static ssize_t recv_cmd(int sock, struct mold_cmd *c, int *fd)
 {
     char ctl[CMSG_SPACE(sizeof(int))];
     struct iovec iov = {.iov_base = c, .iov_len = sizeof(*c)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl,
                         .msg_controllen = sizeof(ctl)};
     struct cmsghdr *cm;
     ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);

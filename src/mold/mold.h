@@ -18,24 +18,24 @@
 /* Master -> mold, with the worker's end of its command socket pair
  * (command.h) attached (SCM_RIGHTS), or none. */
 struct mold_cmd {
-    uint32_t type;       /* MOLD_SPAWN */
-    int32_t id;          /* the worker's place in the pool */
-    int32_t slot;        /* its scoreboard slot, 0-based */
+    uint32_t type; /* MOLD_SPAWN */
+    int32_t id;    /* the worker's place in the pool */
+    int32_t slot;  /* its scoreboard slot, 0-based */
 };
 
 enum { MOLD_SPAWN = 1 };
 
 /* Mold -> master. */
 enum mold_msg_type {
-    MOLD_READY = 1,  /* the app is loaded (or nothing to load): ask away */
-    MOLD_SPAWNED,    /* slot's worker is pid (or pid -1: fork failed, errno err) */
-    MOLD_FAILED,     /* the app could not be loaded: text says why; exit follows */
+    MOLD_READY = 1, /* the app is loaded (or nothing to load): ask away */
+    MOLD_SPAWNED,   /* slot's worker is pid (or pid -1: fork failed, errno err) */
+    MOLD_FAILED,    /* the app could not be loaded: text says why; exit follows */
 };
 
 #define MOLD_TEXT_MAX 3072
 
 struct mold_msg {
-    uint32_t type;       /* enum mold_msg_type */
+    uint32_t type; /* enum mold_msg_type */
     int32_t slot;
     int32_t pid;
     int32_t err;
@@ -50,9 +50,9 @@ struct mold_boot {
     const int *listen_fds;
     size_t nlisten;
     struct scoreboard *sb;
-    int msg_fd;          /* write end of the worker -> master pipe */
-    int handoff_fd[2];   /* handoff.h */
-    int sock;            /* the mold's end of its socket pair with the master */
+    int msg_fd;        /* write end of the worker -> master pipe */
+    int handoff_fd[2]; /* handoff.h */
+    int sock;          /* the mold's end of its socket pair with the master */
     pid_t master;
 };
 

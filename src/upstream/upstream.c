@@ -38,10 +38,10 @@ static void sync_gauges(const ups_t *up)
     SB_SET(up->sb->idle, up->nidle);
 }
 
-#define COUNT(up, field)                                                      \
-    do {                                                                      \
-        if ((up)->sb != NULL)                                                 \
-            SB_ADD((up)->sb->field, 1);                                       \
+#define COUNT(up, field) \
+    do { \
+        if ((up)->sb != NULL) \
+            SB_ADD((up)->sb->field, 1); \
     } while (0)
 
 /* The counter of a request that ended with err (not a timeout). */
@@ -154,8 +154,7 @@ static void conn_destroy(struct ups_conn *c)
  * (no churn), a burst that ended gives them back soon. */
 static double surplus_grace(const struct config_upstream *cfg)
 {
-    return cfg->idle_timeout < UPS_SURPLUS_GRACE ? cfg->idle_timeout
-                                                 : UPS_SURPLUS_GRACE;
+    return cfg->idle_timeout < UPS_SURPLUS_GRACE ? cfg->idle_timeout : UPS_SURPLUS_GRACE;
 }
 
 static void on_trim(struct ev_loop *loop, ev_timer *w, int revents)
@@ -207,8 +206,8 @@ static void server_failed(struct ups_server *s)
         return;
     s->fails = 0;
     s->down_until = ev_now(s->up->loop) + cfg->fail_timeout;
-    log_warnx("upstream %s: %s marked down for %.3gs after %u failure%s",
-              cfg->name, s->addr->text, cfg->fail_timeout, cfg->max_fails,
+    log_warnx("upstream %s: %s marked down for %.3gs after %u failure%s", cfg->name,
+              s->addr->text, cfg->fail_timeout, cfg->max_fails,
               cfg->max_fails == 1 ? "" : "s");
     while (s->idle_head != NULL)
         conn_destroy(s->idle_head);
@@ -391,8 +390,8 @@ static void attach(ureq_t *u, struct ups_conn *c)
     u->state = UREQ_ACTIVE;
     u->conn = c;
     u->fresh = false;
-    upstream_conn_start(c, u, cfg->max_idle == 0 ||
-                                  c->nreq + 1 >= cfg->keepalive_requests);
+    upstream_conn_start(c, u,
+                        cfg->max_idle == 0 || c->nreq + 1 >= cfg->keepalive_requests);
 }
 
 /* Gives u a connection to s: a pooled one unless u needs a fresh one, else
@@ -443,9 +442,10 @@ static int dispatch(ureq_t *u, bool prefer_idle)
         return PF_UPSTREAM_ECONNECT;
     }
     if (up->nwaiting >= up->cfg->max_waiters) {
-        upstream_warn(up, NULL, "%u connections per server busy and %u "
-                      "requests waiting", up->cfg->max_connections,
-                      up->nwaiting);
+        upstream_warn(up, NULL,
+                      "%u connections per server busy and %u "
+                      "requests waiting",
+                      up->cfg->max_connections, up->nwaiting);
         return PF_UPSTREAM_EBUSY;
     }
     enqueue(u);
@@ -497,8 +497,7 @@ void upstream_exchange_done(struct ups_conn *c, bool reusable)
  * sent, so any other server may have it. A pooled connection that failed
  * before any response byte was most likely closed by the upstream while
  * idle: an idempotent request goes again, on a new connection. */
-static bool may_retry(ureq_t *u, enum uconn_fail why, bool reused,
-                      bool before_byte)
+static bool may_retry(ureq_t *u, enum uconn_fail why, bool reused, bool before_byte)
 {
     if (why == UFAIL_CONNECT || why == UFAIL_CONNECT_TIMEOUT)
         return u->attempts < u->up->nservers;
@@ -513,15 +512,11 @@ static bool may_retry(ureq_t *u, enum uconn_fail why, bool reused,
 static int error_of(enum uconn_fail why)
 {
     switch (why) {
-    case UFAIL_CONNECT:
-        return PF_UPSTREAM_ECONNECT;
+    case UFAIL_CONNECT: return PF_UPSTREAM_ECONNECT;
     case UFAIL_CONNECT_TIMEOUT:
-    case UFAIL_READ_TIMEOUT:
-        return PF_UPSTREAM_ETIMEOUT;
-    case UFAIL_PROTO:
-        return PF_UPSTREAM_EPROTO;
-    default:
-        return PF_UPSTREAM_ERESET;
+    case UFAIL_READ_TIMEOUT: return PF_UPSTREAM_ETIMEOUT;
+    case UFAIL_PROTO: return PF_UPSTREAM_EPROTO;
+    default: return PF_UPSTREAM_ERESET;
     }
 }
 
@@ -544,8 +539,8 @@ void upstream_exchange_failed(struct ups_conn *c, enum uconn_fail why)
     conn_destroy(c);
     if (may_retry(u, why, reused, before_byte)) {
         COUNT(up, retried);
-        log_debug("upstream %s: %s: retrying after: %s", up->cfg->name,
-                  s->addr->text, pf_upstream_strerror(err));
+        log_debug("upstream %s: %s: retrying after: %s", up->cfg->name, s->addr->text,
+                  pf_upstream_strerror(err));
         err = dispatch(u, false);
     }
     serve_waiters(up);
@@ -575,12 +570,10 @@ pf_upstream *pf_upstream_find(const char *name)
 
 /* See preforkd.h. Frames and copies everything now; any error found
  * while dispatching is reported from u's timer, never from here. */
-pf_upstream_req *pf_upstream_request(pf_upstream *up, pf_str method,
-                                     pf_str target, const pf_header *headers,
-                                     size_t nheaders, const void *body,
-                                     size_t len,
-                                     const pf_upstream_callbacks *cb,
-                                     void *arg)
+pf_upstream_req *pf_upstream_request(pf_upstream *up, pf_str method, pf_str target,
+                                     const pf_header *headers, size_t nheaders,
+                                     const void *body, size_t len,
+                                     const pf_upstream_callbacks *cb, void *arg)
 {
     ureq_t *u;
     int err;
@@ -590,8 +583,8 @@ pf_upstream_req *pf_upstream_request(pf_upstream *up, pf_str method,
     u = calloc(1, sizeof(*u));
     if (u == NULL)
         return NULL;
-    if (upstream_http_request(&u->msg, &u->head_len, method, target, headers,
-                              nheaders, body, len, up->cfg->name) < 0) {
+    if (upstream_http_request(&u->msg, &u->head_len, method, target, headers, nheaders,
+                              body, len, up->cfg->name) < 0) {
         free(u);
         return NULL;
     }
@@ -664,8 +657,8 @@ const char *pf_upstream_strerror(int error)
 
 /* ---- the worker's life ---------------------------------------------------- */
 
-static int init_one(ups_t *up, struct ev_loop *loop,
-                    const struct config_upstream *cfg, struct sb_upstream *sb)
+static int init_one(ups_t *up, struct ev_loop *loop, const struct config_upstream *cfg,
+                    struct sb_upstream *sb)
 {
     up->loop = loop;
     up->cfg = cfg;
@@ -702,7 +695,8 @@ int upstream_worker_init(struct ev_loop *loop, const struct config *cfg,
         return -1;
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         struct sb_upstream *sb = slot != NULL && i < SB_MAX_UPSTREAMS
-                                     ? &slot->upstreams[i] : NULL;
+                                     ? &slot->upstreams[i]
+                                     : NULL;
 
         if (init_one(&pools.ups[i], loop, &cfg->upstreams[i], sb) < 0) {
             upstream_worker_exit();

@@ -247,8 +247,10 @@ static void idle_readable(struct ups_conn *c)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     log_debug("upstream %s: %s: idle connection %s", c->srv->up->cfg->name,
-              c->srv->addr->text, n == 0 ? "closed by the server" :
-              n > 0 ? "got unexpected bytes" : strerror(errno));
+              c->srv->addr->text,
+              n == 0  ? "closed by the server"
+              : n > 0 ? "got unexpected bytes"
+                      : strerror(errno));
     upstream_idle_lost(c);
 }
 
@@ -305,9 +307,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
                       c->srv->up->cfg->read_timeout);
         upstream_exchange_failed(c, UFAIL_READ_TIMEOUT);
         break;
-    case UCONN_IDLE:
-        upstream_idle_lost(c);
-        break;
+    case UCONN_IDLE: upstream_idle_lost(c); break;
     }
 }
 

@@ -62,32 +62,28 @@ static bool str_is(pf_str s, const char *lit, size_t n)
 static bool owned_header(pf_str name)
 {
     return str_is(name, STR("connection")) || str_is(name, STR("keep-alive")) ||
-           str_is(name, STR("content-length")) ||
-           str_is(name, STR("transfer-encoding"));
+           str_is(name, STR("content-length")) || str_is(name, STR("transfer-encoding"));
 }
 
 /* See upstream_int.h (RFC 9110 9.2.2). */
 bool upstream_http_idempotent(pf_str m)
 {
-    return str_is(m, STR("GET")) || str_is(m, STR("HEAD")) ||
-           str_is(m, STR("PUT")) || str_is(m, STR("DELETE")) ||
-           str_is(m, STR("OPTIONS")) || str_is(m, STR("TRACE"));
+    return str_is(m, STR("GET")) || str_is(m, STR("HEAD")) || str_is(m, STR("PUT")) ||
+           str_is(m, STR("DELETE")) || str_is(m, STR("OPTIONS")) ||
+           str_is(m, STR("TRACE"));
 }
 
 /* Methods whose requests have no body by convention: Content-Length: 0
  * is left out for them (RFC 9110 8.6). */
 static bool bodiless_method(pf_str m)
 {
-    return str_is(m, STR("GET")) || str_is(m, STR("HEAD")) ||
-           str_is(m, STR("DELETE")) || str_is(m, STR("OPTIONS")) ||
-           str_is(m, STR("TRACE"));
+    return str_is(m, STR("GET")) || str_is(m, STR("HEAD")) || str_is(m, STR("DELETE")) ||
+           str_is(m, STR("OPTIONS")) || str_is(m, STR("TRACE"));
 }
 
-static bool valid_request(pf_str method, pf_str target, const pf_header *h,
-                          size_t n)
+static bool valid_request(pf_str method, pf_str target, const pf_header *h, size_t n)
 {
-    if (!is_token(method) || str_is(method, STR("CONNECT")) ||
-        !is_target(target))
+    if (!is_token(method) || str_is(method, STR("CONNECT")) || !is_target(target))
         return false;
     for (size_t i = 0; i < n; i++)
         if (!is_token(h[i].name) || !is_value(h[i].value))
@@ -106,9 +102,9 @@ static void put_header(struct buf *out, pf_str name, pf_str value)
 
 /* See upstream_int.h. The final CRLF is left to the sender, which adds
  * "Connection: close" before it on a connection's last request. */
-int upstream_http_request(struct buf *out, size_t *head_len, pf_str method,
-                          pf_str target, const pf_header *h, size_t n,
-                          const void *body, size_t len, const char *host)
+int upstream_http_request(struct buf *out, size_t *head_len, pf_str method, pf_str target,
+                          const pf_header *h, size_t n, const void *body, size_t len,
+                          const char *host)
 {
     bool has_host = false;
     char line[48];
@@ -162,8 +158,7 @@ static int on_message_begin(http_parser *p)
 
 /* Header pieces are appended to ps->head; a piece continues the current
  * name or value when the last callback was of the same kind. */
-static int header_piece(struct ups_parse *ps, const char *at, size_t len,
-                        bool field)
+static int header_piece(struct ups_parse *ps, const char *at, size_t len, bool field)
 {
     struct ups_hdr *h;
 
@@ -181,7 +176,8 @@ static int header_piece(struct ups_parse *ps, const char *at, size_t len,
             ps->hdr_cap = cap;
         }
         ps->hdrs[ps->nhdrs++] = (struct ups_hdr){
-            .name_off = (uint32_t)ps->head.len, .value_off = (uint32_t)ps->head.len,
+            .name_off = (uint32_t)ps->head.len,
+            .value_off = (uint32_t)ps->head.len,
         };
     }
     h = &ps->hdrs[ps->nhdrs - 1];

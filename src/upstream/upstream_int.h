@@ -64,9 +64,9 @@ struct ups_parse {
  * usually has one; drops the caller's Connection, Keep-Alive,
  * Content-Length and Transfer-Encoding. 0, or -1 (out untouched) for a
  * method, target or header that cannot be sent as is. */
-int upstream_http_request(struct buf *out, size_t *head_len, pf_str method,
-                          pf_str target, const pf_header *h, size_t n,
-                          const void *body, size_t len, const char *host);
+int upstream_http_request(struct buf *out, size_t *head_len, pf_str method, pf_str target,
+                          const pf_header *h, size_t n, const void *body, size_t len,
+                          const char *host);
 
 /* True for the methods RFC 9110 calls idempotent. */
 bool upstream_http_idempotent(pf_str method);
@@ -107,10 +107,10 @@ struct ups_server {
     struct ups_conn *idle_head; /* idle, most recently used first */
     struct ups_conn *idle_tail;
     uint32_t nopen, nidle;
-    uint32_t fails;             /* failures in a row */
-    ev_tstamp down_until;       /* skipped until then (passive health) */
-    ev_timer trim;              /* closes idle connections beyond max_idle */
-    struct ups_ratelimit rl;    /* warnings about this server */
+    uint32_t fails;          /* failures in a row */
+    ev_tstamp down_until;    /* skipped until then (passive health) */
+    ev_timer trim;           /* closes idle connections beyond max_idle */
+    struct ups_ratelimit rl; /* warnings about this server */
 };
 
 struct pf_upstream {
@@ -118,37 +118,37 @@ struct pf_upstream {
     const struct config_upstream *cfg;
     struct ups_server *servers;
     size_t nservers;
-    size_t rr;                  /* next server, round robin */
+    size_t rr;                     /* next server, round robin */
     ureq_t *wait_head, *wait_tail; /* requests waiting for a connection */
     uint32_t nwaiting;
-    ureq_t *reqs;               /* every live request */
-    uint32_t nopen, nidle;      /* over every server */
-    struct sb_upstream *sb;     /* our counters in the scoreboard, or NULL */
-    struct ups_ratelimit rl;    /* warnings about the whole upstream */
+    ureq_t *reqs;            /* every live request */
+    uint32_t nopen, nidle;   /* over every server */
+    struct sb_upstream *sb;  /* our counters in the scoreboard, or NULL */
+    struct ups_ratelimit rl; /* warnings about the whole upstream */
 };
 
 enum ureq_state { UREQ_NEW, UREQ_WAITING, UREQ_ACTIVE, UREQ_DONE };
 
 struct pf_upstream_req {
     ups_t *up;
-    ureq_t *prev, *next;        /* up->reqs */
-    ureq_t *wprev, *wnext;      /* up->wait_head, while waiting */
-    struct ups_conn *conn;      /* while active */
+    ureq_t *prev, *next;   /* up->reqs */
+    ureq_t *wprev, *wnext; /* up->wait_head, while waiting */
+    struct ups_conn *conn; /* while active */
     pf_upstream_callbacks cb;
     void *arg;
-    struct buf msg;             /* the framed request: head, body */
-    size_t head_len;            /* head bytes of msg (no final CRLF) */
+    struct buf msg;  /* the framed request: head, body */
+    size_t head_len; /* head bytes of msg (no final CRLF) */
     enum ureq_state state;
-    uint32_t attempts;          /* connections tried */
-    uint32_t retries_left;      /* sends on a fresh connection left */
-    int error;                  /* to report from the timer */
-    int in_cb;                  /* inside a callback to the app */
+    uint32_t attempts;     /* connections tried */
+    uint32_t retries_left; /* sends on a fresh connection left */
+    int error;             /* to report from the timer */
+    int in_cb;             /* inside a callback to the app */
     bool idempotent;
-    bool head_only;             /* HEAD */
-    bool fresh;                 /* the next attempt needs a new connection */
+    bool head_only; /* HEAD */
+    bool fresh;     /* the next attempt needs a new connection */
     bool paused;
-    bool cancelled;             /* by the app from a callback: reap later */
-    ev_timer timer;             /* waiting deadline, or a deferred error */
+    bool cancelled; /* by the app from a callback: reap later */
+    ev_timer timer; /* waiting deadline, or a deferred error */
 };
 
 enum uconn_state { UCONN_CONNECTING, UCONN_BUSY, UCONN_IDLE };
@@ -161,34 +161,34 @@ struct ups_conn {
     enum uconn_state state;
     ev_io rio, wio;
     ev_timer timer;
-    ev_tstamp deadline;         /* lazy: the timer re-arms until then */
+    ev_tstamp deadline; /* lazy: the timer re-arms until then */
     ev_tstamp idle_since;
-    uint32_t nreq;              /* requests sent on it */
-    ureq_t *req;                /* the exchange in progress */
-    struct buf in;              /* response bytes, parsed up to in_pos */
+    uint32_t nreq; /* requests sent on it */
+    ureq_t *req;   /* the exchange in progress */
+    struct buf in; /* response bytes, parsed up to in_pos */
     size_t in_pos;
-    size_t sent;                /* bytes of the request written */
-    bool last;                  /* no request after this one: "close" */
-    bool got_byte;              /* a response byte arrived */
-    bool broken;                /* sending failed: report it from the loop */
+    size_t sent;   /* bytes of the request written */
+    bool last;     /* no request after this one: "close" */
+    bool got_byte; /* a response byte arrived */
+    bool broken;   /* sending failed: report it from the loop */
     struct ups_parse ps;
 };
 
 /* Failure kinds the connection layer reports to the pool. */
 enum uconn_fail {
-    UFAIL_CONNECT,  /* connect refused, unreachable ... */
+    UFAIL_CONNECT, /* connect refused, unreachable ... */
     UFAIL_CONNECT_TIMEOUT,
     UFAIL_READ_TIMEOUT,
-    UFAIL_RESET,    /* closed or reset during the exchange */
-    UFAIL_PROTO,    /* the response is not valid HTTP */
+    UFAIL_RESET, /* closed or reset during the exchange */
+    UFAIL_PROTO, /* the response is not valid HTTP */
 };
 
 /* upstream.c, called by upstream_conn.c */
 /* log_warnx "upstream NAME: [SERVER: ]message", at most once a second per
  * server (s) or per upstream (s NULL): a dead upstream under load must not
  * flood the log. */
-void upstream_warn(struct pf_upstream *up, struct ups_server *s,
-                   const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void upstream_warn(struct pf_upstream *up, struct ups_server *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void upstream_exchange_done(struct ups_conn *c, bool reusable);
 void upstream_exchange_failed(struct ups_conn *c, enum uconn_fail why);
 void upstream_idle_lost(struct ups_conn *c);

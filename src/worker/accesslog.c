@@ -29,15 +29,16 @@
 #include "buf.h"
 #include "log.h"
 
-#define FLUSH_AT (64u * 1024)  /* write the buffer out once it holds this */
-#define FLUSH_EVERY 1.0        /* seconds: the timer */
+#define FLUSH_AT (64u * 1024) /* write the buffer out once it holds this */
+#define FLUSH_EVERY 1.0       /* seconds: the timer */
 
 /* As nginx and Apache log them: the body's bytes ($body_bytes_sent, %b). */
 #define FMT_COMMON "$remote_addr - - [$time_local] \"$request\" $status $body_bytes_sent"
 #define FMT_COMBINED FMT_COMMON " \"$http_referer\" \"$http_user_agent\""
 /* One JSON object a line: in this format each text variable is a JSON
  * string (or null when absent), numbers are numbers. */
-#define FMT_JSON "{\"time\":$time_iso8601,\"remote_addr\":$remote_addr," \
+#define FMT_JSON \
+    "{\"time\":$time_iso8601,\"remote_addr\":$remote_addr," \
     "\"request\":$request,\"method\":$request_method,\"uri\":$request_uri," \
     "\"protocol\":$server_protocol,\"status\":$status,\"bytes_sent\":$bytes_sent," \
     "\"body_bytes_sent\":$body_bytes_sent,\"request_time\":$request_time," \
@@ -45,9 +46,24 @@
     "\"worker_id\":$worker_id,\"worker_pid\":$worker_pid}"
 
 enum var {
-    V_LITERAL, V_REMOTE_ADDR, V_TIME_LOCAL, V_TIME_ISO8601, V_MSEC, V_REQUEST,
-    V_METHOD, V_URI, V_PROTOCOL, V_STATUS, V_BYTES_SENT, V_BODY_BYTES, V_REFERER,
-    V_USER_AGENT, V_HOST, V_REQUEST_TIME, V_REQUEST_TIME_US, V_WORKER_PID,
+    V_LITERAL,
+    V_REMOTE_ADDR,
+    V_TIME_LOCAL,
+    V_TIME_ISO8601,
+    V_MSEC,
+    V_REQUEST,
+    V_METHOD,
+    V_URI,
+    V_PROTOCOL,
+    V_STATUS,
+    V_BYTES_SENT,
+    V_BODY_BYTES,
+    V_REFERER,
+    V_USER_AGENT,
+    V_HOST,
+    V_REQUEST_TIME,
+    V_REQUEST_TIME_US,
+    V_WORKER_PID,
     V_WORKER_ID,
 };
 
@@ -55,15 +71,23 @@ static const struct {
     const char *name;
     enum var var;
 } vars[] = {
-    {"remote_addr", V_REMOTE_ADDR},     {"time_local", V_TIME_LOCAL},
-    {"time_iso8601", V_TIME_ISO8601},   {"msec", V_MSEC},
-    {"request", V_REQUEST},             {"request_method", V_METHOD},
-    {"request_uri", V_URI},             {"server_protocol", V_PROTOCOL},
-    {"status", V_STATUS},               {"bytes_sent", V_BYTES_SENT},
+    {"remote_addr", V_REMOTE_ADDR},
+    {"time_local", V_TIME_LOCAL},
+    {"time_iso8601", V_TIME_ISO8601},
+    {"msec", V_MSEC},
+    {"request", V_REQUEST},
+    {"request_method", V_METHOD},
+    {"request_uri", V_URI},
+    {"server_protocol", V_PROTOCOL},
+    {"status", V_STATUS},
+    {"bytes_sent", V_BYTES_SENT},
     {"body_bytes_sent", V_BODY_BYTES},
-    {"http_referer", V_REFERER},        {"http_user_agent", V_USER_AGENT},
-    {"http_host", V_HOST},              {"request_time", V_REQUEST_TIME},
-    {"request_time_us", V_REQUEST_TIME_US}, {"worker_pid", V_WORKER_PID},
+    {"http_referer", V_REFERER},
+    {"http_user_agent", V_USER_AGENT},
+    {"http_host", V_HOST},
+    {"request_time", V_REQUEST_TIME},
+    {"request_time_us", V_REQUEST_TIME_US},
+    {"worker_pid", V_WORKER_PID},
     {"worker_id", V_WORKER_ID},
 };
 
@@ -78,19 +102,19 @@ struct format {
     char *text;
     struct op *ops;
     size_t nops;
-    bool json;  /* "json": text variables as JSON strings */
+    bool json; /* "json": text variables as JSON strings */
 };
 
 static struct {
     struct ev_loop *loop;
     struct format fmt;
-    char *path;        /* NULL: stderr */
-    int fd;            /* -1: closed */
-    bool chunked;      /* not a regular file: PIPE_BUF pieces */
-    bool failing;      /* the last write failed (warned once) */
+    char *path;   /* NULL: stderr */
+    int fd;       /* -1: closed */
+    bool chunked; /* not a regular file: PIPE_BUF pieces */
+    bool failing; /* the last write failed (warned once) */
     struct buf out;
     ev_timer timer;
-    time_t tsec;       /* the second the cached times are for */
+    time_t tsec; /* the second the cached times are for */
     char tlocal[40], tiso[40];
 } alog = {.fd = -1, .tsec = -1};
 
@@ -98,8 +122,8 @@ static struct {
 
 static bool name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_';
 }
 
 static int find_var(const char *name, size_t len)
@@ -154,9 +178,10 @@ static void format_free(struct format *f)
  * message in why naming the offending text. */
 static int compile(const char *spec, struct format *f, char *why, size_t wlen)
 {
-    const char *s = strcmp(spec, "common") == 0 ? FMT_COMMON :
-                    strcmp(spec, "combined") == 0 ? FMT_COMBINED :
-                    strcmp(spec, "json") == 0 ? FMT_JSON : spec;
+    const char *s = strcmp(spec, "common") == 0     ? FMT_COMMON
+                    : strcmp(spec, "combined") == 0 ? FMT_COMBINED
+                    : strcmp(spec, "json") == 0     ? FMT_JSON
+                                                    : spec;
     size_t i = 0, lit = 0;
 
     *f = (struct format){.text = strdup(s), .json = strcmp(spec, "json") == 0};
@@ -185,8 +210,10 @@ static int compile(const char *spec, struct format *f, char *why, size_t wlen)
         }
         next = var_at(s, i + 1, &name, &len);
         if (next < 0) {
-            snprintf(why, wlen, "\"$\" at offset %zu is not followed by a "
-                     "variable name (write $$ for a dollar sign)", i);
+            snprintf(why, wlen,
+                     "\"$\" at offset %zu is not followed by a "
+                     "variable name (write $$ for a dollar sign)",
+                     i);
             goto fail;
         }
         if ((v = find_var(name, len)) < 0) {
@@ -363,7 +390,7 @@ static void put_var(struct buf *b, enum var v, const struct accesslog_entry *e)
     char t[32];
 
     switch (v) {
-    case V_LITERAL:         break;
+    case V_LITERAL: break;
     case V_REMOTE_ADDR:
         put_str(b, (pf_str){e->peer, e->peer ? strlen(e->peer) : 0});
         break;
@@ -375,23 +402,23 @@ static void put_var(struct buf *b, enum var v, const struct accesslog_entry *e)
         cache_times((time_t)e->start);
         put_text(b, alog.tiso, strlen(alog.tiso));
         break;
-    case V_MSEC:            put_fmt(b, "%.3f", e->start); break;
-    case V_REQUEST:         put_request(b, e); break;
-    case V_METHOD:          put_part(b, e->method); break;
-    case V_URI:             put_part(b, e->target); break;
-    case V_PROTOCOL:        put_part(b, (pf_str){t, strlen(protocol(e->version, t))}); break;
-    case V_STATUS:          put_fmt(b, "%d", e->status); break;
-    case V_BYTES_SENT:      put_fmt(b, "%" PRIu64, e->bytes); break;
-    case V_BODY_BYTES:      put_fmt(b, "%" PRIu64, e->body_bytes); break;
-    case V_REFERER:         put_str(b, e->referer); break;
-    case V_USER_AGENT:      put_str(b, e->user_agent); break;
-    case V_HOST:            put_str(b, e->host); break;
-    case V_REQUEST_TIME:    put_fmt(b, "%.3f", e->duration > 0 ? e->duration : 0); break;
+    case V_MSEC: put_fmt(b, "%.3f", e->start); break;
+    case V_REQUEST: put_request(b, e); break;
+    case V_METHOD: put_part(b, e->method); break;
+    case V_URI: put_part(b, e->target); break;
+    case V_PROTOCOL: put_part(b, (pf_str){t, strlen(protocol(e->version, t))}); break;
+    case V_STATUS: put_fmt(b, "%d", e->status); break;
+    case V_BYTES_SENT: put_fmt(b, "%" PRIu64, e->bytes); break;
+    case V_BODY_BYTES: put_fmt(b, "%" PRIu64, e->body_bytes); break;
+    case V_REFERER: put_str(b, e->referer); break;
+    case V_USER_AGENT: put_str(b, e->user_agent); break;
+    case V_HOST: put_str(b, e->host); break;
+    case V_REQUEST_TIME: put_fmt(b, "%.3f", e->duration > 0 ? e->duration : 0); break;
     case V_REQUEST_TIME_US:
         put_fmt(b, "%" PRIu64, e->duration > 0 ? (uint64_t)(e->duration * 1e6 + 0.5) : 0);
         break;
-    case V_WORKER_PID:      put_fmt(b, "%ld", (long)e->pid); break;
-    case V_WORKER_ID:       put_fmt(b, "%d", e->worker_id); break;
+    case V_WORKER_PID: put_fmt(b, "%ld", (long)e->pid); break;
+    case V_WORKER_ID: put_fmt(b, "%d", e->worker_id); break;
     }
 }
 
@@ -449,10 +476,12 @@ void accesslog_flush(void)
         return;
     rc = alog.chunked ? write_pieces(alog.out.p, n) : write_all(alog.out.p, n);
     if (rc < 0 && !alog.failing) {
-        log_warn("access log: writing %zu bytes to %s", n, alog.path ? alog.path : "stderr");
+        log_warn("access log: writing %zu bytes to %s", n,
+                 alog.path ? alog.path : "stderr");
         alog.failing = true;
     } else if (rc == 0 && alog.failing) {
-        log_info("access log: writing to %s works again", alog.path ? alog.path : "stderr");
+        log_info("access log: writing to %s works again",
+                 alog.path ? alog.path : "stderr");
         alog.failing = false;
     }
     alog.out.len = 0;
@@ -558,7 +587,8 @@ void accesslog_close(void)
     if (alog.fd < 0)
         return;
     accesslog_flush();
-    ev_ref(alog.loop); /* libev: re-reference an unreferenced watcher before stopping it */
+    ev_ref(
+        alog.loop); /* libev: re-reference an unreferenced watcher before stopping it */
     ev_timer_stop(alog.loop, &alog.timer);
     if (alog.fd != 2)
         close(alog.fd);

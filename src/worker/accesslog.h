@@ -17,14 +17,14 @@
 /* What one line may say. Strings point into the connection's buffer and
  * are only valid during accesslog_write. */
 struct accesslog_entry {
-    const char *peer;        /* "127.0.0.1" */
-    double start;            /* wall clock (seconds): request head complete */
-    double duration;         /* seconds, head complete -> response queued */
+    const char *peer; /* "127.0.0.1" */
+    double start;     /* wall clock (seconds): request head complete */
+    double duration;  /* seconds, head complete -> response queued */
     pf_str method, target;
-    int version;             /* 10, 11 */
+    int version; /* 10, 11 */
     int status;
-    uint64_t bytes;          /* response bytes: head and body */
-    uint64_t body_bytes;     /* of which the body (0 for HEAD, 204, 304) */
+    uint64_t bytes;                   /* response bytes: head and body */
+    uint64_t body_bytes;              /* of which the body (0 for HEAD, 204, 304) */
     pf_str referer, user_agent, host; /* .ptr NULL when absent */
     pid_t pid;
     int worker_id;

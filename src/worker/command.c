@@ -51,11 +51,13 @@ static void answer(const struct cmd_req *rq)
                  ? chan.builtin(cmd, args, chan.reply.text, sizeof(chan.reply.text))
                  : 0;
     if (status == 0)
-        status = app_command(chan.app, cmd, args, chan.reply.text, sizeof(chan.reply.text));
+        status = app_command(chan.app, cmd, args, chan.reply.text,
+                             sizeof(chan.reply.text));
     chan.reply.status = status;
     chan.reply.text[sizeof(chan.reply.text) - 1] = '\0';
     log_info("command \"%s%s%s\": %d", cmd, *args ? " " : "", args, status);
-    if (send(chan.fd, &chan.reply, offsetof(struct cmd_reply, text) + strlen(chan.reply.text) + 1,
+    if (send(chan.fd, &chan.reply,
+             offsetof(struct cmd_reply, text) + strlen(chan.reply.text) + 1,
              MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
         log_warn("command: answering the master");
 }

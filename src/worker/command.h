@@ -15,8 +15,8 @@
 
 #include "app.h"
 
-#define CMD_LINE_MAX 1024     /* "NAME ARGS", NUL-terminated */
-#define CMD_REPLY_MAX 65536   /* the answer's text, at most */
+#define CMD_LINE_MAX 1024   /* "NAME ARGS", NUL-terminated */
+#define CMD_REPLY_MAX 65536 /* the answer's text, at most */
 
 struct cmd_req {
     uint32_t seq;
@@ -24,8 +24,8 @@ struct cmd_req {
 };
 
 struct cmd_reply {
-    uint32_t seq;          /* the request's */
-    int32_t status;        /* HTTP status: 200, 400, 404, 409 */
+    uint32_t seq;             /* the request's */
+    int32_t status;           /* HTTP status: 200, 400, 404, 409 */
     char text[CMD_REPLY_MAX]; /* sent up to its NUL */
 };
 

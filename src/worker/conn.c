@@ -16,10 +16,10 @@
 #include "handoff.h"
 #include "log.h"
 
-#define IN_MIN_FREE 1024          /* read at least this much at once */
-#define IN_KEEP (16 * 1024)       /* shrink a grown buffer back to this */
-#define LINGER_TIME 2.0           /* discard input after an error this long */
-#define LINGER_MAX (1024 * 1024)  /* ... or at most this many bytes */
+#define IN_MIN_FREE 1024         /* read at least this much at once */
+#define IN_KEEP (16 * 1024)      /* shrink a grown buffer back to this */
+#define LINGER_TIME 2.0          /* discard input after an error this long */
+#define LINGER_MAX (1024 * 1024) /* ... or at most this many bytes */
 
 static void process(struct conn *c);
 static void flush_out(struct conn *c);
@@ -262,9 +262,9 @@ static void app_timed_out(struct conn *c)
     bool head_sent = r->state == REQ_STREAMING;
 
     log_warnx("%s: %.*s %.*s: no response from the app for %gs "
-              "(request_timeout): %s", c->peer, (int)r->method.len,
-              r->method.ptr, (int)r->target.len, r->target.ptr,
-              s->cfg->server.request_timeout,
+              "(request_timeout): %s",
+              c->peer, (int)r->method.len, r->method.ptr, (int)r->target.len,
+              r->target.ptr, s->cfg->server.request_timeout,
               head_sent ? "closing the connection" : "answering 504");
     if (!head_sent)
         request_write_timeout(c);
@@ -286,8 +286,7 @@ static void check_app(struct conn *c)
     const struct pf_request *r = &c->req;
     ev_tstamp left;
 
-    if (limit <= 0 || r->aborted ||
-        (r->state != REQ_APP && r->state != REQ_STREAMING))
+    if (limit <= 0 || r->aborted || (r->state != REQ_APP && r->state != REQ_STREAMING))
         return;
     left = c->app_since + limit - now(c);
     if (left > 0.001) {
@@ -316,8 +315,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             rearm(c, left);
             return;
         }
-        log_info("%s: client read nothing for %.0fs, closing", c->peer,
-                 send_timeout);
+        log_info("%s: client read nothing for %.0fs, closing", c->peer, send_timeout);
         close_conn(c);
         return;
     }
@@ -328,14 +326,9 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             return;
         }
         break;
-    case CONN_BODY:
-        respond_error(c, 408);
-        return;
-    case CONN_APP:
-        check_app(c);
-        return;
-    default:
-        break;
+    case CONN_BODY: respond_error(c, 408); return;
+    case CONN_APP: check_app(c); return;
+    default: break;
     }
     close_conn(c);
 }
@@ -398,17 +391,14 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
         c->state = CONN_HEAD;
         set_timer(c, c->srv->cfg->server.header_timeout);
         break;
-    case CONN_BODY:
-        touch_timer(c, c->srv->cfg->server.body_timeout);
-        break;
+    case CONN_BODY: touch_timer(c, c->srv->cfg->server.body_timeout); break;
     case CONN_APP:
         /* Pipelined bytes wait in the buffer; stop reading beyond a
          * bound so a client cannot make us buffer without limit. */
         if (c->in.len - c->in_pos > IN_KEEP)
             ev_io_stop(loop, &c->rio);
         return;
-    default:
-        break;
+    default: break;
     }
     process(c);
 }
@@ -424,8 +414,7 @@ static void flush_out(struct conn *c)
     struct pf_request *r = &c->req;
 
     while (conn_pending(c) > 0) {
-        ssize_t n = send(c->fd, c->out.p + c->out_pos, conn_pending(c),
-                         MSG_NOSIGNAL);
+        ssize_t n = send(c->fd, c->out.p + c->out_pos, conn_pending(c), MSG_NOSIGNAL);
         if (n > 0) {
             c->out_pos += (size_t)n;
             c->last_write = now(c);
@@ -468,8 +457,7 @@ static void flush_out(struct conn *c)
             handoff(c))
             return;
     }
-    if (r->drain_cb && r->state == REQ_STREAMING &&
-        conn_pending(c) < CONN_LOW_WATER) {
+    if (r->drain_cb && r->state == REQ_STREAMING && conn_pending(c) < CONN_LOW_WATER) {
         void (*cb)(pf_request *, void *) = r->drain_cb;
         r->drain_cb = NULL;
         cb(r, r->drain_arg);
@@ -564,8 +552,7 @@ static void process(struct conn *c)
     flush_out(c);
 }
 
-static struct conn *conn_open(struct conn_server *s, int fd,
-                              const struct sockaddr *peer)
+static struct conn *conn_open(struct conn_server *s, int fd, const struct sockaddr *peer)
 {
     struct conn *c = calloc(1, sizeof(*c));
     int one = 1;

@@ -27,10 +27,11 @@ struct conn_server {
     const struct config *cfg;
     struct app *app;
     struct httpmsg_limits limits;
-    bool retiring;         /* leaving: hand idle connections off (else close), exit when drained */
-    bool no_keepalive;     /* over max_rss: the same, without leaving yet */
+    bool
+        retiring; /* leaving: hand idle connections off (else close), exit when drained */
+    bool no_keepalive; /* over max_rss: the same, without leaving yet */
     uint32_t nconns;
-    struct conn *conns;    /* every open connection, for retiring */
+    struct conn *conns; /* every open connection, for retiring */
     /* Called after a connection is freed (resume accepting, exit when
      * drained) and after each response is complete. */
     void (*on_conn_closed)(struct conn_server *);
@@ -43,12 +44,12 @@ struct conn_server {
      * says one serves now; NULL: never, they close as before. */
     int handoff_fd;
     bool (*may_handoff)(const struct conn_server *);
-    uint64_t handed_off;   /* connections passed on */
-    uint64_t closed;       /* connections closed so far (conn_accept tells
+    uint64_t handed_off;    /* connections passed on */
+    uint64_t closed;        /* connections closed so far (conn_accept tells
                             * whether the one it served is gone) */
     bool nodelay_inherited; /* every TCP listener has TCP_NODELAY, which
                              * accepted sockets inherit: no setsockopt each */
-    struct slot *slot;     /* this worker's: the request in handle() (or NULL) */
+    struct slot *slot;      /* this worker's: the request in handle() (or NULL) */
 };
 
 enum req_state {
@@ -65,8 +66,8 @@ enum req_state {
 struct pf_request {
     struct conn *c;
     enum req_state state;
-    bool aborted;   /* the client went away; writes are discarded */
-    bool head_only; /* HEAD: send no body */
+    bool aborted;     /* the client went away; writes are discarded */
+    bool head_only;   /* HEAD: send no body */
     bool in_dispatch; /* inside handle(): do not re-enter the loop */
     struct httpmsg_resp resp;
     uint64_t sent;  /* body bytes given by the app, for Content-Length */

@@ -35,20 +35,20 @@ struct conn {
     enum conn_state state;
     ev_io rio, wio;
     ev_timer timer;
-    ev_tstamp deadline; /* lazy: the timer re-arms itself until then */
+    ev_tstamp deadline;   /* lazy: the timer re-arms itself until then */
     ev_tstamp last_write; /* last progress writing out (send_timeout) */
     ev_tstamp app_since;  /* the app's last sign of life (request_timeout) */
-    struct buf in;      /* request bytes; parsed up to in_pos */
+    struct buf in;        /* request bytes; parsed up to in_pos */
     size_t in_pos;
-    struct buf out;     /* response bytes; written up to out_pos */
+    struct buf out; /* response bytes; written up to out_pos */
     size_t out_pos;
     struct httpmsg_parse hp;
     struct pf_request req; /* req.c is c, from conn_open on */
-    size_t lingered;    /* bytes read and dropped in CONN_LINGER */
-    bool close_after;   /* close once out is flushed */
-    bool sent_continue; /* "100 Continue" already written */
+    size_t lingered;       /* bytes read and dropped in CONN_LINGER */
+    bool close_after;      /* close once out is flushed */
+    bool sent_continue;    /* "100 Continue" already written */
     char peer[INET6_ADDRSTRLEN];
-    int peer_port;      /* 0 for a unix socket */
+    int peer_port;                /* 0 for a unix socket */
     char local[INET6_ADDRSTRLEN]; /* conn_local, read once: "" until */
     int local_port;
 };

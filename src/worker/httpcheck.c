@@ -121,8 +121,7 @@ static bool digit(unsigned char ch)
     return ch >= '0' && ch <= '9';
 }
 
-int httpcheck_head(const char *p, size_t len, size_t *head_len,
-                   const char **why)
+int httpcheck_head(const char *p, size_t len, size_t *head_len, const char **why)
 {
     struct cur c = {(const unsigned char *)p, (const unsigned char *)p + len, why};
     static const char version[] = "HTTP/";
@@ -134,8 +133,8 @@ int httpcheck_head(const char *p, size_t len, size_t *head_len,
         return bad(&c, "malformed method");
     if (skip(&c, target_char) == 0 || c.p == c.end || *c.p++ != ' ')
         return bad(&c, "malformed request target");
-    if ((size_t)(c.end - c.p) < 8 || memcmp(c.p, version, 5) != 0 ||
-        !digit(c.p[5]) || c.p[6] != '.' || !digit(c.p[7]))
+    if ((size_t)(c.end - c.p) < 8 || memcmp(c.p, version, 5) != 0 || !digit(c.p[5]) ||
+        c.p[6] != '.' || !digit(c.p[7]))
         return bad(&c, "malformed HTTP version");
     c.p += 8;
     if ((rc = line_end(&c)) != 0 || (rc = fields(&c)) != 0)
@@ -173,8 +172,7 @@ static int data_end(struct cur *c, bool after_data)
     return 0;
 }
 
-int httpcheck_chunk_line(const char *p, size_t len, bool after_data,
-                         const char **why)
+int httpcheck_chunk_line(const char *p, size_t len, bool after_data, const char **why)
 {
     struct cur c = {(const unsigned char *)p, (const unsigned char *)p + len, why};
     int rc;
@@ -184,8 +182,7 @@ int httpcheck_chunk_line(const char *p, size_t len, bool after_data,
     return c.p == c.end ? 0 : bad(&c, "invalid chunk framing");
 }
 
-int httpcheck_chunk_tail(const char *p, size_t len, bool after_data,
-                         const char **why)
+int httpcheck_chunk_tail(const char *p, size_t len, bool after_data, const char **why)
 {
     struct cur c = {(const unsigned char *)p, (const unsigned char *)p + len, why};
     int rc;
@@ -196,8 +193,8 @@ int httpcheck_chunk_tail(const char *p, size_t len, bool after_data,
     return c.p == c.end ? 0 : bad(&c, "invalid chunk framing");
 }
 
-int httpcheck_transfer_encoding(const char *const *vals, const size_t *lens,
-                                size_t n, const char **why)
+int httpcheck_transfer_encoding(const char *const *vals, const size_t *lens, size_t n,
+                                const char **why)
 {
     size_t codings = 0, chunked = 0;
     bool last_chunked = false;
@@ -269,8 +266,7 @@ static bool regname_char(unsigned char ch)
 
 static bool ipliteral_char(unsigned char ch)
 {
-    return hexdig(ch) || ch == ':' || ch == '.' || (ch | 0x20) == 'v' ||
-           regname_char(ch);
+    return hexdig(ch) || ch == ':' || ch == '.' || (ch | 0x20) == 'v' || regname_char(ch);
 }
 
 int httpcheck_host(const char *v, size_t len, const char **why)

@@ -20,27 +20,24 @@
  * obs-fold or white space before the colon is an error. On success sets
  * *head_len to the bytes up to and including the empty line. Returns 400
  * as well when p[0, len) ends before the empty line. */
-int httpcheck_head(const char *p, size_t len, size_t *head_len,
-                   const char **why);
+int httpcheck_head(const char *p, size_t len, size_t *head_len, const char **why);
 
 /* The bytes between two pieces of a chunked body: the CRLF that ends the
  * previous chunk's data (when after_data), then a chunk-size line
  * (1*HEXDIG, optionally BWS ";" extensions) with its line end, exactly. */
-int httpcheck_chunk_line(const char *p, size_t len, bool after_data,
-                         const char **why);
+int httpcheck_chunk_line(const char *p, size_t len, bool after_data, const char **why);
 
 /* The bytes after the last chunk's data up to the end of the message: the
  * CRLF (when after_data), the last-chunk line ("0" digits, extensions), the
  * trailer field lines and the empty line, exactly. */
-int httpcheck_chunk_tail(const char *p, size_t len, bool after_data,
-                         const char **why);
+int httpcheck_chunk_tail(const char *p, size_t len, bool after_data, const char **why);
 
 /* The Transfer-Encoding field values of a request (n of them, as given).
  * 0 when they are exactly one "chunked" (as a list, case-insensitively);
  * 400 when the list is malformed, empty, does not end in chunked or has it
  * twice; 501 when another coding comes before chunked (not understood). */
-int httpcheck_transfer_encoding(const char *const *vals, const size_t *lens,
-                                size_t n, const char **why);
+int httpcheck_transfer_encoding(const char *const *vals, const size_t *lens, size_t n,
+                                const char **why);
 
 /* The request-target against its method (http_parser's enum, as int):
  * "*" only for OPTIONS, absolute-form must be a URI with a host. */

@@ -111,15 +111,14 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-static bool value_is(const char *base, const struct httpmsg_hdr *h,
-                     const char *want)
+static bool value_is(const char *base, const struct httpmsg_hdr *h, const char *want)
 {
     size_t n = strlen(want);
     return h->value_len == n && strncasecmp(base + h->value_off, want, n) == 0;
 }
 
-static bool name_eq(const char *base, const struct httpmsg_hdr *h,
-                    const char *want, size_t n)
+static bool name_eq(const char *base, const struct httpmsg_hdr *h, const char *want,
+                    size_t n)
 {
     return h->name_len == n && strncasecmp(base + h->name_off, want, n) == 0;
 }
@@ -172,8 +171,8 @@ static int on_headers_complete(http_parser *p)
     size_t te_len[MAX_TE_FIELDS + 1], nte = 0, head_len;
     int hosts = 0, ncl = 0, st;
 
-    st = httpcheck_head(hp->base + hp->head_off, hp->end - hp->head_off,
-                        &head_len, &hp->why);
+    st = httpcheck_head(hp->base + hp->head_off, hp->end - hp->head_off, &head_len,
+                        &hp->why);
     if (st != 0)
         return fail(hp, st, hp->why);
     rq->frame_pos = hp->head_off + head_len;
@@ -190,8 +189,8 @@ static int on_headers_complete(http_parser *p)
         const char *value = hp->base + h->value_off;
 
         /* http-parser keeps trailing white space of a value: drop it. */
-        while (h->value_len > 0 && (value[h->value_len - 1] == ' ' ||
-                                    value[h->value_len - 1] == '\t'))
+        while (h->value_len > 0 &&
+               (value[h->value_len - 1] == ' ' || value[h->value_len - 1] == '\t'))
             h->value_len--;
         if (name_eq(hp->base, h, "host", 4)) {
             hosts++;
@@ -303,13 +302,12 @@ void httpmsg_parse_free(struct httpmsg_parse *hp)
 static int parser_status(const struct httpmsg_parse *hp)
 {
     switch (HTTP_PARSER_ERRNO(&hp->p)) {
-    case HPE_HEADER_OVERFLOW:
-        return 431;
+    case HPE_HEADER_OVERFLOW: return 431;
     case HPE_INVALID_METHOD: /* a token it does not know: Not Implemented */
-        return httpcheck_is_method_token(hp->base + hp->head_off,
-                                         hp->end - hp->head_off) ? 501 : 400;
-    default:
-        return 400;
+        return httpcheck_is_method_token(hp->base + hp->head_off, hp->end - hp->head_off)
+                   ? 501
+                   : 400;
+    default: return 400;
     }
 }
 
@@ -324,21 +322,21 @@ size_t httpmsg_feed(struct httpmsg_parse *hp, char *base, size_t off, size_t len
     n = http_parser_execute(&hp->p, &settings, base + off, len);
     switch (HTTP_PARSER_ERRNO(&hp->p)) {
     case HPE_OK:
-    case HPE_PAUSED:
-        break;
+    case HPE_PAUSED: break;
     default:
         if (hp->error == 0) {
             hp->error = parser_status(hp);
-            hp->why = hp->error == 501 ? "method not implemented"
-                                       : http_errno_description(HTTP_PARSER_ERRNO(&hp->p));
+            hp->why = hp->error == 501
+                          ? "method not implemented"
+                          : http_errno_description(HTTP_PARSER_ERRNO(&hp->p));
         }
         break;
     }
     if (hp->req.complete && hp->req.chunked) {
         /* The last chunk, trailers and the end of the message. */
         int st = httpcheck_chunk_tail(base + hp->req.frame_pos,
-                                      off + n - hp->req.frame_pos,
-                                      hp->req.had_data, &hp->why);
+                                      off + n - hp->req.frame_pos, hp->req.had_data,
+                                      &hp->why);
         if (st != 0) {
             hp->error = st;
             hp->req.complete = false;
@@ -356,7 +354,7 @@ void httpmsg_parse_next(struct httpmsg_parse *hp)
 }
 
 int httpmsg_find_header(const struct httpmsg_parse *hp, const char *base,
-                     const char *name)
+                        const char *name)
 {
     size_t n = strlen(name);
 
@@ -434,22 +432,17 @@ int httpmsg_header_content_length(const pf_header *h, size_t n, uint64_t *len)
 static bool owned(const pf_str *name, struct httpmsg_resp *r, const pf_str *value)
 {
     switch (name->len) {
-    case 4:
-        return name_is(name, "date", 4);
-    case 6:
-        return name_is(name, "server", 6);
+    case 4: return name_is(name, "date", 4);
+    case 6: return name_is(name, "server", 6);
     case 10:
         if (!name_is(name, "connection", 10))
             return false;
         if (value->len == 5 && strncasecmp(value->ptr, "close", 5) == 0)
             r->keepalive = false;
         return true;
-    case 14:
-        return name_is(name, "content-length", 14);
-    case 17:
-        return name_is(name, "transfer-encoding", 17);
-    default:
-        return false;
+    case 14: return name_is(name, "content-length", 14);
+    case 17: return name_is(name, "transfer-encoding", 17);
+    default: return false;
     }
 }
 
@@ -475,8 +468,8 @@ static char *u64_text(uint64_t v, char *end)
 #define TAIL_MAX 80
 
 /* One reserve and straight copies: this runs once per response. */
-int httpmsg_write_head(struct buf *out, struct httpmsg_resp *r,
-                    const pf_header *h, size_t n, time_t now)
+int httpmsg_write_head(struct buf *out, struct httpmsg_resp *r, const pf_header *h,
+                       size_t n, time_t now)
 {
     const char *reason = httpmsg_reason(r->status), *date = httpmsg_date(now);
     size_t rlen = strlen(reason), need = 9 + 4 + rlen + 2 + 18 + 6 + 29 + 2 + TAIL_MAX;
@@ -556,7 +549,9 @@ void httpmsg_write_last_chunk(struct buf *out)
 size_t httpmsg_write_error(struct buf *out, int status, time_t now)
 {
     struct httpmsg_resp r = {
-        .status = status, .version = 11, .framing = FRAME_LENGTH,
+        .status = status,
+        .version = 11,
+        .framing = FRAME_LENGTH,
     };
     char body[96];
     int k = snprintf(body, sizeof(body), "%d %s\n", status, httpmsg_reason(status));

@@ -36,30 +36,30 @@ struct httpmsg_req {
     size_t body_off, body_len; /* body de-chunked in place */
     struct httpmsg_hdr *hdrs;
     uint32_t nhdrs, hdr_cap;
-    uint8_t method;  /* enum http_method */
-    uint8_t version; /* 10 or 11 */
-    bool head_done;  /* on_headers_complete passed every check */
-    bool complete;   /* on_message_complete: parser is paused */
-    bool keepalive;  /* the client allows another request after this */
+    uint8_t method;       /* enum http_method */
+    uint8_t version;      /* 10 or 11 */
+    bool head_done;       /* on_headers_complete passed every check */
+    bool complete;        /* on_message_complete: parser is paused */
+    bool keepalive;       /* the client allows another request after this */
     bool expect_continue; /* "Expect: 100-continue" and a body follows */
-    bool in_field;   /* last callback was a header name piece */
-    bool chunked;    /* the body is chunked: its framing is checked */
-    bool chunk_begins; /* a chunk-size line was parsed; data comes next */
-    bool had_data;   /* a chunk with data came (a CRLF follows its data) */
-    size_t frame_pos; /* chunked: where the unchecked framing bytes begin
+    bool in_field;        /* last callback was a header name piece */
+    bool chunked;         /* the body is chunked: its framing is checked */
+    bool chunk_begins;    /* a chunk-size line was parsed; data comes next */
+    bool had_data;        /* a chunk with data came (a CRLF follows its data) */
+    size_t frame_pos;     /* chunked: where the unchecked framing bytes begin
                        * (as received, before de-chunking moved data) */
 };
 
 struct httpmsg_parse {
     http_parser p;
     const struct httpmsg_limits *lim;
-    char *base;          /* buffer of the current httpmsg_feed call */
+    char *base; /* buffer of the current httpmsg_feed call */
     struct httpmsg_req req;
-    int error;           /* status to answer and close with; 0 = none */
-    const char *why;     /* short reason for the error, for the log */
-    bool started;        /* a byte of the current request has been parsed */
-    size_t head_off;     /* where the current request's bytes begin */
-    size_t end;          /* end of the bytes given to this httpmsg_feed */
+    int error;       /* status to answer and close with; 0 = none */
+    const char *why; /* short reason for the error, for the log */
+    bool started;    /* a byte of the current request has been parsed */
+    size_t head_off; /* where the current request's bytes begin */
+    size_t end;      /* end of the bytes given to this httpmsg_feed */
 };
 
 /* Sets the process-wide header-size cap of http-parser from lim (call once
@@ -80,15 +80,15 @@ void httpmsg_parse_next(struct httpmsg_parse *hp);
 
 /* Case-insensitive lookup among the parsed headers; -1 when absent. */
 int httpmsg_find_header(const struct httpmsg_parse *hp, const char *base,
-                     const char *name);
+                        const char *name);
 
 /* FRAME_NONE: a status that has no body (1xx, 204, 304). */
 enum httpmsg_framing { FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE, FRAME_NONE };
 
 struct httpmsg_resp {
     int status;
-    uint8_t version;        /* of the request: 10 or 11 */
-    bool keepalive;         /* in: allowed; out: cleared by "Connection: close" */
+    uint8_t version; /* of the request: 10 or 11 */
+    bool keepalive;  /* in: allowed; out: cleared by "Connection: close" */
     enum httpmsg_framing framing;
     uint64_t content_length; /* for FRAME_LENGTH */
 };
@@ -97,8 +97,8 @@ struct httpmsg_resp {
  * Connection) and the app's headers (minus those the daemon owns) to out.
  * Returns 0, or -1 (out untouched) when an app header holds CR, LF or NUL
  * or an empty name. Clears r->keepalive on an app "Connection: close". */
-int httpmsg_write_head(struct buf *out, struct httpmsg_resp *r,
-                    const pf_header *h, size_t n, time_t now);
+int httpmsg_write_head(struct buf *out, struct httpmsg_resp *r, const pf_header *h,
+                       size_t n, time_t now);
 
 /* 1 with *len set when h has a valid Content-Length, 0 when it has none,
  * -1 when it is malformed. */

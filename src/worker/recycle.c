@@ -14,8 +14,8 @@
 #include "recycle.h"
 #include "log.h"
 
-#define CHECK_EVERY_MAX 64  /* requests between memory checks, at most */
-#define FULL_READ_GAP 0.1   /* seconds between smaps_rollup reads (uss/pss) */
+#define CHECK_EVERY_MAX 64 /* requests between memory checks, at most */
+#define FULL_READ_GAP 0.1  /* seconds between smaps_rollup reads (uss/pss) */
 
 static const char *const reason_names[RETIRE_NREASONS] = {
     [RETIRE_NONE] = "none",
@@ -71,8 +71,8 @@ static int measure(struct recycle *l, double now, bool force_full, uint64_t *mem
     if (c->recycle.memory_metric == METRIC_RSS)
         goto done;
     /* USS and PSS never exceed RSS: below the limit, no dear read needed. */
-    if (!force_full && (max_rss(l) == 0 || rss < max_rss(l) ||
-                        now - l->last_full < FULL_READ_GAP)) {
+    if (!force_full &&
+        (max_rss(l) == 0 || rss < max_rss(l) || now - l->last_full < FULL_READ_GAP)) {
         *mem = SB_GET(l->slot->mem);
         return 0;
     }
@@ -105,17 +105,21 @@ static void sample(struct recycle *l, double now, uint64_t mem)
     /* Spread the ring over the whole life: a slope over the last few
      * seconds of an old worker says little about a slow leak. */
     l->next_sample = now + (age / SB_SAMPLES > 1.0 ? age / SB_SAMPLES : 1.0);
-    l->next_sample_requests = l->requests + (l->requests / SB_SAMPLES > 16 ?
-                                             l->requests / SB_SAMPLES : 16);
+    l->next_sample_requests =
+        l->requests + (l->requests / SB_SAMPLES > 16 ? l->requests / SB_SAMPLES : 16);
 }
 
-void recycle_init(struct recycle *l, const struct config *cfg,
-                  struct scoreboard *sb, struct slot *slot, double now)
+void recycle_init(struct recycle *l, const struct config *cfg, struct scoreboard *sb,
+                  struct slot *slot, double now)
 {
     uint64_t mem = 0;
 
-    *l = (struct recycle){.cfg = cfg, .sb = sb, .slot = slot, .started = now,
-                          .countdown = 1, .last_check = now};
+    *l = (struct recycle){.cfg = cfg,
+                          .sb = sb,
+                          .slot = slot,
+                          .started = now,
+                          .countdown = 1,
+                          .last_check = now};
     if (memory_open(&l->mem, 0) < 0)
         log_warn("memory: /proc/self/statm");
     if (cfg->recycle.max_requests)
@@ -123,7 +127,8 @@ void recycle_init(struct recycle *l, const struct config *cfg,
                            draw(cfg->recycle.max_requests_jitter);
     if (cfg->recycle.max_lifetime > 0)
         l->lifetime = cfg->recycle.max_lifetime +
-                      (double)draw((uint64_t)(cfg->recycle.max_lifetime_jitter * 1000)) / 1000;
+                      (double)draw((uint64_t)(cfg->recycle.max_lifetime_jitter * 1000)) /
+                          1000;
     SB_SET(slot->request_limit, l->request_limit);
     if (measure(l, now, true, &mem) == 0) {
         l->last_mem = mem;

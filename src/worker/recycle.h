@@ -26,30 +26,30 @@ struct recycle {
     struct scoreboard *sb;
     struct slot *slot;
     struct mem_reader mem;
-    double started;            /* loop time at boot */
-    uint64_t request_limit;    /* drawn in [max_requests, +jitter], 0 = off */
-    double lifetime;           /* drawn in [max_lifetime, +jitter], 0 = off */
+    double started;         /* loop time at boot */
+    uint64_t request_limit; /* drawn in [max_requests, +jitter], 0 = off */
+    double lifetime;        /* drawn in [max_lifetime, +jitter], 0 = off */
     uint64_t requests;
-    uint32_t countdown;        /* requests until the next memory check */
-    uint32_t interval;         /* requests between the last two checks */
-    uint64_t last_mem;         /* at the last check */
+    uint32_t countdown; /* requests until the next memory check */
+    uint32_t interval;  /* requests between the last two checks */
+    uint64_t last_mem;  /* at the last check */
     uint64_t last_mem_requests;
-    double growth;             /* recent bytes per request (>= 0) */
-    double rate;               /* recent requests per second */
-    double last_check;         /* loop time of the last memory check */
-    double last_full;          /* last smaps_rollup read (uss/pss) */
+    double growth;     /* recent bytes per request (>= 0) */
+    double rate;       /* recent requests per second */
+    double last_check; /* loop time of the last memory check */
+    double last_full;  /* last smaps_rollup read (uss/pss) */
     double next_sample;
     uint64_t next_sample_requests;
     enum retire_reason reached; /* first soft limit reached, maybe held back */
-    bool over_rss;             /* memory is past max_rss itself, not just near */
-    bool far_over_rss;         /* ... and past it by a quarter (RECYCLE_OVERSHOOT) */
-    bool reported;             /* reached was handed to the caller */
+    bool over_rss;              /* memory is past max_rss itself, not just near */
+    bool far_over_rss;          /* ... and past it by a quarter (RECYCLE_OVERSHOOT) */
+    bool reported;              /* reached was handed to the caller */
 };
 
 /* Draws this worker's limits from a per-worker random seed and takes the
  * first memory sample. now: the loop's time. */
-void recycle_init(struct recycle *l, const struct config *cfg,
-                  struct scoreboard *sb, struct slot *slot, double now);
+void recycle_init(struct recycle *l, const struct config *cfg, struct scoreboard *sb,
+                  struct slot *slot, double now);
 /* Takes a last sample (what the master logs at exit) and closes. */
 void recycle_close(struct recycle *l, double now);
 

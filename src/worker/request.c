@@ -105,7 +105,7 @@ static void say_in_app(struct slot *s, const struct pf_request *r)
 {
     size_t m = r->method.len < 16 ? r->method.len : 16;
     size_t t = r->target.len < sizeof(s->in_app) - m - 1 ? r->target.len
-                                                          : sizeof(s->in_app) - m - 1;
+                                                         : sizeof(s->in_app) - m - 1;
 
     memcpy(s->in_app, r->method.ptr, m);
     s->in_app[m] = ' ';
@@ -171,9 +171,8 @@ static void finish(struct pf_request *r)
 
 /* Queues a whole response (head and body) as r's. 0, or -1 for a bad
  * header (nothing queued). */
-static int queue_whole(struct pf_request *r, int status,
-                       const pf_header *headers, size_t nheaders,
-                       const void *body, size_t len)
+static int queue_whole(struct pf_request *r, int status, const pf_header *headers,
+                       size_t nheaders, const void *body, size_t len)
 {
     struct conn *c = r->c;
     size_t before = c->out.len;
@@ -202,8 +201,8 @@ void request_write_timeout(struct conn *c)
     queue_whole(&c->req, 504, text, 1, body, (size_t)n);
 }
 
-int pf_respond(pf_request *r, int status, const pf_header *headers,
-               size_t nheaders, const void *body, size_t len)
+int pf_respond(pf_request *r, int status, const pf_header *headers, size_t nheaders,
+               const void *body, size_t len)
 {
     if (r->state != REQ_APP || status < 200 || status > 999)
         return -1;
@@ -255,8 +254,7 @@ int pf_response_write(pf_request *r, const void *data, size_t len)
 
     if (r->state != REQ_STREAMING || r->aborted)
         return -1;
-    if (r->resp.framing == FRAME_LENGTH &&
-        r->sent + len > r->resp.content_length) {
+    if (r->resp.framing == FRAME_LENGTH && r->sent + len > r->resp.content_length) {
         log_warnx("app: response body longer than its Content-Length %llu",
                   (unsigned long long)r->resp.content_length);
         return -1;
@@ -278,8 +276,7 @@ int pf_response_write(pf_request *r, const void *data, size_t len)
     return conn_pending(c) >= CONN_HIGH_WATER ? 1 : 0;
 }
 
-void pf_response_on_drain(pf_request *r, void (*cb)(pf_request *, void *),
-                          void *arg)
+void pf_response_on_drain(pf_request *r, void (*cb)(pf_request *, void *), void *arg)
 {
     r->drain_cb = cb;
     r->drain_arg = arg;
@@ -295,9 +292,8 @@ int pf_response_end(pf_request *r)
         if (r->resp.framing == FRAME_CHUNKED && !r->head_only) {
             httpmsg_write_last_chunk(&c->out);
             r->bytes += 5;
-        }
-        else if (r->resp.framing == FRAME_LENGTH && !r->head_only &&
-                 r->sent != r->resp.content_length)
+        } else if (r->resp.framing == FRAME_LENGTH && !r->head_only &&
+                   r->sent != r->resp.content_length)
             /* Short body: only closing tells the client it is cut. */
             conn_close_after(c);
         if (r->resp.framing == FRAME_CLOSE)
@@ -318,22 +314,48 @@ int pf_response_abort(pf_request *r)
     return 0;
 }
 
-void pf_request_on_abort(pf_request *r, void (*cb)(pf_request *, void *),
-                         void *arg)
+void pf_request_on_abort(pf_request *r, void (*cb)(pf_request *, void *), void *arg)
 {
     r->abort_cb = cb;
     r->abort_arg = arg;
 }
 
-pf_str pf_request_method(const pf_request *r) { return r->method; }
-pf_str pf_request_target(const pf_request *r) { return r->target; }
-pf_str pf_request_path(const pf_request *r) { return r->path; }
-pf_str pf_request_query(const pf_request *r) { return r->query; }
-pf_str pf_request_body(const pf_request *r) { return r->body; }
-int pf_request_version(const pf_request *r) { return r->resp.version; }
-size_t pf_request_header_count(const pf_request *r) { return r->nhdrs; }
-const char *pf_request_peer(const pf_request *r) { return r->c->peer; }
-int pf_request_peer_port(const pf_request *r) { return r->c->peer_port; }
+pf_str pf_request_method(const pf_request *r)
+{
+    return r->method;
+}
+pf_str pf_request_target(const pf_request *r)
+{
+    return r->target;
+}
+pf_str pf_request_path(const pf_request *r)
+{
+    return r->path;
+}
+pf_str pf_request_query(const pf_request *r)
+{
+    return r->query;
+}
+pf_str pf_request_body(const pf_request *r)
+{
+    return r->body;
+}
+int pf_request_version(const pf_request *r)
+{
+    return r->resp.version;
+}
+size_t pf_request_header_count(const pf_request *r)
+{
+    return r->nhdrs;
+}
+const char *pf_request_peer(const pf_request *r)
+{
+    return r->c->peer;
+}
+int pf_request_peer_port(const pf_request *r)
+{
+    return r->c->peer_port;
+}
 
 const char *pf_request_local(const pf_request *r, int *port)
 {
@@ -350,8 +372,7 @@ pf_str pf_request_header(const pf_request *r, const char *name)
     size_t n = strlen(name);
 
     for (size_t i = 0; i < r->nhdrs; i++)
-        if (r->hdrs[i].name.len == n &&
-            strncasecmp(r->hdrs[i].name.ptr, name, n) == 0)
+        if (r->hdrs[i].name.len == n && strncasecmp(r->hdrs[i].name.ptr, name, n) == 0)
             return r->hdrs[i].value;
     return (pf_str){NULL, 0};
 }

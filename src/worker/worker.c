@@ -31,8 +31,8 @@
 #include "upstream.h"
 #include "worker.h"
 
-#define ACCEPT_BATCH 64     /* accepts per readiness event, then yield */
-#define EMFILE_PAUSE 0.5    /* stop accepting this long when out of fds */
+#define ACCEPT_BATCH 64  /* accepts per readiness event, then yield */
+#define EMFILE_PAUSE 0.5 /* stop accepting this long when out of fds */
 
 /* This worker: the master's table has a struct worker for each (master_int.h). */
 static struct worker_self {
@@ -42,9 +42,10 @@ static struct worker_self {
     struct conn_server srv;
     ev_io *accept_w;
     size_t naccept;
-    ev_io handoff_w;    /* connections passed on by leaving workers */
+    ev_io handoff_w; /* connections passed on by leaving workers */
     bool accepting;
-    bool guard_gave_up; /* memory_guard: accepting again, past max_rss, as nobody else serves */
+    bool
+        guard_gave_up; /* memory_guard: accepting again, past max_rss, as nobody else serves */
     bool app_in_worker; /* loaded here (preload = false): unload here */
     bool access_log;    /* [log] access_log is on */
     bool asked_recycle; /* pf_worker_recycle was called */
@@ -83,8 +84,8 @@ static void soft_limit(enum retire_reason r)
         return;
     memory_fmt(SB_GET(wk.slot->mem), mem, sizeof(mem));
     log_debug("%s reached (%llu requests, %s, %.0fs old): asking for a replacement",
-             recycle_reason_name(r), (unsigned long long)wk.rec.requests, mem,
-             ev_now(wk.loop) - wk.rec.started);
+              recycle_reason_name(r), (unsigned long long)wk.rec.requests, mem,
+              ev_now(wk.loop) - wk.rec.started);
     SB_SET(wk.slot->retire_reason, r);
     tell_master(MSG_RECYCLE, (uint16_t)r);
 }
@@ -134,8 +135,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     /* conn_accept serves what came with the connection at once, so the
      * worker may stop accepting in the middle of a batch (over max_rss,
      * leaving): then the rest wait for another worker. */
-    for (int i = 0; i < ACCEPT_BATCH && wk.srv.nconns < limit && ev_is_active(w) &&
-                    !term_pending;
+    for (int i = 0;
+         i < ACCEPT_BATCH && wk.srv.nconns < limit && ev_is_active(w) && !term_pending;
          i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
@@ -157,8 +158,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             return; /* another worker took it, or the backlog is empty */
         if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
             continue;
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-            errno == ENOMEM) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             accept_pause("accept");
             return;
         }
@@ -272,8 +272,8 @@ static void memory_guard(bool tick)
     /* Unless no worker serves or starts (the master cannot start one): then
      * someone has to serve, and it is this worker, from the next heartbeat
      * on; max_rss_hard is the limit left. */
-    if (tick && !wk.accepting && !wk.guard_gave_up && !others &&
-        !another_worker(true) && !ev_is_active(&wk.pause) &&
+    if (tick && !wk.accepting && !wk.guard_gave_up && !others && !another_worker(true) &&
+        !ev_is_active(&wk.pause) &&
         wk.srv.nconns < wk.boot->cfg->server.worker_connections) {
         wk.guard_gave_up = true;
         accepting(true);
@@ -287,14 +287,19 @@ static void log_access(const struct pf_request *r, double now)
 {
     struct accesslog_entry e = {
         .peer = pf_request_peer(r),
-        .duration = now - r->started, .start = r->started,
-        .method = r->method, .target = r->target, .version = r->resp.version,
-        .status = r->resp.status, .bytes = r->bytes,
+        .duration = now - r->started,
+        .start = r->started,
+        .method = r->method,
+        .target = r->target,
+        .version = r->resp.version,
+        .status = r->resp.status,
+        .bytes = r->bytes,
         .body_bytes = r->head_only || r->resp.framing == FRAME_NONE ? 0 : r->sent,
         .referer = pf_request_header(r, "Referer"),
         .user_agent = pf_request_header(r, "User-Agent"),
         .host = pf_request_header(r, "Host"),
-        .pid = SB_GET(wk.slot->pid), .worker_id = wk.boot->id,
+        .pid = SB_GET(wk.slot->pid),
+        .worker_id = wk.boot->id,
     };
 
     accesslog_write(&e);
@@ -365,14 +370,16 @@ static void snapshot_text(char *out, size_t len)
     char rss[16], uss[16], pss[16], heap[16], freeb[16], mmapb[16];
 
     memory_full(0, &u);
-    snprintf(out, len, "rss %s uss %s pss %s; malloc: in use %s, free %s in "
+    snprintf(out, len,
+             "rss %s uss %s pss %s; malloc: in use %s, free %s in "
              "%zu chunks, mmapped %s, main arena %zu B; fds %d; "
              "connections %u; requests %llu; loop lag %u us",
              memory_fmt(u.rss, rss, sizeof(rss)), memory_fmt(u.uss, uss, sizeof(uss)),
-             memory_fmt(u.pss, pss, sizeof(pss)), memory_fmt(mi.uordblks, heap, sizeof(heap)),
+             memory_fmt(u.pss, pss, sizeof(pss)),
+             memory_fmt(mi.uordblks, heap, sizeof(heap)),
              memory_fmt(mi.fordblks, freeb, sizeof(freeb)), mi.ordblks,
-             memory_fmt(mi.hblkhd, mmapb, sizeof(mmapb)), mi.arena,
-             count_fds(), wk.srv.nconns, (unsigned long long)wk.rec.requests,
+             memory_fmt(mi.hblkhd, mmapb, sizeof(mmapb)), mi.arena, count_fds(),
+             wk.srv.nconns, (unsigned long long)wk.rec.requests,
              SB_GET(wk.slot->loop_lag_us));
 }
 
@@ -456,18 +463,14 @@ static void start_retiring(void)
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     switch (w->signum) {
-    case SIGTERM:
-        start_retiring();
-        break;
+    case SIGTERM: start_retiring(); break;
     case SIGUSR1:
         if (log_reopen() < 0)
             log_warn("reopening the error log");
         if (wk.access_log)
             accesslog_reopen();
         break;
-    case SIGUSR2:
-        snapshot();
-        break;
+    case SIGUSR2: snapshot(); break;
     default: /* INT, QUIT: leave now */
         log_info("received SIG%s: exiting now", sigabbrev_np(w->signum));
         conn_close_all(&wk.srv);
@@ -536,7 +539,8 @@ static void start_accepting(void)
         ev_io_init(&wk.accept_w[i], on_accept, b->listen_fds[i], EV_READ);
         if (getsockname(b->listen_fds[i], (struct sockaddr *)&ss, &slen) == 0 &&
             ss.ss_family != AF_UNIX &&
-            (getsockopt(b->listen_fds[i], IPPROTO_TCP, TCP_NODELAY, &on, &len) < 0 || !on))
+            (getsockopt(b->listen_fds[i], IPPROTO_TCP, TCP_NODELAY, &on, &len) < 0 ||
+             !on))
             wk.srv.nodelay_inherited = false;
     }
     ev_init(&wk.pause, on_pause_over);
@@ -564,8 +568,11 @@ static void boot_app(void)
 static void tell_master(uint16_t type, uint16_t reason)
 {
     struct worker_msg m = {
-        .slot = wk.boot->slot, .pid = (int32_t)getpid(),
-        .generation = wk.boot->generation, .type = type, .reason = reason,
+        .slot = wk.boot->slot,
+        .pid = (int32_t)getpid(),
+        .generation = wk.boot->generation,
+        .type = type,
+        .reason = reason,
     };
 
     /* Non-blocking: if the pipe is full, the master still sees the state
@@ -611,13 +618,16 @@ void worker_main(const struct worker_boot *b)
     boot_app();
     /* 5. Connections and timers. */
     wk.srv = (struct conn_server){
-        .loop = wk.loop, .cfg = cfg, .app = b->app,
-        .limits = {
-            .max_request_line = cfg->server.max_request_line,
-            .max_headers = cfg->server.max_headers,
-            .max_header_size = cfg->server.max_header_size,
-            .max_body_size = cfg->server.max_body_size,
-        },
+        .loop = wk.loop,
+        .cfg = cfg,
+        .app = b->app,
+        .limits =
+            {
+                .max_request_line = cfg->server.max_request_line,
+                .max_headers = cfg->server.max_headers,
+                .max_header_size = cfg->server.max_header_size,
+                .max_body_size = cfg->server.max_body_size,
+            },
         .on_conn_closed = on_conn_closed,
         .on_request_done = on_request_done,
         .on_error_response = on_error_response,
@@ -652,7 +662,7 @@ void worker_main(const struct worker_boot *b)
     wk.leaving = true;
     if (wk.srv.handed_off > 0)
         log_debug("handed %llu idle connections to serving workers in all",
-                 (unsigned long long)wk.srv.handed_off);
+                  (unsigned long long)wk.srv.handed_off);
     command_stop();
     recycle_close(&wk.rec, ev_now(wk.loop));
     if (wk.access_log)

@@ -22,26 +22,26 @@ enum worker_msg_type {
 };
 
 struct worker_msg {
-    int32_t slot;       /* scoreboard slot, 0-based */
+    int32_t slot; /* scoreboard slot, 0-based */
     int32_t pid;
     uint32_t generation;
-    uint16_t type;      /* enum worker_msg_type */
-    uint16_t reason;    /* enum retire_reason, for MSG_RECYCLE */
+    uint16_t type;   /* enum worker_msg_type */
+    uint16_t reason; /* enum retire_reason, for MSG_RECYCLE */
 };
 
 struct worker_boot {
-    int id;                 /* 1..workers: the worker's place in the pool */
-    int slot;               /* its scoreboard slot, 0-based (a replacement has its own) */
+    int id;   /* 1..workers: the worker's place in the pool */
+    int slot; /* its scoreboard slot, 0-based (a replacement has its own) */
     uint32_t generation;
     const struct config *cfg;
-    struct app *app;        /* loaded in the master when cfg preloads */
+    struct app *app; /* loaded in the master when cfg preloads */
     const int *listen_fds;
     size_t nlisten;
     struct scoreboard *sb;
-    int msg_fd;             /* write end of the worker -> master pipe */
-    int handoff_fd[2];      /* handoff.h: [0] send, [1] receive */
-    int ctl_fd;             /* commands from the master (command.h), or -1 */
-    pid_t master;           /* the master's pid: a worker never outlives it */
+    int msg_fd;        /* write end of the worker -> master pipe */
+    int handoff_fd[2]; /* handoff.h: [0] send, [1] receive */
+    int ctl_fd;        /* commands from the master (command.h), or -1 */
+    pid_t master;      /* the master's pid: a worker never outlives it */
 };
 
 /* Runs the worker in the current (just forked) process, on libev's default

@@ -16,8 +16,7 @@ struct appkeys {
     uint64_t size;
 };
 
-static int
-appkeys_load(const pf_app_config *cfg, void **state)
+static int appkeys_load(const pf_app_config *cfg, void **state)
 {
     const char *greeting = pf_config_get(cfg, "greeting");
     struct appkeys *st;
@@ -26,8 +25,7 @@ appkeys_load(const pf_app_config *cfg, void **state)
     if (pf_config_get_size(cfg, "size", 4096, &size) != 0)
         return -1;
     if (size > 1024 * 1024)
-        return pf_config_error(cfg, "size", "at most 1M, got %" PRIu64,
-                               size);
+        return pf_config_error(cfg, "size", "at most 1M, got %" PRIu64, size);
     st = calloc(1, sizeof *st);
     if (st == NULL)
         return -1;
@@ -37,26 +35,22 @@ appkeys_load(const pf_app_config *cfg, void **state)
         return -1;
     }
     st->size = size;
-    pf_log(PF_LOG_INFO, "appkeys: greeting=\"%s\" size=%" PRIu64,
-           st->greeting, st->size);
+    pf_log(PF_LOG_INFO, "appkeys: greeting=\"%s\" size=%" PRIu64, st->greeting, st->size);
     *state = st;
     return 0;
 }
 
-static int
-appkeys_handle(pf_request *r, void *state)
+static int appkeys_handle(pf_request *r, void *state)
 {
     const struct appkeys *st = state;
     static const pf_header headers[] = {
         {{"Content-Type", 12}, {"text/plain", 10}},
     };
 
-    return pf_respond(r, 200, headers, 1, st->greeting,
-                      strlen(st->greeting));
+    return pf_respond(r, 200, headers, 1, st->greeting, strlen(st->greeting));
 }
 
-static void
-appkeys_unload(void *state)
+static void appkeys_unload(void *state)
 {
     struct appkeys *st = state;
 
@@ -66,8 +60,5 @@ appkeys_unload(void *state)
     free(st);
 }
 
-PF_APP_DEFINE(.name = "appkeys",
-              .description = "test: reads [app] greeting and size",
-              .load = appkeys_load,
-              .handle = appkeys_handle,
-              .unload = appkeys_unload);
+PF_APP_DEFINE(.name = "appkeys", .description = "test: reads [app] greeting and size",
+              .load = appkeys_load, .handle = appkeys_handle, .unload = appkeys_unload);

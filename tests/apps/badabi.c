@@ -6,8 +6,7 @@
  */
 #include <preforkd.h>
 
-static int
-badabi_handle(pf_request *r, void *state)
+static int badabi_handle(pf_request *r, void *state)
 {
     return -1;
 }

@@ -34,5 +34,4 @@ static int code_handle(pf_request *r, void *state)
     return pf_respond(r, 200, h, 1, "code A\n", 7);
 }
 
-PF_APP_DEFINE(.name = "code_a", .description = "answers code A",
-              .handle = code_handle);
+PF_APP_DEFINE(.name = "code_a", .description = "answers code A", .handle = code_handle);

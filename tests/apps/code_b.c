@@ -12,5 +12,4 @@ static int code_handle(pf_request *r, void *state)
     return pf_respond(r, 200, h, 1, "code B\n", 7);
 }
 
-PF_APP_DEFINE(.name = "code_b", .description = "answers code B",
-              .handle = code_handle);
+PF_APP_DEFINE(.name = "code_b", .description = "answers code B", .handle = code_handle);

@@ -23,11 +23,9 @@ static int crash_handle(pf_request *r, void *state)
         pf_log(PF_LOG_INFO, "crash: aborting on purpose");
         abort();
     }
-    hdr[1].value.len = (size_t)snprintf(pid, sizeof pid, "%ld",
-                                        (long)getpid());
+    hdr[1].value.len = (size_t)snprintf(pid, sizeof pid, "%ld", (long)getpid());
     return pf_respond(r, 200, hdr, 2, "ok\n", 3);
 }
 
-PF_APP_DEFINE(.name = "crash",
-              .description = "aborts the worker on /crash (tests)",
+PF_APP_DEFINE(.name = "crash", .description = "aborts the worker on /crash (tests)",
               .handle = crash_handle);

@@ -16,7 +16,5 @@ static int failinit_handle(pf_request *r, void *state)
     return pf_respond(r, 500, NULL, 0, "unreachable\n", 12);
 }
 
-PF_APP_DEFINE(.name = "failinit",
-              .description = "worker_init always fails (tests)",
-              .worker_init = failinit_worker_init,
-              .handle = failinit_handle);
+PF_APP_DEFINE(.name = "failinit", .description = "worker_init always fails (tests)",
+              .worker_init = failinit_worker_init, .handle = failinit_handle);

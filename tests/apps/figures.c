@@ -40,12 +40,16 @@ static int figures_handle(pf_request *r, void *state)
         pf_metric_clear("fill");
         n = snprintf(body, sizeof body, "cleared\n");
     } else {
-        int k = path.len == 2 && path.ptr[1] == 'a' ? 0 : path.len == 2 && path.ptr[1] == 'b' ? 1 : 2;
+        int k = path.len == 2 && path.ptr[1] == 'a'   ? 0
+                : path.len == 2 && path.ptr[1] == 'b' ? 1
+                                                      : 2;
         if (k == 0)
             pf_worker_heap("toy", heap += 2048);
         hits[k]++;
-        snprintf(label, sizeof label, "%.*s", (int)(path.len < 15 ? path.len : 15), path.ptr);
-        if (pf_metric_set("hits", label, hits[k]) < 0 || pf_metric_set("Bad-Name", "", 1) == 0)
+        snprintf(label, sizeof label, "%.*s", (int)(path.len < 15 ? path.len : 15),
+                 path.ptr);
+        if (pf_metric_set("hits", label, hits[k]) < 0 ||
+            pf_metric_set("Bad-Name", "", 1) == 0)
             return -1;
         n = snprintf(body, sizeof body, "ok\n");
     }

@@ -89,5 +89,5 @@ static void gate_unload(void *state)
 
 PF_APP_DEFINE(.name = "gate",
               .description = "leaks per request; worker_init gated by files (tests)",
-              .load = gate_load, .worker_init = gate_worker_init,
-              .handle = gate_handle, .unload = gate_unload);
+              .load = gate_load, .worker_init = gate_worker_init, .handle = gate_handle,
+              .unload = gate_unload);

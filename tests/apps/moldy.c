@@ -58,7 +58,5 @@ static int moldy_handle(pf_request *r, void *state)
 
 PF_APP_DEFINE(.name = "moldy",
               .description = "load gated by files, counts fork hooks (tests)",
-              .load = moldy_load,
-              .handle = moldy_handle,
-              .fork_prepare = moldy_prepare,
+              .load = moldy_load, .handle = moldy_handle, .fork_prepare = moldy_prepare,
               .fork_parent = moldy_parent);

@@ -37,5 +37,4 @@ static void preload_unload(void *state)
 }
 
 PF_APP_DEFINE(.name = "preload64", .description = "64 MiB preloaded, shared",
-              .load = preload_load, .handle = preload_handle,
-              .unload = preload_unload);
+              .load = preload_load, .handle = preload_handle, .unload = preload_unload);

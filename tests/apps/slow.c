@@ -75,8 +75,8 @@ static int slow_handle(pf_request *r, void *state)
     ev_timer_init(&s->timer, on_timer, (double)ms / 1000.0, 0.0);
     ev_timer_start(pf_loop(), &s->timer);
     pf_request_on_abort(r, on_abort, s);
-    pf_log(PF_LOG_INFO, "slow: %.*s: responding in %ld ms", (int)target.len,
-           target.ptr, ms);
+    pf_log(PF_LOG_INFO, "slow: %.*s: responding in %ld ms", (int)target.len, target.ptr,
+           ms);
     return 0;
 }
 

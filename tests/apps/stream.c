@@ -15,9 +15,9 @@
 
 struct stream {
     pf_request *r;
-    size_t left;    /* bytes still to write */
-    size_t off;     /* bytes written so far */
-    bool pumping;   /* inside pump(): an abort is handled there */
+    size_t left;  /* bytes still to write */
+    size_t off;   /* bytes written so far */
+    bool pumping; /* inside pump(): an abort is handled there */
     bool aborted;
 };
 
@@ -117,6 +117,5 @@ static int stream_handle(pf_request *r, void *state)
     return 0;
 }
 
-PF_APP_DEFINE(.name = "stream",
-              .description = "streams ?bytes=N bytes, chunked (tests)",
+PF_APP_DEFINE(.name = "stream", .description = "streams ?bytes=N bytes, chunked (tests)",
               .load = stream_load, .handle = stream_handle);

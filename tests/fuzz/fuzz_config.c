@@ -26,8 +26,8 @@ static char path[64];
 
 static void die(const char *why, const char *detail)
 {
-    fprintf(stderr, "fuzz_config: invariant broken: %s%s%s\n", why,
-            detail ? ": " : "", detail ? detail : "");
+    fprintf(stderr, "fuzz_config: invariant broken: %s%s%s\n", why, detail ? ": " : "",
+            detail ? detail : "");
     abort();
 }
 
@@ -77,8 +77,7 @@ static void check_error_line(const char *s, size_t len, long lines, long *last)
 }
 
 /* On -1: every line is an error naming the file, and *c is all zeroes. */
-static void check_rejected(const struct config *c, const char *errors,
-                           long lines)
+static void check_rejected(const struct config *c, const char *errors, long lines)
 {
     static const struct config zero;
     long last = 0;
@@ -138,16 +137,15 @@ static void check_rest(const struct config *c, long lines)
     if (c->recycle.max_rss && c->recycle.max_rss_hard &&
         c->recycle.max_rss_hard <= c->recycle.max_rss)
         die("max_rss_hard <= max_rss was accepted", NULL);
-    if (c->recycle.max_lifetime > 0 &&
-        c->recycle.min_lifetime > c->recycle.max_lifetime)
+    if (c->recycle.max_lifetime > 0 && c->recycle.min_lifetime > c->recycle.max_lifetime)
         die("min_lifetime > max_lifetime was accepted", NULL);
     if (c->recycle.max_concurrent_recycles < 1)
         die("max_concurrent_recycles below 1", NULL);
     if (c->app.module == NULL || c->app.module[0] == '\0')
         die("an accepted config has no [app] module", NULL);
     for (size_t i = 0; i < c->app.nkv; i++)
-        if (!c->app.kv[i].key || !c->app.kv[i].value ||
-            c->app.kv[i].line < 1 || c->app.kv[i].line > lines)
+        if (!c->app.kv[i].key || !c->app.kv[i].value || c->app.kv[i].line < 1 ||
+            c->app.kv[i].line > lines)
             die("an [app] key without its value or line", NULL);
     if (c->nupstreams > SB_MAX_UPSTREAMS)
         die("more [upstream] sections than the scoreboard holds", NULL);
@@ -225,8 +223,7 @@ static void check_dump(const struct config *c)
     free(text);
 }
 
-static void check_accepted(const struct config *c, const char *errors,
-                           long lines)
+static void check_accepted(const struct config *c, const char *errors, long lines)
 {
     char why[160];
 

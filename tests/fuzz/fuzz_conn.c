@@ -36,12 +36,12 @@
 /* What one input asks for, from its first HEADER_BYTES bytes. */
 struct plan {
     struct httpmsg_limits lim;
-    bool retiring;       /* worker retiring: every response closes */
-    bool no_keepalive;   /* worker over max_rss: every response closes */
-    bool no_ka_timeout;  /* keepalive_timeout = 0: every response closes */
-    bool small_buffers;  /* socket buffers at their minimum: writes block */
-    uint8_t max_piece;   /* 0: everything in one write */
-    uint32_t seed;       /* piece sizes */
+    bool retiring;      /* worker retiring: every response closes */
+    bool no_keepalive;  /* worker over max_rss: every response closes */
+    bool no_ka_timeout; /* keepalive_timeout = 0: every response closes */
+    bool small_buffers; /* socket buffers at their minimum: writes block */
+    uint8_t max_piece;  /* 0: everything in one write */
+    uint32_t seed;      /* piece sizes */
 };
 
 /* One response the app gave, in order (on_request_done). */
@@ -70,8 +70,8 @@ static unsigned closes;
 
 static void die(const char *why, const char *detail)
 {
-    fprintf(stderr, "fuzz_conn: invariant broken: %s%s%s\n", why,
-            detail ? ": " : "", detail ? detail : "");
+    fprintf(stderr, "fuzz_conn: invariant broken: %s%s%s\n", why, detail ? ": " : "",
+            detail ? detail : "");
     abort();
 }
 
@@ -116,8 +116,7 @@ static size_t piece_len(size_t left)
 
 static bool has_line_break(pf_str s)
 {
-    return s.len > 0 &&
-           (memchr(s.ptr, '\r', s.len) || memchr(s.ptr, '\n', s.len));
+    return s.len > 0 && (memchr(s.ptr, '\r', s.len) || memchr(s.ptr, '\n', s.len));
 }
 
 static bool name_is(pf_str s, const char *want)
@@ -203,7 +202,9 @@ static void on_request_done(struct conn_server *s, const pf_request *r)
     }
     a = &answers[nanswers++];
     *a = (struct answered){
-        .status = r->resp.status, .head_only = r->head_only, .bytes = r->bytes,
+        .status = r->resp.status,
+        .head_only = r->head_only,
+        .bytes = r->bytes,
     };
     memcpy(a->method, r->method.ptr, r->method.len);
 }
@@ -217,7 +218,7 @@ static void on_conn_closed(struct conn_server *s)
 
 struct head {
     int status;
-    bool close;      /* Connection: close */
+    bool close; /* Connection: close */
     bool has_length;
     uint64_t length; /* Content-Length */
     size_t size;     /* bytes of the head, blank line included */
@@ -264,9 +265,9 @@ static void parse_head(const char *p, size_t n, struct head *h)
     if (end == NULL)
         die("a response head is cut short", NULL);
     h->size = (size_t)(end - p) + 4;
-    if (h->size < 16 || memcmp(p, "HTTP/1.1 ", 9) != 0 ||
-        p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' ||
-        p[11] < '0' || p[11] > '9' || p[12] != ' ' || p[13] == '\r')
+    if (h->size < 16 || memcmp(p, "HTTP/1.1 ", 9) != 0 || p[9] < '1' || p[9] > '5' ||
+        p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9' || p[12] != ' ' ||
+        p[13] == '\r')
         die("a response does not start with a status line", NULL);
     h->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
     line = memmem(p, (size_t)(end + 2 - p), "\r\n", 2);
@@ -279,9 +280,8 @@ static void parse_head(const char *p, size_t n, struct head *h)
 
 static bool is_error_status(int status)
 {
-    return status == 400 || status == 413 || status == 414 ||
-           status == 417 || status == 431 || status == 501 ||
-           status == 505;
+    return status == 400 || status == 413 || status == 414 || status == 417 ||
+           status == 431 || status == 501 || status == 505;
 }
 
 /* An echo body starts "METHOD TARGET HTTP/1.x\n". */
@@ -329,11 +329,13 @@ static bool check_output(const char *p, size_t n)
                 check_echo_body(p + pos + h.size, body, a->method);
         } else if (!is_error_status(h.status) || !h.close) {
             die("a response nobody asked for, or an error that keeps the "
-                "connection", NULL);
+                "connection",
+                NULL);
         }
         if (must_close && !h.close)
             die("a response keeps the connection while the worker refuses "
-                "keep-alive", NULL);
+                "keep-alive",
+                NULL);
         pos += h.size + body;
         closed = h.close;
     }
@@ -347,8 +349,7 @@ static bool check_output(const char *p, size_t n)
 static void drain(struct client *cl)
 {
     while (!cl->eof) {
-        ssize_t n = recv(cl->fd, buf_reserve(&cl->out, 16384), 16384,
-                         MSG_DONTWAIT);
+        ssize_t n = recv(cl->fd, buf_reserve(&cl->out, 16384), 16384, MSG_DONTWAIT);
         if (n > 0)
             cl->out.len += (size_t)n;
         else if (n == 0 || errno == ECONNRESET)
@@ -430,8 +431,7 @@ static void serve(const uint8_t *data, size_t size)
     struct client cl = {0};
     int fds[2];
 
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-                   fds) < 0)
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0)
         die("socketpair", strerror(errno));
     cl.fd = fds[1];
     if (plan.small_buffers) /* the kernel raises 1 to its minimum */
@@ -446,8 +446,7 @@ static void serve(const uint8_t *data, size_t size)
     bool closed_first = finish(&cl);
     bool said_close = check_output(cl.out.p, cl.out.len);
     if (closed_first && !said_close)
-        die("the server closed after a response that kept the connection",
-            NULL);
+        die("the server closed after a response that kept the connection", NULL);
     if (closes != 1 || srv.conns != NULL)
         die("the connection was not freed exactly once", NULL);
     if (fcntl(fds[0], F_GETFD) >= 0 || errno != EBADF)
@@ -472,12 +471,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (app_open(&echo, "echo") < 0 || app_load(&echo, &cfg) < 0 ||
         app_worker_init(&echo) < 0) {
         fprintf(stderr, "fuzz_conn: cannot load apps/echo.so next to the "
-                "executable\n");
+                        "executable\n");
         exit(1);
     }
     srv = (struct conn_server){
-        .loop = loop, .cfg = &cfg, .app = &echo,
-        .on_conn_closed = on_conn_closed, .on_request_done = on_request_done,
+        .loop = loop,
+        .cfg = &cfg,
+        .app = &echo,
+        .on_conn_closed = on_conn_closed,
+        .on_request_done = on_request_done,
     };
     return 0;
 }

@@ -83,7 +83,8 @@ static void expect_figures(enum cgroup_version v, uint64_t limit, uint64_t usage
     ck_assert_uint_eq(n, kills);
 }
 
-#define MOUNT_V2 "30 22 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
+#define MOUNT_V2 \
+    "30 22 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
 #define MOUNT_ROOTFS "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
 #define HYBRID_MOUNTS \
     MOUNT_ROOTFS \
@@ -109,8 +110,10 @@ START_TEST(test_v2_max)
     expect_dir(&cg, "/sys/fs/cgroup/system.slice/app.service");
     ck_assert_uint_eq(cg.limit, 0);
     ck_assert_str_eq(cg.limit_dir, "");
-    ck_assert_msg(strstr(cg.why, "no memory limit on cgroup v2 /system.slice/app.service")
-                  != NULL, "%s", cg.why);
+    ck_assert_msg(strstr(cg.why,
+                         "no memory limit on cgroup v2 /system.slice/app.service") !=
+                      NULL,
+                  "%s", cg.why);
 }
 END_TEST
 
@@ -228,7 +231,8 @@ START_TEST(test_cpu_limit)
     new_root();
     fake("proc/self/cgroup", "0::/kubepods/pod1/c1\n");
     fake("proc/self/mountinfo", MOUNT_ROOTFS MOUNT_V2);
-    fake("sys/fs/cgroup/kubepods/pod1/c1/cgroup.controllers", "cpuset cpu io memory pids\n");
+    fake("sys/fs/cgroup/kubepods/pod1/c1/cgroup.controllers",
+         "cpuset cpu io memory pids\n");
     fake("sys/fs/cgroup/kubepods/pod1/c1/cpu.max", "max 100000\n");
     ck_assert(cgroup_cpu_limit(root) == 0);
     fake("sys/fs/cgroup/kubepods/pod1/cpu.max", "150000 100000\n");
@@ -273,8 +277,8 @@ START_TEST(test_missing)
     ck_assert_int_eq(cgroup_find(root, &cg), 0);
     ck_assert_int_eq(cg.version, CGROUP_V1);
     ck_assert_uint_eq(cg.limit, 0);
-    ck_assert_msg(strstr(cg.why, "cannot read ") && strstr(cg.why, "No such file"),
-                  "%s", cg.why);
+    ck_assert_msg(strstr(cg.why, "cannot read ") && strstr(cg.why, "No such file"), "%s",
+                  cg.why);
     ck_assert_int_eq(cgroup_oom_kills(&cg, &n), -1);
     ck_assert_int_eq(cgroup_usage(&cg, &n), -1);
 
@@ -303,8 +307,8 @@ START_TEST(test_mountinfo_escapes)
 
     new_root();
     fake("proc/self/cgroup", "0::/a\n");
-    fake("proc/self/mountinfo", MOUNT_ROOTFS
-         "30 22 0:26 / /srv/my\\040cgroups rw - cgroup2 none rw\n");
+    fake("proc/self/mountinfo",
+         MOUNT_ROOTFS "30 22 0:26 / /srv/my\\040cgroups rw - cgroup2 none rw\n");
     fake("srv/my cgroups/a/memory.max", "1048576\n");
     ck_assert_int_eq(cgroup_find(root, &cg), 0);
     expect_dir(&cg, "/srv/my cgroups/a");
@@ -322,7 +326,8 @@ static void shares(struct config *c, const char *soft, const char *hard)
     snprintf(path, sizeof path, "%s/shares.ini", tmpdir);
     f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "[server]\nworkers = 2\n[recycle]\n%s%s[app]\nmodule = hello\n", soft, hard);
+    fprintf(f, "[server]\nworkers = 2\n[recycle]\n%s%s[app]\nmodule = hello\n", soft,
+            hard);
     ck_assert_int_eq(fclose(f), 0);
     ck_assert_msg(config_load(path, c, &err) == 0, "%s", err);
 }
@@ -359,12 +364,15 @@ START_TEST(test_resolve)
     ck_assert_int_eq(c.recycle.max_rss_hard_set.source, MEMLIMIT_SHARE);
     /* ...an error at start or reload once it is not (file, line, key)... */
     ck_assert_int_eq(memlimit_resolve(&c, 64 * MIB, 2, false, err, sizeof err), -1);
-    ck_assert_msg(strstr(err, "shares.ini:5: [recycle] max_rss_hard: expected more than "
+    ck_assert_msg(strstr(err,
+                         "shares.ini:5: [recycle] max_rss_hard: expected more than "
                          "max_rss (20M), got \"90%\" (= 19.2M; the cgroup's memory limit "
-                         "64.0M over workers 2 + max_concurrent_recycles 1)"), "%s", err);
+                         "64.0M over workers 2 + max_concurrent_recycles 1)"),
+                  "%s", err);
     /* ...and after a scale, max_rss yields to max_rss_hard. */
     ck_assert_int_eq(memlimit_resolve(&c, 64 * MIB, 2, true, NULL, 0), 1);
-    ck_assert_uint_eq(c.recycle.max_rss_hard, (uint64_t)((long double)(64 * MIB / 3) * 90 / 100));
+    ck_assert_uint_eq(c.recycle.max_rss_hard,
+                      (uint64_t)((long double)(64 * MIB / 3) * 90 / 100));
     ck_assert_uint_eq(c.recycle.max_rss, c.recycle.max_rss_hard / 5 * 4);
     ck_assert_int_eq(c.recycle.max_rss_set.source, MEMLIMIT_CLAMPED);
     /* Back to a larger share: the size again. */
@@ -375,9 +383,11 @@ START_TEST(test_resolve)
     /* The other way round. */
     shares(&c, "max_rss = 50%\n", "max_rss_hard = 10M\n");
     ck_assert_int_eq(memlimit_resolve(&c, 96 * MIB, 2, false, err, sizeof err), -1);
-    ck_assert_msg(strstr(err, "shares.ini:5: [recycle] max_rss_hard: expected more than "
+    ck_assert_msg(strstr(err,
+                         "shares.ini:5: [recycle] max_rss_hard: expected more than "
                          "max_rss (50% = 16.0M), got \"10M\" (the cgroup's memory limit "
-                         "96.0M over workers 2 + max_concurrent_recycles 1)"), "%s", err);
+                         "96.0M over workers 2 + max_concurrent_recycles 1)"),
+                  "%s", err);
     config_free(&c);
 
     /* Sizes only: as written, whatever the cgroup. */
@@ -391,8 +401,8 @@ END_TEST
 
 /* ---- a real memory cgroup ---------------------------------------------------- */
 
-static char cg_base[1024];   /* where the test's cgroups are made ("": none) */
-static char cg_skip[600];    /* why not */
+static char cg_base[1024]; /* where the test's cgroups are made ("": none) */
+static char cg_skip[600];  /* why not */
 
 /* Whether list (blank-separated words) holds word. */
 static bool has_word(const char *path, const char *word)
@@ -452,7 +462,8 @@ static int cg_procs(const char *dir, pid_t *out, int max)
     snprintf(path, sizeof path, "%s/cgroup.procs", dir);
     if ((text = harness_read_file(path, NULL)) == NULL)
         return -1;
-    for (char *w = strtok_r(text, "\n", &save); w && n < max; w = strtok_r(NULL, "\n", &save))
+    for (char *w = strtok_r(text, "\n", &save); w && n < max;
+         w = strtok_r(NULL, "\n", &save))
         out[n++] = (pid_t)atoi(w);
     free(text);
     return n;
@@ -561,13 +572,17 @@ static struct hdaemon *start_in(const struct realcg *cg, const char *recycle)
     struct hdaemon *d = harness_daemon_new();
     char *leak = load_module_path("PREFORKD_APPS", "leak"), text[2048];
 
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 2\ntimeout = 5s\n"
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = 2\ntimeout = 5s\n"
                           "graceful_timeout = 5s\n[recycle]\n%s\n[app]\nmodule = %s\n"
-                          "leak_bytes = 1M\n[admin]\nlisten = 127.0.0.1:0\n", recycle, leak);
+                          "leak_bytes = 1M\n[admin]\nlisten = 127.0.0.1:0\n",
+                          recycle, leak);
     free(leak);
     snprintf(wrapper, sizeof wrapper, "%s/in-cgroup.sh", d->dir);
-    snprintf(text, sizeof text, "#!/bin/sh\necho $$ > '%s/cgroup.procs' || exit 111\n"
-             "exec '%s' \"$@\"\n", cg->dir, harness_env("PREFORKD_BIN"));
+    snprintf(text, sizeof text,
+             "#!/bin/sh\necho $$ > '%s/cgroup.procs' || exit 111\n"
+             "exec '%s' \"$@\"\n",
+             cg->dir, harness_env("PREFORKD_BIN"));
     harness_write_file(wrapper, text, strlen(text));
     ck_assert_int_eq(chmod(wrapper, 0755), 0);
     d->exec_bin = wrapper;
@@ -587,16 +602,19 @@ START_TEST(test_auto_workers_affinity)
     if (sched_getaffinity(0, sizeof set, &set) < 0 || CPU_COUNT(&set) < 2 ||
         !CPU_ISSET(0, &set) || access("/usr/bin/taskset", X_OK) < 0) {
         fprintf(stderr, "test_auto_workers_affinity: skipped: needs CPU 0 and another, "
-                "and /usr/bin/taskset\n");
+                        "and /usr/bin/taskset\n");
         free(hello);
         return;
     }
     d = harness_daemon_new();
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = auto\n"
-                          "[app]\nmodule = %s\n", hello);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = auto\n"
+                          "[app]\nmodule = %s\n",
+                          hello);
     d->exec_bin = "/usr/bin/taskset";
     {
-        const char *args[] = {"-c", "0", harness_env("PREFORKD_BIN"), "-c", d->conf, NULL};
+        const char *args[] = {"-c", "0",     harness_env("PREFORKD_BIN"),
+                              "-c", d->conf, NULL};
         harness_daemon_spawn(d, args);
     }
     harness_daemon_wait_ready(d, 20);
@@ -632,8 +650,8 @@ static void print_line(struct hdaemon *d, const char *test, const char *what)
         for (start = hit; start > log && start[-1] != '\n'; start--)
             ;
         end = strchr(hit, '\n');
-        fprintf(stderr, "%s: %.*s\n", test, (int)(end ? end - start : (long)strlen(start)),
-                start);
+        fprintf(stderr, "%s: %.*s\n", test,
+                (int)(end ? end - start : (long)strlen(start)), start);
     }
     free(log);
 }
@@ -692,8 +710,8 @@ static void expect_status(int admin, uint64_t soft, uint64_t hard)
     snprintf(want, sizeof want, "max_rss %.1fM (auto), max_rss_hard %.1fM (auto)\n",
              (double)soft / MIB, (double)hard / MIB);
     ck_assert_msg(rc == 0 && strstr(out, "\ncgroup v") && strstr(out, want) &&
-                  strstr(out, ", 0 OOM kills; "), "exit %d, no \"%s\" in:\n%s", rc, want,
-                  out);
+                      strstr(out, ", 0 OOM kills; "),
+                  "exit %d, no \"%s\" in:\n%s", rc, want, out);
     free(out);
 }
 
@@ -733,7 +751,8 @@ START_TEST(test_real_oom_kill)
         struct load l = {.port = d->port, .requests = 1};
         load_run(&l); /* may fail: the worker is killed under it */
     }
-    snprintf(want, sizeof want, "worker [0-9]+ \\(pid [0-9]+\\) killed by the kernel's "
+    snprintf(want, sizeof want,
+             "worker [0-9]+ \\(pid [0-9]+\\) killed by the kernel's "
              "OOM killer: cgroup v[12] .*/preforkd-test-[0-9-]+ at its memory limit of "
              "%.1fM \\(oom_kill count [0-9]+; killed by signal 9 \\(SIGKILL\\)\\)",
              (double)cg.limit / MIB);
@@ -786,12 +805,15 @@ START_TEST(test_real_auto)
     ck_assert_msg(cgroup_num(j, "max_rss", "bytes") == (double)soft, "%s", j);
     ck_assert_msg(cgroup_num(j, "max_rss_hard", "bytes") == (double)hard, "%s", j);
     ck_assert_msg(strstr(j, "\"max_rss\": {\"bytes\": ") &&
-                  strstr(j, "\"setting\": \"auto\", \"source\": \"auto\"}"), "%s", j);
+                      strstr(j, "\"setting\": \"auto\", \"source\": \"auto\"}"),
+                  "%s", j);
     free(j);
     m = metrics_get(admin);
     ck_assert_msg(strstr(m, "\npreforkd_cgroup_memory_limit_bytes ") &&
-                  strstr(m, "\npreforkd_oom_kills_total 0\n"), "%s", m);
-    snprintf(want, sizeof want, "\npreforkd_max_rss_bytes %llu\n", (unsigned long long)soft);
+                      strstr(m, "\npreforkd_oom_kills_total 0\n"),
+                  "%s", m);
+    snprintf(want, sizeof want, "\npreforkd_max_rss_bytes %llu\n",
+             (unsigned long long)soft);
     ck_assert_msg(strstr(m, want) != NULL, "%s", m);
     ops_promtool_check(d->dir, m);
     free(m);
@@ -824,9 +846,11 @@ START_TEST(test_real_auto)
     ck_assert_int_eq(harness_log_count(d, "OOM killer"), 0);
     ck_assert_int_gt(victim, 0);
     ck_assert_int_eq(kill(victim, SIGKILL), 0);
-    ck_assert(harness_log_wait(d, "killed by signal 9 \\(SIGKILL\\), neither by preforkd "
+    ck_assert(harness_log_wait(d,
+                               "killed by signal 9 \\(SIGKILL\\), neither by preforkd "
                                "nor by the kernel's OOM killer \\(the cgroup's oom_kill "
-                               "count is still 0\\)", 1, 10));
+                               "count is still 0\\)",
+                               1, 10));
     ck_assert(harness_log_wait(d, "retired: crash \\(killed by signal 9", 1, 5));
     ck_assert(harness_daemon_stop(d, SIGTERM, 20));
     ck_assert_msg(cg_remove(cg.dir, 20), "cgroup %s not removed", cg.dir);

@@ -187,8 +187,10 @@ START_TEST(test_user_missing)
     char *mod = hello(), want[128];
     struct run r;
 
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nuser = " NOUSER "\n"
-                             "[app]\nmodule = %s\n", mod);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nuser = " NOUSER "\n"
+                          "[app]\nmodule = %s\n",
+                          mod);
     r = check(d);
     snprintf(want, sizeof(want), "[server] user: \"%s\": no such user", NOUSER);
     if (geteuid() == 0) {
@@ -201,7 +203,7 @@ START_TEST(test_user_missing)
         ck_assert(harness_daemon_wait_exit(d, 20));
         ck_assert_int_eq(harness_exit_code(d), 78);
         ck_assert_msg(harness_log_count(d, "the configuration cannot be applied") == 1 &&
-                      harness_log_count(d, "the app cannot start") == 0,
+                          harness_log_count(d, "the app cannot start") == 0,
                       "%s", harness_log_tail(d, 2000));
     } else { /* start-up keeps the uid: a warning */
         assert_ok(&r, d);
@@ -220,8 +222,10 @@ START_TEST(test_group_missing)
     if (!as_nobody("test_group_missing"))
         return;
     mod = hello();
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nuser = nobody\n"
-                             "group = " NOGROUP "\n[app]\nmodule = %s\n", mod);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nuser = nobody\n"
+                          "group = " NOGROUP "\n[app]\nmodule = %s\n",
+                          mod);
     expect_error(d, 4, "[server] group: \"" NOGROUP "\": no such group");
     free(mod);
 }
@@ -237,18 +241,23 @@ START_TEST(test_error_log)
     char *mod = hello(), want[400], *before, *after;
     struct run r;
 
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\n[app]\nmodule = %s\n"
-                             "[log]\nerror_log = %s/nodir/err.log\n", mod, d->dir);
-    snprintf(want, sizeof(want), "[log] error_log: %s/nodir/err.log: No such file or "
-             "directory", d->dir);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\n[app]\nmodule = %s\n"
+                          "[log]\nerror_log = %s/nodir/err.log\n",
+                          mod, d->dir);
+    snprintf(want, sizeof(want),
+             "[log] error_log: %s/nodir/err.log: No such file or "
+             "directory",
+             d->dir);
     expect_error(d, 6, want);
 
     /* A new one, a new access log, a pidfile, a unix socket: all tried,
      * none left. */
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0, unix:%s/http.sock\n"
-                             "pidfile = %s/p.pid\n[app]\nmodule = %s\n[log]\n"
-                             "error_log = %s/new.log\naccess_log = %s/access.log\n"
-                             "[admin]\nlisten = unix:%s/admin.sock\n",
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0, unix:%s/http.sock\n"
+                          "pidfile = %s/p.pid\n[app]\nmodule = %s\n[log]\n"
+                          "error_log = %s/new.log\naccess_log = %s/access.log\n"
+                          "[admin]\nlisten = unix:%s/admin.sock\n",
                           d->dir, d->dir, mod, d->dir, d->dir, d->dir);
     before = listing(d->dir);
     r = check(d);
@@ -278,11 +287,14 @@ START_TEST(test_access_log_as_user)
     snprintf(logs, sizeof(logs), "%s/logs", d->dir);
     ck_assert_int_eq(chmod(d->dir, 0711), 0); /* nobody may pass, not list */
     ck_assert_int_eq(mkdir(logs, 0755), 0);
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nuser = nobody\n"
-                             "[app]\nmodule = %s\n[log]\naccess_log = %s/access.log\n",
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nuser = nobody\n"
+                          "[app]\nmodule = %s\n[log]\naccess_log = %s/access.log\n",
                           mod, logs);
-    snprintf(want, sizeof(want), "[log] access_log: %s/access.log: Permission denied "
-             "(workers open it as user nobody)", logs);
+    snprintf(want, sizeof(want),
+             "[log] access_log: %s/access.log: Permission denied "
+             "(workers open it as user nobody)",
+             logs);
     expect_error(d, 7, want);
 
     /* root may write there, the check ran as nobody: now nobody may too */
@@ -319,10 +331,14 @@ START_TEST(test_listen_in_use)
     char *mod = hello(), want[200];
     int port, fd = hold_port(&port);
 
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0, 127.0.0.1:%d\n"
-                             "[app]\nmodule = %s\n", port, mod);
-    snprintf(want, sizeof(want), "[server] listen: 127.0.0.1:%d: Address already in "
-             "use: held by pid %d (", port, (int)getpid());
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0, 127.0.0.1:%d\n"
+                          "[app]\nmodule = %s\n",
+                          port, mod);
+    snprintf(want, sizeof(want),
+             "[server] listen: 127.0.0.1:%d: Address already in "
+             "use: held by pid %d (",
+             port, (int)getpid());
     expect_error(d, 2, want);
     close(fd);
     free(mod);
@@ -339,25 +355,32 @@ START_TEST(test_listen_running_instance)
     struct run r;
     int port = harness_free_port();
 
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:%d\nworkers = 1\npidfile = %s\n"
-                             "[app]\nmodule = %s\n[admin]\nlisten = unix:%s/admin.sock\n",
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:%d\nworkers = 1\npidfile = %s\n"
+                          "[app]\nmodule = %s\n[admin]\nlisten = unix:%s/admin.sock\n",
                           port, d->pidfile, mod, d->dir);
     harness_daemon_spawn(d, NULL);
     harness_daemon_wait_ready(d, 10);
     r = check(d);
     assert_ok(&r, d);
-    snprintf(want, sizeof(want), "preforkd: %s:2: [server] listen: 127.0.0.1:%d: in use "
-             "by the running preforkd (pid %d): fine\n", d->conf, port, (int)d->pid);
+    snprintf(want, sizeof(want),
+             "preforkd: %s:2: [server] listen: 127.0.0.1:%d: in use "
+             "by the running preforkd (pid %d): fine\n",
+             d->conf, port, (int)d->pid);
     ck_assert_msg(strstr(r.err, want) != NULL, "no \"%s\" in\n%s", want, r.err);
-    snprintf(want, sizeof(want), "preforkd: %s:8: [admin] listen: unix:%s/admin.sock: in "
-             "use by the running preforkd (pid %d): fine\n", d->conf, d->dir, (int)d->pid);
+    snprintf(want, sizeof(want),
+             "preforkd: %s:8: [admin] listen: unix:%s/admin.sock: in "
+             "use by the running preforkd (pid %d): fine\n",
+             d->conf, d->dir, (int)d->pid);
     ck_assert_msg(strstr(r.err, want) != NULL, "no \"%s\" in\n%s", want, r.err);
     run_free(&r);
 
     harness_daemon_config(other, "[server]\nlisten = 127.0.0.1:%d\n[app]\nmodule = %s\n",
                           port, mod);
-    snprintf(want, sizeof(want), "[server] listen: 127.0.0.1:%d: Address already in use: "
-             "held by pid %d (", port, (int)d->pid);
+    snprintf(want, sizeof(want),
+             "[server] listen: 127.0.0.1:%d: Address already in use: "
+             "held by pid %d (",
+             port, (int)d->pid);
     expect_error(other, 2, want);
     ck_assert(harness_daemon_stop(d, SIGTERM, 10));
     free(mod);
@@ -372,13 +395,17 @@ START_TEST(test_module_missing)
     char want[1024];
     struct run r;
 
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\n\n[app]\n"
-                             "module = %s/no/such/app.so\n", d->dir);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\n\n[app]\n"
+                          "module = %s/no/such/app.so\n",
+                          d->dir);
     r = check(d);
     assert_invalid(&r, d);
-    snprintf(want, sizeof(want), "%s:5: [app] module: %s/no/such/app.so: cannot open "
+    snprintf(want, sizeof(want),
+             "%s:5: [app] module: %s/no/such/app.so: cannot open "
              "shared object file: No such file or directory\npreforkd: %s: "
-             "configuration invalid\n", d->conf, d->dir, d->conf);
+             "configuration invalid\n",
+             d->conf, d->dir, d->conf);
     ck_assert_str_eq(r.err, want);
     run_free(&r);
 }
@@ -400,10 +427,14 @@ START_TEST(test_module_as_user)
     harness_write_file(priv, so, len);
     ck_assert_int_eq(chmod(priv, 0600), 0);
     ck_assert_int_eq(chmod(d->dir, 0711), 0);
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nuser = nobody\n"
-                             "[app]\nmodule = %s\n", priv);
-    snprintf(want, sizeof(want), "[app] module: %s: cannot open shared object file: "
-             "Permission denied", priv);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nuser = nobody\n"
+                          "[app]\nmodule = %s\n",
+                          priv);
+    snprintf(want, sizeof(want),
+             "[app] module: %s: cannot open shared object file: "
+             "Permission denied",
+             priv);
     expect_error(d, 5, want);
     free(so);
     free(mod);
@@ -421,8 +452,10 @@ START_TEST(test_unclosed_header)
     harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\n[app\nmodule = %s\n", mod);
     r = check(d);
     assert_invalid(&r, d);
-    snprintf(want, sizeof(want), "%s:3: expected \"]\" to close the section header, got "
-             "\"[app\"\npreforkd: %s: configuration invalid\n", d->conf, d->conf);
+    snprintf(want, sizeof(want),
+             "%s:3: expected \"]\" to close the section header, got "
+             "\"[app\"\npreforkd: %s: configuration invalid\n",
+             d->conf, d->conf);
     ck_assert_str_eq(r.err, want);
     run_free(&r);
     free(mod);
@@ -443,10 +476,11 @@ START_TEST(test_many_in_line_order)
         close(fd);
         return;
     }
-    harness_daemon_config(d, "[log]\nerror_log = %s/nodir/err.log\n"    /* 1-2 */
-                             "[app]\nmodule = %s/nosuch.so\n"           /* 3-4 */
-                             "[server]\nuser = " NOUSER "\n"            /* 5-6 */
-                             "listen = 127.0.0.1:%d\n",                 /* 7 */
+    harness_daemon_config(d,
+                          "[log]\nerror_log = %s/nodir/err.log\n" /* 1-2 */
+                          "[app]\nmodule = %s/nosuch.so\n"        /* 3-4 */
+                          "[server]\nuser = " NOUSER "\n"         /* 5-6 */
+                          "listen = 127.0.0.1:%d\n",              /* 7 */
                           d->dir, d->dir, port);
     r = check(d);
     assert_invalid(&r, d);
@@ -504,22 +538,25 @@ START_TEST(test_dump_round_trip)
     const char *dump_back[] = {"-T", "-c", back->conf, NULL};
     struct run r, r2;
 
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = auto\n"
-                             "keepalive_timeout = 1500ms\n[recycle]\nmax_rss = auto\n"
-                             "max_requests = 500\n[app]\nmodule = %s\n"
-                             "[upstream api]\nservers = 127.0.0.1:1\n", mod);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = auto\n"
+                          "keepalive_timeout = 1500ms\n[recycle]\nmax_rss = auto\n"
+                          "max_requests = 500\n[app]\nmodule = %s\n"
+                          "[upstream api]\nservers = 127.0.0.1:1\n",
+                          mod);
     r = run_preforkd(d->dir, dump);
     assert_ok(&r, d);
     ck_assert_msg(strncmp(r.out, "; preforkd -T", 13) == 0, "%s", r.out);
     ck_assert_msg(strstr(r.out, "\n[server]\nlisten = 127.0.0.1:0\nworkers = ") &&
-                  strstr(r.out, " ; auto: ") && strstr(r.out, "\nmax_rss = auto ; ") &&
-                  strstr(r.out, "\nkeepalive_timeout = 1500ms\n") &&
-                  strstr(r.out, "\ntimeout = 30s\n") &&          /* a default */
-                  strstr(r.out, "\n[upstream api]\nservers = 127.0.0.1:1\n") &&
-                  strstr(r.out, "\nmax_idle = 32\n") &&
-                  strstr(r.out, "\n[log]\nerror_log = stderr\n") &&
-                  strstr(r.out, "\naccess_log = off\n") &&
-                  strstr(r.out, "\n; pidfile: not set\n"),
+                      strstr(r.out, " ; auto: ") &&
+                      strstr(r.out, "\nmax_rss = auto ; ") &&
+                      strstr(r.out, "\nkeepalive_timeout = 1500ms\n") &&
+                      strstr(r.out, "\ntimeout = 30s\n") && /* a default */
+                      strstr(r.out, "\n[upstream api]\nservers = 127.0.0.1:1\n") &&
+                      strstr(r.out, "\nmax_idle = 32\n") &&
+                      strstr(r.out, "\n[log]\nerror_log = stderr\n") &&
+                      strstr(r.out, "\naccess_log = off\n") &&
+                      strstr(r.out, "\n; pidfile: not set\n"),
                   "-T output lacks a key:\n%s", r.out);
     harness_write_file(back->conf, r.out, strlen(r.out));
     r2 = check(back);

@@ -19,12 +19,15 @@ static char admin[64];
 static struct hdaemon *start(const char *app, int workers, const char *extra)
 {
     char *mod = load_module_path(strcmp(app, "hello") == 0 ? "PREFORKD_APPS"
-                                                           : "PREFORKD_TEST_APPS", app);
+                                                           : "PREFORKD_TEST_APPS",
+                                 app);
     struct hdaemon *d = harness_daemon_new();
 
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = %d\n"
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = %d\n"
                           "graceful_timeout = 5s\n%s\n[app]\nmodule = %s\n"
-                          "[admin]\nlisten = 127.0.0.1:0\n", workers, extra, mod);
+                          "[admin]\nlisten = 127.0.0.1:0\n",
+                          workers, extra, mod);
     free(mod);
     harness_daemon_spawn(d, NULL);
     harness_daemon_wait_ready(d, 10);
@@ -33,11 +36,11 @@ static struct hdaemon *start(const char *app, int workers, const char *extra)
 }
 
 /* preforkctl -a ADMIN args...; its exit code, output in *out. */
-static int ctl(char **out, const char *a1, const char *a2, const char *a3,
-               const char *a4, const char *a5)
+static int ctl(char **out, const char *a1, const char *a2, const char *a3, const char *a4,
+               const char *a5)
 {
-    const char *argv[] = {harness_env("PREFORKD_CTL"), "-a", admin, a1, a2, a3, a4,
-                          a5, NULL};
+    const char *argv[] = {
+        harness_env("PREFORKD_CTL"), "-a", admin, a1, a2, a3, a4, a5, NULL};
 
     return ops_run(argv, out, 20);
 }
@@ -49,7 +52,8 @@ START_TEST(test_snapshot)
 
     ck_assert_int_eq(ctl(&out, "snapshot", "2", NULL, NULL, NULL), 0);
     ck_assert_msg(strncmp(out, "rss ", 4) == 0 && strstr(out, " uss ") &&
-                  strstr(out, "malloc: in use") && strstr(out, "; requests 0;"), "%s", out);
+                      strstr(out, "malloc: in use") && strstr(out, "; requests 0;"),
+                  "%s", out);
     free(out);
     ck_assert(harness_log_wait(d, "worker 2: command \"snapshot\": 200", 1, 5));
     load_sync(d->port, 10, true, "Hello, World!\n");
@@ -62,11 +66,13 @@ START_TEST(test_errors)
     char *out;
 
     ck_assert_int_eq(ctl(&out, "snapshot", "9", NULL, NULL, NULL), 1);
-    ck_assert_msg(strstr(out, "snapshot 9: 404: no worker 9 (workers are 1..2)"), "%s", out);
+    ck_assert_msg(strstr(out, "snapshot 9: 404: no worker 9 (workers are 1..2)"), "%s",
+                  out);
     free(out);
     ck_assert_int_eq(ctl(&out, "trace", "dump", "1", NULL, NULL), 1);
     ck_assert_msg(strstr(out, "trace dump: 404: app hello has no command \"trace\": "
-                         "trace is for Python workers"), "%s", out);
+                              "trace is for Python workers"),
+                  "%s", out);
     free(out);
     ck_assert_int_eq(ctl(&out, "snapshot", "one", NULL, NULL, NULL), 2);
     ck_assert_msg(strstr(out, "expected a worker's number"), "%s", out);
@@ -110,7 +116,8 @@ START_TEST(test_busy_worker)
     harness_send_str(c, "GET /block HTTP/1.1\r\nHost: t\r\n\r\n");
     ck_assert_int_eq(ctl(&out, "-t", "1", "snapshot", "1", NULL), 1);
     ck_assert_msg(strstr(out, "504: worker 1 (pid") &&
-                  strstr(out, "did not answer within 1s: its loop is busy"), "%s", out);
+                      strstr(out, "did not answer within 1s: its loop is busy"),
+                  "%s", out);
     free(out);
     harness_close(c);
 }

@@ -29,56 +29,85 @@ static const struct deviation {
     int status; /* REJECTED: the status (0: any 4xx or 5xx) */
     const char *why;
 } deviations[] = {
-    {"gunicorn/valid/009", REJECTED, 400, "Content-Length and Transfer-Encoding (RFC 9112 6.1)"},
-    {"gunicorn-host/valid-009+host", REJECTED, 400, "Content-Length and Transfer-Encoding (RFC 9112 6.1)"},
+    {"gunicorn/valid/009", REJECTED, 400,
+     "Content-Length and Transfer-Encoding (RFC 9112 6.1)"},
+    {"gunicorn-host/valid-009+host", REJECTED, 400,
+     "Content-Length and Transfer-Encoding (RFC 9112 6.1)"},
     {"gunicorn/valid/022", REJECTED, 400, "its second request is HTTP/1.1 without Host"},
     {"gunicorn/valid/024", REJECTED, 431, "a field line over max_header_size (8190)"},
     {"gunicorn/valid/026", REJECTED, 431, "a field line over max_header_size (8190)"},
-    {"gunicorn/valid/028", REJECTED, 400, "white space before the colon (RFC 9112 5.1: MUST reject)"},
-    {"gunicorn-host/valid-028+host", REJECTED, 400, "white space before the colon (RFC 9112 5.1: MUST reject)"},
+    {"gunicorn/valid/028", REJECTED, 400,
+     "white space before the colon (RFC 9112 5.1: MUST reject)"},
+    {"gunicorn-host/valid-028+host", REJECTED, 400,
+     "white space before the colon (RFC 9112 5.1: MUST reject)"},
     {"gunicorn/valid/031", REJECTED, 501, "a method token it does not implement"},
     {"gunicorn/valid/031compat", REJECTED, 501, "a method token it does not implement"},
     {"gunicorn/valid/031compat2", REJECTED, 501, "a method token it does not implement"},
-    {"gunicorn-host/valid-031+host", REJECTED, 501, "a method token it does not implement"},
-    {"gunicorn-host/valid-031compat+host", REJECTED, 501, "a method token it does not implement"},
-    {"gunicorn-host/valid-031compat2+host", REJECTED, 501, "a method token it does not implement"},
-    {"gunicorn/valid/099", INCOMPLETE, 0, "the corpus body is shorter than its Content-Length"},
-    {"gunicorn/valid/compat_obs_fold", REJECTED, 400, "obs-fold is refused (RFC 9112 5.2 allows 400)"},
-    {"gunicorn/valid/compat_obs_fold_huge", REJECTED, 400, "obs-fold is refused (RFC 9112 5.2 allows 400)"},
+    {"gunicorn-host/valid-031+host", REJECTED, 501,
+     "a method token it does not implement"},
+    {"gunicorn-host/valid-031compat+host", REJECTED, 501,
+     "a method token it does not implement"},
+    {"gunicorn-host/valid-031compat2+host", REJECTED, 501,
+     "a method token it does not implement"},
+    {"gunicorn/valid/099", INCOMPLETE, 0,
+     "the corpus body is shorter than its Content-Length"},
+    {"gunicorn/valid/compat_obs_fold", REJECTED, 400,
+     "obs-fold is refused (RFC 9112 5.2 allows 400)"},
+    {"gunicorn/valid/compat_obs_fold_huge", REJECTED, 400,
+     "obs-fold is refused (RFC 9112 5.2 allows 400)"},
     {"gunicorn/valid/pp_01", REJECTED, 501, "PROXY protocol is not spoken"},
     {"gunicorn/valid/pp_02", REJECTED, 501, "PROXY protocol is not spoken"},
     {"gunicorn/valid/pp_04", REJECTED, 400, "PROXY protocol is not spoken"},
     {"gunicorn/valid/pp_05", REJECTED, 400, "PROXY protocol is not spoken"},
-    {"gunicorn/valid/rfc9112_smuggle_gzip_chunked_01", REJECTED, 501, "a transfer coding other than chunked (RFC 9112 6.1: 501)"},
-    {"gunicorn/valid/rfc9112_smuggle_te_identity_chunked_01", REJECTED, 501, "a transfer coding other than chunked (RFC 9112 6.1: 501)"},
-    {"gunicorn-host/valid-025+host", REJECTED, 501, "a transfer coding other than chunked (RFC 9112 6.1: 501)"},
-    {"gunicorn-host/valid-025_line+host", REJECTED, 501, "a transfer coding other than chunked (RFC 9112 6.1: 501)"},
-    {"gunicorn-host/valid-029+host", REJECTED, 501, "a transfer coding other than chunked (RFC 9112 6.1: 501)"},
+    {"gunicorn/valid/rfc9112_smuggle_gzip_chunked_01", REJECTED, 501,
+     "a transfer coding other than chunked (RFC 9112 6.1: 501)"},
+    {"gunicorn/valid/rfc9112_smuggle_te_identity_chunked_01", REJECTED, 501,
+     "a transfer coding other than chunked (RFC 9112 6.1: 501)"},
+    {"gunicorn-host/valid-025+host", REJECTED, 501,
+     "a transfer coding other than chunked (RFC 9112 6.1: 501)"},
+    {"gunicorn-host/valid-025_line+host", REJECTED, 501,
+     "a transfer coding other than chunked (RFC 9112 6.1: 501)"},
+    {"gunicorn-host/valid-029+host", REJECTED, 501,
+     "a transfer coding other than chunked (RFC 9112 6.1: 501)"},
     {"gunicorn/invalid/001", INCOMPLETE, 0, "a head that never ends"},
-    {"gunicorn/invalid/rfc9112_chunked_missing_final_crlf_01", INCOMPLETE, 0, "a chunked body that never ends"},
-    {"gunicorn/invalid/006", SERVED, 0, "Gunicorn's request-line limit (4094) is lower than max_request_line"},
-    {"gunicorn/invalid/008", SERVED, 0, "Gunicorn's field limit is lower than max_header_size"},
-    {"gunicorn/invalid/limit_header_default_01", SERVED, 0, "Gunicorn's field limit is lower than max_header_size"},
-    {"gunicorn-host/invalid-017+host", SERVED, 0, "Gunicorn's field limit is lower than max_header_size"},
-    {"gunicorn/invalid/011", SERVED, 0, "'=' is a sub-delim: 0.0.0.0=5000 is a valid reg-name Host"},
-    {"gunicorn/invalid/012", SERVED, 0, "'=' is a sub-delim: 0.0.0.0=5000 is a valid reg-name Host"},
-    {"gunicorn/invalid/040", SERVED, 0, "'_' is a token character; these are other fields, not framing"},
-    {"gunicorn-host/invalid-chunked_07+host", SERVED, 0, "'_' is a token character; these are other fields, not framing"},
+    {"gunicorn/invalid/rfc9112_chunked_missing_final_crlf_01", INCOMPLETE, 0,
+     "a chunked body that never ends"},
+    {"gunicorn/invalid/006", SERVED, 0,
+     "Gunicorn's request-line limit (4094) is lower than max_request_line"},
+    {"gunicorn/invalid/008", SERVED, 0,
+     "Gunicorn's field limit is lower than max_header_size"},
+    {"gunicorn/invalid/limit_header_default_01", SERVED, 0,
+     "Gunicorn's field limit is lower than max_header_size"},
+    {"gunicorn-host/invalid-017+host", SERVED, 0,
+     "Gunicorn's field limit is lower than max_header_size"},
+    {"gunicorn/invalid/011", SERVED, 0,
+     "'=' is a sub-delim: 0.0.0.0=5000 is a valid reg-name Host"},
+    {"gunicorn/invalid/012", SERVED, 0,
+     "'=' is a sub-delim: 0.0.0.0=5000 is a valid reg-name Host"},
+    {"gunicorn/invalid/040", SERVED, 0,
+     "'_' is a token character; these are other fields, not framing"},
+    {"gunicorn-host/invalid-chunked_07+host", SERVED, 0,
+     "'_' is a token character; these are other fields, not framing"},
     {"gunicorn/invalid/041", SERVED, 0, "a repeated Content-Type is the app's to judge"},
-    {"gunicorn-host/invalid-019+host", SERVED, 0, "X-Forwarded-* consistency is the app's to judge"},
-    {"gunicorn-host/invalid-010+host", SERVED, 0, "invalid only for lacking Host, which was added"},
-    {"gunicorn/invalid/rfc9110_trailer_forbidden_cl_01", SERVED, 0, "trailer fields are discarded, never merged"},
-    {"gunicorn/invalid/rfc9110_trailer_forbidden_host_01", SERVED, 0, "trailer fields are discarded, never merged"},
-    {"gunicorn/invalid/rfc9110_trailer_forbidden_te_01", SERVED, 0, "trailer fields are discarded, never merged"},
+    {"gunicorn-host/invalid-019+host", SERVED, 0,
+     "X-Forwarded-* consistency is the app's to judge"},
+    {"gunicorn-host/invalid-010+host", SERVED, 0,
+     "invalid only for lacking Host, which was added"},
+    {"gunicorn/invalid/rfc9110_trailer_forbidden_cl_01", SERVED, 0,
+     "trailer fields are discarded, never merged"},
+    {"gunicorn/invalid/rfc9110_trailer_forbidden_host_01", SERVED, 0,
+     "trailer fields are discarded, never merged"},
+    {"gunicorn/invalid/rfc9110_trailer_forbidden_te_01", SERVED, 0,
+     "trailer fields are discarded, never merged"},
 };
 
 struct observed {
-    int n;             /* responses */
+    int n; /* responses */
     int status[8];
-    char line[8][160]; /* first line of each echo body */
+    char line[8][160];  /* first line of each echo body */
     size_t body_len[8]; /* request body length echoed back */
-    bool closed;       /* the server closed after the last response */
-    char why[200];     /* a client-side failure, if any */
+    bool closed;        /* the server closed after the last response */
+    char why[200];      /* a client-side failure, if any */
 };
 
 struct tally {
@@ -116,8 +145,8 @@ static void observe(int port, const char *raw, size_t len, struct observed *o)
             break;
         }
         o->status[o->n] = r.status;
-        snprintf(o->line[o->n], sizeof(o->line[0]), "%.*s",
-                 (int)strcspn(r.body, "\n"), r.body);
+        snprintf(o->line[o->n], sizeof(o->line[0]), "%.*s", (int)strcspn(r.body, "\n"),
+                 r.body);
         blank = strstr(r.body, "\n\n");
         o->body_len[o->n] = blank ? r.body_len - (size_t)(blank + 2 - r.body) : 0;
         o->n++;
@@ -131,8 +160,8 @@ static void observe(int port, const char *raw, size_t len, struct observed *o)
 
 /* The row of EXPECTED.tsv for a gunicorn valid case ("valid/001"):
  * methods, paths and body lengths, '|'-separated per request. */
-static bool expected_row(const char *key, char *methods, char *paths,
-                         char *lens, char *has_host)
+static bool expected_row(const char *key, char *methods, char *paths, char *lens,
+                         char *has_host)
 {
     char *path = harness_path("PREFORKD_SRC", "tests/conformance/gunicorn/EXPECTED.tsv");
     char *text = harness_read_file(path, NULL), *line, *save = NULL;
@@ -141,8 +170,8 @@ static bool expected_row(const char *key, char *methods, char *paths,
     ck_assert_msg(text != NULL, "cannot read %s", path);
     for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char name[64];
-        if (line[0] == '#' ||
-            sscanf(line, "%63s %255s %1023s %255s %7s", name, methods, paths, lens, has_host) != 5)
+        if (line[0] == '#' || sscanf(line, "%63s %255s %1023s %255s %7s", name, methods,
+                                     paths, lens, has_host) != 5)
             continue;
         if (strcmp(name, key) == 0) {
             found = true;
@@ -195,8 +224,8 @@ static void latin1(char *s)
 }
 
 /* Each request of a valid case served as Gunicorn's tests expect. */
-static void check_served(const char *name, const struct observed *o,
-                         char *fail, size_t cap)
+static void check_served(const char *name, const struct observed *o, char *fail,
+                         size_t cap)
 {
     char key[96], methods[256], paths[1024], lens[256], host[8];
     char *ms = NULL, *ps = NULL, *ls = NULL;
@@ -214,7 +243,8 @@ static void check_served(const char *name, const struct observed *o,
         return;
     }
     for (; (m = strtok_r(m, "|", &ms)) && (p = strtok_r(p, "|", &ps)) &&
-           (l = strtok_r(l, "|", &ls)); m = p = l = NULL, i++) {
+           (l = strtok_r(l, "|", &ls));
+         m = p = l = NULL, i++) {
         size_t mlen = strlen(m);
 
         if (i >= o->n) {
@@ -227,8 +257,9 @@ static void check_served(const char *name, const struct observed *o,
         if (o->status[i] != 200 || strncmp(o->line[i], m, mlen) != 0 ||
             o->line[i][mlen] != ' ' || strstr(o->line[i] + mlen, p) == NULL ||
             o->body_len[i] != strtoul(l, NULL, 10)) {
-            snprintf(fail, cap, "request %d: %d \"%s\" body %zu, want 200 \"%s %s\" body %s",
-                     i, o->status[i], o->line[i], o->body_len[i], m, p, l);
+            snprintf(fail, cap,
+                     "request %d: %d \"%s\" body %zu, want 200 \"%s %s\" body %s", i,
+                     o->status[i], o->line[i], o->body_len[i], m, p, l);
             return;
         }
     }
@@ -255,9 +286,8 @@ static enum expect default_expect(const char *name, const char *raw)
     if (strstr(name, "invalid"))
         return REJECTED;
     /* Gunicorn serves HTTP/1.1 without Host; RFC 9112 3.2 says 400. */
-    if (gunicorn_valid_key(name, key, sizeof(key)) &&
-        expected_row(key, m, p, l, host) && host[0] == 'n' &&
-        strncmp(raw + strcspn(raw, "\r\n") - 8, "HTTP/1.1", 8) == 0 &&
+    if (gunicorn_valid_key(name, key, sizeof(key)) && expected_row(key, m, p, l, host) &&
+        host[0] == 'n' && strncmp(raw + strcspn(raw, "\r\n") - 8, "HTTP/1.1", 8) == 0 &&
         strstr(name, "+host") == NULL)
         return REJECTED;
     return SERVED;
@@ -286,13 +316,14 @@ static void one_case(const char *path, void *arg)
     else if (want == SERVED)
         check_served(name, &o, fail, sizeof(fail));
     else if (want == REJECTED && (last < 400 || (status && last != status)))
-        snprintf(fail, sizeof(fail), "%d responses, last status %d, want %d",
-                 o.n, last, status ? status : 400);
+        snprintf(fail, sizeof(fail), "%d responses, last status %d, want %d", o.n, last,
+                 status ? status : 400);
     else if (want == INCOMPLETE && o.n != 0)
         snprintf(fail, sizeof(fail), "%d responses to an incomplete request", o.n);
-    else if (want == NOT_SMUGGLED && (smuggled(&o) || (o.n && last >= 400 && last != 400 && last != 501)))
-        snprintf(fail, sizeof(fail), "smuggled or odd: %d responses, last %d \"%s\"",
-                 o.n, last, o.n ? o.line[o.n - 1] : "");
+    else if (want == NOT_SMUGGLED &&
+             (smuggled(&o) || (o.n && last >= 400 && last != 400 && last != 501)))
+        snprintf(fail, sizeof(fail), "smuggled or odd: %d responses, last %d \"%s\"", o.n,
+                 last, o.n ? o.line[o.n - 1] : "");
     t->cases++;
     t->served += last == 200;
     t->rejected += last >= 400;

@@ -30,13 +30,13 @@ struct ctl {
  * a unix socket, a pidfile. */
 static void write_config(struct ctl *c, int workers, const char *mod_path)
 {
-    harness_daemon_config(c->d,
-                          "[server]\nlisten = 127.0.0.1:0\nworkers = %d\nmax_workers = 6\n"
-                          "pidfile = %s\ngraceful_timeout = 5s\n%s\n"
-                          "[app]\nmodule = %s\n"
-                          "[admin]\nlisten = unix:%s\n",
-                          workers, c->d->pidfile, c->extra, mod_path ? mod_path : c->mod,
-                          c->admin);
+    harness_daemon_config(
+        c->d,
+        "[server]\nlisten = 127.0.0.1:0\nworkers = %d\nmax_workers = 6\n"
+        "pidfile = %s\ngraceful_timeout = 5s\n%s\n"
+        "[app]\nmodule = %s\n"
+        "[admin]\nlisten = unix:%s\n",
+        workers, c->d->pidfile, c->extra, mod_path ? mod_path : c->mod, c->admin);
 }
 
 static void start(struct ctl *c, int workers, const char *extra)
@@ -119,13 +119,15 @@ START_TEST(test_status)
     ck_assert_uint_eq(st.st_mode & 0777, 0600);
     load_sync(c.d->port, 7, false, "Hello, World!\n");
     ck_assert_int_eq(ctl(&c, &out, "status", NULL), 0);
-    ck_assert_msg(strstr(out, "\nresponses: 7 (1xx 0, 2xx 7, 3xx 0, 4xx 0, 5xx 0)\n"), "%s", out);
+    ck_assert_msg(strstr(out, "\nresponses: 7 (1xx 0, 2xx 7, 3xx 0, 4xx 0, 5xx 0)\n"),
+                  "%s", out);
     snprintf(master, sizeof(master), "master %d: running, ready, generation 1",
              (int)c.d->pid);
     ck_assert_msg(strstr(out, master) != NULL, "%s", out);
     ck_assert_msg(strstr(out, "2 of 2 workers serving") != NULL, "%s", out);
     ck_assert_msg(strstr(out, "PID") && strstr(out, "GROW/1K") && strstr(out, "CONNS") &&
-                  strstr(out, "\nretired: max_requests 0"), "%s", out);
+                      strstr(out, "\nretired: max_requests 0"),
+                  "%s", out);
     j = ops_stats(c.admin);
     rows = (struct rows){out, 0};
     ops_each_worker(j, row_for, &rows);
@@ -203,8 +205,9 @@ START_TEST(test_reload)
         ck_assert_int_eq(ctl(&c, &out, "reload", NULL), 1);
         /* The daemon's reason, on the same line: the mold's own error. */
         ck_assert_msg(strstr(out, "reload refused: app ") && strstr(out, "missing.so") &&
-                      strstr(out, "; still serving generation 2") &&
-                      !strstr(out, "lines above") && !strstr(out, "):\n"), "%s", out);
+                          strstr(out, "; still serving generation 2") &&
+                          !strstr(out, "lines above") && !strstr(out, "):\n"),
+                      "%s", out);
         free(out);
     }
     ck_assert_double_eq(stat_num(&c, "generation"), 2);
@@ -217,8 +220,9 @@ START_TEST(test_reload)
         char *out;
         ck_assert_int_eq(ctl(&c, &out, "reload", NULL), 1);
         ck_assert_msg(strstr(out, ":2: [server] workers: ") &&
-                      strstr(out, "is not valid (above): nothing was sent") &&
-                      !strstr(out, "-a") && !strstr(out, "cannot find"), "%s", out);
+                          strstr(out, "is not valid (above): nothing was sent") &&
+                          !strstr(out, "-a") && !strstr(out, "cannot find"),
+                      "%s", out);
         free(out);
     }
     write_config(&c, 2, NULL);
@@ -273,9 +277,9 @@ END_TEST
 
 struct admin_pid {
     struct ctl *c;
-    pid_t pid; /* what /stats says, 0 when it did not answer */
-    pid_t not; /* wait for any pid but this one */
-    pid_t is;  /* or for this one */
+    pid_t pid;  /* what /stats says, 0 when it did not answer */
+    pid_t not ; /* wait for any pid but this one */
+    pid_t is;   /* or for this one */
 };
 
 static bool admin_pid_seen(void *arg)
@@ -285,7 +289,7 @@ static bool admin_pid_seen(void *arg)
 
     a->pid = j ? (pid_t)ops_num(j, "pid") : 0;
     free(j);
-    return a->pid > 0 && (a->is ? a->pid == a->is : a->pid != a->not);
+    return a->pid > 0 && (a->is ? a->pid == a->is : a->pid != a->not );
 }
 
 /* Rolling back an upgrade (docs/operations.md): the new master leaves
@@ -302,13 +306,17 @@ START_TEST(test_upgrade_rollback)
     start(&c, 2, NULL);
     old = a.not = c.d->pid;
     ck_assert_int_eq(kill(old, SIGUSR2), 0);
-    ck_assert_msg(harness_wait_for(admin_pid_seen, &a, 10), "no new master on %s", c.admin);
+    ck_assert_msg(harness_wait_for(admin_pid_seen, &a, 10), "no new master on %s",
+                  c.admin);
     ck_assert_int_eq(kill(a.pid, SIGQUIT), 0);
-    ck_assert(harness_log_wait(c.d, "binary upgrade: new master \\(pid [0-9]+\\) "
-                                    ".*this master goes on", 1, 10));
+    ck_assert(harness_log_wait(c.d,
+                               "binary upgrade: new master \\(pid [0-9]+\\) "
+                               ".*this master goes on",
+                               1, 10));
     a.is = old;
     ck_assert_msg(harness_wait_for(admin_pid_seen, &a, 10),
-                  "the old master does not answer on %s (last pid %d)", c.admin, (int)a.pid);
+                  "the old master does not answer on %s (last pid %d)", c.admin,
+                  (int)a.pid);
     pid = harness_read_file(c.d->pidfile, &len);
     ck_assert_msg(pid != NULL && atol(pid) == old, "pidfile: %s", pid ? pid : "(none)");
     free(pid);

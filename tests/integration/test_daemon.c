@@ -19,7 +19,7 @@
 
 #include "harness.h"
 
-#define RE_SPAWNED                                                            \
+#define RE_SPAWNED \
     "master: worker ([0-9]+) spawned \\(pid ([0-9]+), generation ([0-9]+)\\)"
 #define RE_SERVING "\\] worker [0-9]+: serving"
 #define RE_ENDED "master: worker [0-9]+ \\(pid [0-9]+\\) (exited|killed)"
@@ -27,10 +27,10 @@
 #define HELLO_BODY "Hello, World!\n"
 
 /* The limits the table-driven test runs with (see fixtures/http/cases.tsv). */
-#define LIMITS                                                                \
-    "max_request_line = 1024\n"                                               \
-    "max_headers = 20\n"                                                      \
-    "max_header_size = 512\n"                                                 \
+#define LIMITS \
+    "max_request_line = 1024\n" \
+    "max_headers = 20\n" \
+    "max_header_size = 512\n" \
     "max_body_size = 1K\n"
 
 struct limit_case {
@@ -45,8 +45,8 @@ static int ncases;
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static struct hdaemon *start_app(const char *env_dir, const char *name,
-                                 int workers, const char *extra)
+static struct hdaemon *start_app(const char *env_dir, const char *name, int workers,
+                                 const char *extra)
 {
     char file[64];
     char *mod;
@@ -75,14 +75,13 @@ static void assert_body(const struct hresp *r, const void *exp, size_t len,
         return;
     want = strdup(harness_printable(exp, len, 300));
     ck_abort_msg("%s: body of %zu bytes, want %zu:\n got: %s\nwant: %s", what,
-                 r->body_len, len, harness_printable(r->body, r->body_len, 300),
-                 want);
+                 r->body_len, len, harness_printable(r->body, r->body_len, 300), want);
 }
 
 static void assert_status(const struct hresp *r, int status, const char *what)
 {
-    ck_assert_msg(r->status == status, "%s: status %d (%s), want %d", what,
-                  r->status, r->reason, status);
+    ck_assert_msg(r->status == status, "%s: status %d (%s), want %d", what, r->status,
+                  r->reason, status);
 }
 
 /* A 200 from echo whose body is exactly exp. */
@@ -97,14 +96,12 @@ static void assert_echo(const struct hresp *r, const char *exp, size_t len,
     assert_body(r, exp, len, what);
 }
 
-static void assert_echo_str(const struct hresp *r, const char *exp,
-                            const char *what)
+static void assert_echo_str(const struct hresp *r, const char *exp, const char *what)
 {
     assert_echo(r, exp, strlen(exp), what);
 }
 
-static bool header_is(const struct hresp *r, const char *name,
-                      const char *value)
+static bool header_is(const struct hresp *r, const char *name, const char *value)
 {
     const char *v = hresp_header(r, name);
 
@@ -112,8 +109,7 @@ static bool header_is(const struct hresp *r, const char *name,
 }
 
 /* Runs preforkd with args to its end; returns its exit code. */
-static int run_to_exit(struct hdaemon *d, const char *const *args,
-                       double timeout)
+static int run_to_exit(struct hdaemon *d, const char *const *args, double timeout)
 {
     harness_daemon_spawn(d, args);
     if (!harness_daemon_wait_exit(d, timeout)) {
@@ -138,8 +134,8 @@ static void assert_pattern(const struct hresp *r, size_t len)
 {
     size_t i;
 
-    ck_assert_msg(r->body_len == len, "streamed body of %zu bytes, want %zu",
-                  r->body_len, len);
+    ck_assert_msg(r->body_len == len, "streamed body of %zu bytes, want %zu", r->body_len,
+                  len);
     for (i = 0; i < len; i++)
         if (r->body[i] != (char)('a' + i % 26))
             ck_abort_msg("streamed body differs at byte %zu: 0x%02x, want "
@@ -180,8 +176,7 @@ START_TEST(test_echo_get)
     ck_assert_int_eq(r.minor, 1);
     ck_assert_msg(hresp_header(&r, "Date") != NULL, "no Date header");
     snprintf(cl, sizeof cl, "%zu", strlen(exp));
-    ck_assert_msg(header_is(&r, "Content-Length", cl),
-                  "Content-Length %s, want %s",
+    ck_assert_msg(header_is(&r, "Content-Length", cl), "Content-Length %s, want %s",
                   hresp_header(&r, "Content-Length"), cl);
     ck_assert_msg(!r.chunked, "a whole response came chunked");
     hresp_free(&r);
@@ -268,8 +263,10 @@ START_TEST(test_half_close_gets_whole_response)
 
     ck_assert_ptr_nonnull(body);
     memset(body, 'b', N);
-    snprintf(head, sizeof head, "POST /big HTTP/1.1\r\nHost: t\r\n"
-             "Content-Length: %d\r\n\r\n", N);
+    snprintf(head, sizeof head,
+             "POST /big HTTP/1.1\r\nHost: t\r\n"
+             "Content-Length: %d\r\n\r\n",
+             N);
     harness_send_str(c, head);
     harness_send_all(c, body, N);
     ck_assert_int_eq(shutdown(c->fd, SHUT_WR), 0);
@@ -349,17 +346,16 @@ START_TEST(test_keepalive_100)
         snprintf(req, sizeof req, "GET /k/%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
         snprintf(exp, sizeof exp, "GET /k/%d HTTP/1.1\nHost: t\n\n", i);
         snprintf(what, sizeof what, "request %d of 100", i + 1);
-        ck_assert_msg(harness_send(c, req, strlen(req), 5.0) == 0,
-                      "%s: %s", what, harness_error());
+        ck_assert_msg(harness_send(c, req, strlen(req), 5.0) == 0, "%s: %s", what,
+                      harness_error());
         harness_expect_response(c, &r, false, what);
         assert_echo_str(&r, exp, what);
-        ck_assert_msg(!header_is(&r, "Connection", "close"),
-                      "%s: Connection: close", what);
+        ck_assert_msg(!header_is(&r, "Connection", "close"), "%s: Connection: close",
+                      what);
         hresp_free(&r);
     }
     ck_assert_msg(harness_wait_closed(c, 0.0) == 0,
-                  "connection not open after 100 requests: %s",
-                  harness_error());
+                  "connection not open after 100 requests: %s", harness_error());
     harness_close(c);
 }
 END_TEST
@@ -389,8 +385,8 @@ START_TEST(test_pipeline_3)
         assert_echo_str(&r, exp[i], what);
         hresp_free(&r);
     }
-    ck_assert_msg(harness_wait_closed(c, 0.2) == 0,
-                  "after 3 pipelined responses: %s", harness_error());
+    ck_assert_msg(harness_wait_closed(c, 0.2) == 0, "after 3 pipelined responses: %s",
+                  harness_error());
     harness_close(c);
 }
 END_TEST
@@ -406,8 +402,8 @@ START_TEST(test_http10_close)
     harness_expect_response(c, &r, false, "HTTP/1.0 GET");
     assert_echo_str(&r, exp, "HTTP/1.0 GET");
     ck_assert_msg(!r.chunked, "chunked response to HTTP/1.0");
-    ck_assert_msg(harness_wait_closed(c, 3.0) == 1,
-                  "HTTP/1.0 without keep-alive: %s", harness_error());
+    ck_assert_msg(harness_wait_closed(c, 3.0) == 1, "HTTP/1.0 without keep-alive: %s",
+                  harness_error());
     hresp_free(&r);
     harness_close(c);
 }
@@ -431,8 +427,8 @@ START_TEST(test_http10_keepalive)
                       "HTTP/1.0 keep-alive response without Content-Length");
         hresp_free(&r);
     }
-    ck_assert_msg(harness_wait_closed(c, 0.2) == 0,
-                  "HTTP/1.0 keep-alive: %s", harness_error());
+    ck_assert_msg(harness_wait_closed(c, 0.2) == 0, "HTTP/1.0 keep-alive: %s",
+                  harness_error());
     harness_close(c);
 }
 END_TEST
@@ -476,8 +472,7 @@ START_TEST(test_expect_continue_too_large)
     harness_expect_response(c, &r, false, "Expect with a body over the limit");
     assert_status(&r, 413, "Expect: 100-continue, Content-Length over limit");
     hresp_free(&r);
-    ck_assert_msg(harness_wait_closed(c, 3.0) == 1, "after 413: %s",
-                  harness_error());
+    ck_assert_msg(harness_wait_closed(c, 3.0) == 1, "after 413: %s", harness_error());
     harness_close(c);
 }
 END_TEST
@@ -504,8 +499,8 @@ static void load_cases(void)
             continue;
         line[strcspn(line, "\n")] = '\0';
         k->note[0] = '\0';
-        if (sscanf(line, "%127[^\t]\t%d\t%15[^\t]\t%159[^\n]", k->file,
-                   &k->status, after, k->note) < 3)
+        if (sscanf(line, "%127[^\t]\t%d\t%15[^\t]\t%159[^\n]", k->file, &k->status, after,
+                   k->note) < 3)
             continue;
         k->close = strcmp(after, "close") == 0;
         ncases++;
@@ -526,24 +521,23 @@ START_TEST(test_limits)
 
     ck_assert_msg(ncases > 0, "no cases in tests/fixtures/http/cases.tsv");
     snprintf(what, sizeof what, "%s (%s)", k->file, k->note);
-    ck_assert(asprintf(&path, "%s/tests/fixtures/http/%s",
-                       harness_env("PREFORKD_SRC"), k->file) > 0);
+    ck_assert(asprintf(&path, "%s/tests/fixtures/http/%s", harness_env("PREFORKD_SRC"),
+                       k->file) > 0);
     raw = harness_read_file(path, &len);
     ck_assert_msg(raw != NULL, "%s: %s", path, strerror(errno));
     d = start_echo(1, LIMITS);
     c = harness_connect(d->port);
     harness_send_all(c, raw, len);
     rc = harness_read_response(c, &r, false, 5.0);
-    ck_assert_msg(rc == 0, "%s: want %d: %s", what, k->status,
-                  harness_error());
-    ck_assert_msg(r.status == k->status, "%s: status %d (%s), want %d", what,
-                  r.status, r.reason, k->status);
+    ck_assert_msg(rc == 0, "%s: want %d: %s", what, k->status, harness_error());
+    ck_assert_msg(r.status == k->status, "%s: status %d (%s), want %d", what, r.status,
+                  r.reason, k->status);
     if (k->close) {
         ck_assert_msg(header_is(&r, "Connection", "close"),
                       "%s: %d without Connection: close", what, r.status);
         rc = harness_wait_closed(c, 3.0);
-        ck_assert_msg(rc == 1, "%s: after %d the connection %s", what,
-                      r.status, harness_error());
+        ck_assert_msg(rc == 1, "%s: after %d the connection %s", what, r.status,
+                      harness_error());
     } else {
         hresp_free(&r);
         harness_send_str(c, "GET /after HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -586,8 +580,7 @@ START_TEST(test_header_timeout)
             closed_after = harness_now() - t0;
             break;
         }
-        harness_roundtrip(d->port, "GET /other HTTP/1.1\r\nHost: t\r\n\r\n",
-                          &r);
+        harness_roundtrip(d->port, "GET /other HTTP/1.1\r\nHost: t\r\n\r\n", &r);
         assert_echo_str(&r, "GET /other HTTP/1.1\nHost: t\n\n",
                         "request during the header timeout");
         hresp_free(&r);
@@ -596,11 +589,11 @@ START_TEST(test_header_timeout)
     }
     ck_assert_msg(closed_after >= 0, "half head still open after 5 s "
                                      "(header_timeout = 1s)");
-    ck_assert_msg(closed_after >= 0.8, "half head closed after %.2f s, "
-                                       "before header_timeout = 1s",
+    ck_assert_msg(closed_after >= 0.8,
+                  "half head closed after %.2f s, "
+                  "before header_timeout = 1s",
                   closed_after);
-    ck_assert_msg(closed_after <= 3.0, "half head closed after %.2f s",
-                  closed_after);
+    ck_assert_msg(closed_after <= 3.0, "half head closed after %.2f s", closed_after);
     ck_assert_msg(served >= 5, "only %d requests served meanwhile", served);
     harness_close(half);
 }
@@ -640,29 +633,25 @@ START_TEST(test_kill9_worker_replaced)
     n = harness_log_numbers(d, RE_SPAWNED, 2, pids, 8);
     harness_log_numbers(d, RE_SPAWNED, 1, ids, 8);
     ck_assert_msg(n == 2, "%d spawned lines for workers = 2", n);
-    ck_assert_msg(harness_log_wait(d, RE_SERVING, 2, 5.0),
-                  "2 workers not serving");
+    ck_assert_msg(harness_log_wait(d, RE_SERVING, 2, 5.0), "2 workers not serving");
     ck_assert_int_eq(kill((pid_t)pids[0], SIGKILL), 0);
     ck_assert_msg(harness_log_wait(d, RE_SPAWNED, 3, 1.0),
                   "no replacement spawned within 1 s of kill -9; log:\n%s",
                   harness_log_tail(d, 1500));
     ck_assert_msg(harness_log_wait(d, RE_SERVING, 3, 5.0),
-                  "replacement not serving; log:\n%s",
-                  harness_log_tail(d, 1500));
-    snprintf(re, sizeof re,
-             "master: worker [0-9]+ \\(pid %ld\\) killed by signal 9", pids[0]);
+                  "replacement not serving; log:\n%s", harness_log_tail(d, 1500));
+    snprintf(re, sizeof re, "master: worker [0-9]+ \\(pid %ld\\) killed by signal 9",
+             pids[0]);
     ck_assert_msg(harness_log_count(d, re) == 1,
-                  "no \"(pid %ld) killed by signal 9\" line; log:\n%s",
-                  pids[0], harness_log_tail(d, 1500));
+                  "no \"(pid %ld) killed by signal 9\" line; log:\n%s", pids[0],
+                  harness_log_tail(d, 1500));
     n = harness_log_numbers(d, RE_SPAWNED, 2, pids, 8);
     harness_log_numbers(d, RE_SPAWNED, 1, ids, 8);
     ck_assert_int_eq(n, 3);
-    ck_assert_msg(ids[2] == ids[0], "replacement is worker %ld, want %ld",
-                  ids[2], ids[0]);
-    ck_assert_msg(kill((pid_t)pids[2], 0) == 0, "replacement %ld not alive",
-                  pids[2]);
-    ck_assert_msg(kill((pid_t)pids[1], 0) == 0, "the other worker %ld died",
-                  pids[1]);
+    ck_assert_msg(ids[2] == ids[0], "replacement is worker %ld, want %ld", ids[2],
+                  ids[0]);
+    ck_assert_msg(kill((pid_t)pids[2], 0) == 0, "replacement %ld not alive", pids[2]);
+    ck_assert_msg(kill((pid_t)pids[1], 0) == 0, "the other worker %ld died", pids[1]);
     ck_assert_int_eq(harness_log_count(d, RE_ENDED), 1);
     for (i = 0; i < 20; i++) {
         struct hresp r;
@@ -700,8 +689,7 @@ START_TEST(test_crash_kills_only_that_worker)
     long keep_pid = crash_app_pid(keep), pid = keep_pid, pids[8];
     int tries, rc, i;
 
-    ck_assert_msg(harness_log_wait(d, RE_SERVING, 2, 5.0),
-                  "2 workers not serving");
+    ck_assert_msg(harness_log_wait(d, RE_SERVING, 2, 5.0), "2 workers not serving");
     /* A connection served by the other worker, so `keep` must survive. */
     for (tries = 0; tries < 50 && pid == keep_pid; tries++) {
         harness_close(c);
@@ -709,26 +697,24 @@ START_TEST(test_crash_kills_only_that_worker)
         pid = crash_app_pid(c);
     }
     if (pid == keep_pid)
-        fprintf(stderr, "test_crash: every connection went to worker %ld; "
-                        "not checking that its keep-alive connection "
-                        "survives\n", keep_pid);
+        fprintf(stderr,
+                "test_crash: every connection went to worker %ld; "
+                "not checking that its keep-alive connection "
+                "survives\n",
+                keep_pid);
     harness_send_str(c, "GET /crash HTTP/1.1\r\nHost: t\r\n\r\n");
     rc = harness_wait_closed(c, 5.0);
-    ck_assert_msg(rc == 1, "GET /crash: connection not closed: %s",
-                  harness_error());
+    ck_assert_msg(rc == 1, "GET /crash: connection not closed: %s", harness_error());
     harness_close(c);
     ck_assert_msg(harness_log_wait(d, "killed by signal 6", 1, 2.0),
-                  "no \"killed by signal 6\" line; log:\n%s",
-                  harness_log_tail(d, 1500));
+                  "no \"killed by signal 6\" line; log:\n%s", harness_log_tail(d, 1500));
     ck_assert_msg(harness_log_wait(d, RE_SPAWNED, 3, 1.0),
-                  "no replacement within 1 s; log:\n%s",
-                  harness_log_tail(d, 1500));
-    ck_assert_msg(harness_log_wait(d, RE_SERVING, 3, 5.0),
-                  "replacement not serving");
+                  "no replacement within 1 s; log:\n%s", harness_log_tail(d, 1500));
+    ck_assert_msg(harness_log_wait(d, RE_SERVING, 3, 5.0), "replacement not serving");
     ck_assert_int_eq(harness_log_count(d, RE_ENDED), 1);
     harness_log_numbers(d, RE_SPAWNED, 2, pids, 8);
-    ck_assert_msg(pids[0] == pid || pids[1] == pid,
-                  "X-Worker-Pid %ld is not a worker", pid);
+    ck_assert_msg(pids[0] == pid || pids[1] == pid, "X-Worker-Pid %ld is not a worker",
+                  pid);
     ck_assert_msg(kill((pid_t)(pids[0] == pid ? pids[1] : pids[0]), 0) == 0,
                   "the other worker died too");
     if (pid != keep_pid)
@@ -737,8 +723,7 @@ START_TEST(test_crash_kills_only_that_worker)
     harness_close(keep);
     for (i = 0; i < 10; i++) {
         c = harness_connect(d->port);
-        ck_assert_msg(crash_app_pid(c) != pid, "dead worker %ld answered",
-                      pid);
+        ck_assert_msg(crash_app_pid(c) != pid, "dead worker %ld answered", pid);
         harness_close(c);
     }
 }
@@ -750,8 +735,10 @@ START_TEST(test_failinit_exits_70)
     char *mod = harness_path("PREFORKD_TEST_APPS", "failinit.so");
     int code, spawned;
 
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
-                             "[app]\nmodule = %s\n", mod);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
+                          "[app]\nmodule = %s\n",
+                          mod);
     code = run_to_exit(d, NULL, 20.0);
     spawned = harness_log_count(d, RE_SPAWNED);
     ck_assert_msg(code == 70, "exit code %d, want 70; log:\n%s", code,
@@ -783,8 +770,7 @@ START_TEST(test_term_completes_inflight)
     snprintf(want, sizeof want, "%d\n", (int)d->pid);
     ck_assert_msg(pid != NULL && strcmp(pid, want) == 0,
                   "pidfile holds \"%s\", want \"%d\\n\"",
-                  pid ? harness_printable(pid, strlen(pid), 40) : "(none)",
-                  (int)d->pid);
+                  pid ? harness_printable(pid, strlen(pid), 40) : "(none)", (int)d->pid);
     free(pid);
     t0 = harness_now();
     harness_send_str(c, "GET /?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -795,8 +781,7 @@ START_TEST(test_term_completes_inflight)
                   "in-flight request during SIGTERM: %s", harness_error());
     assert_status(&r, 200, "in-flight request during SIGTERM");
     assert_body(&r, "slow\n", 5, "in-flight request during SIGTERM");
-    ck_assert_msg(harness_now() - t0 >= 1.4, "answered after %.2f s",
-                  harness_now() - t0);
+    ck_assert_msg(harness_now() - t0 >= 1.4, "answered after %.2f s", harness_now() - t0);
     hresp_free(&r);
     harness_close(c);
     ck_assert_msg(harness_daemon_wait_exit(d, 10.0),
@@ -804,15 +789,13 @@ START_TEST(test_term_completes_inflight)
                   harness_log_tail(d, 1500));
     ck_assert_msg(harness_exit_code(d) == 0, "exit code %d after SIGTERM",
                   harness_exit_code(d));
-    ck_assert_msg(stat(d->pidfile, &st) == -1 && errno == ENOENT,
-                  "pidfile not removed");
+    ck_assert_msg(stat(d->pidfile, &st) == -1 && errno == ENOENT, "pidfile not removed");
     ck_assert_msg(harness_log_count(d, "master: received SIGTERM: graceful "
                                        "shutdown") == 1,
                   "no \"received SIGTERM: graceful shutdown\" line");
     ck_assert_msg(harness_log_count(d, "master: shutdown complete") == 1,
                   "no \"shutdown complete\" line");
-    ck_assert_msg(harness_daemon_group_gone(d, 2.0),
-                  "workers outlived the master");
+    ck_assert_msg(harness_daemon_group_gone(d, 2.0), "workers outlived the master");
 }
 END_TEST
 
@@ -822,15 +805,13 @@ START_TEST(test_int_quick_shutdown)
 
     ck_assert_int_eq(kill(d->pid, SIGINT), 0);
     ck_assert_msg(harness_daemon_wait_exit(d, 5.0),
-                  "still running 5 s after SIGINT; log:\n%s",
-                  harness_log_tail(d, 1500));
+                  "still running 5 s after SIGINT; log:\n%s", harness_log_tail(d, 1500));
     ck_assert_msg(harness_exit_code(d) >= 0, "killed by signal %d",
                   -harness_exit_code(d));
     ck_assert_msg(harness_log_count(d, "master: received SIGINT: quick "
                                        "shutdown") == 1,
                   "no \"received SIGINT: quick shutdown\" line");
-    ck_assert_msg(harness_daemon_group_gone(d, 2.0),
-                  "workers outlived the master");
+    ck_assert_msg(harness_daemon_group_gone(d, 2.0), "workers outlived the master");
 }
 END_TEST
 
@@ -843,10 +824,11 @@ START_TEST(test_module_bad_abi)
     const char *const targs[] = {"-t", "-c", t->conf, NULL};
     int code;
 
-    ck_assert_msg(access(mod, R_OK) == 0, "%s not built: %s", mod,
-                  strerror(errno));
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                             "[app]\nmodule = %s\n", mod);
+    ck_assert_msg(access(mod, R_OK) == 0, "%s not built: %s", mod, strerror(errno));
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                          "[app]\nmodule = %s\n",
+                          mod);
     code = run_to_exit(d, NULL, 10.0);
     ck_assert_msg(code == 70, "exit code %d, want 70; log:\n%s", code,
                   harness_log_tail(d, 1500));
@@ -855,8 +837,10 @@ START_TEST(test_module_bad_abi)
                   harness_log_tail(d, 1500));
     ck_assert_int_eq(harness_log_count(d, RE_SPAWNED), 0);
 
-    harness_daemon_config(t, "[server]\nlisten = 127.0.0.1:0\n"
-                             "[app]\nmodule = %s\n", mod);
+    harness_daemon_config(t,
+                          "[server]\nlisten = 127.0.0.1:0\n"
+                          "[app]\nmodule = %s\n",
+                          mod);
     code = run_to_exit(t, targs, 10.0);
     ck_assert_msg(code != 0, "preforkd -t accepted a module with a wrong ABI");
     ck_assert_msg(log_has(t, mod) && log_has(t, "ABI version"),
@@ -873,8 +857,10 @@ START_TEST(test_module_missing)
     int code;
 
     snprintf(mod, sizeof mod, "%s/no/such/app.so", d->dir);
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                             "[app]\nmodule = %s\n", mod);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                          "[app]\nmodule = %s\n",
+                          mod);
     code = run_to_exit(d, NULL, 10.0);
     ck_assert_msg(code == 70, "exit code %d, want 70; log:\n%s", code,
                   harness_log_tail(d, 1500));
@@ -890,15 +876,16 @@ END_TEST
 START_TEST(test_wsgi_options)
 {
     struct hdaemon *d = harness_daemon_new();
-    const char *const bad[] = {"-t", "--wsgi", "app:application", "-w", "lots",
-                               "--set", "recycle.max_rss=256M", NULL};
-    const char *const set[] = {"-t", "--wsgi", "app:application", "--set",
-                               "nosuch.key=1", NULL};
+    const char *const bad[] = {"-t",   "--wsgi", "app:application",      "-w",
+                               "lots", "--set",  "recycle.max_rss=256M", NULL};
+    const char *const set[] = {"-t",    "--wsgi",       "app:application",
+                               "--set", "nosuch.key=1", NULL};
     const char *const alone[] = {"-t", "--workers", "3", NULL};
 
     ck_assert_int_eq(run_to_exit(d, bad, 10.0), 78);
     ck_assert_msg(log_has(d, "preforkd --wsgi:2: [server] workers: expected a number "
-                          "or \"auto\", got \"lots\""), "%s", harness_log_tail(d, 1500));
+                             "or \"auto\", got \"lots\""),
+                  "%s", harness_log_tail(d, 1500));
     ck_assert(log_has(d, "preforkd --wsgi: configuration invalid"));
     ck_assert_int_eq(run_to_exit(d, set, 10.0), 78);
     ck_assert(log_has(d, "--set nosuch.key=1: expected SECTION.KEY=VALUE"));
@@ -932,8 +919,8 @@ START_TEST(test_configtest_good)
                           "level = info\n",
                           mod);
     code = run_to_exit(d, args, 10.0);
-    ck_assert_msg(code == 0, "preforkd -t on a good file: exit %d; output:\n%s",
-                  code, harness_log_tail(d, 1500));
+    ck_assert_msg(code == 0, "preforkd -t on a good file: exit %d; output:\n%s", code,
+                  harness_log_tail(d, 1500));
     ck_assert_msg(log_has(d, "ok"), "no \"ok\" in the output:\n%s",
                   harness_log_tail(d, 1500));
     ck_assert_int_eq(harness_log_count(d, RE_SPAWNED), 0);
@@ -950,22 +937,22 @@ START_TEST(test_configtest_bad)
     int code;
 
     harness_daemon_config(d,
-                          "[server]\n"                /* 1 */
-                          "listen = 127.0.0.1:0\n"    /* 2 */
-                          "workers = lots\n"          /* 3 */
-                          "; comment\n"               /* 4 */
-                          "bogus_key = 1\n"           /* 5 */
-                          "[app]\n"                   /* 6 */
-                          "module = %s\n",            /* 7 */
+                          "[server]\n"             /* 1 */
+                          "listen = 127.0.0.1:0\n" /* 2 */
+                          "workers = lots\n"       /* 3 */
+                          "; comment\n"            /* 4 */
+                          "bogus_key = 1\n"        /* 5 */
+                          "[app]\n"                /* 6 */
+                          "module = %s\n",         /* 7 */
                           mod);
     code = run_to_exit(d, args, 10.0);
-    ck_assert_msg(code == 78, "preforkd -t on a bad file: exit %d, want 78; "
-                              "output:\n%s",
+    ck_assert_msg(code == 78,
+                  "preforkd -t on a bad file: exit %d, want 78; "
+                  "output:\n%s",
                   code, harness_log_tail(d, 1500));
     snprintf(re, sizeof re, "%s:3:.*workers", d->conf);
-    ck_assert_msg(harness_log_count(d, re) >= 1,
-                  "no error naming %s:3 and workers:\n%s", d->conf,
-                  harness_log_tail(d, 1500));
+    ck_assert_msg(harness_log_count(d, re) >= 1, "no error naming %s:3 and workers:\n%s",
+                  d->conf, harness_log_tail(d, 1500));
     snprintf(re, sizeof re, "%s:5:.*bogus_key", d->conf);
     ck_assert_msg(harness_log_count(d, re) >= 1,
                   "no error naming %s:5 and bogus_key:\n%s", d->conf,
@@ -985,8 +972,8 @@ START_TEST(test_stream_chunked)
     harness_send_str(c, "GET /s?bytes=3000000 HTTP/1.1\r\nHost: t\r\n\r\n");
     /* Not reading for a while lets the worker hit back-pressure. */
     harness_pause(0.3);
-    ck_assert_msg(harness_read_response(c, &r, false, 20.0) == 0,
-                  "streamed response: %s", harness_error());
+    ck_assert_msg(harness_read_response(c, &r, false, 20.0) == 0, "streamed response: %s",
+                  harness_error());
     assert_status(&r, 200, "streamed response");
     ck_assert_msg(r.chunked, "streamed HTTP/1.1 response not chunked");
     ck_assert_msg(hresp_header(&r, "Content-Length") == NULL,

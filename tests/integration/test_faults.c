@@ -34,8 +34,7 @@
 /* Writes the config of a daemon with the test app `app`: `workers`
  * workers, `server` keys added to [server], an admin endpoint, an access
  * log in its dir. */
-static struct hdaemon *configure_app(const char *app, int workers,
-                                     const char *server)
+static struct hdaemon *configure_app(const char *app, int workers, const char *server)
 {
     struct hdaemon *d = harness_daemon_new();
     char *mod = load_module_path("PREFORKD_TEST_APPS", app);
@@ -51,8 +50,7 @@ static struct hdaemon *configure_app(const char *app, int workers,
     return d;
 }
 
-static struct hdaemon *start_app(const char *app, int workers,
-                                 const char *server)
+static struct hdaemon *start_app(const char *app, int workers, const char *server)
 {
     struct hdaemon *d = configure_app(app, workers, server);
 
@@ -103,8 +101,8 @@ static struct pids serving_pids(int admin)
 
 struct pool_want {
     int admin;
-    int workers;       /* this many listed, all serving */
-    const long *gone;  /* none of these among them */
+    int workers;      /* this many listed, all serving */
+    const long *gone; /* none of these among them */
     int ngone;
 };
 
@@ -121,8 +119,7 @@ static bool pool_is(void *arg)
 
 /* Waits until exactly `workers` workers are listed, all serving, none of
  * them in gone[0..ngone). */
-static void wait_pool(int admin, int workers, const long *gone, int ngone,
-                      double timeout)
+static void wait_pool(int admin, int workers, const long *gone, int ngone, double timeout)
 {
     struct pool_want w = {admin, workers, gone, ngone};
     char *j;
@@ -247,8 +244,7 @@ static void client_request(struct client *cl, struct hconn **c, long *pid)
     if (r.status == 200 && strcmp(r.body, "ok\n") == 0 && *pid > 0)
         cl->ok++;
     else if (cl->bad++ == 0)
-        snprintf(cl->why, sizeof cl->why, "status %d, body %.40s", r.status,
-                 r.body);
+        snprintf(cl->why, sizeof cl->why, "status %d, body %.40s", r.status, r.body);
     conn = hresp_header(&r, "Connection");
     if (!cl->keepalive || (conn && strcasecmp(conn, "close") == 0)) {
         harness_close(*c);
@@ -308,32 +304,33 @@ static void check_storm(const struct client *cl, const struct killed *k)
     int failed = 0, ok = 0, unknown = 0;
 
     for (int i = 0; i < STORM_CLIENTS; i++) {
-        ck_assert_msg(cl[i].bad == 0, "client %d: %d wrong responses: %s", i,
-                      cl[i].bad, cl[i].why);
-        ck_assert_msg(cl[i].refused == 0, "client %d: %d connections refused",
-                      i, cl[i].refused);
-        ck_assert_msg(cl[i].hung == 0, "client %d: %d requests hung", i,
-                      cl[i].hung);
+        ck_assert_msg(cl[i].bad == 0, "client %d: %d wrong responses: %s", i, cl[i].bad,
+                      cl[i].why);
+        ck_assert_msg(cl[i].refused == 0, "client %d: %d connections refused", i,
+                      cl[i].refused);
+        ck_assert_msg(cl[i].hung == 0, "client %d: %d requests hung", i, cl[i].hung);
         for (int f = 0; f < cl[i].nfail_pid; f++) {
             ck_assert_msg(has_pid(k->pid, k->n, cl[i].fail_pid[f]),
                           "client %d: a request failed on worker %ld, which "
-                          "was not killed", i, cl[i].fail_pid[f]);
+                          "was not killed",
+                          i, cl[i].fail_pid[f]);
             ck_assert_msg(!has_pid(cl[i].fail_pid, f, cl[i].fail_pid[f]),
                           "client %d: two failures on killed worker %ld", i,
                           cl[i].fail_pid[f]);
         }
-        ck_assert_msg(cl[i].failed <= nkilled, "client %d: %d failures, %d "
-                      "kills", i, cl[i].failed, nkilled);
+        ck_assert_msg(cl[i].failed <= nkilled,
+                      "client %d: %d failures, %d "
+                      "kills",
+                      i, cl[i].failed, nkilled);
         failed += cl[i].failed;
         ok += cl[i].ok;
         unknown += cl[i].unknown;
     }
-    fprintf(stderr, "kill storm: %d kills in %.0f s, %d requests ok, %d failed "
+    fprintf(stderr,
+            "kill storm: %d kills in %.0f s, %d requests ok, %d failed "
             "(%d before any response on their connection; bound %d)\n",
-            nkilled, STORM_SECONDS, ok, failed, unknown,
-            nkilled * STORM_CLIENTS);
-    ck_assert_msg(nkilled >= 10, "only %d kills in %.0f s", nkilled,
-                  STORM_SECONDS);
+            nkilled, STORM_SECONDS, ok, failed, unknown, nkilled * STORM_CLIENTS);
+    ck_assert_msg(nkilled >= 10, "only %d kills in %.0f s", nkilled, STORM_SECONDS);
     ck_assert_msg(ok > 0, "no request succeeded during the storm");
 }
 
@@ -352,8 +349,7 @@ START_TEST(test_kill_storm)
     srand((unsigned)getpid());
     wait_pool(admin, 2, NULL, 0, 10);
     for (int i = 0; i < STORM_CLIENTS; i++) {
-        cl[i] = (struct client){.port = d->port, .keepalive = i % 2 == 0,
-                                .stop = &stop};
+        cl[i] = (struct client){.port = d->port, .keepalive = i % 2 == 0, .stop = &stop};
         ck_assert(pthread_create(&t[i], NULL, client_run, &cl[i]) == 0);
     }
     for (end = harness_now() + STORM_SECONDS; harness_now() < end;) {
@@ -399,16 +395,19 @@ START_TEST(test_sigstop_worker_replaced)
     ck_assert_msg(harness_wait_for(process_gone, (void *)stopped, 20),
                   "stopped worker %ld still there; log:\n%s", stopped,
                   harness_log_tail(d, 1500));
-    snprintf(re, sizeof re, "worker [0-9]+ \\(pid %ld\\): timeout: no heartbeat "
-             "for [0-9.]+s, killing it", stopped);
-    ck_assert_msg(harness_log_count(d, re) == 1, "no heartbeat line for %ld; "
-                  "log:\n%s", stopped, harness_log_tail(d, 1500));
+    snprintf(re, sizeof re,
+             "worker [0-9]+ \\(pid %ld\\): timeout: no heartbeat "
+             "for [0-9.]+s, killing it",
+             stopped);
+    ck_assert_msg(harness_log_count(d, re) == 1,
+                  "no heartbeat line for %ld; "
+                  "log:\n%s",
+                  stopped, harness_log_tail(d, 1500));
     gone[0] = stopped;
     wait_pool(admin, 2, gone, 1, 20);
     j = stats_get(admin);
     ck_assert_msg(stats_num(j, "timeout") == 1, "%s", j);
-    ck_assert_msg(stats_num(j, "oom_kill") == 0 && stats_num(j, "crash") == 0,
-                  "%s", j);
+    ck_assert_msg(stats_num(j, "oom_kill") == 0 && stats_num(j, "crash") == 0, "%s", j);
     free(j);
     load_sync(d->port, 20, true, "ok\n");
 }
@@ -416,7 +415,7 @@ END_TEST
 
 /* ---- out of file descriptors ------------------------------------------------ */
 
-#define EMFILE_LIMIT 24   /* RLIMIT_NOFILE of the daemon: a worker uses ~10 */
+#define EMFILE_LIMIT 24 /* RLIMIT_NOFILE of the daemon: a worker uses ~10 */
 #define EMFILE_CLIENTS 40
 
 /* utime + stime of pid, in seconds; -1 when unreadable. */
@@ -430,8 +429,8 @@ static double cpu_seconds(long pid)
     text = harness_read_file(path, NULL);
     /* Fields after the command (which may hold blanks) start at ") ". */
     p = text ? strrchr(text, ')') : NULL;
-    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                    &ut, &st) == 2)
+    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                    &st) == 2)
         secs = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
     free(text);
     return secs;
@@ -442,13 +441,11 @@ static struct hdaemon *start_fd_limited(void)
 {
     struct hdaemon *d = configure_app("faulty", 1, "header_timeout = 60s");
     char nofile[32];
-    const char *args[] = {nofile, harness_env("PREFORKD_BIN"), "-c", d->conf,
-                          NULL};
+    const char *args[] = {nofile, harness_env("PREFORKD_BIN"), "-c", d->conf, NULL};
 
     ck_assert_msg(access("/usr/bin/prlimit", X_OK) == 0,
                   "/usr/bin/prlimit (util-linux) is missing");
-    snprintf(nofile, sizeof nofile, "--nofile=%d:%d", EMFILE_LIMIT,
-             EMFILE_LIMIT);
+    snprintf(nofile, sizeof nofile, "--nofile=%d:%d", EMFILE_LIMIT, EMFILE_LIMIT);
     d->exec_bin = "/usr/bin/prlimit";
     harness_daemon_spawn(d, args);
     harness_daemon_wait_ready(d, 20);
@@ -486,8 +483,7 @@ START_TEST(test_emfile_no_spin)
 
     for (int i = 0; i < EMFILE_CLIENTS; i++)
         c[i] = harness_connect(d->port);
-    ck_assert_msg(harness_log_wait(d, "accept: pausing .*Too many open files",
-                                   1, 10),
+    ck_assert_msg(harness_log_wait(d, "accept: pausing .*Too many open files", 1, 10),
                   "no EMFILE pause with %d connections and %d fds; log:\n%s",
                   EMFILE_CLIENTS, EMFILE_LIMIT, harness_log_tail(d, 1500));
     /* Out of fds, with connections waiting: the loop must not spin. */
@@ -503,8 +499,8 @@ START_TEST(test_emfile_no_spin)
     for (int i = 0; i < EMFILE_CLIENTS; i++)
         harness_close(c[i]);
     ck_assert_msg(harness_wait_for(serves_again, &s, 20),
-                  "worker %ld does not serve after its fds were freed; log:\n%s",
-                  s.pid, harness_log_tail(d, 1500));
+                  "worker %ld does not serve after its fds were freed; log:\n%s", s.pid,
+                  harness_log_tail(d, 1500));
     ck_assert_int_eq(spawned_count(d), 1);
 }
 END_TEST
@@ -525,20 +521,19 @@ struct loris {
     double opened[LORIS_N];
     double ended[LORIS_N]; /* 0 while the server has said nothing */
     size_t sent[LORIS_N];
-    volatile int nended;   /* ended[] set so far, for the main thread */
-    double deadline;       /* stop by then in any case */
+    volatile int nended; /* ended[] set so far, for the main thread */
+    double deadline;     /* stop by then in any case */
 };
 
 static int loris_connect(int port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
-    ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0,
-                  "connect: %s", strerror(errno));
+    ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect: %s",
+                  strerror(errno));
     return fd;
 }
 
@@ -586,10 +581,10 @@ static void loris_check_408(struct loris *l)
 
         ck_assert_msg(l->ended[i] - l->opened[i] >= LORIS_HEADER_TIMEOUT - 0.5,
                       "slowloris %d answered after %.2f s (header_timeout "
-                      "%.0f s)", i, l->ended[i] - l->opened[i],
-                      LORIS_HEADER_TIMEOUT);
-        ck_assert_msg(harness_read_response(c, &r, false, 5) == 0,
-                      "slowloris %d: %s", i, harness_error());
+                      "%.0f s)",
+                      i, l->ended[i] - l->opened[i], LORIS_HEADER_TIMEOUT);
+        ck_assert_msg(harness_read_response(c, &r, false, 5) == 0, "slowloris %d: %s", i,
+                      harness_error());
         ck_assert_msg(r.status == 408, "slowloris %d: status %d", i, r.status);
         hresp_free(&r);
         ck_assert_msg(harness_wait_closed(c, 10) == 1, "slowloris %d: %s", i,
@@ -619,12 +614,14 @@ START_TEST(test_slowloris)
     load_sync(d->port, 100, false, "ok\n");
     early = l->nended;
     pthread_join(t, NULL);
-    ck_assert_msg(early == 0, "%d slowloris connections ended while the "
+    ck_assert_msg(early == 0,
+                  "%d slowloris connections ended while the "
                   "normal requests ran: these did not run alongside them",
                   early);
-    ck_assert_msg(l->nended == LORIS_N, "%d of %d slowloris connections "
-                  "still open 30 s after header_timeout", LORIS_N - l->nended,
-                  LORIS_N);
+    ck_assert_msg(l->nended == LORIS_N,
+                  "%d of %d slowloris connections "
+                  "still open 30 s after header_timeout",
+                  LORIS_N - l->nended, LORIS_N);
     loris_check_408(l);
     free(l);
 }
@@ -645,10 +642,10 @@ START_TEST(test_app_error_500)
     ck_assert_ptr_null(hresp_header(&r, "Connection")); /* still keep-alive */
     hresp_free(&r);
     ck_assert_int_eq(expect_ok(c, "GET / after /fail, same connection"), pid);
-    ck_assert_int_eq(fresh_ok(d->port, "GET / after /fail, new connection"),
-                     pid);
+    ck_assert_int_eq(fresh_ok(d->port, "GET / after /fail, new connection"), pid);
     ck_assert_int_eq(harness_log_count(d, "handle failed for GET /fail: "
-                                          "answering 500"), 1);
+                                          "answering 500"),
+                     1);
     ck_assert_int_eq(spawned_count(d), 1);
     harness_close(c);
 }
@@ -656,8 +653,7 @@ END_TEST
 
 /* Reads c until the server closes it (at most timeout): keeps the first
  * cap - 1 bytes in first (NUL-terminated), returns how many came in all. */
-static size_t count_to_close(struct hconn *c, char *first, size_t cap,
-                             double timeout)
+static size_t count_to_close(struct hconn *c, char *first, size_t cap, double timeout)
 {
     static char chunk[65536];
     double end = harness_now() + timeout;
@@ -667,8 +663,10 @@ static size_t count_to_close(struct hconn *c, char *first, size_t cap,
         struct pollfd p = {c->fd, POLLIN, 0};
         ssize_t n;
 
-        ck_assert_msg(harness_now() < end, "still open after %.0f s, %zu "
-                      "bytes read", timeout, total);
+        ck_assert_msg(harness_now() < end,
+                      "still open after %.0f s, %zu "
+                      "bytes read",
+                      timeout, total);
         if (poll(&p, 1, 50) <= 0)
             continue;
         n = recv(c->fd, chunk, sizeof chunk, 0);
@@ -704,8 +702,8 @@ static void check_hang_stream(struct hdaemon *d)
     harness_send_str(c, GET("/hang-stream"));
     text = read_to_close(c, 10);
     ck_assert_msg(strncmp(text, "HTTP/1.1 200 OK\r\n", 17) == 0 &&
-                  strstr(text, "\r\n\r\n8\r\npartial\n\r\n") != NULL &&
-                  strstr(text, "\r\n0\r\n\r\n") == NULL,
+                      strstr(text, "\r\n\r\n8\r\npartial\n\r\n") != NULL &&
+                      strstr(text, "\r\n0\r\n\r\n") == NULL,
                   "cut stream: %s", harness_printable(text, strlen(text), 400));
     free(text);
     harness_close(c);
@@ -724,8 +722,7 @@ static void expect_504(int port, const char *path)
     ck_assert_str_eq(r.body, BODY_504);
     ck_assert_str_eq(hresp_header(&r, "Connection"), "close");
     hresp_free(&r);
-    ck_assert_msg(harness_wait_closed(c, 10) == 1, "GET %s: %s", path,
-                  harness_error());
+    ck_assert_msg(harness_wait_closed(c, 10) == 1, "GET %s: %s", path, harness_error());
     harness_close(c);
 }
 
@@ -744,8 +741,8 @@ static bool access_logged(void *arg)
 
 /* Serves requests on b (keep-alive, worker pid) and on new connections
  * until the server answers on a; returns how many were served. */
-static int serve_while_waiting(struct hdaemon *d, struct hconn *a,
-                               struct hconn *b, long pid, double timeout)
+static int serve_while_waiting(struct hdaemon *d, struct hconn *a, struct hconn *b,
+                               long pid, double timeout)
 {
     double end = harness_now() + timeout;
     int served = 0;
@@ -755,9 +752,10 @@ static int serve_while_waiting(struct hdaemon *d, struct hconn *a,
 
         if (poll(&p, 1, 0) == 1)
             return served;
-        ck_assert_msg(harness_now() < end, "no answer on the hung request "
-                      "after %.0f s; log:\n%s", timeout,
-                      harness_log_tail(d, 1500));
+        ck_assert_msg(harness_now() < end,
+                      "no answer on the hung request "
+                      "after %.0f s; log:\n%s",
+                      timeout, harness_log_tail(d, 1500));
         ck_assert_int_eq(expect_ok(b, "keep-alive request meanwhile"), pid);
         ck_assert_int_eq(fresh_ok(d->port, "new connection meanwhile"), pid);
         served += 2;
@@ -788,8 +786,7 @@ START_TEST(test_app_never_responds)
     ck_assert_str_eq(hresp_header(&r, "Connection"), "close");
     hresp_free(&r);
     ck_assert_msg(waited >= 0.9, "504 after %.2f s, request_timeout 1s", waited);
-    ck_assert_msg(served >= 5, "only %d requests served while /hang waited",
-                  served);
+    ck_assert_msg(served >= 5, "only %d requests served while /hang waited", served);
     ck_assert_int_eq(harness_wait_closed(a, 10), 1);
     harness_close(a);
     ck_assert_msg(harness_log_wait(d, "faulty: /hang aborted", 1, 5),
@@ -808,7 +805,6 @@ START_TEST(test_app_never_responds)
 }
 END_TEST
 
-
 /* A client that reads slowly is not the app's silence: while response
  * bytes wait for the client, request_timeout does not run. */
 START_TEST(test_request_timeout_spares_slow_reader)
@@ -826,8 +822,7 @@ START_TEST(test_request_timeout_spares_slow_reader)
     total = count_to_close(c, first, sizeof first, 60);
     body = strstr(first, "\r\n\r\n");
     ck_assert_msg(strncmp(first, "HTTP/1.1 200 ", 13) == 0 && body != NULL,
-                  "slow reader: %s",
-                  harness_printable(first, strlen(first), 300));
+                  "slow reader: %s", harness_printable(first, strlen(first), 300));
     body += 4;
     ck_assert_uint_eq(total - (size_t)(body - first), len);
     ck_assert(strncmp(body, "abcdefghijklmnopqrstuvwxyzabc", 29) == 0);
@@ -847,13 +842,13 @@ START_TEST(test_pipelined_error_keeps_earlier_response)
     struct hresp r;
 
     harness_send_str(c, GET("/") "GET / HTTP/9.9\r\nHost: t\r\n\r\n");
-    ck_assert_msg(harness_read_response(c, &r, false, 10) == 0,
-                  "first response: %s", harness_error());
+    ck_assert_msg(harness_read_response(c, &r, false, 10) == 0, "first response: %s",
+                  harness_error());
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body, "ok\n");
     hresp_free(&r);
-    ck_assert_msg(harness_read_response(c, &r, false, 10) == 0,
-                  "second response: %s", harness_error());
+    ck_assert_msg(harness_read_response(c, &r, false, 10) == 0, "second response: %s",
+                  harness_error());
     ck_assert_int_eq(r.status, 505);
     hresp_free(&r);
     ck_assert_int_eq(harness_wait_closed(c, 10), 1);

@@ -49,10 +49,11 @@ static void expect_grouped(char *text)
         n = strcspn(line, "{ ");
         f = strlen(family);
         ck_assert_msg(strncmp(line, family, f) == 0 &&
-                      (n == f || (strcmp(type, "histogram") == 0 &&
-                                  ((n == f + 7 && strncmp(line + f, "_bucket", 7) == 0) ||
-                                   (n == f + 4 && strncmp(line + f, "_sum", 4) == 0) ||
-                                   (n == f + 6 && strncmp(line + f, "_count", 6) == 0)))),
+                          (n == f ||
+                           (strcmp(type, "histogram") == 0 &&
+                            ((n == f + 7 && strncmp(line + f, "_bucket", 7) == 0) ||
+                             (n == f + 4 && strncmp(line + f, "_sum", 4) == 0) ||
+                             (n == f + 6 && strncmp(line + f, "_count", 6) == 0)))),
                       "%s outside its family (%s): %s", line, family, text);
     }
     free(copy);
@@ -63,7 +64,8 @@ static double sample(const char *text, const char *series)
 {
     size_t n = strlen(series);
 
-    for (const char *p = text; p != NULL && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+    for (const char *p = text; p != NULL && *p;
+         p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
         if (strncmp(p, series, n) == 0 && p[n] == ' ')
             return strtod(p + n + 1, NULL);
     return -1;
@@ -74,7 +76,8 @@ static int samples_of(const char *text, const char *prefix)
 {
     int k = 0;
 
-    for (const char *p = text; p != NULL && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+    for (const char *p = text; p != NULL && *p;
+         p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
         k += strncmp(p, prefix, strlen(prefix)) == 0;
     return k;
 }
@@ -96,8 +99,11 @@ START_TEST(test_figures)
     char *j, *m, why[128];
     double per_k;
 
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                          "[recycle]\nmax_rss = 1G\n[app]\nmodule = %s\n[admin]\nlisten = 127.0.0.1:0\n", mod);
+    harness_daemon_config(
+        d,
+        "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+        "[recycle]\nmax_rss = 1G\n[app]\nmodule = %s\n[admin]\nlisten = 127.0.0.1:0\n",
+        mod);
     free(mod);
     harness_daemon_spawn(d, NULL);
     harness_daemon_wait_ready(d, 10);
@@ -121,16 +127,21 @@ START_TEST(test_figures)
     /* Under ASan malloc is the sanitizer's, and mallinfo2 says 0. */
     ck_assert_msg(ops_num(j, "c") > 0 || (getenv("PREFORKD_SANITIZE") &&
                                           strcmp(getenv("PREFORKD_SANITIZE"), "1") == 0 &&
-                                          ops_num(j, "c") == 0), "%s", j);
+                                          ops_num(j, "c") == 0),
+                  "%s", j);
     ck_assert_msg(strstr(j, "{\"name\": \"hits\", \"label\": \"/a\", \"value\": 300}") &&
-                  strstr(j, "{\"name\": \"hits\", \"label\": \"/b\", \"value\": 100}"), "%s", j);
+                      strstr(j,
+                             "{\"name\": \"hits\", \"label\": \"/b\", \"value\": 100}"),
+                  "%s", j);
     free(j);
     m = admin_get(admin, "/metrics");
-    ck_assert_msg(strstr(m, "# TYPE preforkd_app_hits gauge\n") &&
-                  strstr(m, "\npreforkd_app_hits{worker=\"1\",label=\"/a\"} 300\n") &&
-                  strstr(m, "\npreforkd_app_hits{worker=\"1\",label=\"/b\"} 100\n") &&
-                  strstr(m, "\npreforkd_worker_heap_bytes{worker=\"1\",heap=\"toy\"} ") &&
-                  strstr(m, "\npreforkd_worker_heap_bytes{worker=\"1\",heap=\"c\"} "), "%s", m);
+    ck_assert_msg(
+        strstr(m, "# TYPE preforkd_app_hits gauge\n") &&
+            strstr(m, "\npreforkd_app_hits{worker=\"1\",label=\"/a\"} 300\n") &&
+            strstr(m, "\npreforkd_app_hits{worker=\"1\",label=\"/b\"} 100\n") &&
+            strstr(m, "\npreforkd_worker_heap_bytes{worker=\"1\",heap=\"toy\"} ") &&
+            strstr(m, "\npreforkd_worker_heap_bytes{worker=\"1\",heap=\"c\"} "),
+        "%s", m);
     expect_grouped(m);
     expect_worker_ids(m, 1);
     ops_promtool_check(d->dir, m);
@@ -151,9 +162,10 @@ START_TEST(test_figures)
     free(j);
     /* The retirement line says which heap grew; the app knew why it left. */
     ck_assert(harness_daemon_stop(d, SIGTERM, 10));
-    ck_assert_msg(harness_log_count(d, "retired: shutdown .*; heaps: toy 1\\.[0-9]M "
-                                    "\\(\\+1\\.[3-7]M/1000 requests\\), c [0-9.]+[BKM] ") == 1,
-                  "%s", harness_log_tail(d, 1500));
+    ck_assert_msg(
+        harness_log_count(d, "retired: shutdown .*; heaps: toy 1\\.[0-9]M "
+                             "\\(\\+1\\.[3-7]M/1000 requests\\), c [0-9.]+[BKM] ") == 1,
+        "%s", harness_log_tail(d, 1500));
     ck_assert_int_eq(harness_log_count(d, "worker 1: figures: leaving: shutdown"), 1);
 }
 END_TEST
@@ -174,7 +186,8 @@ static void send_errors(int port, struct sent *n)
     harness_roundtrip(port, "GET / HTTP/1.1\r\nHost: t\r\nno colon here\r\n\r\n", &r);
     ck_assert_int_eq(r.status, 400);
     hresp_free(&r);
-    harness_roundtrip(port, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n", &r);
+    harness_roundtrip(port, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n",
+                      &r);
     ck_assert_int_eq(r.status, 413);
     hresp_free(&r);
     n->errors += 2;
@@ -188,15 +201,17 @@ static char *expect_counts(int admin, const struct sent *n)
     double count = sample(m, "preforkd_request_duration_seconds_count"), prev = 0;
 
     ck_assert_msg(sample(m, "preforkd_requests_total{status=\"2xx\"}") == n->ok &&
-                  sample(m, "preforkd_requests_total{status=\"4xx\"}") == n->errors &&
-                  sample(m, "preforkd_requests_total{status=\"5xx\"}") == 0 &&
-                  sample(m, "preforkd_requests_total{status=\"3xx\"}") == 0,
+                      sample(m, "preforkd_requests_total{status=\"4xx\"}") == n->errors &&
+                      sample(m, "preforkd_requests_total{status=\"5xx\"}") == 0 &&
+                      sample(m, "preforkd_requests_total{status=\"3xx\"}") == 0,
                   "sent %d 200s and %d 4xx:\n%s", n->ok, n->errors, m);
-    ck_assert_msg(count == n->ok + n->errors &&
-                  sample(m, "preforkd_request_duration_seconds_bucket{le=\"+Inf\"}") == count &&
-                  (sample(m, "preforkd_request_duration_seconds_sum") > 0) == (count > 0),
-                  "histogram count %g, %d sent:\n%s", count, n->ok + n->errors, m);
-    for (const char *p = m; (p = strstr(p, "\npreforkd_request_duration_seconds_bucket{")); p++) {
+    ck_assert_msg(
+        count == n->ok + n->errors &&
+            sample(m, "preforkd_request_duration_seconds_bucket{le=\"+Inf\"}") == count &&
+            (sample(m, "preforkd_request_duration_seconds_sum") > 0) == (count > 0),
+        "histogram count %g, %d sent:\n%s", count, n->ok + n->errors, m);
+    for (const char *p = m;
+         (p = strstr(p, "\npreforkd_request_duration_seconds_bucket{")); p++) {
         double v = strtod(strchr(p, '}') + 2, NULL);
         ck_assert_msg(v >= prev, "buckets not cumulative:\n%s", m);
         prev = v;
@@ -226,7 +241,8 @@ static double retired(int admin, const char *reason)
     char *m = admin_get(admin, "/metrics"), series[96];
     double v;
 
-    snprintf(series, sizeof series, "preforkd_workers_retired_total{reason=\"%s\"}", reason);
+    snprintf(series, sizeof series, "preforkd_workers_retired_total{reason=\"%s\"}",
+             reason);
     v = sample(m, series);
     free(m);
     return v;
@@ -248,10 +264,12 @@ START_TEST(test_requests_survive_recycles)
     int admin;
     double end = harness_now() + 40, victim;
 
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
                           "max_body_size = 16\n[recycle]\nmax_requests = 10\n"
                           "max_requests_jitter = 0\nmax_concurrent_recycles = 2\n"
-                          "[app]\nmodule = %s\n[admin]\nlisten = 127.0.0.1:0\n", mod);
+                          "[app]\nmodule = %s\n[admin]\nlisten = 127.0.0.1:0\n",
+                          mod);
     free(mod);
     harness_daemon_spawn(d, NULL);
     harness_daemon_wait_ready(d, 10);
@@ -314,7 +332,8 @@ START_TEST(test_requests_survive_recycles)
     free(m);
     m = admin_get(admin, "/stats");
     ck_assert_msg(ops_num(m, "2xx") == n.ok && ops_num(m, "4xx") == n.errors &&
-                  ops_num(m, "total") == n.ok + n.errors && ops_num(m, "+Inf") == n.ok + n.errors,
+                      ops_num(m, "total") == n.ok + n.errors &&
+                      ops_num(m, "+Inf") == n.ok + n.errors,
                   "%d and %d: %s", n.ok, n.errors, m);
     free(m);
 }

@@ -77,8 +77,9 @@ static void ask(int port, long v[4])
 
     harness_roundtrip(port, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", &r);
     ck_assert_int_eq(r.status, 200);
-    ck_assert_int_eq(sscanf(r.body, "pid %ld ppid %ld prepared %ld parent %ld",
-                            &v[0], &v[1], &v[2], &v[3]), 4);
+    ck_assert_int_eq(sscanf(r.body, "pid %ld ppid %ld prepared %ld parent %ld", &v[0],
+                            &v[1], &v[2], &v[3]),
+                     4);
     hresp_free(&r);
 }
 
@@ -125,14 +126,17 @@ START_TEST(test_mold_killed)
     start(&m, 2);
     mold = mold_pid(m.d, 1);
     ck_assert_int_eq(kill(mold, SIGKILL), 0);
-    ck_assert(harness_log_wait(m.d, "mold \\(pid [0-9]+\\) killed by signal 9.*starting "
-                               "another", 1, 5));
+    ck_assert(harness_log_wait(m.d,
+                               "mold \\(pid [0-9]+\\) killed by signal 9.*starting "
+                               "another",
+                               1, 5));
     load_sync(m.d->port, 20, true, NULL);
     again = mold_pid(m.d, 2);
     ck_assert_int_ne(again, mold);
     ck_assert(harness_log_wait(m.d, "master: mold ready", 2, 10));
     kill(m.d->pid, SIGTTIN);
-    ck_assert_msg(harness_wait_for(serving_is, &m, 10), "%s", harness_log_tail(m.d, 2000));
+    ck_assert_msg(harness_wait_for(serving_is, &m, 10), "%s",
+                  harness_log_tail(m.d, 2000));
     ask(m.d->port, v);
     ck_assert_int_eq(v[1], m.d->pid);
 }
@@ -165,8 +169,10 @@ START_TEST(test_reload_cannot_load)
     start(&m, 2);
     harness_write_file(m.fail, "x", 1);
     kill(m.d->pid, SIGHUP);
-    ck_assert(harness_log_wait(m.d, "reload refused: app .*moldy.so could not be "
-                               "loaded \\(the new mold exited with status 70\\)", 1, 10));
+    ck_assert(harness_log_wait(m.d,
+                               "reload refused: app .*moldy.so could not be "
+                               "loaded \\(the new mold exited with status 70\\)",
+                               1, 10));
     j = stats_get(m.admin);
     ck_assert_msg(strstr(j, "\"reload_state\": \"failed\"") != NULL, "%s", j);
     ck_assert_msg(strstr(j, "moldy: load fails on purpose") != NULL, "%s", j);

@@ -26,8 +26,8 @@
 
 struct ops {
     struct hdaemon *d;
-    char admin[160];   /* the admin socket's path */
-    char access[160];  /* the access log's path */
+    char admin[160];  /* the admin socket's path */
+    char access[160]; /* the access log's path */
 };
 
 /* A temp dir and paths for a daemon, not started. */
@@ -55,9 +55,10 @@ static void launch(struct ops *o, const char *env, const char *app, int workers,
                           "[log]\n%s\n"
                           "[admin]\nlisten = unix:%s\n",
                           workers, o->d->pidfile,
-                          server && strstr(server, "graceful_timeout") ? "" :
-                          "graceful_timeout = 5s", server ? server : "", mod,
-                          log ? log : "", o->admin);
+                          server && strstr(server, "graceful_timeout")
+                              ? ""
+                              : "graceful_timeout = 5s",
+                          server ? server : "", mod, log ? log : "", o->admin);
     free(mod);
     harness_daemon_spawn(o->d, NULL);
     harness_daemon_wait_ready(o->d, 10);
@@ -181,9 +182,11 @@ START_TEST(test_access_log_combined)
     snprintf(log, sizeof(log), "access_log = %s\naccess_log_format = combined", o.access);
     launch(&o, "PREFORKD_APPS", "hello", 2, NULL, log);
     for (int i = 0; i < 3; i++) {
-        snprintf(req, sizeof(req), "GET /combined-%d?q=\"x\" HTTP/1.1\r\nHost: t\r\n"
+        snprintf(req, sizeof(req),
+                 "GET /combined-%d?q=\"x\" HTTP/1.1\r\nHost: t\r\n"
                  "Referer: http://ref/%d\r\nUser-Agent: ops\"test\r\n"
-                 "Connection: close\r\n\r\n", i, i);
+                 "Connection: close\r\n\r\n",
+                 i, i);
         sent[i] = raw_request(o.d->port, req);
     }
     /* Stopped at once: the lines are written at exit, not by the timer. */
@@ -192,9 +195,12 @@ START_TEST(test_access_log_combined)
     ck_assert_ptr_nonnull(text);
     for (int i = 0; i < 3; i++) {
         ck_assert_uint_gt(sent[i], 14); /* head and body did arrive */
-        snprintf(want, sizeof(want), "\"GET /combined-%d?q=\\x22x\\x22 HTTP/1.1\" 200 14 "
-                 "\"http://ref/%d\" \"ops\\x22test\"\n", i, i);
-        ck_assert_msg(strstr(text, want) != NULL, "no line ending %s in:\n%s", want, text);
+        snprintf(want, sizeof(want),
+                 "\"GET /combined-%d?q=\\x22x\\x22 HTTP/1.1\" 200 14 "
+                 "\"http://ref/%d\" \"ops\\x22test\"\n",
+                 i, i);
+        ck_assert_msg(strstr(text, want) != NULL, "no line ending %s in:\n%s", want,
+                      text);
     }
     ck_assert_msg(strncmp(text, "127.0.0.1 - - [", 15) == 0, "%s", text);
     free(text);
@@ -210,15 +216,17 @@ START_TEST(test_access_log_errors)
     char log[256], *text, longreq[9000];
 
     prepare(&o);
-    snprintf(log, sizeof(log), "access_log = %s\naccess_log_format = "
-             "[$request] $status $body_bytes_sent ua=$http_user_agent", o.access);
-    launch(&o, "PREFORKD_APPS", "hello", 1,
-           "header_timeout = 1s\nmax_body_size = 10", log);
+    snprintf(log, sizeof(log),
+             "access_log = %s\naccess_log_format = "
+             "[$request] $status $body_bytes_sent ua=$http_user_agent",
+             o.access);
+    launch(&o, "PREFORKD_APPS", "hello", 1, "header_timeout = 1s\nmax_body_size = 10",
+           log);
     raw_request(o.d->port, "GARBAGE\r\n\r\n");
     snprintf(longreq, sizeof longreq, "GET /%08200d HTTP/1.1\r\nHost: t\r\n\r\n", 0);
     raw_request(o.d->port, longreq);
     raw_request(o.d->port, "POST /big HTTP/1.1\r\nHost: t\r\nUser-Agent: up\r\n"
-                "Content-Length: 11\r\n\r\n");
+                           "Content-Length: 11\r\n\r\n");
     raw_request(o.d->port, "GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     /* Half a head: the 408 comes after header_timeout. */
     ck_assert_uint_gt(raw_request(o.d->port, "GET /slow HTTP/1.1\r\nHost: t\r\n"), 0);
@@ -230,7 +238,8 @@ START_TEST(test_access_log_errors)
                   "no 414 line:\n%s", text);
     ck_assert_msg(strstr(text, "[POST /big HTTP/1.1] 413 "), "no 413 line:\n%s", text);
     ck_assert_msg(strstr(text, " ua=up\n"), "no User-Agent on the 413 line:\n%s", text);
-    ck_assert_msg(strstr(text, "[GET /ok HTTP/1.1] 200 14 ua=-\n"), "no 200 line:\n%s", text);
+    ck_assert_msg(strstr(text, "[GET /ok HTTP/1.1] 200 14 ua=-\n"), "no 200 line:\n%s",
+                  text);
     ck_assert_msg(strstr(text, "[GET /slow -] 408 20 ua=-\n"), "no 408 line:\n%s", text);
     free(text);
 }
@@ -267,11 +276,14 @@ START_TEST(test_usr1_reopen)
 
     prepare(&o);
     /* The error log is the file the harness reads (d->log) */
-    snprintf(log, sizeof(log), "error_log = %s\naccess_log = %s\n"
-             "access_log_format = $request_uri $status $worker_pid", o.d->log, o.access);
+    snprintf(log, sizeof(log),
+             "error_log = %s\naccess_log = %s\n"
+             "access_log_format = $request_uri $status $worker_pid",
+             o.d->log, o.access);
     launch(&o, "PREFORKD_APPS", "hello", 2, NULL, log);
     for (int i = 0; i < 4; i++)
-        raw_request(o.d->port, "GET /before HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        raw_request(o.d->port,
+                    "GET /before HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     g = (struct grep){o.access, "/before 200", 4};
     ck_assert_msg(harness_wait_for(file_has, &g, 5), "access log: %s", o.access);
     worker_pids(&o, pids);
@@ -286,8 +298,10 @@ START_TEST(test_usr1_reopen)
     free(text);
 
     for (int i = 0; i < 6; i++) {
-        snprintf(req, sizeof(req), "GET /after-%d HTTP/1.1\r\nHost: t\r\n"
-                 "Connection: close\r\n\r\n", i);
+        snprintf(req, sizeof(req),
+                 "GET /after-%d HTTP/1.1\r\nHost: t\r\n"
+                 "Connection: close\r\n\r\n",
+                 i);
         raw_request(o.d->port, req);
     }
     g = (struct grep){o.access, "/after-", 6};
@@ -425,7 +439,8 @@ START_TEST(test_stats_while_blocked)
     int n, status = 0;
     char *body;
 
-    start(&o, "PREFORKD_TEST_APPS", "block", 2, "timeout = 60s\ngraceful_timeout = 1s", NULL);
+    start(&o, "PREFORKD_TEST_APPS", "block", 2, "timeout = 60s\ngraceful_timeout = 1s",
+          NULL);
     expect_valid_stats(&o, 1.0);
     n = block_all(&o, 2, conns, 8);
     /* The premise: no worker answers now. */
@@ -507,8 +522,10 @@ static void check_metric_line(char *line, char *typed, size_t tlen)
         p = line + 7;
         ck_assert_msg(metric_name(&p) && *p == ' ', "bad comment: %s", line);
         if (line[2] == 'T') {
-            ck_assert_msg(strstr(" counter gauge histogram summary untyped ", p) != NULL &&
-                          p[1] != '\0', "bad TYPE: %s", line);
+            ck_assert_msg(strstr(" counter gauge histogram summary untyped ", p) !=
+                                  NULL &&
+                              p[1] != '\0',
+                          "bad TYPE: %s", line);
             snprintf(name, sizeof(name), " %.*s ", (int)(p - line - 7), line + 7);
             ck_assert_msg(strstr(typed, name) == NULL, "TYPE twice: %s", line);
             strncat(typed, name + 1, tlen - strlen(typed) - 1);
@@ -570,7 +587,8 @@ static void proc_ids(long pid, const char *field, long ids[4])
     p = strstr(text, field);
     ck_assert_ptr_nonnull(p);
     ck_assert_int_eq(sscanf(p + strlen(field), "%ld %ld %ld %ld", &ids[0], &ids[1],
-                            &ids[2], &ids[3]), 4);
+                            &ids[2], &ids[3]),
+                     4);
     free(text);
 }
 

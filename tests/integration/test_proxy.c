@@ -27,7 +27,7 @@
 #include "load.h"
 #include "opsutil.h"
 
-#define RE_SPAWNED                                                            \
+#define RE_SPAWNED \
     "master: worker ([0-9]+) spawned \\(pid ([0-9]+), generation ([0-9]+)\\)"
 
 /* ---- helpers ----------------------------------------------------------------- */
@@ -42,8 +42,7 @@ static char *module(const char *env, const char *name)
 
 /* A proxy with one worker to upstream "b" = 127.0.0.1:port, with extra
  * [upstream b] keys and extra [app] keys. */
-static struct hdaemon *start_proxy(int port, const char *ups_extra,
-                                   const char *app_extra)
+static struct hdaemon *start_proxy(int port, const char *ups_extra, const char *app_extra)
 {
     struct hdaemon *d = harness_daemon_new();
     char *mod = module("PREFORKD_APPS", "proxy");
@@ -82,7 +81,6 @@ static pid_t worker_pid(struct hdaemon *d)
     return (pid_t)pid;
 }
 
-
 static void get(struct hconn *c, const char *target, struct hresp *r)
 {
     char req[256];
@@ -95,8 +93,8 @@ static void get(struct hconn *c, const char *target, struct hresp *r)
 static void assert_ok(const struct hresp *r, const char *what)
 {
     ck_assert_msg(r->status == 200, "%s: status %d", what, r->status);
-    ck_assert_msg(r->body_len == 3 && memcmp(r->body, "ok\n", 3) == 0,
-                  "%s: body %s", what, harness_printable(r->body, r->body_len, 80));
+    ck_assert_msg(r->body_len == 3 && memcmp(r->body, "ok\n", 3) == 0, "%s: body %s",
+                  what, harness_printable(r->body, r->body_len, 80));
 }
 
 /* One request on a new connection; its status and the time it took. */
@@ -145,8 +143,10 @@ START_TEST(test_pool_1000_requests)
         hresp_free(&r);
     }
     ck_assert_int_eq(fakeup_requests(f), 1020);
-    ck_assert_msg(fakeup_accepted(f) <= 3, "%d upstream connections for 1020 "
-                  "sequential requests", fakeup_accepted(f));
+    ck_assert_msg(fakeup_accepted(f) <= 3,
+                  "%d upstream connections for 1020 "
+                  "sequential requests",
+                  fakeup_accepted(f));
     harness_daemon_stop(d, SIGTERM, 10);
     fakeup_stop(f);
 }
@@ -207,13 +207,15 @@ static void expect_b_counts(const char *j)
     double created = ops_num(b, "created");
 
     ck_assert_msg(b != NULL && ops_num(b, "reused") == 9 && ops_num(b, "retried") == 9 &&
-                  ops_num(b, "failed") == 1 && ops_num(b, "connect") == 1 &&
-                  ops_num(b, "reset") == 0 && ops_num(b, "timed_out") == 0 &&
-                  ops_num(b, "open") == 0 && ops_num(b, "idle") == 0, "%s", j);
+                      ops_num(b, "failed") == 1 && ops_num(b, "connect") == 1 &&
+                      ops_num(b, "reset") == 0 && ops_num(b, "timed_out") == 0 &&
+                      ops_num(b, "open") == 0 && ops_num(b, "idle") == 0,
+                  "%s", j);
     /* The failed connect counts when the socket was made before the refusal. */
     ck_assert_msg(created == 10 || created == 11, "%s", j);
     ck_assert_msg(strstr(j, "\"unused\": {\"open\": 0, \"idle\": 0, \"created\": 0, "
-                         "\"reused\": 0, \"retried\": 0, \"failed\": 0, ") != NULL, "%s", j);
+                            "\"reused\": 0, \"retried\": 0, \"failed\": 0, ") != NULL,
+                  "%s", j);
 }
 
 /* The pool's counters per upstream, in /stats and /metrics: a request
@@ -230,11 +232,13 @@ START_TEST(test_upstream_counters)
     double took;
     int admin;
 
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
                           "[app]\nmodule = %s\nupstream = b\n"
                           "[upstream b]\nservers = 127.0.0.1:%d\n"
                           "[upstream unused]\nservers = 127.0.0.1:9\n"
-                          "[admin]\nlisten = 127.0.0.1:0\n", mod, fakeup_port(f));
+                          "[admin]\nlisten = 127.0.0.1:0\n",
+                          mod, fakeup_port(f));
     free(mod);
     harness_daemon_spawn(d, NULL);
     harness_daemon_wait_ready(d, 10.0);
@@ -265,13 +269,15 @@ START_TEST(test_upstream_counters)
     free(j);
     m = stats_get_path(admin, "/metrics");
     ck_assert_ptr_nonnull(m);
-    ck_assert_msg(strstr(m, "\npreforkd_upstream_requests_retried_total{upstream=\"b\"} 9\n") &&
-                  strstr(m, "\npreforkd_upstream_requests_reused_total{upstream=\"b\"} 9\n") &&
-                  strstr(m, "\npreforkd_upstream_requests_failed_total{upstream=\"b\","
-                            "kind=\"connect\"} 1\n") &&
-                  strstr(m, "\npreforkd_upstream_requests_timed_out_total{upstream=\"b\"} 0\n") &&
-                  strstr(m, "\npreforkd_upstream_connections_open{upstream=\"unused\"} 0\n"),
-                  "%s", m);
+    ck_assert_msg(
+        strstr(m, "\npreforkd_upstream_requests_retried_total{upstream=\"b\"} 9\n") &&
+            strstr(m, "\npreforkd_upstream_requests_reused_total{upstream=\"b\"} 9\n") &&
+            strstr(m, "\npreforkd_upstream_requests_failed_total{upstream=\"b\","
+                      "kind=\"connect\"} 1\n") &&
+            strstr(m,
+                   "\npreforkd_upstream_requests_timed_out_total{upstream=\"b\"} 0\n") &&
+            strstr(m, "\npreforkd_upstream_connections_open{upstream=\"unused\"} 0\n"),
+        "%s", m);
     ops_promtool_check(d->dir, m);
     free(m);
     harness_daemon_stop(d, SIGTERM, 10);
@@ -286,8 +292,8 @@ START_TEST(test_upstream_down_502)
     double took;
 
     for (int i = 0; i < 3; i++) {
-        ck_assert_int_eq(status_of(d->port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n",
-                                   &took), 502);
+        ck_assert_int_eq(status_of(d->port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &took),
+                         502);
         ck_assert_msg(took < 1.0, "502 after %.3fs", took);
     }
     harness_daemon_stop(d, SIGTERM, 10);
@@ -301,8 +307,7 @@ START_TEST(test_never_answers_504)
     struct hdaemon *d = start_proxy(fakeup_port(f), "read_timeout = 500ms", NULL);
     double took;
 
-    ck_assert_int_eq(status_of(d->port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n",
-                               &took), 504);
+    ck_assert_int_eq(status_of(d->port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &took), 504);
     ck_assert_msg(took >= 0.45 && took < 5, "504 after %.3fs", took);
     harness_daemon_stop(d, SIGTERM, 10);
     fakeup_stop(f);
@@ -317,8 +322,7 @@ START_TEST(test_invalid_response_502)
     struct hdaemon *d = start_proxy(fakeup_port(f), NULL, NULL);
     double took;
 
-    ck_assert_int_eq(status_of(d->port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n",
-                               &took), 502);
+    ck_assert_int_eq(status_of(d->port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &took), 502);
     harness_daemon_stop(d, SIGTERM, 10);
     fakeup_stop(f);
 }
@@ -362,11 +366,13 @@ START_TEST(test_reset_mid_body)
 
         harness_send_str(c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
         rc = harness_read_response(c, &r, false, 10);
-        ck_assert_msg(rc == -1, "case %d: a complete response (%zu bytes) "
-                      "from a cut upstream body", k, r.body_len);
+        ck_assert_msg(rc == -1,
+                      "case %d: a complete response (%zu bytes) "
+                      "from a cut upstream body",
+                      k, r.body_len);
         ck_assert_int_eq(r.status, 200);
-        ck_assert_msg(c->eof || c->reset, "case %d: connection still open: %s",
-                      k, harness_error());
+        ck_assert_msg(c->eof || c->reset, "case %d: connection still open: %s", k,
+                      harness_error());
         hresp_free(&r);
         harness_close(c);
         harness_daemon_stop(d, SIGTERM, 10);
@@ -408,8 +414,8 @@ START_TEST(test_client_abort)
         ck_assert(fakeup_wait(f, fakeup_requests, i, 5));
         ck_assert_int_eq(harness_proc_fds(pid), w.want + 2);
         harness_close(c);
-        ck_assert_msg(harness_wait_for(fds_back, &w, 5),
-                      "worker fds: %d, baseline %d", harness_proc_fds(pid), w.want);
+        ck_assert_msg(harness_wait_for(fds_back, &w, 5), "worker fds: %d, baseline %d",
+                      harness_proc_fds(pid), w.want);
         ck_assert(fakeup_wait(f, fakeup_closed_by_peer, i, 5));
     }
     ck_assert_int_eq(fakeup_open(f), 0);
@@ -467,30 +473,30 @@ static void assert_has(const struct hresp *r, const char *line, bool want)
                   harness_printable(r->body, r->body_len, 1500));
 }
 
-static const char hop_request[] =
-    "GET /h?x=1 HTTP/1.1\r\n"
-    "Host: front.example\r\n"
-    "Connection: keep-alive, X-Secret\r\n"
-    "X-Secret: s\r\n"
-    "Keep-Alive: timeout=5\r\n"
-    "TE: trailers\r\n"
-    "Trailer: X-T\r\n"
-    "Upgrade: h2c\r\n"
-    "Proxy-Authorization: Basic eDp5\r\n"
-    "Proxy-Connection: keep-alive\r\n"
-    "X-Forwarded-For: 10.0.0.1\r\n"
-    "X-Forwarded-Proto: https\r\n"
-    "X-Keep: yes\r\n"
-    "\r\n";
+static const char hop_request[] = "GET /h?x=1 HTTP/1.1\r\n"
+                                  "Host: front.example\r\n"
+                                  "Connection: keep-alive, X-Secret\r\n"
+                                  "X-Secret: s\r\n"
+                                  "Keep-Alive: timeout=5\r\n"
+                                  "TE: trailers\r\n"
+                                  "Trailer: X-T\r\n"
+                                  "Upgrade: h2c\r\n"
+                                  "Proxy-Authorization: Basic eDp5\r\n"
+                                  "Proxy-Connection: keep-alive\r\n"
+                                  "X-Forwarded-For: 10.0.0.1\r\n"
+                                  "X-Forwarded-Proto: https\r\n"
+                                  "X-Keep: yes\r\n"
+                                  "\r\n";
 
 START_TEST(test_hop_by_hop_and_forwarded)
 {
     struct hdaemon *up = start_echo();
     struct hdaemon *d = start_proxy(up->port, NULL, NULL);
     struct hdaemon *t = start_proxy(up->port, NULL, "trust_forwarded = true");
-    const char *gone[] = {"Connection:", "X-Secret:", "Keep-Alive:", "TE:",
-                          "Trailer:", "Upgrade:", "Proxy-Authorization:",
-                          "Proxy-Connection:", "10.0.0.1,", "https"};
+    const char *gone[] = {
+        "Connection:", "X-Secret:", "Keep-Alive:",          "TE:",
+        "Trailer:",    "Upgrade:",  "Proxy-Authorization:", "Proxy-Connection:",
+        "10.0.0.1,",   "https"};
     struct hresp r;
 
     harness_roundtrip(d->port, hop_request, &r);
@@ -524,8 +530,10 @@ START_TEST(test_absolute_form_target)
     struct hdaemon *d = start_proxy(up->port, NULL, NULL);
     struct hresp r;
 
-    harness_roundtrip(d->port, "GET http://localhost:8080/abs2?q=1 HTTP/1.1\r\n"
-                      "Host: other.invalid\r\nConnection: close\r\n\r\n", &r);
+    harness_roundtrip(d->port,
+                      "GET http://localhost:8080/abs2?q=1 HTTP/1.1\r\n"
+                      "Host: other.invalid\r\nConnection: close\r\n\r\n",
+                      &r);
     ck_assert_int_eq(r.status, 200);
     assert_has(&r, "GET /abs2?q=1 HTTP/1.1\n", true);
     assert_has(&r, "Host: localhost:8080\n", true);
@@ -533,21 +541,27 @@ START_TEST(test_absolute_form_target)
     assert_has(&r, "other.invalid", false);
     hresp_free(&r);
     /* No path: "/" before the query. */
-    harness_roundtrip(d->port, "GET http://localhost:8080?x=2 HTTP/1.1\r\n"
-                      "Host: localhost:8080\r\nConnection: close\r\n\r\n", &r);
+    harness_roundtrip(d->port,
+                      "GET http://localhost:8080?x=2 HTTP/1.1\r\n"
+                      "Host: localhost:8080\r\nConnection: close\r\n\r\n",
+                      &r);
     ck_assert_int_eq(r.status, 200);
     assert_has(&r, "GET /?x=2 HTTP/1.1\n", true);
     hresp_free(&r);
     /* Userinfo never becomes the host. */
-    harness_roundtrip(d->port, "GET http://user:pw@localhost:8080/u HTTP/1.1\r\n"
-                      "Host: other.invalid\r\nConnection: close\r\n\r\n", &r);
+    harness_roundtrip(d->port,
+                      "GET http://user:pw@localhost:8080/u HTTP/1.1\r\n"
+                      "Host: other.invalid\r\nConnection: close\r\n\r\n",
+                      &r);
     ck_assert_int_eq(r.status, 200);
     assert_has(&r, "GET /u HTTP/1.1\n", true);
     assert_has(&r, "Host: localhost:8080\n", true);
     assert_has(&r, "user", false);
     hresp_free(&r);
-    harness_roundtrip(d->port, "GET HTTP://LOCALHOST HTTP/1.1\r\n"
-                      "Host: other.invalid\r\nConnection: close\r\n\r\n", &r);
+    harness_roundtrip(d->port,
+                      "GET HTTP://LOCALHOST HTTP/1.1\r\n"
+                      "Host: other.invalid\r\nConnection: close\r\n\r\n",
+                      &r);
     ck_assert_int_eq(r.status, 200);
     assert_has(&r, "GET / HTTP/1.1\n", true);
     assert_has(&r, "Host: LOCALHOST\n", true);
@@ -568,7 +582,8 @@ START_TEST(test_chunked_request_reframed)
     harness_roundtrip(d->port,
                       "POST /up HTTP/1.1\r\nHost: t\r\n"
                       "Transfer-Encoding: chunked\r\n\r\n"
-                      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", &r);
+                      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+                      &r);
     ck_assert_int_eq(r.status, 200);
     assert_has(&r, "Content-Length: 11\n", true);
     assert_has(&r, "Transfer-Encoding", false);
@@ -623,8 +638,7 @@ START_TEST(test_head_request)
     harness_expect_response(c, &r, true, "HEAD /h");
     ck_assert_int_eq(r.status, 200);
     cl = hresp_header(&r, "Content-Length");
-    ck_assert_msg(cl != NULL && atoi(cl) > 0, "Content-Length %s",
-                  cl ? cl : "(none)");
+    ck_assert_msg(cl != NULL && atoi(cl) > 0, "Content-Length %s", cl ? cl : "(none)");
     hresp_free(&r);
     get(c, "/after-head", &r);
     ck_assert_int_eq(r.status, 200);
@@ -645,13 +659,16 @@ START_TEST(test_unix_upstream)
     char *pmod = module("PREFORKD_APPS", "proxy");
     struct hresp r;
 
-    harness_daemon_config(up, "[server]\nlisten = 127.0.0.1:0, unix:%s/up.sock\n"
-                              "workers = 1\n[app]\nmodule = %s\n", up->dir, mod);
+    harness_daemon_config(up,
+                          "[server]\nlisten = 127.0.0.1:0, unix:%s/up.sock\n"
+                          "workers = 1\n[app]\nmodule = %s\n",
+                          up->dir, mod);
     harness_daemon_spawn(up, NULL);
     harness_daemon_wait_ready(up, 10);
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
-                             "[app]\nmodule = %s\nupstream = u\n"
-                             "[upstream u]\nservers = unix:%s/up.sock\n",
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = 1\n"
+                          "[app]\nmodule = %s\nupstream = u\n"
+                          "[upstream u]\nservers = unix:%s/up.sock\n",
                           pmod, up->dir);
     harness_daemon_spawn(d, NULL);
     harness_daemon_wait_ready(d, 10);
@@ -677,8 +694,7 @@ static void check_pattern(const char *data, size_t len, uint64_t *off)
 {
     for (size_t i = 0; i < len; i++)
         if (data[i] != (char)('a' + (*off + i) % 26))
-            ck_abort_msg("body byte %llu differs",
-                         (unsigned long long)(*off + i));
+            ck_abort_msg("body byte %llu differs", (unsigned long long)(*off + i));
     *off += len;
 }
 
@@ -735,8 +751,10 @@ START_TEST(test_100mb_streams_small_rss)
     harness_pause(0.5);
     max_kib = harness_proc_rss_kib(pid);
     read_pattern(c, BIG, pid, &max_kib);
-    ck_assert_msg(max_kib - base < 16 * 1024, "worker RSS grew from %ld KiB "
-                  "to %ld KiB streaming 100 MB", base, max_kib);
+    ck_assert_msg(max_kib - base < 16 * 1024,
+                  "worker RSS grew from %ld KiB "
+                  "to %ld KiB streaming 100 MB",
+                  base, max_kib);
     harness_close(c);
     harness_daemon_stop(d, SIGTERM, 10);
     fakeup_stop(f);
@@ -757,19 +775,24 @@ START_TEST(test_config_errors)
     ck_assert(harness_daemon_wait_exit(d, 10));
     ck_assert_int_eq(harness_exit_code(d), 78);
     ck_assert_int_eq(harness_log_count(d, "\\[app\\] upstream: required"), 1);
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\n"
-                             "[app]\nmodule = %s\nupstream = nosuch\n"
-                             "[upstream b]\nservers = 127.0.0.1:9\n", mod);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\n"
+                          "[app]\nmodule = %s\nupstream = nosuch\n"
+                          "[upstream b]\nservers = 127.0.0.1:9\n",
+                          mod);
     /* A misspelt upstream is the file's error, with its line, found by -t. */
     harness_daemon_spawn(d, check);
     ck_assert(harness_daemon_wait_exit(d, 10));
     ck_assert_int_eq(harness_exit_code(d), 78);
     ck_assert_int_eq(harness_log_count(d, ":[0-9]+: \\[app\\] upstream: there is "
-                                          "no \\[upstream nosuch\\] section"), 1);
+                                          "no \\[upstream nosuch\\] section"),
+                     1);
     /* and by a start without preload, where load runs in each worker. */
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\npreload = false\n"
-                             "[app]\nmodule = %s\nupstream = nosuch\n"
-                             "[upstream b]\nservers = 127.0.0.1:9\n", mod);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\npreload = false\n"
+                          "[app]\nmodule = %s\nupstream = nosuch\n"
+                          "[upstream b]\nservers = 127.0.0.1:9\n",
+                          mod);
     before = harness_log_count(d, "no \\[upstream nosuch\\] section");
     harness_daemon_spawn(d, NULL);
     ck_assert(harness_daemon_wait_exit(d, 20));

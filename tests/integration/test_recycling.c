@@ -18,8 +18,8 @@
 
 /* ---- the daemon ----------------------------------------------------------- */
 
-static struct hdaemon *start(const char *module_path, int workers,
-                             const char *recycle, const char *app_keys)
+static struct hdaemon *start(const char *module_path, int workers, const char *recycle,
+                             const char *app_keys)
 {
     struct hdaemon *d = harness_daemon_new();
 
@@ -38,10 +38,10 @@ static struct hdaemon *start(const char *module_path, int workers,
 /* ---- what a sampler looks for in /stats ----------------------------------- */
 
 struct watch {
-    int min_serving;       /* workers_serving, lowest seen */
-    int max_recycling;     /* replacing + retiring for a soft reason */
-    double max_memory;     /* any worker's memory, highest seen */
-    char max_worker[512];  /* the /stats object it was seen in */
+    int min_serving;      /* workers_serving, lowest seen */
+    int max_recycling;    /* replacing + retiring for a soft reason */
+    double max_memory;    /* any worker's memory, highest seen */
+    char max_worker[512]; /* the /stats object it was seen in */
 };
 
 static void count_recycling(const char *obj, void *arg)
@@ -158,8 +158,10 @@ START_TEST(test_max_requests)
     char *mod = load_module_path("PREFORKD_APPS", "hello");
     /* A budget that never binds: an exiting worker holds its place in the
      * budget until it is gone, which under ASan takes a while. */
-    struct hdaemon *d = start(mod, 1, "max_requests = 50\nmax_concurrent_recycles = 3\n"
-                              "[log]\nlevel = debug\n", NULL);
+    struct hdaemon *d = start(mod, 1,
+                              "max_requests = 50\nmax_concurrent_recycles = 3\n"
+                              "[log]\nlevel = debug\n",
+                              NULL);
     long served[32];
     int n;
 
@@ -176,7 +178,8 @@ START_TEST(test_max_requests)
     /* Each asks for its replacement at exactly its limit. How many more it
      * serves until the replacement serves depends on the machine's load,
      * so that is not asserted. */
-    n = harness_log_numbers(d, "max_requests reached \\(([0-9]+) requests", 1, served, 32);
+    n = harness_log_numbers(d, "max_requests reached \\(([0-9]+) requests", 1, served,
+                            32);
     ck_assert_int_ge(n, 4);
     for (int i = 0; i < n; i++)
         ck_assert_msg(served[i] == 50, "asked at %ld requests, limit 50", served[i]);
@@ -193,8 +196,8 @@ static void keepalive_request(struct hconn *c, int i)
     harness_send_str(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     harness_expect_response(c, &r, false, "a request on a kept connection");
     ck_assert_int_eq(r.status, 200);
-    ck_assert_msg(hresp_header(&r, "Connection") == NULL,
-                  "request %d: Connection: %s", i, hresp_header(&r, "Connection"));
+    ck_assert_msg(hresp_header(&r, "Connection") == NULL, "request %d: Connection: %s", i,
+                  hresp_header(&r, "Connection"));
     hresp_free(&r);
 }
 
@@ -225,9 +228,11 @@ START_TEST(test_one_info_line_per_recycle)
          * may come after the master's "ready"). */
         after_ready = after_ready || strstr(line, "retired: ") != NULL;
         if (after_ready && strstr(line, " [info] ")) {
-            ck_assert_msg(strstr(line, "retired: max_requests (exited with status 0); ") &&
-                          strstr(line, " requests in ") && strstr(line, "; memory ") &&
-                          strstr(line, "growth per 1000 requests"),
+            ck_assert_msg(strstr(line,
+                                 "retired: max_requests (exited with status 0); ") &&
+                              strstr(line, " requests in ") &&
+                              strstr(line, "; memory ") &&
+                              strstr(line, "growth per 1000 requests"),
                           "an info line that is not a retirement: %s", line);
             retired++;
         }
@@ -247,8 +252,10 @@ START_TEST(test_keepalive_survives_recycling)
 {
     char *mod = load_module_path("PREFORKD_APPS", "hello");
     /* The handoff lines are at debug. */
-    struct hdaemon *d = start(mod, 2, "max_requests = 20\nmax_concurrent_recycles = 2\n"
-                              "[log]\nlevel = debug\n", NULL);
+    struct hdaemon *d = start(mod, 2,
+                              "max_requests = 20\nmax_concurrent_recycles = 2\n"
+                              "[log]\nlevel = debug\n",
+                              NULL);
     struct hconn *c[8];
     int i = 0;
 
@@ -296,8 +303,10 @@ static void collect_limit(const char *obj, void *arg)
 START_TEST(test_max_requests_jitter)
 {
     char *mod = load_module_path("PREFORKD_APPS", "hello");
-    struct hdaemon *d = start(mod, 2, "max_requests = 20\nmax_requests_jitter = 200\n"
-                              "max_concurrent_recycles = 4\n", NULL);
+    struct hdaemon *d = start(mod, 2,
+                              "max_requests = 20\nmax_requests_jitter = 200\n"
+                              "max_concurrent_recycles = 4\n",
+                              NULL);
     int admin = stats_admin_port(d);
     struct limits_seen seen = {0};
 
@@ -334,8 +343,10 @@ START_TEST(test_max_rss)
     harness_daemon_stop(probe, SIGTERM, 10);
     /* A budget per worker: a worker waiting for its turn keeps serving and
      * growing by design (test_recycle_budget covers the budget). */
-    snprintf(recycle, sizeof recycle, "max_rss = %.0f\nmax_concurrent_recycles = 4\n"
-             "[log]\nlevel = debug\n", limit);
+    snprintf(recycle, sizeof recycle,
+             "max_rss = %.0f\nmax_concurrent_recycles = 4\n"
+             "[log]\nlevel = debug\n",
+             limit);
     d = start(mod, 2, recycle, "leak_bytes = 256K");
     load_watched(d->port, stats_admin_port(d), 2, 300, "leaked 262144 bytes\n", &s);
     ck_assert(harness_log_wait(d, RETIRED("max_rss"), 2, 10));
@@ -346,7 +357,8 @@ START_TEST(test_max_rss)
     for (int i = 0; i < n; i++) {
         double asked = (mib[i] + tenth[i] / 10.0) * 1024 * 1024;
         ck_assert_msg(asked <= limit + leak + 0.1 * 1024 * 1024,
-                      "asked for a replacement at %ld.%ldM, limit %.0f", mib[i], tenth[i], limit);
+                      "asked for a replacement at %ld.%ldM, limit %.0f", mib[i], tenth[i],
+                      limit);
     }
 #undef ASKED
     /* Past the limit a worker takes no new connection while another worker
@@ -354,8 +366,8 @@ START_TEST(test_max_rss)
      * a quarter past the limit, then waits for its replacement. Each of the
      * two clients' connections may bring one more request. */
     ck_assert_msg(s.max_memory <= limit * 1.25 + 3 * leak,
-                  "a worker reached %.0f bytes, limit %.0f: %s", s.max_memory,
-                  limit, s.max_worker);
+                  "a worker reached %.0f bytes, limit %.0f: %s", s.max_memory, limit,
+                  s.max_worker);
     ck_assert_int_ge(s.min_serving, 2);
     free(mod);
 }
@@ -400,8 +412,8 @@ static long waited_pid(struct hconn *c)
  * (for the nth time in the log) and stops accepting: the request that finds
  * it so waits in the listen backlog and is returned. Asserts where the
  * worker stopped, from /stats. */
-static struct hconn *drive_far_over(struct hdaemon *d, int nth, long pid,
-                                    double limit, double leak)
+static struct hconn *drive_far_over(struct hdaemon *d, int nth, long pid, double limit,
+                                    double leak)
 {
     struct hconn *pending = NULL;
     struct watch w = {0};
@@ -413,7 +425,8 @@ static struct hconn *drive_far_over(struct hdaemon *d, int nth, long pid,
         ck_assert_msg(harness_now() - t0 < 30, "not a quarter past max_rss in 30 s");
         if (harness_log_count(d, "by a quarter: no new connections") >= nth) {
             pending = harness_connect(d->port);
-            harness_send_str(pending, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            harness_send_str(pending,
+                             "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
             break;
         }
         /* The log line usually comes before the next request; if not,
@@ -428,7 +441,8 @@ static struct hconn *drive_far_over(struct hdaemon *d, int nth, long pid,
     stats_each_worker(j, max_memory, &w);
     free(j);
     ck_assert_msg(w.max_memory >= limit * 1.25 && w.max_memory <= limit * 1.25 + 2 * leak,
-                  "stopped at %.0f bytes, limit %.0f: %s", w.max_memory, limit, w.max_worker);
+                  "stopped at %.0f bytes, limit %.0f: %s", w.max_memory, limit,
+                  w.max_worker);
     return pending;
 }
 
@@ -452,7 +466,8 @@ START_TEST(test_max_rss_far_over)
     snprintf(hold, sizeof hold, "%s/hold", probe->dir);
     snprintf(fail, sizeof fail, "%s/fail", probe->dir);
     snprintf(recycle, sizeof recycle, "max_rss = %.0f\n", limit);
-    snprintf(keys, sizeof keys, "leak_bytes = 256K\nhold_file = %s\nfail_file = %s\n", hold, fail);
+    snprintf(keys, sizeof keys, "leak_bytes = 256K\nhold_file = %s\nfail_file = %s\n",
+             hold, fail);
     d = start(mod, 1, recycle, keys);
     first = gate_get(d->port, 10, NULL);
     ck_assert_int_gt(first, 0);
@@ -472,7 +487,8 @@ START_TEST(test_max_rss_far_over)
      * connections again, from a heartbeat (timeout 2s: every 0.5s). */
     harness_write_file(fail, "", 0);
     pending = drive_far_over(d, 2, second, limit, leak);
-    ck_assert(harness_log_wait(d, "no other worker serves or starts: accepting again", 1, 20));
+    ck_assert(
+        harness_log_wait(d, "no other worker serves or starts: accepting again", 1, 20));
     ck_assert_int_eq(waited_pid(pending), second);
     ck_assert_int_eq(gate_get(d->port, 10, NULL), second);
     ck_assert_int_eq(unlink(fail), 0);
@@ -501,7 +517,8 @@ START_TEST(test_memory_metric_uss)
     load_sync(d->port, 300, true, "ok\n");
     j = stats_get(admin);
     stats_each_worker(j, min_rss, &rss);
-    ck_assert_msg(rss > 48.0 * 1024 * 1024, "rss %.0f: the shared pages are missing", rss);
+    ck_assert_msg(rss > 48.0 * 1024 * 1024, "rss %.0f: the shared pages are missing",
+                  rss);
     ck_assert_msg(stats_num(j, "max_rss") == 0, "recycled for shared pages: %s", j);
     free(j);
     harness_daemon_stop(d, SIGTERM, 10);
@@ -524,8 +541,10 @@ START_TEST(test_timeout)
     char *j;
 
     harness_send_str(c, "GET /block?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
-    ck_assert(harness_log_wait(d, "timeout: no heartbeat for [0-9.]+s, the app still "
-                               "on GET /block\\?x=1, killing it", 1, 10));
+    ck_assert(harness_log_wait(d,
+                               "timeout: no heartbeat for [0-9.]+s, the app still "
+                               "on GET /block\\?x=1, killing it",
+                               1, 10));
     ck_assert(harness_log_wait(d, RETIRED("timeout"), 1, 10));
     ck_assert_int_eq(harness_wait_closed(c, 5), 1); /* the killed worker's socket */
     harness_close(c);
@@ -600,13 +619,14 @@ END_TEST
 START_TEST(test_recycle_budget)
 {
     char *mod = load_module_path("PREFORKD_APPS", "hello");
-    struct hdaemon *d = start(mod, 4, "max_requests = 25\nmax_concurrent_recycles = 1\n", NULL);
+    struct hdaemon *d = start(mod, 4, "max_requests = 25\nmax_concurrent_recycles = 1\n",
+                              NULL);
     struct watch s;
 
     int admin = stats_admin_port(d);
 
-    for (double t0 = harness_now(); harness_log_count(d, RETIRED("max_requests")) < 10 &&
-                                    harness_now() - t0 < 30;) {
+    for (double t0 = harness_now();
+         harness_log_count(d, RETIRED("max_requests")) < 10 && harness_now() - t0 < 30;) {
         load_watched(d->port, admin, 4, 100, "Hello, World!\n", &s);
         ck_assert_msg(s.max_recycling <= 1, "%d recycling at once", s.max_recycling);
         ck_assert_msg(s.min_serving >= 4, "only %d serving", s.min_serving);
@@ -651,8 +671,10 @@ END_TEST
 START_TEST(test_zero_failed_requests)
 {
     char *mod = load_module_path("PREFORKD_APPS", "leak");
-    struct hdaemon *d = start(mod, 2, "max_requests = 10\nmax_requests_jitter = 5\n"
-                              "max_concurrent_recycles = 2\n", "leak_bytes = 16K");
+    struct hdaemon *d = start(mod, 2,
+                              "max_requests = 10\nmax_requests_jitter = 5\n"
+                              "max_concurrent_recycles = 2\n",
+                              "leak_bytes = 16K");
     struct watch s;
     int admin = stats_admin_port(d), recycled = 0, requests = 0;
     double t0 = harness_now();

@@ -49,8 +49,9 @@ static void send_hups(void *arg)
         /* One at a time: signals of one kind do not queue. */
         long before = harness_log_count(h->d, "received SIGHUP");
         kill(h->d->pid, SIGHUP);
-        for (double t0 = harness_now(); harness_log_count(h->d, "received SIGHUP") == before &&
-                                        harness_now() - t0 < 5;)
+        for (double t0 = harness_now();
+             harness_log_count(h->d, "received SIGHUP") == before &&
+             harness_now() - t0 < 5;)
             harness_pause(0.005);
         harness_pause(0.05);
     }
@@ -77,7 +78,8 @@ START_TEST(test_reload_under_load)
         /* The last generation counts from the HUP on; it is done when its
          * workers serve. */
         if ((stats_num(j, "generation") - 1 + superseded == 20 &&
-             strstr(j, "\"reload_state\": \"done\"") != NULL) || harness_now() - t0 > 10)
+             strstr(j, "\"reload_state\": \"done\"") != NULL) ||
+            harness_now() - t0 > 10)
             break;
         free(j);
     }
@@ -85,7 +87,8 @@ START_TEST(test_reload_under_load)
                   superseded, j);
     ck_assert_msg(stats_num(j, "reloads") == 20, "%s", j);
     ck_assert_msg(strstr(j, "\"reload_state\": \"done\"") != NULL, "%s", j);
-    ck_assert(harness_log_wait(d, "retired: reload", (int)stats_num(j, "generation") - 1, 10));
+    ck_assert(
+        harness_log_wait(d, "retired: reload", (int)stats_num(j, "generation") - 1, 10));
     free(j);
     /* The admin port was configured as 0: unchanged, not "changed". */
     ck_assert_int_eq(harness_log_count(d, "changes only with a restart"), 0);
@@ -176,8 +179,10 @@ START_TEST(test_reload_retiring_accepts_nothing)
     ck_assert_int_eq(rename(tmp, mod), 0);
     kill(d->pid, SIGHUP);
     ck_assert(harness_log_wait(d, "reload done: generation 2", 1, 10));
-    ck_assert_int_eq(harness_log_numbers(d, "worker 1 spawned \\(pid ([0-9]+), generation 2\\)",
-                                         1, pids, 2), 1);
+    ck_assert_int_eq(
+        harness_log_numbers(d, "worker 1 spawned \\(pid ([0-9]+), generation 2\\)", 1,
+                            pids, 2),
+        1);
     ck_assert_int_eq(kill((pid_t)pids[0], SIGSTOP), 0);
     next = harness_connect(d->port);
     harness_send_str(next, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
@@ -186,7 +191,8 @@ START_TEST(test_reload_retiring_accepts_nothing)
     ck_assert_str_eq(r.body, "code A\n");
     hresp_free(&r);
     /* The old worker leaves without taking the waiting connection. */
-    ck_assert(harness_log_wait(d, "worker 1 \\(pid [0-9]+, generation 1\\) retired", 1, 10));
+    ck_assert(
+        harness_log_wait(d, "worker 1 \\(pid [0-9]+, generation 1\\) retired", 1, 10));
     ck_assert_int_eq(kill((pid_t)pids[0], SIGCONT), 0);
     harness_expect_response(next, &r, false, "the request made after reload done");
     ck_assert_str_eq(r.body, "code B\n");
@@ -210,7 +216,8 @@ START_TEST(test_reload_invalid_config)
     conf = harness_read_file(d->conf, &len);
     harness_write_file(d->conf, "[server]\nworkers = lots\n", 24);
     kill(d->pid, SIGHUP);
-    ck_assert(harness_log_wait(d, "preforkd\\.ini:2: \\[server\\] workers: expected", 1, 5));
+    ck_assert(
+        harness_log_wait(d, "preforkd\\.ini:2: \\[server\\] workers: expected", 1, 5));
     ck_assert(harness_log_wait(d, "reload refused", 1, 5));
     j = stats_get(admin);
     ck_assert_msg(strstr(j, "\"reload_state\": \"failed\"") != NULL, "%s", j);
@@ -321,7 +328,7 @@ static bool notify_expect(int fd, const char *want, double timeout)
         if (strstr(buf, want))
             return true;
         ck_assert_msg(strstr(buf, "READY=1") == NULL || strcmp(want, "READY=1") == 0 ||
-                      strstr(want, "READY") != NULL,
+                          strstr(want, "READY") != NULL,
                       "READY=1 out of order while waiting for %s", want);
     }
     return false;
@@ -392,10 +399,12 @@ START_TEST(test_sd_notify_upgrade)
     ck_assert_msg(!notify_seen(fd, "STOPPING=1", 0.5),
                   "the old master sent STOPPING=1 for a service that goes on");
     /* Only the new master is left to ping. */
-    ck_assert_msg(notify_expect(fd, "WATCHDOG=1", 3), "no WATCHDOG=1 from the new master");
+    ck_assert_msg(notify_expect(fd, "WATCHDOG=1", 3),
+                  "no WATCHDOG=1 from the new master");
     load_sync(d->port, 5, true, "Hello, World!\n");
     ck_assert_int_eq(kill(newpid, SIGTERM), 0);
-    ck_assert_msg(notify_expect(fd, "STOPPING=1", 10), "no STOPPING=1 from the new master");
+    ck_assert_msg(notify_expect(fd, "STOPPING=1", 10),
+                  "no STOPPING=1 from the new master");
     ck_assert_int_eq(waitpid(newpid, NULL, 0), newpid); /* we are its subreaper */
     close(fd);
     free(mod);
@@ -426,7 +435,8 @@ START_TEST(test_socket_activation)
     ck_assert(harness_log_wait(d, "Listening on", 1, 10));
     load_sync(port, 20, true, "Hello, World!\n");
     ck_assert(harness_log_wait(d, "socket activation: adopting inherited sockets", 1, 5));
-    ck_assert(harness_log_wait(d, "listening on 127\\.0\\.0\\.1:[0-9]+ \\(inherited\\)", 1, 5));
+    ck_assert(
+        harness_log_wait(d, "listening on 127\\.0\\.0\\.1:[0-9]+ \\(inherited\\)", 1, 5));
     free(mod);
 }
 END_TEST
@@ -460,13 +470,17 @@ START_TEST(test_reload_listeners)
 
     snprintf(a, sizeof a, "%.80s/a.sock", d->dir);
     snprintf(b, sizeof b, "%.80s/b.sock", d->dir);
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0, unix:%s\nworkers = 2\n"
-                          "[app]\nmodule = %s\n", a, mod);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0, unix:%s\nworkers = 2\n"
+                          "[app]\nmodule = %s\n",
+                          a, mod);
     harness_daemon_spawn(d, NULL);
     harness_daemon_wait_ready(d, 10);
     ck_assert_int_eq(unix_get(a), 200);
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:%d, unix:%s\nworkers = 2\n"
-                          "[app]\nmodule = %s\n", d->port, b, mod);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:%d, unix:%s\nworkers = 2\n"
+                          "[app]\nmodule = %s\n",
+                          d->port, b, mod);
     kill(d->pid, SIGHUP);
     ck_assert(harness_log_wait(d, "reload done: generation 2", 1, 10));
     ck_assert_int_eq(unix_get(b), 200);

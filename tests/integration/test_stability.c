@@ -22,14 +22,14 @@
 #include "harness.h"
 #include "load.h"
 
-#define TOTAL 100000          /* requests in all, both daemons */
-#define WARMUP (TOTAL / 10)   /* before the first measurement */
-#define WORKERS 2             /* per daemon */
-#define CLIENTS 4             /* per daemon: 2 keep-alive, 2 close */
+#define TOTAL 100000        /* requests in all, both daemons */
+#define WARMUP (TOTAL / 10) /* before the first measurement */
+#define WORKERS 2           /* per daemon */
+#define CLIENTS 4           /* per daemon: 2 keep-alive, 2 close */
 #define RSS_GROWTH_MAX_KIB 512
 #define SETTLE_TIMEOUT 30.0
 #ifdef __SANITIZE_ADDRESS__
-#define RSS_CHECKED false     /* ASan's quarantine grows on purpose */
+#define RSS_CHECKED false /* ASan's quarantine grows on purpose */
 #else
 #define RSS_CHECKED true
 #endif
@@ -45,9 +45,9 @@ struct sample {
 struct side {
     const char *name;
     struct hdaemon *d;
-    int admin;                  /* admin endpoint port */
-    const char *body;           /* every response's body */
-    struct fakeup *up;          /* its upstream, or NULL */
+    int admin;         /* admin endpoint port */
+    const char *body;  /* every response's body */
+    struct fakeup *up; /* its upstream, or NULL */
     struct sample at[2][WORKERS];
 };
 
@@ -81,7 +81,7 @@ static void side_start(struct side *s, const char *module, const char *app,
 struct view {
     int n;
     int pid[WORKERS + 4];
-    int connections;            /* open client connections, all workers */
+    int connections; /* open client connections, all workers */
 };
 
 static void view_worker(const char *obj, void *arg)
@@ -122,8 +122,8 @@ static void measure(struct side *s, int k)
 
     ck_assert_msg(harness_wait_for(settled, s, SETTLE_TIMEOUT),
                   "%s: workers not at rest within %.0f s (upstream connections "
-                  "open: %d)", s->name, SETTLE_TIMEOUT,
-                  s->up ? fakeup_open(s->up) : 0);
+                  "open: %d)",
+                  s->name, SETTLE_TIMEOUT, s->up ? fakeup_open(s->up) : 0);
     ck_assert(view_read(s, &v));
     ck_assert_int_eq(v.n, WORKERS);
     for (int i = 0; i < WORKERS; i++) {
@@ -148,8 +148,10 @@ static void load_both(struct side *sides, int nsides, int per_client)
     for (int i = 0; i < n; i++) {
         const struct side *s = &sides[i / CLIENTS];
 
-        l[i] = (struct load){.port = s->d->port, .requests = per_client,
-                             .keepalive = i % 2 == 0, .body = s->body};
+        l[i] = (struct load){.port = s->d->port,
+                             .requests = per_client,
+                             .keepalive = i % 2 == 0,
+                             .body = s->body};
         ck_assert(pthread_create(&t[i], NULL, load_run, &l[i]) == 0);
     }
     for (int i = 0; i < n; i++) {
@@ -159,8 +161,8 @@ static void load_both(struct side *sides, int nsides, int per_client)
         if (l[i].failed)
             why = l[i].why;
     }
-    ck_assert_msg(failed == 0, "%d of %d requests failed: %s", failed,
-                  n * per_client, why);
+    ck_assert_msg(failed == 0, "%d of %d requests failed: %s", failed, n * per_client,
+                  why);
     ck_assert_int_eq(ok, n * per_client);
 }
 
@@ -173,8 +175,8 @@ static void report(const struct side *s, int requests)
 
         printf("stability: %s worker %d (pid %d), %d requests on the daemon: "
                "fds %d -> %d, rss %ld -> %ld KiB (%+ld KiB)\n",
-               s->name, i + 1, a->pid, requests, a->fds, b->fds, a->rss_kib,
-               b->rss_kib, b->rss_kib - a->rss_kib);
+               s->name, i + 1, a->pid, requests, a->fds, b->fds, a->rss_kib, b->rss_kib,
+               b->rss_kib - a->rss_kib);
     }
     fflush(stdout);
 }
@@ -188,14 +190,15 @@ static void check_side(const struct side *s)
     for (int i = 0; i < WORKERS; i++) {
         const struct sample *a = &s->at[0][i], *b = &s->at[1][i];
 
-        ck_assert_msg(a->pid == b->pid, "%s: worker %d was pid %d, is %d",
-                      s->name, i + 1, a->pid, b->pid);
-        ck_assert_msg(a->fds == b->fds, "%s: worker %d (pid %d): %d fds after "
-                      "the warm-up, %d at the end", s->name, i + 1, a->pid,
-                      a->fds, b->fds);
+        ck_assert_msg(a->pid == b->pid, "%s: worker %d was pid %d, is %d", s->name, i + 1,
+                      a->pid, b->pid);
+        ck_assert_msg(a->fds == b->fds,
+                      "%s: worker %d (pid %d): %d fds after "
+                      "the warm-up, %d at the end",
+                      s->name, i + 1, a->pid, a->fds, b->fds);
         ck_assert_msg(!RSS_CHECKED || b->rss_kib - a->rss_kib < RSS_GROWTH_MAX_KIB,
-                      "%s: worker %d (pid %d): RSS grew from %ld to %ld KiB",
-                      s->name, i + 1, a->pid, a->rss_kib, b->rss_kib);
+                      "%s: worker %d (pid %d): RSS grew from %ld to %ld KiB", s->name,
+                      i + 1, a->pid, a->rss_kib, b->rss_kib);
     }
 }
 
@@ -230,9 +233,10 @@ START_TEST(test_100k_requests_flat)
     for (int k = 0; k < 2; k++)
         report(&sides[k], TOTAL / 2);
     printf("stability: %d requests in %.1f s; %d upstream connections for %d "
-           "proxied requests; RSS growth %s %d KiB\n", TOTAL, harness_now() - t0,
-           fakeup_accepted(up), TOTAL / 2,
-           RSS_CHECKED ? "checked: below" : "not checked (ASan), bound", RSS_GROWTH_MAX_KIB);
+           "proxied requests; RSS growth %s %d KiB\n",
+           TOTAL, harness_now() - t0, fakeup_accepted(up), TOTAL / 2,
+           RSS_CHECKED ? "checked: below" : "not checked (ASan), bound",
+           RSS_GROWTH_MAX_KIB);
     for (int k = 0; k < 2; k++) {
         check_side(&sides[k]);
         harness_daemon_stop(sides[k].d, SIGTERM, 20);

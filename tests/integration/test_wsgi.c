@@ -50,9 +50,9 @@ static void wsgi_config(struct hdaemon *d, int workers, const char *server,
                           "[log]\nlevel = info\n%s",
                           workers,
                           server && strstr(server, "graceful_timeout")
-                              ? "" : "graceful_timeout = 3s",
-                          server ? server : "", mod, dir, app,
-                          more ? more : "");
+                              ? ""
+                              : "graceful_timeout = 3s",
+                          server ? server : "", mod, dir, app, more ? more : "");
     free(mod);
     free(dir);
 }
@@ -72,8 +72,7 @@ static void get(struct hdaemon *d, const char *target, struct hresp *r)
 {
     char req[1024];
 
-    snprintf(req, sizeof(req),
-             "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
              target);
     harness_roundtrip(d->port, req, r);
 }
@@ -85,9 +84,8 @@ static void expect_get(struct hdaemon *d, const char *target, int status,
     struct hresp r;
 
     get(d, target, &r);
-    ck_assert_msg(r.status == status, "GET %s: status %d, expected %d: %s",
-                  target, r.status, status,
-                  harness_printable(r.body, r.body_len, 300));
+    ck_assert_msg(r.status == status, "GET %s: status %d, expected %d: %s", target,
+                  r.status, status, harness_printable(r.body, r.body_len, 300));
     if (body != NULL)
         ck_assert_msg(r.body_len == strlen(body) && !memcmp(r.body, body, r.body_len),
                       "GET %s: body \"%s\", expected \"%s\"", target,
@@ -106,8 +104,8 @@ static void expect_in(const struct hresp *r, const char *needle)
 static void expect_log(struct hdaemon *d, const char *regex, int min)
 {
     ck_assert_msg(harness_log_wait(d, regex, min, 10),
-                  "expected %d log lines matching %s, got %d; log:\n%s", min,
-                  regex, harness_log_count(d, regex), harness_log_tail(d, 4000));
+                  "expected %d log lines matching %s, got %d; log:\n%s", min, regex,
+                  harness_log_count(d, regex), harness_log_tail(d, 4000));
 }
 
 /* The pid of the worker spawned last. */
@@ -150,9 +148,10 @@ static char *run(const char *cmd, int *status)
 
 START_TEST(test_environ)
 {
-    struct hdaemon *d = start(1, NULL, "app = plain:app\nthreads = 0\n"
-                                       "script_name = /mount/\n"
-                                       "url_scheme = https\n");
+    struct hdaemon *d = start(1, NULL,
+                              "app = plain:app\nthreads = 0\n"
+                              "script_name = /mount/\n"
+                              "url_scheme = https\n");
     struct hresp r;
     char local[128];
 
@@ -162,7 +161,8 @@ START_TEST(test_environ)
                       "X-Forwarded_For: 6.6.6.6\r\nX-Multi: two\r\n"
                       "Cookie: a=1\r\nCookie: b=2\r\n"
                       "Content-Type: text/plain\r\nContent-Length: 3\r\n"
-                      "Connection: close\r\n\r\nabc", &r);
+                      "Connection: close\r\n\r\nabc",
+                      &r);
     ck_assert_int_eq(r.status, 200);
     expect_in(&r, "\"CONTENT_LENGTH\": \"3\", \"CONTENT_TYPE\": \"text/plain\", "
                   "\"HTTP\": {\"HTTP_CONNECTION\": \"close\", \"HTTP_COOKIE\": "
@@ -185,14 +185,17 @@ START_TEST(test_environ)
     harness_roundtrip(d->port, "GET /mount/environ HTTP/1.0\r\n\r\n", &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_ptr_null(strstr(r.body, "CONTENT_LENGTH"));
-    snprintf(local, sizeof(local), "\"SERVER_NAME\": \"127.0.0.1\", \"SERVER_PORT\": "
-             "\"%d\", \"SERVER_PROTOCOL\": \"HTTP/1.0\"", d->port);
+    snprintf(local, sizeof(local),
+             "\"SERVER_NAME\": \"127.0.0.1\", \"SERVER_PORT\": "
+             "\"%d\", \"SERVER_PROTOCOL\": \"HTTP/1.0\"",
+             d->port);
     expect_in(&r, local);
     hresp_free(&r);
     harness_roundtrip(d->port,
                       "POST /mount/environ HTTP/1.1\r\nHost: [::1]:99\r\n"
                       "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                      "4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n", &r);
+                      "4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n",
+                      &r);
     expect_in(&r, "\"CONTENT_LENGTH\": \"7\"");
     expect_in(&r, "\"SERVER_NAME\": \"[::1]\", \"SERVER_PORT\": \"99\"");
     hresp_free(&r);
@@ -206,7 +209,9 @@ END_TEST
 
 START_TEST(test_input_and_errors)
 {
-    static const struct { const char *how, *json; } cases[] = {
+    static const struct {
+        const char *how, *json;
+    } cases[] = {
         {"read", "[\"one\\ntwo\\nlast\"]"},
         {"read3", "[\"one\", \"\\ntw\", \"o\\nl\", \"ast\"]"},
         {"readline", "[\"one\\n\", \"two\\n\", \"last\"]"},
@@ -220,9 +225,11 @@ START_TEST(test_input_and_errors)
         char req[256];
         struct hresp r;
 
-        snprintf(req, sizeof(req), "POST /input?%s HTTP/1.1\r\nHost: t\r\n"
+        snprintf(req, sizeof(req),
+                 "POST /input?%s HTTP/1.1\r\nHost: t\r\n"
                  "Content-Length: 12\r\nConnection: close\r\n\r\n"
-                 "one\ntwo\nlast", cases[i].how);
+                 "one\ntwo\nlast",
+                 cases[i].how);
         harness_roundtrip(d->port, req, &r);
         ck_assert_int_eq(r.status, 200);
         ck_assert_msg(strcmp(r.body, cases[i].json) == 0, "%s: %s, expected %s",
@@ -255,8 +262,10 @@ START_TEST(test_responses)
     expect_get(d, "/keyboard", 500, "500 Internal Server Error\n");
     expect_log(d, "worker 1: KeyboardInterrupt$", 1);
     expect_get(d, "/no_start", 500, NULL);
-    expect_log(d, "RuntimeError: the app sent a body \\(or returned\\) without "
-                  "calling start_response", 1);
+    expect_log(d,
+               "RuntimeError: the app sent a body \\(or returned\\) without "
+               "calling start_response",
+               1);
     expect_get(d, "/bad_status", 500, NULL);
     expect_log(d, "ValueError: status 'OK' is not of the form \"200 OK\"", 1);
     expect_get(d, "/bad_header", 500, NULL);
@@ -274,8 +283,10 @@ START_TEST(test_responses)
     ck_assert_int_eq(harness_wait_closed(c, 5), 1);
     hresp_free(&r);
     harness_close(c);
-    expect_log(d, "GET /boom_after: the app failed after the response head: "
-                  "cutting the response:$", 1);
+    expect_log(d,
+               "GET /boom_after: the app failed after the response head: "
+               "cutting the response:$",
+               1);
 
     /* Content-Length: a short body closes the connection, a long one is cut
      * at the declared length and the connection goes on. */
@@ -373,10 +384,16 @@ static void close_on_every_path(int threads)
     ck_assert_int_eq(harness_log_count(d, "closed /stream"), 3);
 }
 
-START_TEST(test_close_threads0) { close_on_every_path(0); }
+START_TEST(test_close_threads0)
+{
+    close_on_every_path(0);
+}
 END_TEST
 
-START_TEST(test_close_threads2) { close_on_every_path(2); }
+START_TEST(test_close_threads2)
+{
+    close_on_every_path(2);
+}
 END_TEST
 
 /* ---- threads ----------------------------------------------------------------- */
@@ -443,16 +460,14 @@ END_TEST
  * in order afterwards. */
 START_TEST(test_one_thread_loop_free)
 {
-    struct hdaemon *d = start(1, "timeout = 500ms",
-                              "app = plain:app\nthreads = 1\n");
+    struct hdaemon *d = start(1, "timeout = 500ms", "app = plain:app\nthreads = 1\n");
     pid_t pid = last_worker(d);
     struct hconn *a = harness_connect(d->port), *b = harness_connect(d->port);
     char req[512], path[256];
     struct hresp r;
 
     snprintf(path, sizeof(path), "%s/go", d->dir);
-    snprintf(req, sizeof(req), "GET /wait_file?%s HTTP/1.1\r\nHost: t\r\n\r\n",
-             path);
+    snprintf(req, sizeof(req), "GET /wait_file?%s HTTP/1.1\r\nHost: t\r\n\r\n", path);
     harness_send_str(a, req);
     harness_pause(0.2); /* a's request first */
     harness_send_str(b, "GET /pid HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -492,8 +507,10 @@ START_TEST(test_stuck_timeout)
     struct hconn *c = harness_connect(d->port);
 
     harness_send_str(c, "GET /hang?30 HTTP/1.1\r\nHost: t\r\n\r\n");
-    expect_log(d, "wsgi: request GET /hang\\?30 stuck in the app for [0-9]+s "
-                  "\\(stuck_timeout 1s\\): asking for this worker's replacement", 1);
+    expect_log(d,
+               "wsgi: request GET /hang\\?30 stuck in the app for [0-9]+s "
+               "\\(stuck_timeout 1s\\): asking for this worker's replacement",
+               1);
     expect_log(d, "retired: requested", 1); /* its replacement serves */
     ck_assert_int_eq(harness_wait_closed(c, 10), 1);
     harness_close(c);
@@ -518,8 +535,8 @@ static void read_big(struct hconn *c)
         ssize_t n;
 
         if (head == 0) {
-            char *e = memmem(buf, total < sizeof(buf) ? total : sizeof(buf),
-                             "\r\n\r\n", 4);
+            char *e = memmem(buf, total < sizeof(buf) ? total : sizeof(buf), "\r\n\r\n",
+                             4);
             if (e != NULL)
                 head = (size_t)(e - buf) + 4;
         }
@@ -557,8 +574,7 @@ static void slow_reader(struct hdaemon *d, pid_t pid, const char *target)
         rss = harness_proc_rss_kib(pid);
         peak = rss > peak ? rss : peak;
     }
-    ck_assert_msg(peak - before < 20 * 1024, "worker RSS grew by %ld KiB",
-                  peak - before);
+    ck_assert_msg(peak - before < 20 * 1024, "worker RSS grew by %ld KiB", peak - before);
     read_big(c);
     ck_assert_msg(harness_proc_rss_kib(pid) - before < 20 * 1024,
                   "worker RSS grew by %ld KiB after the body",
@@ -581,10 +597,16 @@ static void backpressure(int threads)
         slow_reader(d, pid, "/bigwrite");
 }
 
-START_TEST(test_backpressure_threads0) { backpressure(0); }
+START_TEST(test_backpressure_threads0)
+{
+    backpressure(0);
+}
 END_TEST
 
-START_TEST(test_backpressure_threads2) { backpressure(2); }
+START_TEST(test_backpressure_threads2)
+{
+    backpressure(2);
+}
 END_TEST
 
 /* ---- the interpreter in preforkd's processes -------------------------------- */
@@ -639,7 +661,8 @@ START_TEST(test_import_thread_warned)
     expect_get(d, "/", 200, "threads: MainThread\n");
     ck_assert_int_eq(harness_log_count(d, "wsgi: thread 'ticker' started at "
                                           "import time will not exist in "
-                                          "workers$"), 1);
+                                          "workers$"),
+                     1);
 }
 END_TEST
 
@@ -651,8 +674,10 @@ START_TEST(test_import_usr2_handler)
     pid_t pid = last_worker(d);
     char want[64];
 
-    expect_log(d, "wsgi: the app changed the handling of SIGUSR2 at import "
-                  "time: undone", 1);
+    expect_log(d,
+               "wsgi: the app changed the handling of SIGUSR2 at import "
+               "time: undone",
+               1);
     ck_assert_int_eq(kill(pid, SIGUSR2), 0);
     expect_log(d, "worker 1: snapshot: ", 1);
     snprintf(want, sizeof(want), "pid %d hits 0\n", (int)pid);
@@ -677,8 +702,10 @@ START_TEST(test_preload_false)
     harness_pause(0.2);
     ck_assert(harness_daemon_stop(d, SIGTERM, 10));
     ck_assert_int_eq(harness_exit_code(d), 0);
-    expect_log(d, "worker 1 \\(pid [0-9]+, generation 1\\) retired: shutdown "
-                  "\\(exited with status 0\\)", 1);
+    expect_log(d,
+               "worker 1 \\(pid [0-9]+, generation 1\\) retired: shutdown "
+               "\\(exited with status 0\\)",
+               1);
     harness_close(c);
 }
 END_TEST
@@ -700,8 +727,7 @@ START_TEST(test_python_heap_published)
     struct hdaemon *d = harness_daemon_new();
     int port;
 
-    wsgi_config(d, 1, NULL, "app = plain:app\n",
-                "[admin]\nlisten = 127.0.0.1:0\n");
+    wsgi_config(d, 1, NULL, "app = plain:app\n", "[admin]\nlisten = 127.0.0.1:0\n");
     harness_daemon_spawn(d, NULL);
     harness_daemon_wait_ready(d, 20);
     port = stats_admin_port(d);
@@ -740,16 +766,14 @@ START_TEST(test_virtualenv)
     char cmd[600], path[400], keys[600], want[400], *out;
     int st;
 
-    snprintf(cmd, sizeof(cmd), "/usr/bin/python3 -m venv --without-pip %s/venv",
-             d->dir);
+    snprintf(cmd, sizeof(cmd), "/usr/bin/python3 -m venv --without-pip %s/venv", d->dir);
     out = run(cmd, &st);
     ck_assert_msg(st == 0, "%s: %s", cmd, out);
     free(out);
     snprintf(path, sizeof(path), "%s/venv/lib/python3.11/site-packages/venvapp.py",
              d->dir);
     harness_write_file(path, app, sizeof(app) - 1);
-    snprintf(keys, sizeof(keys), "app = venvapp:app\nvirtualenv = %s/venv\n",
-             d->dir);
+    snprintf(keys, sizeof(keys), "app = venvapp:app\nvirtualenv = %s/venv\n", d->dir);
     wsgi_config(d, 1, NULL, keys, NULL);
     harness_daemon_spawn(d, NULL);
     harness_daemon_wait_ready(d, 20);
@@ -761,8 +785,10 @@ START_TEST(test_virtualenv)
     snprintf(path, sizeof(path), "%s/venv/pyvenv.cfg", d->dir);
     harness_write_file(path, "home = /usr/bin\nversion = 3.9.2\n", 32);
     ck_assert_int_eq(check_config(d, keys), 78);
-    snprintf(want, sizeof(want), "\\[app\\] virtualenv: %s/venv is for Python "
-             "3.9, this preforkd embeds Python 3.11$", d->dir);
+    snprintf(want, sizeof(want),
+             "\\[app\\] virtualenv: %s/venv is for Python "
+             "3.9, this preforkd embeds Python 3.11$",
+             d->dir);
     expect_log(d, want, 1);
 }
 END_TEST
@@ -784,7 +810,9 @@ START_TEST(test_bad_app_values)
 {
     /* [app] is line 6: module 7, python_path 8, then ours from 9. Errors
      * in the values themselves are all reported by one run. */
-    static const struct { const char *app, *log[6]; } bad[] = {
+    static const struct {
+        const char *app, *log[6];
+    } bad[] = {
         {"threads = 1", {"preforkd.ini:6: \\[app\\] app: required"}},
         {"app =\nthreads = -1\nurl_scheme = ftp\ngc_freeze = maybe\n"
          "script_name = mount\nvirtualenv = /nonexistent",
@@ -826,8 +854,8 @@ START_TEST(test_bad_app_values)
                       harness_log_tail(d, 2000));
         for (size_t k = 0; k < 6 && bad[i].log[k] != NULL; k++)
             ck_assert_msg(harness_log_count(d, bad[i].log[k]) == 1,
-                          "%s: expected %s in the log:\n%s", bad[i].app,
-                          bad[i].log[k], harness_log_tail(d, 2000));
+                          "%s: expected %s in the log:\n%s", bad[i].app, bad[i].log[k],
+                          harness_log_tail(d, 2000));
     }
     /* A dotted attribute path, and the default callable name. */
     ck_assert_int_eq(check_config(d, "app = notcallable:Holder.inner.app"), 0);
@@ -846,10 +874,12 @@ START_TEST(test_flask)
     int st;
 
     expect_get(d, "/json?q=x", 200, "{\"hello\":\"world\",\"n\":3,\"q\":\"x\"}\n");
-    harness_roundtrip(d->port, "POST /form HTTP/1.1\r\nHost: t\r\n"
+    harness_roundtrip(d->port,
+                      "POST /form HTTP/1.1\r\nHost: t\r\n"
                       "Content-Type: application/x-www-form-urlencoded\r\n"
                       "Content-Length: 11\r\nConnection: close\r\n\r\n"
-                      "b=2&a=1%2B1", &r);
+                      "b=2&a=1%2B1",
+                      &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body, "[[\"a\",\"1+1\"],[\"b\",\"2\"]]\n");
     hresp_free(&r);
@@ -872,12 +902,16 @@ START_TEST(test_flask)
     snprintf(cmd, sizeof(cmd), "sha256sum %s", path);
     sum = run(cmd, &st);
     sum[64] = '\0';
-    snprintf(cmd, sizeof(cmd), "curl -sS -F file=@%s -F note=hi "
-             "http://127.0.0.1:%d/upload", path, d->port);
+    snprintf(cmd, sizeof(cmd),
+             "curl -sS -F file=@%s -F note=hi "
+             "http://127.0.0.1:%d/upload",
+             path, d->port);
     out = run(cmd, &st);
     ck_assert_int_eq(st, 0);
-    snprintf(cmd, sizeof(cmd), "{\"name\":\"upload.bin\",\"note\":\"hi\","
-             "\"sha256\":\"%s\",\"size\":100000}\n", sum);
+    snprintf(cmd, sizeof(cmd),
+             "{\"name\":\"upload.bin\",\"note\":\"hi\","
+             "\"sha256\":\"%s\",\"size\":100000}\n",
+             sum);
     ck_assert_str_eq(out, cmd);
     free(out);
     free(sum);
@@ -892,8 +926,10 @@ START_TEST(test_django)
     int st;
 
     setenv("PF_TEST_DIR", d->dir, 1);
-    wsgi_config(d, 2, NULL, "app = djproj.wsgi:application\n"
-                "post_fork = djproj.wsgi:post_fork\nthreads = 1\n", NULL);
+    wsgi_config(d, 2, NULL,
+                "app = djproj.wsgi:application\n"
+                "post_fork = djproj.wsgi:post_fork\nthreads = 1\n",
+                NULL);
     harness_daemon_spawn(d, NULL);
     harness_daemon_wait_ready(d, 30);
     snprintf(cmd, sizeof(cmd),
@@ -921,9 +957,11 @@ START_TEST(test_falcon)
     struct hresp r;
 
     expect_get(d, "/things?q=z", 200, "{\"things\": [1, 2, 3], \"q\": \"z\"}");
-    harness_roundtrip(d->port, "POST /things HTTP/1.1\r\nHost: t\r\n"
+    harness_roundtrip(d->port,
+                      "POST /things HTTP/1.1\r\nHost: t\r\n"
                       "Content-Type: application/json\r\nContent-Length: 8\r\n"
-                      "Connection: close\r\n\r\n{\"a\": 1}", &r);
+                      "Connection: close\r\n\r\n{\"a\": 1}",
+                      &r);
     ck_assert_int_eq(r.status, 201);
     ck_assert_str_eq(r.body, "{\"got\": {\"a\": 1}}");
     hresp_free(&r);

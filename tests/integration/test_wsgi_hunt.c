@@ -27,7 +27,8 @@ static struct hdaemon *start(int workers, const char *server, const char *app)
     char *mod = harness_path("PREFORKD_APPS", "wsgi.so"), *dir;
 
     ck_assert(asprintf(&dir, "%s/tests/wsgi", harness_env("PREFORKD_SRC")) > 0);
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = %d\n"
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = %d\n"
                           "graceful_timeout = 5s\n%s\n"
                           "[app]\nmodule = %s\napp = huntapp:application\n"
                           "python_path = %s\n%s\n"
@@ -46,14 +47,14 @@ static struct hdaemon *start(int workers, const char *server, const char *app)
 static int ctl7(char **out, const char *a1, const char *a2, const char *a3,
                 const char *a4, const char *a5, const char *a6, const char *a7)
 {
-    const char *argv[] = {harness_env("PREFORKD_CTL"), "-a", admin, a1, a2, a3,
-                          a4, a5, a6, a7, NULL};
+    const char *argv[] = {
+        harness_env("PREFORKD_CTL"), "-a", admin, a1, a2, a3, a4, a5, a6, a7, NULL};
 
     return ops_run(argv, out, 20);
 }
 
-static int ctl(char **out, const char *a1, const char *a2, const char *a3,
-               const char *a4, const char *a5, const char *a6)
+static int ctl(char **out, const char *a1, const char *a2, const char *a3, const char *a4,
+               const char *a5, const char *a6)
 {
     return ctl7(out, a1, a2, a3, a4, a5, a6, NULL);
 }
@@ -95,20 +96,24 @@ START_TEST(test_trace_under_load)
     load_bg_start(&bg, d->port, 4, "ok\n");
     ck_assert_int_eq(ctl(&out, "trace", "dump", "1", NULL, NULL, NULL), 1);
     ck_assert_msg(strstr(out, "trace dump: 409: worker 1 (pid ") &&
-                  strstr(out, ") is not tracing: trace start 1 first"), "%s", out);
+                      strstr(out, ") is not tracing: trace start 1 first"),
+                  "%s", out);
     free(out);
     ck_assert_int_eq(ctl(&out, "trace", "start", "1", NULL, NULL, NULL), 0);
     ck_assert_msg(strstr(out, "tracemalloc started on worker 1 (pid ") &&
-                  strstr(out, "1 frame(s) a trace; baseline taken"), "%s", out);
+                      strstr(out, "1 frame(s) a trace; baseline taken"),
+                  "%s", out);
     free(out);
     gets(d->port, "/leak", 40);
     for (int round = 0; round < 2; round++) { /* repeatable */
         ck_assert_int_eq(ctl(&out, "trace", "dump", "1", "--top", "3", NULL), 0);
         ck_assert_msg(strstr(out, "of tracing (traced now ") &&
-                      strstr(out, "the top 3, by size:\n"), "%s", out);
+                          strstr(out, "the top 3, by size:\n"),
+                      "%s", out);
         ck_assert_msg(strstr(first_growth(out), LEAK_LINE) &&
-                      strstr(first_growth(out), " KiB (+") &&
-                      strstr(first_growth(out), " blocks)\n"), "%s", out);
+                          strstr(first_growth(out), " KiB (+") &&
+                          strstr(first_growth(out), " blocks)\n"),
+                      "%s", out);
         ck_assert_ptr_null(strstr(out, "tracemalloc.py"));
         ck_assert_ptr_null(strstr(out, "<preforkd trace>"));
         free(out);
@@ -119,16 +124,20 @@ START_TEST(test_trace_under_load)
     free(out);
     ck_assert_int_eq(ctl(&out, "trace", "stop", "1", NULL, NULL, NULL), 0);
     ck_assert_msg(strstr(out, "tracemalloc stopped on worker 1 (pid ") &&
-                  strstr(out, "the worker is replaced"), "%s", out);
+                      strstr(out, "the worker is replaced"),
+                  "%s", out);
     free(out);
-    ck_assert_msg(harness_log_wait(d, "worker 1 \\(pid [0-9]+, generation 1\\) "
-                                   "retired: requested", 1, 10),
+    ck_assert_msg(harness_log_wait(d,
+                                   "worker 1 \\(pid [0-9]+, generation 1\\) "
+                                   "retired: requested",
+                                   1, 10),
                   "%s", harness_log_tail(d, 3000));
     load_bg_stop(&bg);
     /* The replacement does not trace. */
     ck_assert_int_eq(ctl(&out, "trace", "stop", "1", NULL, NULL, NULL), 1);
     ck_assert_msg(strstr(out, "trace stop: 409: worker 1 (pid ") &&
-                  strstr(out, "is not tracing"), "%s", out);
+                      strstr(out, "is not tracing"),
+                  "%s", out);
     free(out);
     ck_assert_int_eq(harness_log_count(d, "command \"trace start\": 200"), 1);
     ck_assert_int_eq(harness_log_count(d, "command \"trace dump top=3\": 200"), 2);
@@ -150,15 +159,18 @@ START_TEST(test_trace_busy_frames_usage)
     free(out);
     ck_assert_int_eq(ctl(&out, "trace", "start", "1", NULL, NULL, NULL), 1);
     ck_assert_msg(strstr(out, "trace start: 409: worker 1 (pid ") &&
-                  strstr(out, "is already tracing (8 frame(s), for "), "%s", out);
+                      strstr(out, "is already tracing (8 frame(s), for "),
+                  "%s", out);
     free(out);
-    snprintf(req, sizeof req, "POST /workers/1/trace/flush HTTP/1.1\r\nHost: t\r\n"
+    snprintf(req, sizeof req,
+             "POST /workers/1/trace/flush HTTP/1.1\r\nHost: t\r\n"
              "Content-Length: 0\r\nConnection: close\r\n\r\n");
     harness_roundtrip(stats_admin_port(d), req, &r);
     ck_assert_int_eq(r.status, 400);
     ck_assert_msg(strstr(r.body, "usage: trace start [frames=N] | trace dump "
-                         "[top=N] | trace stop (frames 1..100, top 1..500), got "
-                         "\"flush\""), "%s", r.body);
+                                 "[top=N] | trace stop (frames 1..100, top 1..500), got "
+                                 "\"flush\""),
+                  "%s", r.body);
     hresp_free(&r);
     gets(d->port, "/leak", 20);
 
@@ -166,11 +178,13 @@ START_TEST(test_trace_busy_frames_usage)
     harness_send_str(c, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
     ck_assert_int_eq(ctl(&out, "-t", "1", "trace", "dump", "1", NULL), 1);
     ck_assert_msg(strstr(out, "504: worker 1 (pid") &&
-                  strstr(out, "did not answer within 1s: its loop is busy"), "%s", out);
+                      strstr(out, "did not answer within 1s: its loop is busy"),
+                  "%s", out);
     free(out);
     ck_assert_int_eq(ctl7(&out, "-t", "10", "trace", "dump", "1", "--top", "2"), 0);
-    ck_assert_msg(strstr(first_growth(out), LEAK_LINE) &&
-                  strstr(out, "\n    from ") && strstr(out, "flask/app.py:"), "%s", out);
+    ck_assert_msg(strstr(first_growth(out), LEAK_LINE) && strstr(out, "\n    from ") &&
+                      strstr(out, "flask/app.py:"),
+                  "%s", out);
     free(out);
     harness_expect_response(c, &r, false, "/slow");
     ck_assert_int_eq(r.status, 200);
@@ -232,12 +246,14 @@ START_TEST(test_routes_and_figures)
     json = stats_get(w.port);
     blocks = strstr(json, "{\"name\": \"python_allocated_blocks\", \"label\": \"\", "
                           "\"value\": ");
-    ck_assert_msg(blocks != NULL &&
-                  atol(strstr(blocks, "\"value\": ") + 9) > 10000, "%s", json);
-    ck_assert_msg(strstr(json, "{\"name\": \"python_gc_collections\", \"label\": \"gen0\", ") &&
-                  strstr(json, "{\"name\": \"python_gc_collections\", \"label\": \"gen2\", ") &&
-                  strstr(json, "{\"name\": \"python_gc_uncollectable\", \"label\": \"\", "
-                         "\"value\": 0}"), "%s", json);
+    ck_assert_msg(blocks != NULL && atol(strstr(blocks, "\"value\": ") + 9) > 10000, "%s",
+                  json);
+    ck_assert_msg(
+        strstr(json, "{\"name\": \"python_gc_collections\", \"label\": \"gen0\", ") &&
+            strstr(json, "{\"name\": \"python_gc_collections\", \"label\": \"gen2\", ") &&
+            strstr(json, "{\"name\": \"python_gc_uncollectable\", \"label\": \"\", "
+                         "\"value\": 0}"),
+        "%s", json);
     ck_assert_ptr_null(strstr(json, "\"label\": \"GET /ok/3\""));
     free(json);
     ck_assert_int_eq(ctl(&out, "status", NULL, NULL, NULL, NULL, NULL), 0);
@@ -255,7 +271,8 @@ START_TEST(test_hunt_off)
     gets(d->port, "/leak", 20);
     json = stats_get(stats_admin_port(d));
     ck_assert_msg(json != NULL && strstr(json, "\"app\": []") &&
-                  !strstr(json, "python_allocated_blocks"), "%s", json);
+                      !strstr(json, "python_allocated_blocks"),
+                  "%s", json);
     free(json);
 }
 END_TEST
@@ -268,21 +285,27 @@ START_TEST(test_census_at_max_rss)
 {
     struct hdaemon *d = start(1, "[recycle]\nmax_rss = 40M\nmemory_metric = uss",
                               "threads = 1\ncensus_after = 20\n");
-    struct load l = {.port = d->port, .path = "/leak?kb=256", .requests = 400,
+    struct load l = {.port = d->port,
+                     .path = "/leak?kb=256",
+                     .requests = 400,
                      .keepalive = true};
 
     load_run(&l);
-    ck_assert_msg(l.failed == 0 && l.ok == 400, "%d ok, %d failed: %s", l.ok,
-                  l.failed, l.why);
+    ck_assert_msg(l.failed == 0 && l.ok == 400, "%d ok, %d failed: %s", l.ok, l.failed,
+                  l.why);
     ck_assert_msg(harness_log_wait(d, "retired: max_rss", 1, 10), "%s",
                   harness_log_tail(d, 3000));
-    ck_assert_msg(harness_log_wait(d, "worker 1: wsgi: census of objects after 20 "
-                                   "requests \\(the baseline", 1, 5), "%s",
-                  harness_log_tail(d, 3000));
-    ck_assert_msg(harness_log_wait(d, "worker 1: wsgi: grew since boot: "
+    ck_assert_msg(harness_log_wait(d,
+                                   "worker 1: wsgi: census of objects after 20 "
+                                   "requests \\(the baseline",
+                                   1, 5),
+                  "%s", harness_log_tail(d, 3000));
+    ck_assert_msg(harness_log_wait(d,
+                                   "worker 1: wsgi: grew since boot: "
                                    "huntapp\\.Leaky \\+[0-9]+[ ,].*; census in "
-                                   "[0-9.]+ ms\\)$", 1, 5), "%s",
-                  harness_log_tail(d, 3000));
+                                   "[0-9.]+ ms\\)$",
+                                   1, 5),
+                  "%s", harness_log_tail(d, 3000));
 }
 END_TEST
 

@@ -26,15 +26,18 @@ static void write_app(const char *dir, const char *version)
 
     snprintf(path, sizeof path, "%s/reloadapp.py", dir);
     if (strcmp(version, "broken") == 0)
-        n = snprintf(text, sizeof text, "import json\n"
+        n = snprintf(text, sizeof text,
+                     "import json\n"
                      "raise RuntimeError('broken on purpose by the test')\n");
     else
-        n = snprintf(text, sizeof text,
-                     "def application(environ, start_response):\n"
-                     "    body = b'%s\\n'\n"
-                     "    start_response('200 OK', [('Content-Type', 'text/plain'),\n"
-                     "                              ('Content-Length', str(len(body)))])\n"
-                     "    return [body]\n", version);
+        n = snprintf(
+            text, sizeof text,
+            "def application(environ, start_response):\n"
+            "    body = b'%s\\n'\n"
+            "    start_response('200 OK', [('Content-Type', 'text/plain'),\n"
+            "                              ('Content-Length', str(len(body)))])\n"
+            "    return [body]\n",
+            version);
     harness_write_file(path, text, (size_t)n);
 }
 
@@ -44,7 +47,8 @@ static struct hdaemon *start_reloadable(const char *extra_app)
     char *mod = harness_path("PREFORKD_APPS", "wsgi.so");
 
     write_app(d->dir, "version one");
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
                           "graceful_timeout = 5s\npidfile = %s\n"
                           "[app]\nmodule = %s\napp = reloadapp:application\n"
                           "python_path = %s\n%s\n[admin]\nlisten = 127.0.0.1:0\n",
@@ -67,8 +71,15 @@ static bool answers(int port, const char *body)
 static int ctl_reload(struct hdaemon *d, char **out)
 {
     char admin[64];
-    const char *argv[] = {harness_env("PREFORKD_CTL"), "-a", admin, "-p", d->pidfile,
-                          "-t", "30", "reload", NULL};
+    const char *argv[] = {harness_env("PREFORKD_CTL"),
+                          "-a",
+                          admin,
+                          "-p",
+                          d->pidfile,
+                          "-t",
+                          "30",
+                          "reload",
+                          NULL};
 
     snprintf(admin, sizeof admin, "127.0.0.1:%d", stats_admin_port(d));
     return ops_run(argv, out, 40);
@@ -107,10 +118,11 @@ START_TEST(test_reload_broken_python_code)
     write_app(d->dir, "broken");
     ck_assert_int_eq(ctl_reload(d, &out), 1);
     ck_assert_msg(strstr(out, "reload refused: app ") &&
-                  strstr(out, "Traceback (most recent call last)") &&
-                  strstr(out, "reloadapp.py\", line 2") &&
-                  strstr(out, "RuntimeError: broken on purpose by the test") &&
-                  strstr(out, "still serving generation 1"), "%s", out);
+                      strstr(out, "Traceback (most recent call last)") &&
+                      strstr(out, "reloadapp.py\", line 2") &&
+                      strstr(out, "RuntimeError: broken on purpose by the test") &&
+                      strstr(out, "still serving generation 1"),
+                  "%s", out);
     free(out);
     load_sync(d->port, 20, true, "version one\n");
     write_app(d->dir, "version three, fixed");
@@ -132,11 +144,13 @@ START_TEST(test_flask_leak_max_rss)
     int n;
 
     ck_assert(asprintf(&dir, "%s/tests/wsgi", harness_env("PREFORKD_SRC")) > 0);
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
-                          "graceful_timeout = 5s\n"
-                          "[recycle]\nmax_rss = 40M\nmemory_metric = uss\n"
-                          "[app]\nmodule = %s\napp = flaskapp:application\npython_path = %s\n",
-                          mod, dir);
+    harness_daemon_config(
+        d,
+        "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
+        "graceful_timeout = 5s\n"
+        "[recycle]\nmax_rss = 40M\nmemory_metric = uss\n"
+        "[app]\nmodule = %s\napp = flaskapp:application\npython_path = %s\n",
+        mod, dir);
     free(mod);
     free(dir);
     harness_daemon_spawn(d, NULL);
@@ -150,7 +164,8 @@ START_TEST(test_flask_leak_max_rss)
     /* "memory 41.2M" of each retirement: bounded. Under load a worker goes
      * on growing (200 KiB a request) until its replacement serves and its
      * last connections end, so the bound is twice the limit, not the limit. */
-    n = harness_log_numbers(d, "retired: max_rss .*; memory ([0-9]+)\\.[0-9]M", 1, mem, 64);
+    n = harness_log_numbers(d, "retired: max_rss .*; memory ([0-9]+)\\.[0-9]M", 1, mem,
+                            64);
     ck_assert_int_ge(n, 2);
     for (int i = 0; i < n; i++)
         ck_assert_msg(mem[i] < 2 * 40, "a worker left at %ldM", mem[i]);
@@ -166,8 +181,10 @@ static int check_spec(const char *spec, char **out)
     int code;
 
     ck_assert(asprintf(&dir, "%s/tests/wsgi", harness_env("PREFORKD_SRC")) > 0);
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\n[app]\nmodule = %s\n"
-                          "app = %s\npython_path = %s\n", mod, spec, dir);
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\n[app]\nmodule = %s\n"
+                          "app = %s\npython_path = %s\n",
+                          mod, spec, dir);
     harness_daemon_spawn(d, args);
     ck_assert(harness_daemon_wait_exit(d, 20));
     code = harness_exit_code(d);
@@ -186,9 +203,11 @@ START_TEST(test_app_factory)
     char *mod = harness_path("PREFORKD_APPS", "wsgi.so"), *dir, *out;
 
     ck_assert(asprintf(&dir, "%s/tests/wsgi", harness_env("PREFORKD_SRC")) > 0);
-    harness_daemon_config(d, "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
+    harness_daemon_config(d,
+                          "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n"
                           "[app]\nmodule = %s\napp = factory:create_app('prod', "
-                          "answer=42)\npython_path = %s\n", mod, dir);
+                          "answer=42)\npython_path = %s\n",
+                          mod, dir);
     free(mod);
     free(dir);
     harness_daemon_spawn(d, NULL);
@@ -199,16 +218,19 @@ START_TEST(test_app_factory)
     free(out);
     ck_assert_int_eq(check_spec("factory:create_app(__import__('os'))", &out), 78);
     ck_assert_msg(strstr(out, "[app] app: factory:create_app(__import__('os')): the "
-                         "factory's arguments must be literals"), "%s", out);
+                              "factory's arguments must be literals"),
+                  "%s", out);
     free(out);
     ck_assert_int_eq(check_spec("factory:broken_factory()", &out), 78);
     ck_assert_msg(strstr(out, "calling the factory factory:broken_factory()") &&
-                  strstr(out, "ValueError: the factory fails on purpose"), "%s", out);
+                      strstr(out, "ValueError: the factory fails on purpose"),
+                  "%s", out);
     free(out);
     ck_assert_int_eq(check_spec("factory:create_app(", &out), 78);
     ck_assert_msg(strstr(out, "[app] app: expected MODULE:CALLABLE (dotted Python names, "
-                         "e.g. myproject.wsgi:application, or a factory: "
-                         "myproject:create_app()), got \"factory:create_app(\""), "%s", out);
+                              "e.g. myproject.wsgi:application, or a factory: "
+                              "myproject:create_app()), got \"factory:create_app(\""),
+                  "%s", out);
     free(out);
 }
 END_TEST

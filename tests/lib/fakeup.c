@@ -29,7 +29,7 @@
 
 struct fconn {
     struct fakeup *f;
-    int fd;      /* -1 once the thread closed it (under f->mu) */
+    int fd; /* -1 once the thread closed it (under f->mu) */
     pthread_t th;
 };
 
@@ -48,15 +48,30 @@ struct fakeup {
 };
 
 /* Counters: see fakeup.h. */
-int fakeup_port(const struct fakeup *f) { return f->port; }
-int fakeup_accepted(const struct fakeup *f) { return atomic_load(&f->accepted); }
+int fakeup_port(const struct fakeup *f)
+{
+    return f->port;
+}
+int fakeup_accepted(const struct fakeup *f)
+{
+    return atomic_load(&f->accepted);
+}
 int fakeup_closed_by_peer(const struct fakeup *f)
 {
     return atomic_load(&f->closed_by_peer);
 }
-int fakeup_open(const struct fakeup *f) { return atomic_load(&f->open); }
-int fakeup_requests(const struct fakeup *f) { return atomic_load(&f->requests); }
-int fakeup_responses(const struct fakeup *f) { return atomic_load(&f->responses); }
+int fakeup_open(const struct fakeup *f)
+{
+    return atomic_load(&f->open);
+}
+int fakeup_requests(const struct fakeup *f)
+{
+    return atomic_load(&f->requests);
+}
+int fakeup_responses(const struct fakeup *f)
+{
+    return atomic_load(&f->responses);
+}
 
 static double now(void)
 {
@@ -67,8 +82,8 @@ static double now(void)
 }
 
 /* See fakeup.h. Polls every 2 ms. */
-bool fakeup_wait(struct fakeup *f, int (*count)(const struct fakeup *),
-                 int want, double timeout)
+bool fakeup_wait(struct fakeup *f, int (*count)(const struct fakeup *), int want,
+                 double timeout)
 {
     double end = now() + timeout;
 
@@ -155,8 +170,7 @@ static bool send_big(int fd, uint64_t size)
 
     for (size_t i = 0; i < sizeof(pattern); i++)
         pattern[i] = (char)('a' + i % 26);
-    snprintf(head, sizeof(head),
-             "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\n\r\n",
+    snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\n\r\n",
              (unsigned long long)size);
     if (!send_all(fd, head, strlen(head)))
         return false;

@@ -50,7 +50,7 @@ int fakeup_responses(const struct fakeup *f);
 /* The last request received, head and body, NUL-terminated (malloc'd). */
 char *fakeup_last_request(struct fakeup *f, size_t *len);
 /* Waits until cond(f) >= want, within timeout s. True if it happened. */
-bool fakeup_wait(struct fakeup *f, int (*count)(const struct fakeup *),
-                 int want, double timeout);
+bool fakeup_wait(struct fakeup *f, int (*count)(const struct fakeup *), int want,
+                 double timeout);
 
 #endif

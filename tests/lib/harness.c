@@ -42,7 +42,7 @@ static struct hdaemon *daemons[MAX_DAEMONS];
 static int ndaemons;
 static int sentinel_fd = -1; /* write end of the pipe the sentinel reads */
 static pid_t sentinel_pid = -1;
-static __thread char errbuf[2048]; /* per thread: load.c runs clients in threads */
+static __thread char errbuf[2048];   /* per thread: load.c runs clients in threads */
 static __thread bool fill_timed_out; /* the last fill() failed by its deadline */
 
 static void seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -99,8 +99,7 @@ const char *harness_env(const char *name)
     const char *v = getenv(name);
 
     ck_assert_msg(v != NULL && *v != '\0',
-                  "environment variable %s is not set (run through make check)",
-                  name);
+                  "environment variable %s is not set (run through make check)", name);
     return v;
 }
 
@@ -224,8 +223,7 @@ const char *harness_printable(const void *data, size_t len, size_t max)
 
 /* ---- cleanup: the sentinel ---------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw)
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     remove(path);
     return 0;
@@ -238,8 +236,7 @@ static void rm_tree(const char *dir)
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static void sentinel_send(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
+static void sentinel_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void sentinel_send(const char *fmt, ...)
 {
@@ -266,8 +263,7 @@ static void dump_log_tail(const char *path)
     if (fd == -1)
         return;
     size = lseek(fd, 0, SEEK_END);
-    lseek(fd, size > (off_t)sizeof buf ? size - (off_t)sizeof buf : 0,
-          SEEK_SET);
+    lseek(fd, size > (off_t)sizeof buf ? size - (off_t)sizeof buf : 0, SEEK_SET);
     n = read(fd, buf, sizeof buf);
     close(fd);
     if (n <= 0)
@@ -391,8 +387,7 @@ static void kill_group(struct hdaemon *d)
  * Malloc'd. */
 static char *sanitizer_report(struct hdaemon *d)
 {
-    static const char *const marks[] = {"ERROR: AddressSanitizer",
-                                        "ERROR: LeakSanitizer",
+    static const char *const marks[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                                         "runtime error:"};
     char *t = harness_read_file(d->log, NULL), *hit = NULL, *out = NULL;
     size_t i;
@@ -431,8 +426,7 @@ void harness_end(void)
         while (waitpid(sentinel_pid, NULL, 0) == -1 && errno == EINTR)
             ;
     }
-    ck_assert_msg(report == NULL, "sanitizer report in the daemon log:\n%s",
-                  report);
+    ck_assert_msg(report == NULL, "sanitizer report in the daemon log:\n%s", report);
 }
 
 /* ---- the daemon ----------------------------------------------------------- */
@@ -472,8 +466,7 @@ void harness_daemon_config(struct hdaemon *d, const char *fmt, ...)
 
 /* In the forked child, before exec: a clean process for the daemon. */
 static void __attribute__((noreturn))
-exec_daemon(const char *bin, const char *const *args, int logfd,
-            const struct hdaemon *d)
+exec_daemon(const char *bin, const char *const *args, int logfd, const struct hdaemon *d)
 {
     struct rlimit nocore = {0, 0};
     char *argv[32];
@@ -585,16 +578,14 @@ void harness_daemon_wait_ready(struct hdaemon *d, double timeout)
                          harness_log_tail(d, 1500));
         harness_pause(0.005);
     }
-    harness_log_numbers(d, "master: listening on 127\\.0\\.0\\.1:([0-9]+)", 1,
-                        &port, 1);
+    harness_log_numbers(d, "master: listening on 127\\.0\\.0\\.1:([0-9]+)", 1, &port, 1);
     ck_assert_msg(port > 0 && port < 65536,
                   "no \"master: listening on 127.0.0.1:PORT\" in the log:\n%s",
                   harness_log_tail(d, 1500));
     d->port = (int)port;
 }
 
-struct hdaemon *harness_start(const char *module, int workers,
-                              const char *extra_server)
+struct hdaemon *harness_start(const char *module, int workers, const char *extra_server)
 {
     struct hdaemon *d = harness_daemon_new();
     const char *extra = extra_server ? extra_server : "";
@@ -662,8 +653,8 @@ bool harness_daemon_group_gone(struct hdaemon *d, double timeout)
 
 /* ---- the log ------------------------------------------------------------- */
 
-int harness_log_numbers(struct hdaemon *d, const char *regex, int group,
-                        long *out, int max)
+int harness_log_numbers(struct hdaemon *d, const char *regex, int group, long *out,
+                        int max)
 {
     regex_t re;
     regmatch_t m[8];
@@ -697,8 +688,7 @@ int harness_log_count(struct hdaemon *d, const char *regex)
     return harness_log_numbers(d, regex, 0, NULL, 0);
 }
 
-bool harness_log_wait(struct hdaemon *d, const char *regex, int min,
-                      double timeout)
+bool harness_log_wait(struct hdaemon *d, const char *regex, int min, double timeout)
 {
     double end = harness_now() + timeout;
 
@@ -946,10 +936,9 @@ static int need(struct hconn *c, size_t n, double deadline, const char *what)
         else {
             char why[sizeof errbuf];
 
-            snprintf(why, sizeof why, "%s",
-                     fill_timed_out ? "timeout" : errbuf);
-            seterr("%s while reading %s (have %zu of %zu bytes: %s)", why,
-                   what, c->len, n, harness_printable(c->buf, c->len, 200));
+            snprintf(why, sizeof why, "%s", fill_timed_out ? "timeout" : errbuf);
+            seterr("%s while reading %s (have %zu of %zu bytes: %s)", why, what, c->len,
+                   n, harness_printable(c->buf, c->len, 200));
         }
         return -1;
     }
@@ -957,15 +946,13 @@ static int need(struct hconn *c, size_t n, double deadline, const char *what)
 }
 
 /* Length of the next CRLF-terminated line (without CRLF), waiting for it. */
-static int need_line(struct hconn *c, size_t *line_len, double deadline,
-                     const char *what)
+static int need_line(struct hconn *c, size_t *line_len, double deadline, const char *what)
 {
     char *crlf;
 
     while ((crlf = memmem(c->buf, c->len, "\r\n", 2)) == NULL) {
         if (c->len > 4096) {
-            seterr("%s: line too long: %s", what,
-                   harness_printable(c->buf, c->len, 200));
+            seterr("%s: line too long: %s", what, harness_printable(c->buf, c->len, 200));
             return -1;
         }
         if (need(c, c->len + 1, deadline, what) == -1)
@@ -1005,8 +992,7 @@ static int read_chunked(struct hconn *c, struct hresp *r, double deadline)
         line[ll] = '\0';
         errno = 0;
         size = strtoul(line, &end, 16);
-        if (errno != 0 || (*end != '\0' && *end != ';' && *end != ' ' &&
-                           *end != '\t')) {
+        if (errno != 0 || (*end != '\0' && *end != ';' && *end != ' ' && *end != '\t')) {
             seterr("bad chunk size line: %s", harness_printable(line, ll, 80));
             return -1;
         }
@@ -1048,8 +1034,7 @@ static int parse_head(struct hresp *r, char *head)
     next = strstr(line, "\r\n");
     *next = '\0';
     if (sscanf(line, "HTTP/1.%d %d", &r->minor, &r->status) != 2 ||
-        strncmp(line, "HTTP/1.", 7) != 0 || r->status < 100 ||
-        r->status > 999) {
+        strncmp(line, "HTTP/1.", 7) != 0 || r->status < 100 || r->status > 999) {
         seterr("bad status line: %s", harness_printable(line, strlen(line), 200));
         return -1;
     }
@@ -1064,8 +1049,7 @@ static int parse_head(struct hresp *r, char *head)
             break;
         colon = strchr(line, ':');
         if (colon == NULL || colon == line) {
-            seterr("bad header line: %s",
-                   harness_printable(line, strlen(line), 200));
+            seterr("bad header line: %s", harness_printable(line, strlen(line), 200));
             return -1;
         }
         if (r->nhdr == HRESP_MAX_HEADERS) {
@@ -1136,10 +1120,8 @@ static int read_body_to_eof(struct hconn *c, struct hresp *r, double deadline)
         if (rc == -1) {
             char why[sizeof errbuf];
 
-            snprintf(why, sizeof why, "%s",
-                     fill_timed_out ? "timeout" : errbuf);
-            seterr("%s reading a body delimited by close (have %zu bytes)",
-                   why, c->len);
+            snprintf(why, sizeof why, "%s", fill_timed_out ? "timeout" : errbuf);
+            seterr("%s reading a body delimited by close (have %zu bytes)", why, c->len);
             return -1;
         }
         if (c->len > MAX_BODY) {
@@ -1159,8 +1141,7 @@ static int read_response(struct hconn *c, struct hresp *r, bool head_request,
 
     if (read_head(c, r, deadline) == -1)
         return -1;
-    if (head_request || r->status / 100 == 1 || r->status == 204 ||
-        r->status == 304)
+    if (head_request || r->status / 100 == 1 || r->status == 204 || r->status == 304)
         return 0;
     te = hresp_header(r, "Transfer-Encoding");
     cl = hresp_header(r, "Content-Length");
@@ -1182,8 +1163,8 @@ int harness_read_response(struct hconn *c, struct hresp *r, bool head_request,
     return read_response(c, r, head_request, harness_now() + timeout);
 }
 
-void harness_expect_response(struct hconn *c, struct hresp *r,
-                             bool head_request, const char *what)
+void harness_expect_response(struct hconn *c, struct hresp *r, bool head_request,
+                             const char *what)
 {
     int rc = harness_read_response(c, r, head_request, 10.0);
 
@@ -1249,7 +1230,6 @@ void harness_roundtrip(int port, const char *raw, struct hresp *r)
     struct hconn *c = harness_connect(port);
 
     harness_send_str(c, raw);
-    harness_expect_response(c, r, false,
-                            harness_printable(raw, strlen(raw), 120));
+    harness_expect_response(c, r, false, harness_printable(raw, strlen(raw), 120));
     harness_close(c);
 }

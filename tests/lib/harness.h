@@ -55,14 +55,14 @@ void harness_write_file(const char *path, const void *data, size_t len);
 /* ---- the daemon ----------------------------------------------------------- */
 
 struct hdaemon {
-    pid_t pid;         /* master; its process group is the same number */
-    bool reaped;       /* waitpid done; status is valid */
-    int status;        /* wait status */
-    int port;          /* from "master: listening on 127.0.0.1:PORT" */
-    char dir[64];      /* mkdtemp under /tmp, removed at the end */
-    char conf[128];    /* dir/preforkd.ini */
-    char log[128];     /* dir/error.log: the daemon's stdout and stderr */
-    char pidfile[128]; /* dir/preforkd.pid, for configs that want one */
+    pid_t pid;                 /* master; its process group is the same number */
+    bool reaped;               /* waitpid done; status is valid */
+    int status;                /* wait status */
+    int port;                  /* from "master: listening on 127.0.0.1:PORT" */
+    char dir[64];              /* mkdtemp under /tmp, removed at the end */
+    char conf[128];            /* dir/preforkd.ini */
+    char log[128];             /* dir/error.log: the daemon's stdout and stderr */
+    char pidfile[128];         /* dir/preforkd.pid, for configs that want one */
     const char *exec_bin;      /* run this instead of PREFORKD_BIN (NULL: no) */
     const char *notify_socket; /* NOTIFY_SOCKET for the daemon (NULL: none) */
     const char *watchdog_usec; /* WATCHDOG_USEC, with WATCHDOG_PID = the
@@ -84,8 +84,7 @@ void harness_daemon_wait_ready(struct hdaemon *d, double timeout);
 /* The usual case: a daemon on 127.0.0.1:0 with module (a path), `workers`
  * workers, pidfile in its dir and extra_server appended to [server] (may be
  * NULL or ""). Returns it ready. */
-struct hdaemon *harness_start(const char *module, int workers,
-                              const char *extra_server);
+struct hdaemon *harness_start(const char *module, int workers, const char *extra_server);
 /* Waits for the master to exit; true when it did within timeout (d->status
  * is then valid). Never kills. */
 bool harness_daemon_wait_exit(struct hdaemon *d, double timeout);
@@ -104,12 +103,11 @@ int harness_exit_code(const struct hdaemon *d);
 /* Number of log lines matching an extended regex. */
 int harness_log_count(struct hdaemon *d, const char *regex);
 /* Waits until at least min lines match; true if they did within timeout. */
-bool harness_log_wait(struct hdaemon *d, const char *regex, int min,
-                      double timeout);
+bool harness_log_wait(struct hdaemon *d, const char *regex, int min, double timeout);
 /* Capture group `group` of each matching line, as numbers, into out (at most
  * max). Returns how many lines matched. */
-int harness_log_numbers(struct hdaemon *d, const char *regex, int group,
-                        long *out, int max);
+int harness_log_numbers(struct hdaemon *d, const char *regex, int group, long *out,
+                        int max);
 /* The log, malloc'd (never NULL), for failure messages and strstr. */
 char *harness_log_text(struct hdaemon *d);
 /* The last `max` bytes of the log, in a static buffer (for messages). */
@@ -135,16 +133,16 @@ struct hheader {
 #define HRESP_MAX_HEADERS 64
 
 struct hresp {
-    int minor;       /* HTTP/1.minor of the status line */
+    int minor; /* HTTP/1.minor of the status line */
     int status;
     char reason[64];
     struct hheader hdr[HRESP_MAX_HEADERS];
     size_t nhdr;
-    char *body;      /* malloc'd, NUL-terminated; de-chunked */
+    char *body; /* malloc'd, NUL-terminated; de-chunked */
     size_t body_len;
-    bool chunked;    /* the body came with Transfer-Encoding: chunked */
-    bool to_eof;     /* the body was delimited by the server closing */
-    size_t nchunks;  /* data chunks, when chunked */
+    bool chunked;   /* the body came with Transfer-Encoding: chunked */
+    bool to_eof;    /* the body was delimited by the server closing */
+    size_t nchunks; /* data chunks, when chunked */
 };
 
 /* Description of the last failure of a function below. */
@@ -165,8 +163,7 @@ TCase *harness_tcase(Suite *s, const char *name, double timeout);
 int harness_run_suite(Suite *s);
 void harness_close(struct hconn *c);
 /* Sends everything (within timeout); 0 / -1. */
-int harness_send(struct hconn *c, const void *data, size_t len,
-                 double timeout);
+int harness_send(struct hconn *c, const void *data, size_t len, double timeout);
 /* Sends everything, asserting. */
 void harness_send_all(struct hconn *c, const void *data, size_t len);
 void harness_send_str(struct hconn *c, const char *s);
@@ -178,8 +175,8 @@ void harness_send_str(struct hconn *c, const char *s);
 int harness_read_response(struct hconn *c, struct hresp *r, bool head_request,
                           double timeout);
 /* The same, asserting success; `what` names the request in the message. */
-void harness_expect_response(struct hconn *c, struct hresp *r,
-                             bool head_request, const char *what);
+void harness_expect_response(struct hconn *c, struct hresp *r, bool head_request,
+                             const char *what);
 /* Reads exactly n bytes into out (n+1 bytes, NUL-terminated); 0 / -1. */
 int harness_read_exact(struct hconn *c, char *out, size_t n, double timeout);
 /* Waits for the server to close: 1 closed (FIN or reset), 0 still open at

@@ -69,8 +69,7 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int httpfile_each(const char *dir, void (*fn)(const char *path, void *arg),
-                  void *arg)
+int httpfile_each(const char *dir, void (*fn)(const char *path, void *arg), void *arg)
 {
     DIR *d = opendir(dir);
     struct dirent *e;

@@ -15,7 +15,6 @@ char *httpfile_load(const char *path, size_t *len);
 
 /* Calls fn(path, arg) for each "*.http" file in dir, in name order.
  * Returns how many, or -1 if dir cannot be read. */
-int httpfile_each(const char *dir, void (*fn)(const char *path, void *arg),
-                  void *arg);
+int httpfile_each(const char *dir, void (*fn)(const char *path, void *arg), void *arg);
 
 #endif

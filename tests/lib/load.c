@@ -30,7 +30,8 @@ int stats_admin_port(struct hdaemon *d)
     ck_assert_msg(harness_log_wait(d, "admin endpoint on 127\\.0\\.0\\.1:[0-9]+", 1, 5),
                   "no admin endpoint line");
     ck_assert_int_eq(harness_log_numbers(d, "admin endpoint on 127\\.0\\.0\\.1:([0-9]+)",
-                                         1, &port, 1), 1);
+                                         1, &port, 1),
+                     1);
     return (int)port;
 }
 
@@ -80,8 +81,7 @@ bool stats_str_is(const char *obj, const char *key, const char *want)
     return p != NULL && p < strchr(obj, '}');
 }
 
-void stats_each_worker(const char *json, void (*fn)(const char *obj, void *),
-                       void *arg)
+void stats_each_worker(const char *json, void (*fn)(const char *obj, void *), void *arg)
 {
     const char *p = json ? strstr(json, "\"workers\": [") : NULL;
 
@@ -146,8 +146,10 @@ void load_bg_start(struct load_bg *g, int port, int n, const char *body)
     g->stop = false;
     g->n = n;
     for (int i = 0; i < n; i++) {
-        g->l[i] = (struct load){.port = port, .stop = &g->stop,
-                                .keepalive = i % 2 == 0, .body = body};
+        g->l[i] = (struct load){.port = port,
+                                .stop = &g->stop,
+                                .keepalive = i % 2 == 0,
+                                .body = body};
         ck_assert(pthread_create(&g->t[i], NULL, load_run, &g->l[i]) == 0);
     }
     /* Running before the caller goes on: each client has had an answer. */
@@ -155,10 +157,12 @@ void load_bg_start(struct load_bg *g, int port, int n, const char *body)
         int answered = 0;
         for (int i = 0; i < n; i++)
             answered += __atomic_load_n(&g->l[i].ok, __ATOMIC_RELAXED) +
-                        __atomic_load_n(&g->l[i].failed, __ATOMIC_RELAXED) > 0;
+                            __atomic_load_n(&g->l[i].failed, __ATOMIC_RELAXED) >
+                        0;
         if (answered == n)
             break;
-        ck_assert_msg(harness_now() - t0 < 10, "%d of %d clients answered in 10 s", answered, n);
+        ck_assert_msg(harness_now() - t0 < 10, "%d of %d clients answered in 10 s",
+                      answered, n);
     }
 }
 
@@ -181,8 +185,7 @@ void load_bg_stop(struct load_bg *g)
 
 void load_sync(int port, int n, bool keepalive, const char *body)
 {
-    struct load l = {.port = port, .requests = n, .keepalive = keepalive,
-                     .body = body};
+    struct load l = {.port = port, .requests = n, .keepalive = keepalive, .body = body};
 
     load_run(&l);
     ck_assert_msg(l.failed == 0, "%d of %d failed: %s", l.failed, n, l.why);
@@ -221,8 +224,10 @@ void load_concurrent(int port, int nthreads, int per_thread, const char *body,
         ck_assert(pthread_create(&st, NULL, sample_run, s) == 0);
     }
     for (int i = 0; i < nthreads; i++) {
-        l[i] = (struct load){.port = port, .requests = per_thread,
-                             .keepalive = i % 2 == 0, .body = body};
+        l[i] = (struct load){.port = port,
+                             .requests = per_thread,
+                             .keepalive = i % 2 == 0,
+                             .body = body};
         ck_assert(pthread_create(&t[i], NULL, load_run, &l[i]) == 0);
     }
     if (during)

@@ -26,18 +26,17 @@ double stats_num(const char *text, const char *key);
 /* Whether the worker object obj has "key": "want". */
 bool stats_str_is(const char *obj, const char *key, const char *want);
 /* Calls fn for each worker object of a /stats body. */
-void stats_each_worker(const char *json, void (*fn)(const char *obj, void *),
-                       void *arg);
+void stats_each_worker(const char *json, void (*fn)(const char *obj, void *), void *arg);
 
 struct load {
     int port;
-    int requests;       /* how many; ignored when stop is set */
+    int requests;        /* how many; ignored when stop is set */
     volatile bool *stop; /* if not NULL: run until *stop instead */
     bool keepalive;
     const char *path;
-    const char *body;   /* expected body, exactly; NULL: any 200 */
-    int ok, failed;     /* out */
-    char why[160];      /* out: the first failure */
+    const char *body; /* expected body, exactly; NULL: any 200 */
+    int ok, failed;   /* out */
+    char why[160];    /* out: the first failure */
 };
 
 /* A thread body: l->requests GETs, each a complete 200 (with l->body).
@@ -49,11 +48,11 @@ void load_sync(int port, int n, bool keepalive, const char *body);
 
 /* Called with each /stats body read during a load (on the sampler thread). */
 struct sampler {
-    int port;            /* the admin endpoint */
+    int port; /* the admin endpoint */
     void (*fn)(const char *json, void *arg);
     void *arg;
     volatile bool stop;
-    int samples;         /* out */
+    int samples; /* out */
 };
 
 /* nthreads clients (every other one keep-alive) of per_thread requests,

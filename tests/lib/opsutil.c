@@ -45,8 +45,10 @@ bool ops_promtool_check(const char *dir, const char *text)
     snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' > '%s' 2>&1", file, out);
     rc = system(cmd);
     said = harness_read_file(out, &len);
-    ck_assert_msg(rc == 0 && len == 0, "promtool check metrics (status %d) says:\n%s\n"
-                  "on:\n%s", rc, said ? said : "?", text);
+    ck_assert_msg(rc == 0 && len == 0,
+                  "promtool check metrics (status %d) says:\n%s\n"
+                  "on:\n%s",
+                  rc, said ? said : "?", text);
     free(said);
     return true;
 }
@@ -83,8 +85,7 @@ static int read_until_eof(int fd, char **buf, size_t *len, double deadline)
     return 0;
 }
 
-char *ops_admin_get(const char *sock, const char *path, int *status,
-                    double timeout)
+char *ops_admin_get(const char *sock, const char *path, int *status, double timeout)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     double deadline = harness_now() + timeout;
@@ -234,9 +235,15 @@ static bool jvalue(struct jv *j)
     case '{': return jcontainer(j, '}');
     case '[': return jcontainer(j, ']');
     case '"': return jstring(j);
-    case 't': return strncmp(j->p, "true", 4) == 0 ? (j->p += 4, true) : jfail(j, "bad literal");
-    case 'f': return strncmp(j->p, "false", 5) == 0 ? (j->p += 5, true) : jfail(j, "bad literal");
-    case 'n': return strncmp(j->p, "null", 4) == 0 ? (j->p += 4, true) : jfail(j, "bad literal");
+    case 't':
+        return strncmp(j->p, "true", 4) == 0 ? (j->p += 4, true)
+                                             : jfail(j, "bad literal");
+    case 'f':
+        return strncmp(j->p, "false", 5) == 0 ? (j->p += 5, true)
+                                              : jfail(j, "bad literal");
+    case 'n':
+        return strncmp(j->p, "null", 4) == 0 ? (j->p += 4, true)
+                                             : jfail(j, "bad literal");
     default:
         if (*j->p == '-' || (*j->p >= '0' && *j->p <= '9'))
             return jnumber(j);
@@ -266,8 +273,7 @@ double ops_num(const char *text, const char *key)
     return p ? strtod(p + strlen(pat), NULL) : -1;
 }
 
-void ops_each_worker(const char *json, void (*fn)(const char *obj, void *),
-                     void *arg)
+void ops_each_worker(const char *json, void (*fn)(const char *obj, void *), void *arg)
 {
     const char *p = json ? strstr(json, "\"workers\": [") : NULL;
 
@@ -320,8 +326,9 @@ int ops_run(const char *const *argv, char **out, double timeout)
         return WEXITSTATUS(st);
     /* Why there is no exit code, for the caller's failure message. */
     snprintf(*out + n, 65536 - (size_t)n, "\n[ops_run: %s]\n",
-             timed_out ? "no exit within the timeout: killed"
-             : r < 0 ? strerror(werr)
-             : WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "stopped");
+             timed_out         ? "no exit within the timeout: killed"
+             : r < 0           ? strerror(werr)
+             : WIFSIGNALED(st) ? strsignal(WTERMSIG(st))
+                               : "stopped");
     return -1;
 }

@@ -12,8 +12,7 @@
 
 /* GET path from the admin endpoint on the unix socket sock: the body
  * (malloc'd) with *status set, or NULL (no complete answer in timeout). */
-char *ops_admin_get(const char *sock, const char *path, int *status,
-                    double timeout);
+char *ops_admin_get(const char *sock, const char *path, int *status, double timeout);
 /* GET /stats (200) or NULL. */
 char *ops_stats(const char *sock);
 
@@ -25,8 +24,7 @@ bool ops_json_valid(const char *text, char *why, size_t len);
 /* The number after the first "key": in text, or -1. */
 double ops_num(const char *text, const char *key);
 /* Calls fn for each worker object of a /stats body ({"slot": ...}). */
-void ops_each_worker(const char *json, void (*fn)(const char *obj, void *),
-                     void *arg);
+void ops_each_worker(const char *json, void (*fn)(const char *obj, void *), void *arg);
 
 /* `promtool check metrics` (Debian's prometheus package) on text, a
  * /metrics body written to dir/metrics.txt: fails the test when promtool

@@ -64,11 +64,20 @@ static pf_str S(const char *s)
 static struct accesslog_entry entry(void)
 {
     return (struct accesslog_entry){
-        .peer = "127.0.0.1", .start = T_START, .duration = 0.001234,
-        .method = S("GET"), .target = S("/a?b=c"), .version = 11,
-        .status = 200, .bytes = 1234, .body_bytes = 1000, .referer = S("http://r/"),
-        .user_agent = S("curl/7.88.1"), .host = S("example.org"),
-        .pid = 4242, .worker_id = 3,
+        .peer = "127.0.0.1",
+        .start = T_START,
+        .duration = 0.001234,
+        .method = S("GET"),
+        .target = S("/a?b=c"),
+        .version = 11,
+        .status = 200,
+        .bytes = 1234,
+        .body_bytes = 1000,
+        .referer = S("http://r/"),
+        .user_agent = S("curl/7.88.1"),
+        .host = S("example.org"),
+        .pid = 4242,
+        .worker_id = 3,
     };
 }
 
@@ -91,7 +100,8 @@ static void expect_line(const char *format, const struct accesslog_entry *e,
     char line[4096];
 
     snprintf(line, sizeof(line), "%s\n", want);
-    ck_assert_msg(strcmp(got, line) == 0, "format %s:\n got  %s want %s", format, got, line);
+    ck_assert_msg(strcmp(got, line) == 0, "format %s:\n got  %s want %s", format, got,
+                  line);
     free(got);
 }
 
@@ -120,9 +130,11 @@ START_TEST(test_named_formats)
 {
     struct accesslog_entry e = entry();
 
-    expect_line("common", &e, "127.0.0.1 - - [24/Nov/2026:07:50:00 +0000] "
+    expect_line("common", &e,
+                "127.0.0.1 - - [24/Nov/2026:07:50:00 +0000] "
                 "\"GET /a?b=c HTTP/1.1\" 200 1000");
-    expect_line("combined", &e, "127.0.0.1 - - [24/Nov/2026:07:50:00 +0000] "
+    expect_line("combined", &e,
+                "127.0.0.1 - - [24/Nov/2026:07:50:00 +0000] "
                 "\"GET /a?b=c HTTP/1.1\" 200 1000 \"http://r/\" \"curl/7.88.1\"");
 }
 END_TEST
@@ -213,13 +225,14 @@ START_TEST(test_json_format)
 {
     struct accesslog_entry e = entry();
 
-    expect_line("json", &e,
-                "{\"time\":\"2026-11-24T07:50:00+00:00\",\"remote_addr\":\"127.0.0.1\","
-                "\"request\":\"GET /a?b=c HTTP/1.1\",\"method\":\"GET\",\"uri\":\"/a?b=c\","
-                "\"protocol\":\"HTTP/1.1\",\"status\":200,\"bytes_sent\":1234,"
-                "\"body_bytes_sent\":1000,\"request_time\":0.001,\"referer\":\"http://r/\","
-                "\"user_agent\":\"curl/7.88.1\",\"host\":\"example.org\",\"worker_id\":3,"
-                "\"worker_pid\":4242}");
+    expect_line(
+        "json", &e,
+        "{\"time\":\"2026-11-24T07:50:00+00:00\",\"remote_addr\":\"127.0.0.1\","
+        "\"request\":\"GET /a?b=c HTTP/1.1\",\"method\":\"GET\",\"uri\":\"/a?b=c\","
+        "\"protocol\":\"HTTP/1.1\",\"status\":200,\"bytes_sent\":1234,"
+        "\"body_bytes_sent\":1000,\"request_time\":0.001,\"referer\":\"http://r/\","
+        "\"user_agent\":\"curl/7.88.1\",\"host\":\"example.org\",\"worker_id\":3,"
+        "\"worker_pid\":4242}");
     /* A 400 for a request line that never parsed. */
     e.method = e.target = (pf_str){NULL, 0};
     e.version = 0;
@@ -263,16 +276,18 @@ START_TEST(test_json_hostile_bytes)
     e.method = (pf_str){NULL, 0};
     accesslog_write(&e);
     accesslog_close();
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 -c 'import json, sys\n"
-             "lines = open(sys.argv[1], \"rb\").read().split(b\"\\n\")\n"
-             "assert lines[-1] == b\"\" and len(lines) == 3, lines\n"
-             "for l in lines[:2]:\n"
-             "    o = json.loads(l.decode(\"ascii\"))\n"
-             "    assert bytes(ord(c) for c in o[\"uri\"]) == bytes(range(256))\n"
-             "    assert bytes(ord(c) for c in o[\"user_agent\"]) == bytes(range(1, 256))\n"
-             "    assert o[\"host\"] == \"h\\r\\n{\\\"x\\\":1}\", o[\"host\"]\n"
-             "print(\"json ok\")' %s 2>&1", path);
+    snprintf(
+        cmd, sizeof cmd,
+        "/usr/bin/python3 -c 'import json, sys\n"
+        "lines = open(sys.argv[1], \"rb\").read().split(b\"\\n\")\n"
+        "assert lines[-1] == b\"\" and len(lines) == 3, lines\n"
+        "for l in lines[:2]:\n"
+        "    o = json.loads(l.decode(\"ascii\"))\n"
+        "    assert bytes(ord(c) for c in o[\"uri\"]) == bytes(range(256))\n"
+        "    assert bytes(ord(c) for c in o[\"user_agent\"]) == bytes(range(1, 256))\n"
+        "    assert o[\"host\"] == \"h\\r\\n{\\\"x\\\":1}\", o[\"host\"]\n"
+        "print(\"json ok\")' %s 2>&1",
+        path);
     p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     {
@@ -291,8 +306,8 @@ static void expect_bad(const char *format, const char *why_part)
     char why[256] = "", *log_text;
 
     ck_assert_int_eq(accesslog_check_format(format, why, sizeof(why)), -1);
-    ck_assert_msg(strstr(why, why_part) != NULL, "format %s: %s (want %s)", format,
-                  why, why_part);
+    ck_assert_msg(strstr(why, why_part) != NULL, "format %s: %s (want %s)", format, why,
+                  why_part);
     ck_assert_int_eq(accesslog_open(EV_DEFAULT, tmp_path("bad.log"), format), -1);
     log_text = slurp(tmp_path("error.log"));
     ck_assert_msg(strstr(log_text, why) != NULL, "error log: %s", log_text);
@@ -437,10 +452,12 @@ START_TEST(test_open_failure)
 {
     char *log_text;
 
-    ck_assert_int_eq(accesslog_open(EV_DEFAULT, tmp_path("no/such/dir.log"), "common"), -1);
+    ck_assert_int_eq(accesslog_open(EV_DEFAULT, tmp_path("no/such/dir.log"), "common"),
+                     -1);
     log_text = slurp(tmp_path("error.log"));
     ck_assert_msg(strstr(log_text, "access log: opening ") &&
-                  strstr(log_text, "no/such/dir.log: No such file or directory"), "%s", log_text);
+                      strstr(log_text, "no/such/dir.log: No such file or directory"),
+                  "%s", log_text);
     free(log_text);
     ck_assert_int_eq(accesslog_open(EV_DEFAULT, tmp_path("ok.log"), "common"), 0);
     accesslog_close();
@@ -461,7 +478,8 @@ START_TEST(test_concurrent_writers)
         if (pid == 0) {
             struct accesslog_entry e = entry();
             e.worker_id = p;
-            if (accesslog_open(EV_DEFAULT, path, "begin $worker_id $request "
+            if (accesslog_open(EV_DEFAULT, path,
+                               "begin $worker_id $request "
                                "$http_user_agent end") < 0)
                 _exit(1);
             for (int i = 0; i < LINES; i++)
@@ -479,8 +497,9 @@ START_TEST(test_concurrent_writers)
     for (line = s; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
         int id = -1, n = 0;
         *nl = '\0';
-        ck_assert_msg(sscanf(line, "begin %d GET /a?b=c HTTP/1.1 curl/7.88.1 end%n",
-                             &id, &n) == 1 && line[n] == '\0' && id >= 0 && id < PROCS,
+        ck_assert_msg(sscanf(line, "begin %d GET /a?b=c HTTP/1.1 curl/7.88.1 end%n", &id,
+                             &n) == 1 &&
+                          line[n] == '\0' && id >= 0 && id < PROCS,
                       "mixed line: %.200s", line);
         counts[id]++;
     }

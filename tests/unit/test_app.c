@@ -25,8 +25,7 @@ static char ini_path[128];
 static struct config cfg;
 static int cfg_loaded;
 
-static void
-setup(void)
+static void setup(void)
 {
     int fd;
 
@@ -42,8 +41,7 @@ setup(void)
     cfg_loaded = 0;
 }
 
-static void
-teardown(void)
+static void teardown(void)
 {
     log_open("stderr", LOG_INFO);
     if (cfg_loaded)
@@ -53,8 +51,7 @@ teardown(void)
 }
 
 /* Everything logged so far; the caller frees. */
-static char *
-log_text(void)
+static char *log_text(void)
 {
     FILE *f = fopen(log_path, "r");
     char *text = calloc(1, 65536);
@@ -68,18 +65,16 @@ log_text(void)
     return text;
 }
 
-static void
-assert_logged(const char *needle)
+static void assert_logged(const char *needle)
 {
     char *text = log_text();
 
-    ck_assert_msg(strstr(text, needle) != NULL,
-                  "expected \"%s\" in the log, got:\n%s", needle, text);
+    ck_assert_msg(strstr(text, needle) != NULL, "expected \"%s\" in the log, got:\n%s",
+                  needle, text);
     free(text);
 }
 
-static void
-assert_not_logged(const char *needle)
+static void assert_not_logged(const char *needle)
 {
     char *text = log_text();
 
@@ -89,17 +84,14 @@ assert_not_logged(const char *needle)
 }
 
 /* app_open that must succeed; on failure shows what was logged. */
-static void
-open_ok(struct app *a, const char *module)
+static void open_ok(struct app *a, const char *module)
 {
     if (app_open(a, module) != 0)
-        ck_abort_msg("app_open(\"%s\") failed; log:\n%s", module,
-                     log_text());
+        ck_abort_msg("app_open(\"%s\") failed; log:\n%s", module, log_text());
 }
 
 /* dir ("PREFORKD_APPS" / "PREFORKD_TEST_APPS") "/" file, static buffer. */
-static const char *
-module_path(const char *env, const char *file)
+static const char *module_path(const char *env, const char *file)
 {
     static char buf[4][4096];
     static int next;
@@ -113,18 +105,17 @@ module_path(const char *env, const char *file)
 
 /* Writes an INI whose [app] section (line 4) names module on line 5, the
  * app_keys lines following from line 6, and loads it into cfg. */
-static void
-load_ini(const char *module, const char *app_keys)
+static void load_ini(const char *module, const char *app_keys)
 {
     FILE *f = fopen(ini_path, "w");
     char *errors = NULL;
 
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "[server]\nlisten = 127.0.0.1:0\n\n[app]\nmodule = %s\n%s",
-            module, app_keys);
+    fprintf(f, "[server]\nlisten = 127.0.0.1:0\n\n[app]\nmodule = %s\n%s", module,
+            app_keys);
     fclose(f);
-    ck_assert_msg(config_load(ini_path, &cfg, &errors) == 0,
-                  "config_load: %s", errors != NULL ? errors : "?");
+    ck_assert_msg(config_load(ini_path, &cfg, &errors) == 0, "config_load: %s",
+                  errors != NULL ? errors : "?");
     cfg_loaded = 1;
 }
 
@@ -182,8 +173,7 @@ START_TEST(missing_file)
     ck_assert_ptr_null(a.dl);
     ck_assert_ptr_null(a.api);
     ck_assert_ptr_null(a.path);
-    snprintf(want, sizeof want, "app: %s: cannot open shared object file",
-             path);
+    snprintf(want, sizeof want, "app: %s: cannot open shared object file", path);
     assert_logged(want);
 }
 END_TEST
@@ -207,8 +197,10 @@ END_TEST
 START_TEST(not_a_module)
 {
     static const char *const candidates[] = {
-        "/lib/x86_64-linux-gnu/libm.so.6", "/lib/aarch64-linux-gnu/libm.so.6",
-        "/lib64/libm.so.6", "/usr/lib/libm.so.6",
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib/aarch64-linux-gnu/libm.so.6",
+        "/lib64/libm.so.6",
+        "/usr/lib/libm.so.6",
     };
     const char *path = NULL;
     char want[256];
@@ -223,8 +215,8 @@ START_TEST(not_a_module)
     ck_assert_msg(path != NULL, "no libm.so.6 found to try");
     ck_assert_int_eq(app_open(&a, path), -1);
     ck_assert_ptr_null(a.dl);
-    snprintf(want, sizeof want,
-             "app: %s: no symbol pf_app_entry: not a preforkd module", path);
+    snprintf(want, sizeof want, "app: %s: no symbol pf_app_entry: not a preforkd module",
+             path);
     assert_logged(want);
 }
 END_TEST
@@ -240,8 +232,7 @@ START_TEST(builtin_bad_name)
 
     ck_assert_int_eq(app_open(&a, bad_names[_i]), -1);
     ck_assert_ptr_null(a.dl);
-    snprintf(want, sizeof want, "app: module \"%s\": a built-in name is",
-             bad_names[_i]);
+    snprintf(want, sizeof want, "app: module \"%s\": a built-in name is", bad_names[_i]);
     assert_logged(want);
     assert_not_logged("not found");
 }
@@ -264,11 +255,11 @@ START_TEST(builtin_not_found)
 
     ck_assert_int_eq(app_open(&a, "no-such_app0"), -1);
     ck_assert_ptr_null(a.dl);
-    snprintf(want, sizeof want, "app: module \"no-such_app0\": not found "
+    snprintf(want, sizeof want,
+             "app: module \"no-such_app0\": not found "
              "(tried ");
     assert_logged(want);
-    snprintf(want, sizeof want, "/apps/no-such_app0.so, %s/no-such_app0.so)",
-             PF_APPDIR);
+    snprintf(want, sizeof want, "/apps/no-such_app0.so, %s/no-such_app0.so)", PF_APPDIR);
     assert_logged(want);
 }
 END_TEST
@@ -348,7 +339,8 @@ START_TEST(unknown_key)
     ck_assert(!a.loaded);
     snprintf(want, sizeof want,
              "config: %s:7: [app] colour: unknown key (module %s does not "
-             "use it)", ini_path, cfg.app.module);
+             "use it)",
+             ini_path, cfg.app.module);
     assert_logged(want);
     assert_not_logged("[app] greeting:");
     assert_not_logged("[app] size:");
@@ -380,13 +372,12 @@ START_TEST(size_too_large)
     char want[4300];
     struct app a;
 
-    load_ini(module_path("PREFORKD_TEST_APPS", "appkeys.so"),
-             "size = 2M\n");
+    load_ini(module_path("PREFORKD_TEST_APPS", "appkeys.so"), "size = 2M\n");
     open_ok(&a, cfg.app.module);
     ck_assert_int_eq(app_load(&a, &cfg), -1);
     ck_assert(!a.loaded);
-    snprintf(want, sizeof want,
-             "config: %s:6: [app] size: at most 1M, got 2097152", ini_path);
+    snprintf(want, sizeof want, "config: %s:6: [app] size: at most 1M, got 2097152",
+             ini_path);
     assert_logged(want);
     assert_logged("load failed");
     assert_not_logged("unknown key");
@@ -406,7 +397,8 @@ START_TEST(size_malformed)
     ck_assert_int_eq(app_load(&a, &cfg), -1);
     snprintf(want, sizeof want,
              "config: %s:7: [app] size: expected a size (bytes, or with K, M, "
-             "G), got \"lots\"", ini_path);
+             "G), got \"lots\"",
+             ini_path);
     assert_logged(want);
     app_close(&a);
 }
@@ -418,8 +410,7 @@ START_TEST(load_twice)
 {
     struct app a, b;
 
-    load_ini(module_path("PREFORKD_TEST_APPS", "appkeys.so"),
-             "greeting = hi\n");
+    load_ini(module_path("PREFORKD_TEST_APPS", "appkeys.so"), "greeting = hi\n");
     open_ok(&a, cfg.app.module);
     ck_assert_int_eq(app_load(&a, &cfg), 0);
     open_ok(&b, module_path("PREFORKD_APPS", "hello.so"));
@@ -444,8 +435,7 @@ START_TEST(close_empty)
 }
 END_TEST
 
-static Suite *
-app_suite(void)
+static Suite *app_suite(void)
 {
     Suite *s = suite_create("app");
     TCase *tc = tcase_create("open");
@@ -479,8 +469,7 @@ app_suite(void)
     return s;
 }
 
-static void
-remove_tmp_dir(void)
+static void remove_tmp_dir(void)
 {
     DIR *d = opendir(tmp_dir);
     struct dirent *e;
@@ -498,8 +487,7 @@ remove_tmp_dir(void)
     rmdir(tmp_dir);
 }
 
-int
-main(void)
+int main(void)
 {
     SRunner *sr;
     int failed;

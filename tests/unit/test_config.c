@@ -25,8 +25,7 @@ static void write_ini(const char *text)
     static int seq;
     FILE *f;
 
-    snprintf(cur_path, sizeof(cur_path), "%s/t%d-%d.ini", tmpdir,
-             (int)getpid(), seq++);
+    snprintf(cur_path, sizeof(cur_path), "%s/t%d-%d.ini", tmpdir, (int)getpid(), seq++);
     f = fopen(cur_path, "w");
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(fputs(text, f) >= 0, 1);
@@ -76,8 +75,7 @@ static void has_error(const char *errs, int line, const char *msg)
         snprintf(want, sizeof(want), "%s:%d: %s", cur_path, line, msg);
     else
         snprintf(want, sizeof(want), "%s: %s", cur_path, msg);
-    ck_assert_msg(strstr(errs, want) != NULL, "missing error\n  %s\nin\n%s",
-                  want, errs);
+    ck_assert_msg(strstr(errs, want) != NULL, "missing error\n  %s\nin\n%s", want, errs);
 }
 
 static int count_lines(const char *s)
@@ -98,8 +96,8 @@ START_TEST(test_load_text)
     struct config c, again;
     char *errors = NULL;
 
-    ck_assert_int_eq(config_load_text("cli", "[server]\nworkers = 3\n" APP, &c,
-                                      &errors), 0);
+    ck_assert_int_eq(config_load_text("cli", "[server]\nworkers = 3\n" APP, &c, &errors),
+                     0);
     ck_assert_uint_eq(c.server.workers, 3);
     ck_assert_str_eq(c.path, "cli");
     ck_assert_ptr_nonnull(c.text);
@@ -107,8 +105,8 @@ START_TEST(test_load_text)
     ck_assert_uint_eq(again.server.workers, 3);
     config_free(&again);
     config_free(&c);
-    ck_assert_int_eq(config_load_text("cli", "[server]\nworkers = x\n" APP, &c,
-                                      &errors), -1);
+    ck_assert_int_eq(config_load_text("cli", "[server]\nworkers = x\n" APP, &c, &errors),
+                     -1);
     ck_assert_msg(strstr(errors, "cli:2: [server] workers:") != NULL, "%s", errors);
     ck_assert_ptr_null(c.text);
     free(errors);
@@ -306,27 +304,29 @@ END_TEST
 
 START_TEST(test_duration_units)
 {
-    static const struct { const char *s; double v; } good[] = {
-        { "1500ms", 1.5 }, { "2s", 2 }, { "5m", 300 }, { "1h", 3600 },
-        { "0.5s", 0.5 }, { "7", 7 }, { "0", 0 }, { "1.25", 1.25 },
-        { "250ms", 0.25 }, { "0.5h", 1800 }, { "1000000000", 1e9 },
+    static const struct {
+        const char *s;
+        double v;
+    } good[] = {
+        {"1500ms", 1.5}, {"2s", 2},           {"5m", 300},
+        {"1h", 3600},    {"0.5s", 0.5},       {"7", 7},
+        {"0", 0},        {"1.25", 1.25},      {"250ms", 0.25},
+        {"0.5h", 1800},  {"1000000000", 1e9},
     };
     static const char *const bad[] = {
-        "", "s", "-1s", "1x", "1.s", ".5", "1 s", "1e3", "nan", "inf",
-        "1sec", "1S", "2ms ", "0x10", "1000000001", "300000h", "+1",
+        "",    "s",    "-1s", "1x",   "1.s",  ".5",         "1 s",     "1e3", "nan",
+        "inf", "1sec", "1S",  "2ms ", "0x10", "1000000001", "300000h", "+1",
     };
     double d;
 
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         d = -1;
-        ck_assert_msg(config_parse_duration(good[i].s, &d) == 0, "%s",
-                      good[i].s);
+        ck_assert_msg(config_parse_duration(good[i].s, &d) == 0, "%s", good[i].s);
         ck_assert_double_eq_tol(d, good[i].v, 1e-9);
     }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         d = 42;
-        ck_assert_msg(config_parse_duration(bad[i], &d) == -1,
-                      "accepted \"%s\"", bad[i]);
+        ck_assert_msg(config_parse_duration(bad[i], &d) == -1, "accepted \"%s\"", bad[i]);
         ck_assert_double_eq(d, 42);
     }
 }
@@ -334,17 +334,39 @@ END_TEST
 
 START_TEST(test_size_units)
 {
-    static const struct { const char *s; uint64_t v; } good[] = {
-        { "1024", 1024 }, { "0", 0 }, { "10B", 10 }, { "64K", 65536 },
-        { "64k", 65536 }, { "64KB", 65536 }, { "64KiB", 65536 },
-        { "64kib", 65536 }, { "256M", 268435456 }, { "2MB", 2097152 },
-        { "1G", 1073741824 }, { "3GiB", UINT64_C(3) << 30 },
-        { "18446744073709551615", UINT64_MAX },
-        { "17179869183G", UINT64_C(17179869183) << 30 },
+    static const struct {
+        const char *s;
+        uint64_t v;
+    } good[] = {
+        {"1024", 1024},
+        {"0", 0},
+        {"10B", 10},
+        {"64K", 65536},
+        {"64k", 65536},
+        {"64KB", 65536},
+        {"64KiB", 65536},
+        {"64kib", 65536},
+        {"256M", 268435456},
+        {"2MB", 2097152},
+        {"1G", 1073741824},
+        {"3GiB", UINT64_C(3) << 30},
+        {"18446744073709551615", UINT64_MAX},
+        {"17179869183G", UINT64_C(17179869183) << 30},
     };
     static const char *const bad[] = {
-        "", "K", "-1", "1.5M", "1T", "1 K", "1KiBx", "1iB", "1Kb2",
-        "18446744073709551616", "17179869184G", "0x10", "+1",
+        "",
+        "K",
+        "-1",
+        "1.5M",
+        "1T",
+        "1 K",
+        "1KiBx",
+        "1iB",
+        "1Kb2",
+        "18446744073709551616",
+        "17179869184G",
+        "0x10",
+        "+1",
     };
     uint64_t n;
 
@@ -355,8 +377,7 @@ START_TEST(test_size_units)
     }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         n = 42;
-        ck_assert_msg(config_parse_size(bad[i], &n) == -1, "accepted \"%s\"",
-                      bad[i]);
+        ck_assert_msg(config_parse_size(bad[i], &n) == -1, "accepted \"%s\"", bad[i]);
         ck_assert_uint_eq(n, 42);
     }
 }
@@ -364,9 +385,9 @@ END_TEST
 
 START_TEST(test_bool_values)
 {
-    static const char *const yes[] = { "true", "TRUE", "yes", "On", "1" };
-    static const char *const no[] = { "false", "No", "OFF", "0" };
-    static const char *const bad[] = { "", "maybe", "2", "y", "truee" };
+    static const char *const yes[] = {"true", "TRUE", "yes", "On", "1"};
+    static const char *const no[] = {"false", "No", "OFF", "0"};
+    static const char *const bad[] = {"", "maybe", "2", "y", "truee"};
     bool b;
 
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
@@ -416,8 +437,7 @@ END_TEST
 
 START_TEST(test_err_unknown_key)
 {
-    char *e = load_err("[server]\nwrokers = 3\nzzz = 1\n" APP
-                       "[log]\nlevl = info\n");
+    char *e = load_err("[server]\nwrokers = 3\nzzz = 1\n" APP "[log]\nlevl = info\n");
 
     has_error(e, 2, "[server] wrokers: unknown key (did you mean \"workers\"?)\n");
     has_error(e, 3, "[server] zzz: unknown key\n");
@@ -449,23 +469,30 @@ START_TEST(test_err_bad_int)
                        "max_concurrent_recycles = 0\n" APP);
 
     has_error(e, 2, "[server] workers: expected a number or \"auto\", got \"x\"\n");
-    has_error(e, 3, "[server] backlog: expected a number from 1 to "
+    has_error(e, 3,
+              "[server] backlog: expected a number from 1 to "
               "2147483647, got \"-1\"\n");
-    has_error(e, 4, "[server] worker_connections: expected a number, "
+    has_error(e, 4,
+              "[server] worker_connections: expected a number, "
               "got \"12x\"\n");
-    has_error(e, 5, "[server] max_request_line: expected a number from 64 "
+    has_error(e, 5,
+              "[server] max_request_line: expected a number from 64 "
               "to 1048576, got \"63\"\n");
-    has_error(e, 6, "[server] max_headers: expected a number from 1 to "
+    has_error(e, 6,
+              "[server] max_headers: expected a number from 1 to "
               "10000, got \"99999999999999999999999\"\n");
-    has_error(e, 8, "[recycle] max_requests: expected a number from 0 to "
+    has_error(e, 8,
+              "[recycle] max_requests: expected a number from 0 to "
               "18446744073709551615, got \"18446744073709551616\"\n");
-    has_error(e, 9, "[recycle] max_concurrent_recycles: expected a number "
+    has_error(e, 9,
+              "[recycle] max_concurrent_recycles: expected a number "
               "from 1 to 1024, got \"0\"\n");
     ck_assert_int_eq(count_lines(e), 7);
     free(e);
 
     e = load_err("[server]\nworkers = 0\n" APP);
-    has_error(e, 2, "[server] workers: expected a number from 1 to 1024 or "
+    has_error(e, 2,
+              "[server] workers: expected a number from 1 to 1024 or "
               "\"auto\", got \"0\"\n");
     free(e);
     e = load_err("[server]\nworkers = 1025\n" APP);
@@ -481,13 +508,14 @@ START_TEST(test_err_bad_duration)
                        "keepalive_timeout = -1\n"
                        "header_timeout = 0\n"
                        "graceful_timeout = 0\n" /* fine: >= 0 */
-                       APP
-                       "[upstream b]\nservers = 127.0.0.1:1\n"
+                       APP "[upstream b]\nservers = 127.0.0.1:1\n"
                        "connect_timeout = 0ms\n");
 
-    has_error(e, 2, "[server] timeout: expected a duration > 0 (e.g. 30s, "
+    has_error(e, 2,
+              "[server] timeout: expected a duration > 0 (e.g. 30s, "
               "1500ms, 5m, 1h), got \"5x\"\n");
-    has_error(e, 3, "[server] keepalive_timeout: expected a duration (e.g. "
+    has_error(e, 3,
+              "[server] keepalive_timeout: expected a duration (e.g. "
               "30s, 1500ms, 5m, 1h), got \"-1\"\n");
     has_error(e, 4, "[server] header_timeout: expected a duration > 0");
     has_error(e, 10, "[upstream b] connect_timeout: expected a duration > 0");
@@ -510,12 +538,14 @@ START_TEST(test_request_timeout)
     config_free(&c);
     e = load_err("[server]\nworkers = 1\nrequest_timeout = 10x\n" APP
                  "[log]\nlevel = info\n");
-    has_error(e, 3, "[server] request_timeout: expected a duration (e.g. "
+    has_error(e, 3,
+              "[server] request_timeout: expected a duration (e.g. "
               "30s, 1500ms, 5m, 1h), got \"10x\"\n");
     ck_assert_int_eq(count_lines(e), 1);
     free(e);
     e = load_err("[server]\nrequest_timeout = -1s\n" APP);
-    has_error(e, 2, "[server] request_timeout: expected a duration (e.g. "
+    has_error(e, 2,
+              "[server] request_timeout: expected a duration (e.g. "
               "30s, 1500ms, 5m, 1h), got \"-1s\"\n");
     free(e);
 }
@@ -526,9 +556,11 @@ START_TEST(test_err_bad_size)
     char *e = load_err("[server]\nmax_body_size = 1.5M\n"
                        "[recycle]\nmax_rss = 10T\n" APP);
 
-    has_error(e, 2, "[server] max_body_size: expected a size (e.g. 8190, "
+    has_error(e, 2,
+              "[server] max_body_size: expected a size (e.g. 8190, "
               "64K, 256M, 1G), got \"1.5M\"\n");
-    has_error(e, 4, "[recycle] max_rss: expected a size (e.g. 8190, 64K, "
+    has_error(e, 4,
+              "[recycle] max_rss: expected a size (e.g. 8190, 64K, "
               "256M, 1G), a share of the cgroup's memory per worker (e.g. 80%, "
               "at most 100%) or auto, got \"10T\"\n");
     ck_assert_int_eq(count_lines(e), 2);
@@ -542,16 +574,21 @@ START_TEST(test_err_bad_bool_enum_string)
                        "[recycle]\nmemory_metric = vss\n"
                        "[log]\nlevel = loud\naccess_log =\nerror_log =\n" APP);
 
-    has_error(e, 2, "[server] preload: expected true or false (also yes/no, "
+    has_error(e, 2,
+              "[server] preload: expected true or false (also yes/no, "
               "on/off, 1/0), got \"maybe\"\n");
     has_error(e, 3, "[server] pidfile: expected a non-empty value, got \"\"\n");
-    has_error(e, 5, "[recycle] memory_metric: expected rss, uss or pss, "
+    has_error(e, 5,
+              "[recycle] memory_metric: expected rss, uss or pss, "
               "got \"vss\"\n");
-    has_error(e, 7, "[log] level: expected error, warn, info or debug, "
+    has_error(e, 7,
+              "[log] level: expected error, warn, info or debug, "
               "got \"loud\"\n");
-    has_error(e, 8, "[log] access_log: expected \"off\", \"stderr\" or a "
+    has_error(e, 8,
+              "[log] access_log: expected \"off\", \"stderr\" or a "
               "path, got \"\"\n");
-    has_error(e, 9, "[log] error_log: expected \"stderr\" or a path, "
+    has_error(e, 9,
+              "[log] error_log: expected \"stderr\" or a path, "
               "got \"\"\n");
     ck_assert_int_eq(count_lines(e), 6);
     free(e);
@@ -561,19 +598,22 @@ END_TEST
 START_TEST(test_err_bad_listen)
 {
     char *e = load_err("[server]\n"
-                       "listen = 127.0.0.1:80, localhost, , [::1]:8080,\n"
-                       APP
+                       "listen = 127.0.0.1:80, localhost, , [::1]:8080,\n" APP
                        "[admin]\nlisten = 127.0.0.1:99999\n"
                        "[upstream b]\nservers = 127.0.0.1:1, 127.0.0.1:1\n");
 
-    has_error(e, 2, "[server] listen: expected host:port, [v6]:port or "
+    has_error(e, 2,
+              "[server] listen: expected host:port, [v6]:port or "
               "unix:/path (");
     ck_assert_ptr_nonnull(strstr(e, "), got \"localhost\"\n"));
-    has_error(e, 2, "[server] listen: expected host:port, [v6]:port or "
+    has_error(e, 2,
+              "[server] listen: expected host:port, [v6]:port or "
               "unix:/path (empty list item), got \"\"\n");
-    has_error(e, 6, "[admin] listen: expected host:port, [v6]:port or "
+    has_error(e, 6,
+              "[admin] listen: expected host:port, [v6]:port or "
               "unix:/path (");
-    has_error(e, 8, "[upstream b] servers: duplicate address "
+    has_error(e, 8,
+              "[upstream b] servers: duplicate address "
               "\"127.0.0.1:1\"\n");
     ck_assert_int_eq(count_lines(e), 5); /* two empty items on line 2 */
     free(e);
@@ -591,7 +631,8 @@ START_TEST(test_err_duplicate_key)
     has_error(e, 3, "[server] workers: duplicate key (first set at line 2)\n");
     has_error(e, 6, "[app] module: duplicate key (first set at line 5)\n");
     has_error(e, 8, "[app] greeting: duplicate key (first set at line 7)\n");
-    has_error(e, 12, "[upstream b] retries: duplicate key (first set at "
+    has_error(e, 12,
+              "[upstream b] retries: duplicate key (first set at "
               "line 11)\n");
     ck_assert_int_eq(count_lines(e), 4);
     free(e);
@@ -604,11 +645,14 @@ START_TEST(test_err_cross_fields)
                        "[recycle]\nmax_rss = 512M\nmax_rss_hard = 256M\n"
                        "max_lifetime = 1m\nmin_lifetime = 2m\n" APP);
 
-    has_error(e, 2, "[server] max_workers: expected a number >= workers (8), "
+    has_error(e, 2,
+              "[server] max_workers: expected a number >= workers (8), "
               "got \"4\"\n");
-    has_error(e, 6, "[recycle] max_rss_hard: expected a size greater than "
+    has_error(e, 6,
+              "[recycle] max_rss_hard: expected a size greater than "
               "max_rss (512M), got \"256M\"\n");
-    has_error(e, 8, "[recycle] min_lifetime: expected a duration <= "
+    has_error(e, 8,
+              "[recycle] min_lifetime: expected a duration <= "
               "max_lifetime (1m), got \"2m\"\n");
     ck_assert_int_eq(count_lines(e), 3);
     free(e);
@@ -625,7 +669,8 @@ START_TEST(test_cross_fields_ok)
 
     /* max_rss_hard alone, max_workers == workers, min_lifetime alone */
     load_ok("[server]\nworkers = 4\nmax_workers = 4\n"
-            "[recycle]\nmax_rss_hard = 1G\nmin_lifetime = 1h\n" APP, &c);
+            "[recycle]\nmax_rss_hard = 1G\nmin_lifetime = 1h\n" APP,
+            &c);
     ck_assert_uint_eq(c.server.max_workers, 4);
     ck_assert_uint_eq(c.recycle.max_rss_hard, 1u << 30);
     config_free(&c);
@@ -658,7 +703,8 @@ START_TEST(test_memory_shares)
     config_free(&c);
 
     e = load_err("[recycle]\nmax_rss = 0%\nmax_rss_hard = 101%\n" APP);
-    has_error(e, 2, "[recycle] max_rss: expected a size (e.g. 8190, 64K, 256M, 1G), "
+    has_error(e, 2,
+              "[recycle] max_rss: expected a size (e.g. 8190, 64K, 256M, 1G), "
               "a share of the cgroup's memory per worker (e.g. 80%, at most 100%) "
               "or auto, got \"0%\"\n");
     has_error(e, 3, "[recycle] max_rss_hard: expected a size");
@@ -674,11 +720,13 @@ START_TEST(test_memory_shares)
     /* Two shares compare at once. */
     e = load_err("[recycle]\nmax_rss = 96%\nmax_rss_hard = auto\n" APP);
     ck_assert_int_eq(count_lines(e), 1);
-    has_error(e, 3, "[recycle] max_rss_hard: expected a share greater than max_rss "
+    has_error(e, 3,
+              "[recycle] max_rss_hard: expected a share greater than max_rss "
               "(96% = 96%), got \"auto\" (= 95%)\n");
     free(e);
     e = load_err("[recycle]\nmax_rss = auto\nmax_rss_hard = 75%\n" APP);
-    has_error(e, 3, "[recycle] max_rss_hard: expected a share greater than max_rss "
+    has_error(e, 3,
+              "[recycle] max_rss_hard: expected a share greater than max_rss "
               "(auto = 75%), got \"75%\" (= 75%)\n");
     free(e);
 }
@@ -721,9 +769,7 @@ END_TEST
 
 START_TEST(test_err_syntax_lines)
 {
-    char *e = load_err("stray = 1\n"
-                       APP
-                       "no equals sign\n"
+    char *e = load_err("stray = 1\n" APP "no equals sign\n"
                        "[server\n"
                        "workers = 3\n"
                        "[server] trailing\n"
@@ -733,14 +779,18 @@ START_TEST(test_err_syntax_lines)
                        "= 5\n");
 
     has_error(e, 1, "stray: key outside any section");
-    has_error(e, 4, "expected \"key = value\" or \"[section]\", got "
+    has_error(e, 4,
+              "expected \"key = value\" or \"[section]\", got "
               "\"no equals sign\"\n");
-    has_error(e, 5, "expected \"]\" to close the section header, got "
+    has_error(e, 5,
+              "expected \"]\" to close the section header, got "
               "\"[server\"\n");
     has_error(e, 7, "unexpected text after \"]\": \"trailing\"\n");
-    has_error(e, 8, "expected \"key = value\" or \"[section]\", got "
+    has_error(e, 8,
+              "expected \"key = value\" or \"[section]\", got "
               "\"workers: 3\"\n");
-    has_error(e, 10, "expected \"key = value\" or \"[section]\" (an indented "
+    has_error(e, 10,
+              "expected \"key = value\" or \"[section]\" (an indented "
               "line does not continue the one above), got \"127.0.0.1:2\"\n");
     has_error(e, 11, "expected \"key = value\", got no key before \"=\"\n");
     ck_assert_int_eq(count_lines(e), 7); /* line 6: in the broken section */
@@ -750,30 +800,34 @@ END_TEST
 
 START_TEST(test_err_many_sorted)
 {
-    char *e = load_err("[server]\n"            /* 1 */
-                       "max_workers = 1\n"     /* 2: cross-check, found last */
-                       "workers = two\n"       /* 3 */
-                       "[nope]\n"              /* 4 */
-                       "[recycle]\n"           /* 5 */
-                       "max_rss = lots\n"      /* 6 */
-                       "[upstream api]\n"      /* 7: no servers */
-                       "max_idle = -3\n"       /* 8 */
-                       "[log]\n"               /* 9 */
-                       "level = chatty\n");    /* 10; and no [app] */
-    const char *want[] = { ": [app] module", ":2: [server] max_workers",
-                           ":3: [server] workers", ":4: unknown section",
-                           ":6: [recycle] max_rss", ":7: [upstream api] servers",
-                           ":8: [upstream api] max_idle", ":10: [log] level" };
+    char *e = load_err("[server]\n"         /* 1 */
+                       "max_workers = 1\n"  /* 2: cross-check, found last */
+                       "workers = two\n"    /* 3 */
+                       "[nope]\n"           /* 4 */
+                       "[recycle]\n"        /* 5 */
+                       "max_rss = lots\n"   /* 6 */
+                       "[upstream api]\n"   /* 7: no servers */
+                       "max_idle = -3\n"    /* 8 */
+                       "[log]\n"            /* 9 */
+                       "level = chatty\n"); /* 10; and no [app] */
+    const char *want[] = {": [app] module",
+                          ":2: [server] max_workers",
+                          ":3: [server] workers",
+                          ":4: unknown section",
+                          ":6: [recycle] max_rss",
+                          ":7: [upstream api] servers",
+                          ":8: [upstream api] max_idle",
+                          ":10: [log] level"};
     const char *at = e;
 
     ck_assert_int_eq(count_lines(e), 8);
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         const char *hit = strstr(at, want[i]);
-        ck_assert_msg(hit != NULL, "\"%s\" missing or out of order in\n%s",
-                      want[i], e);
+        ck_assert_msg(hit != NULL, "\"%s\" missing or out of order in\n%s", want[i], e);
         at = hit;
     }
-    has_error(e, 2, "[server] max_workers: expected a number >= workers (2), "
+    has_error(e, 2,
+              "[server] max_workers: expected a number >= workers (2), "
               "got \"1\"");
     free(e);
 }
@@ -786,12 +840,13 @@ START_TEST(test_long_servers_line)
     size_t off = 0;
 
     for (int i = 1; i <= 40; i++)
-        off += (size_t)snprintf(list + off, sizeof(list) - off,
-                                "%s127.0.0.%d:%d", i > 1 ? ", " : "", i,
-                                9000 + i);
+        off += (size_t)snprintf(list + off, sizeof(list) - off, "%s127.0.0.%d:%d",
+                                i > 1 ? ", " : "", i, 9000 + i);
     ck_assert_uint_gt(strlen(list), 600);
-    snprintf(text, sizeof(text), APP "[upstream many]\nservers = %s\n"
-             "max_idle = 4\n", list);
+    snprintf(text, sizeof(text),
+             APP "[upstream many]\nservers = %s\n"
+                 "max_idle = 4\n",
+             list);
     load_ok(text, &c);
     ck_assert_uint_eq(c.nupstreams, 1);
     ck_assert_uint_eq(c.upstreams[0].nservers, 40);
@@ -811,8 +866,7 @@ START_TEST(test_line_too_long)
     ck_assert_ptr_nonnull(text);
     strcpy(text, APP "[server]\npidfile = ");
     memset(text + strlen(text), 'x', n);
-    strcpy(text + strlen(APP "[server]\npidfile = ") + n,
-           "\nworkers = x\n");
+    strcpy(text + strlen(APP "[server]\npidfile = ") + n, "\nworkers = x\n");
     e = load_err(text);
     has_error(e, 4, "line too long (more than 65535 bytes)\n");
     has_error(e, 5, "[server] workers: expected"); /* numbering goes on */
@@ -845,7 +899,8 @@ START_TEST(test_app_keys_raw)
             "module = ./apps/x.so\n"
             "upstream = backend\n"
             "leak_bytes = 1M ; a comment\n"
-            "Weird-Key = 2s\n", &c);
+            "Weird-Key = 2s\n",
+            &c);
     ck_assert_str_eq(c.app.module, "./apps/x.so");
     ck_assert_uint_eq(c.app.nkv, 4);
     ck_assert_str_eq(c.app.kv[0].key, "greeting");
@@ -871,14 +926,14 @@ START_TEST(test_multiple_upstreams)
 {
     struct config c;
 
-    load_ok(APP
-            "[upstream api]\n"                         /* 3 */
-            "servers = 127.0.0.1:9001\n"
-            "max_connections = 8\n"
-            "[log]\n"
-            "level = warn\n"
-            "[upstream cache.v2]\n"                     /* 8 */
-            "servers = [::1]:6000, unix:/tmp/cache.sock\n", &c);
+    load_ok(APP "[upstream api]\n" /* 3 */
+                "servers = 127.0.0.1:9001\n"
+                "max_connections = 8\n"
+                "[log]\n"
+                "level = warn\n"
+                "[upstream cache.v2]\n" /* 8 */
+                "servers = [::1]:6000, unix:/tmp/cache.sock\n",
+            &c);
     ck_assert_uint_eq(c.nupstreams, 2);
     ck_assert_str_eq(c.upstreams[0].name, "api");
     ck_assert_int_eq(c.upstreams[0].line, 3);
@@ -906,20 +961,20 @@ END_TEST
 
 START_TEST(test_err_upstream_sections)
 {
-    char *e = load_err(APP
-                       "[upstream a]\nservers = 127.0.0.1:1\n"   /* 3 */
-                       "[upstream a]\nservers = 127.0.0.1:2\n"   /* 5 */
-                       "[upstream]\n"                            /* 7 */
-                       "[upstream two words]\n"                  /* 8 */
-                       "[upstream empty]\n"                      /* 9 */
-                       "max_connections = 0\n"
-                       "[server]\n[server]\nworkers = x\n");     /* 11-13 */
+    char *e = load_err(APP "[upstream a]\nservers = 127.0.0.1:1\n" /* 3 */
+                           "[upstream a]\nservers = 127.0.0.1:2\n" /* 5 */
+                           "[upstream]\n"                          /* 7 */
+                           "[upstream two words]\n"                /* 8 */
+                           "[upstream empty]\n"                    /* 9 */
+                           "max_connections = 0\n"
+                           "[server]\n[server]\nworkers = x\n"); /* 11-13 */
 
     has_error(e, 5, "duplicate section [upstream a] (first at line 3)\n");
     has_error(e, 7, "[upstream ]: expected a name of 1 to 64 letters");
     has_error(e, 8, "[upstream two words]: expected a name");
     has_error(e, 9, "[upstream empty] servers: required key is missing\n");
-    has_error(e, 10, "[upstream empty] max_connections: expected a number "
+    has_error(e, 10,
+              "[upstream empty] max_connections: expected a number "
               "from 1 to 1048576, got \"0\"\n");
     has_error(e, 12, "duplicate section [server] (first at line 11)\n");
     ck_assert_int_eq(count_lines(e), 6); /* keys of ignored sections skipped */
@@ -939,7 +994,8 @@ START_TEST(test_comments_and_whitespace)
             "\r\n"
             "user = www-data;not-a-comment\r\n"
             "[app]\r\n"
-            "module = hello\r\n", &c);
+            "module = hello\r\n",
+            &c);
     ck_assert_uint_eq(c.server.workers, 3);
     ck_assert_uint_eq(c.server.max_workers, 9);
     ck_assert_str_eq(c.server.user, "www-data;not-a-comment");
@@ -953,7 +1009,8 @@ START_TEST(test_log_values)
     struct config c;
 
     load_ok(APP "[log]\naccess_log = /var/log/pf/access.log\n"
-            "error_log = stderr\nlevel = WARNING\n", &c);
+                "error_log = stderr\nlevel = WARNING\n",
+            &c);
     ck_assert_str_eq(c.log.access_log, "/var/log/pf/access.log");
     ck_assert_str_eq(c.log.error_log, "stderr");
     ck_assert_int_eq(c.log.level, LOG_WARN);
@@ -972,7 +1029,8 @@ START_TEST(test_failed_load_then_reload)
     char *e = NULL;
 
     ck_assert_int_eq(load("[server]\nworkers = 3\nbogus = 1\n" APP
-                          "[upstream u]\nservers = 127.0.0.1:1\n", &c, &e),
+                          "[upstream u]\nservers = 127.0.0.1:1\n",
+                          &c, &e),
                      -1);
     ck_assert_ptr_null(c.path);
     ck_assert_ptr_null(c.upstreams);
@@ -1017,18 +1075,18 @@ START_TEST(test_key_lines)
 {
     struct config c;
 
-    load_ok("; a comment\n"               /* 1 */
-            "[server]\n"                  /* 2 */
-            "workers = auto\n"            /* 3 */
-            "user = www-data\n"           /* 4 */
-            "\n"                          /* 5 */
-            "[app]\n"                     /* 6 */
-            "module = hello\n"            /* 7 */
-            "greeting = hi\n"             /* 8 */
-            "[log]\n"                     /* 9 */
-            "error_log = /tmp/x.log\n"    /* 10 */
-            "[upstream api]\n"            /* 11 */
-            "servers = 127.0.0.1:1\n",    /* 12 */
+    load_ok("; a comment\n"            /* 1 */
+            "[server]\n"               /* 2 */
+            "workers = auto\n"         /* 3 */
+            "user = www-data\n"        /* 4 */
+            "\n"                       /* 5 */
+            "[app]\n"                  /* 6 */
+            "module = hello\n"         /* 7 */
+            "greeting = hi\n"          /* 8 */
+            "[log]\n"                  /* 9 */
+            "error_log = /tmp/x.log\n" /* 10 */
+            "[upstream api]\n"         /* 11 */
+            "servers = 127.0.0.1:1\n", /* 12 */
             &c);
     ck_assert_int_eq(config_line(&c, "server", NULL), 2);
     ck_assert_int_eq(config_line(&c, "server", "workers"), 3);
@@ -1077,16 +1135,23 @@ START_TEST(test_walk_round_trip)
 {
     static const char *const want[] = {
         "[server]\nlisten = 127.0.0.1:8000, [::1]:8001, unix:/run/x.sock\n",
-        "\nworkers = 3\nmax_workers = 9\n", "\npreload = false\n",
-        "\npidfile = /run/p.pid\nuser = nobody\n", "\ntimeout = 30s\n",
-        "\ngraceful_timeout = 90s\n", "\nkeepalive_timeout = 1500ms\n",
-        "\nheader_timeout = 250ms\n", "\nbody_timeout = 2h\n",
-        "\nrequest_timeout = 1m\n", "\nmax_body_size = 1536K\n",
+        "\nworkers = 3\nmax_workers = 9\n",
+        "\npreload = false\n",
+        "\npidfile = /run/p.pid\nuser = nobody\n",
+        "\ntimeout = 30s\n",
+        "\ngraceful_timeout = 90s\n",
+        "\nkeepalive_timeout = 1500ms\n",
+        "\nheader_timeout = 250ms\n",
+        "\nbody_timeout = 2h\n",
+        "\nrequest_timeout = 1m\n",
+        "\nmax_body_size = 1536K\n",
         "\nmax_header_size = 8190\n",
-        "[recycle]\nmax_requests = 1000\n", "\nmax_rss = 62.5%\nmax_rss_hard = auto\n",
+        "[recycle]\nmax_requests = 1000\n",
+        "\nmax_rss = 62.5%\nmax_rss_hard = auto\n",
         "\nmemory_metric = pss\nmax_lifetime = 0.0015s\n",
         "[app]\nmodule = hello\ngreeting = hi there\n[upstream api]\n"
-        "servers = 127.0.0.1:9001\n", "\nread_timeout = 45s\n",
+        "servers = 127.0.0.1:9001\n",
+        "\nread_timeout = 45s\n",
         "[log]\nerror_log = stderr\nlevel = debug\naccess_log = /var/log/a.log\n"
         "access_log_format = %h %s\n[admin]\nlisten = 127.0.0.1:9000\n",
     };
@@ -1104,7 +1169,8 @@ START_TEST(test_walk_round_trip)
             "[upstream api]\nservers = 127.0.0.1:9001\nread_timeout = 45s\n"
             "[log]\nlevel = debug\naccess_log = /var/log/a.log\n"
             "access_log_format = %h %s\n"
-            "[admin]\nlisten = 127.0.0.1:9000\n", &c);
+            "[admin]\nlisten = 127.0.0.1:9000\n",
+            &c);
     text = walk_text(&c);
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         ck_assert_msg(strstr(text, want[i]) != NULL, "no\n%s\nin\n%s", want[i], text);
@@ -1122,9 +1188,10 @@ START_TEST(test_walk_round_trip)
     load_ok(APP, &c);
     text = walk_text(&c);
     ck_assert_msg(strstr(text, "\naccess_log = off\n") &&
-                  strstr(text, "\nlisten = 127.0.0.1:8000\n") &&
-                  strstr(text, "\nmax_rss = 0\n") && strstr(text, "[admin]\n") &&
-                  !strstr(text, "pidfile"), "%s", text);
+                      strstr(text, "\nlisten = 127.0.0.1:8000\n") &&
+                      strstr(text, "\nmax_rss = 0\n") && strstr(text, "[admin]\n") &&
+                      !strstr(text, "pidfile"),
+                  "%s", text);
     ck_assert_int_eq(config_load_text("walked", text, &again, NULL), 0);
     config_free(&again);
     config_free(&c);

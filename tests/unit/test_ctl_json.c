@@ -22,10 +22,11 @@ static struct json *ok(const char *text)
 
 START_TEST(test_stats_shape)
 {
-    struct json *j = ok("{\n  \"master\": {\"pid\": 42, \"ready\": true, \"mode\": \"running\","
-                        " \"uptime\": 1.5e2, \"reload_error\": \"\"},\n"
-                        "  \"workers\": [\n    {\"slot\": 1, \"pid\": -7}, {\"slot\": 2}\n  ],"
-                        " \"x\": null, \"f\": false, \"e\": [], \"o\": {}}\n");
+    struct json *j = ok(
+        "{\n  \"master\": {\"pid\": 42, \"ready\": true, \"mode\": \"running\","
+        " \"uptime\": 1.5e2, \"reload_error\": \"\"},\n"
+        "  \"workers\": [\n    {\"slot\": 1, \"pid\": -7}, {\"slot\": 2}\n  ],"
+        " \"x\": null, \"f\": false, \"e\": [], \"o\": {}}\n");
     const struct json *m = json_get(j, "master"), *w = json_get(j, "workers");
 
     ck_assert_double_eq(json_number(m, "pid", 0), 42);
@@ -50,8 +51,9 @@ END_TEST
 
 START_TEST(test_string_escapes)
 {
-    struct json *j = ok("[\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\", \"\\u00e9\\u20ac\\ud83d\\ude00\", "
-                        "\"caf\xc3\xa9\"]");
+    struct json *j = ok(
+        "[\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\", \"\\u00e9\\u20ac\\ud83d\\ude00\", "
+        "\"caf\xc3\xa9\"]");
 
     ck_assert_str_eq(j->items[0].str, "a\"b\\c/d\b\f\n\r\t");
     ck_assert_str_eq(j->items[1].str, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");

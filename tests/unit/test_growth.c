@@ -14,7 +14,8 @@ START_TEST(test_linear_leak)
     struct growth g;
 
     for (int i = 0; i < 8; i++)
-        s[i] = (struct growth_sample){.age = i, .requests = 50.0 * i,
+        s[i] = (struct growth_sample){.age = i,
+                                      .requests = 50.0 * i,
                                       .mem = 10e6 + 102400.0 * 50 * i};
     g = growth_fit(s, 8, 0);
     ck_assert_double_eq_tol(g.per_1k_requests, 102400.0 * 1000, 1);
@@ -32,7 +33,8 @@ START_TEST(test_eta)
     struct growth g;
 
     for (int i = 0; i < 4; i++)
-        s[i] = (struct growth_sample){.age = 10.0 * i, .requests = 100.0 * i,
+        s[i] = (struct growth_sample){.age = 10.0 * i,
+                                      .requests = 100.0 * i,
                                       .mem = 10e6 + 1e7 * i};
     g = growth_fit(s, 4, 100000000);
     ck_assert(g.by_time_ok && g.by_requests_ok);
@@ -60,7 +62,7 @@ START_TEST(test_flat_and_noisy)
 {
     /* Noise around a flat line fits a slope near 0 and no eta. */
     struct growth_sample s[6] = {
-        {0, 0, 5e6}, {1, 10, 5.1e6}, {2, 20, 4.9e6},
+        {0, 0, 5e6},    {1, 10, 5.1e6}, {2, 20, 4.9e6},
         {3, 30, 5.1e6}, {4, 40, 4.9e6}, {5, 50, 5e6},
     };
     struct growth g = growth_fit(s, 6, 1 << 30);

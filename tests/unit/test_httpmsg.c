@@ -80,14 +80,15 @@ static struct parsed parse(const char *raw, size_t step)
 
 static const struct {
     const char *name, *raw;
-    int error;          /* expected status, 0 = parsed */
+    int error; /* expected status, 0 = parsed */
     const char *url, *body, *hdr0;
     uint32_t nhdrs;
 } cases[] = {
     {"get", "GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n", 0, "/a?b=c", "", "Host: x", 1},
-    {"trailing space trimmed", "GET / HTTP/1.1\r\nHost: x  \t\r\n\r\n", 0, "/", "", "Host: x", 1},
-    {"post length", "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
-     0, "/p", "hello", "Host: x", 2},
+    {"trailing space trimmed", "GET / HTTP/1.1\r\nHost: x  \t\r\n\r\n", 0, "/", "",
+     "Host: x", 1},
+    {"post length", "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 0,
+     "/p", "hello", "Host: x", 2},
     {"chunked de-chunked in place",
      "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
      "5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n",
@@ -116,15 +117,20 @@ static const struct {
      0, "/c", "hi", "Host: x", 2},
     {"http/1.0 without host", "GET /old HTTP/1.0\r\n\r\n", 0, "/old", "", "", 0},
     {"missing host", "GET / HTTP/1.1\r\n\r\n", 400, NULL, NULL, NULL, 0},
-    {"duplicate host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, NULL, NULL, NULL, 0},
-    {"target too long", "GET /0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 HTTP/1.1\r\nHost: x\r\n\r\n",
+    {"duplicate host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, NULL, NULL,
+     NULL, 0},
+    {"target too long",
+     "GET /0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 HTTP/1.1\r\nHost: x\r\n\r\n",
      414, NULL, NULL, NULL, 0},
-    {"too many headers", "GET / HTTP/1.1\r\nHost: x\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\ne: 5\r\n\r\n",
+    {"too many headers",
+     "GET / HTTP/1.1\r\nHost: x\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\ne: 5\r\n\r\n", 431,
+     NULL, NULL, NULL, 0},
+    {"header too large",
+     "GET / HTTP/1.1\r\nHost: x\r\nX-Big: 012345678901234567890123456789012345678901234567890123456789\r\n\r\n",
      431, NULL, NULL, NULL, 0},
-    {"header too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: 012345678901234567890123456789012345678901234567890123456789\r\n\r\n",
-     431, NULL, NULL, NULL, 0},
-    {"declared body too large", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 33\r\n\r\n",
-     413, NULL, NULL, NULL, 0},
+    {"declared body too large",
+     "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 33\r\n\r\n", 413, NULL, NULL, NULL,
+     0},
     {"chunked body too large",
      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
      "20\r\n01234567890123456789012345678901\r\n1\r\nx\r\n0\r\n\r\n",
@@ -134,12 +140,16 @@ static const struct {
     {"not HTTP/", "GET / HTTX/1.1\r\nHost: x\r\n\r\n", 400, NULL, NULL, NULL, 0},
     {"http/0.9", "GET /\r\n\r\n", 400, NULL, NULL, NULL, 0},
     {"http/2.0 text", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, NULL, NULL, NULL, 0},
-    {"unknown expectation", "GET / HTTP/1.1\r\nHost: x\r\nExpect: x\r\n\r\n", 417, NULL, NULL, NULL, 0},
-    {"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400, NULL, NULL, NULL, 0},
+    {"unknown expectation", "GET / HTTP/1.1\r\nHost: x\r\nExpect: x\r\n\r\n", 417, NULL,
+     NULL, NULL, 0},
+    {"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400, NULL, NULL,
+     NULL, 0},
     {"content-length and chunked",
      "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
      400, NULL, NULL, NULL, 0},
-    {"bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, NULL, NULL, NULL, 0},
+    {"bad chunk size",
+     "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, NULL,
+     NULL, NULL, 0},
 };
 
 #define RAW(lit) lit, sizeof(lit) - 1
@@ -152,58 +162,121 @@ static const struct {
     int error;
 } rejects[] = {
     /* Content-Length */
-    {"conflicting content-length", RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"), 400},
-    {"repeated content-length", RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na"), 400},
-    {"content-length list", RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 1\r\n\r\na"), 400},
-    {"content-length sign", RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\na"), 400},
-    {"content-length negative", RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"), 400},
-    {"content-length hex", RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x1\r\n\r\na"), 400},
-    {"content-length inner space", RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1 2\r\n\r\n"), 400},
-    {"content-length empty", RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n"), 400},
-    {"content-length overflow", RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n"), 400},
+    {"conflicting content-length",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
+     400},
+    {"repeated content-length",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na"),
+     400},
+    {"content-length list",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 1\r\n\r\na"), 400},
+    {"content-length sign",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\na"), 400},
+    {"content-length negative",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"), 400},
+    {"content-length hex",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x1\r\n\r\na"), 400},
+    {"content-length inner space",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1 2\r\n\r\n"), 400},
+    {"content-length empty", RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n"),
+     400},
+    {"content-length overflow",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n"),
+     400},
     /* Transfer-Encoding */
-    {"both framings, TE first", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"), 400},
-    {"te not chunked", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"), 400},
-    {"te chunked not last", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), 400},
-    {"te chunked twice", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n"), 400},
-    {"te chunked twice in two fields", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400},
-    {"te quoted", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \"chunked\"\r\n\r\n"), 400},
+    {"both framings, TE first",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"),
+     400},
+    {"te not chunked",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"), 400},
+    {"te chunked not last",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), 400},
+    {"te chunked twice",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n"),
+     400},
+    {"te chunked twice in two fields",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+     400},
+    {"te quoted",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \"chunked\"\r\n\r\n"), 400},
     {"te empty", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \r\n\r\n"), 400},
-    {"te vertical tab", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\x0b\r\n\r\n0\r\n\r\n"), 400},
-    {"te in http/1.0", RAW("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400},
+    {"te vertical tab",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\x0b\r\n\r\n0\r\n\r\n"),
+     400},
+    {"te in http/1.0",
+     RAW("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400},
     /* Empty list elements are ignored, but not an empty field or one of
      * commas alone: no coding at all. */
-    {"te commas only", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: , ,\r\n\r\n0\r\n\r\n"), 400},
-    {"te empty elements around gzip", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,gzip,\r\n\r\n0\r\n\r\n"), 400},
-    {"te chunked twice with an empty element", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked,,chunked\r\n\r\n0\r\n\r\n"), 400},
-    {"te unknown coding before chunked", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"), 501},
+    {"te commas only",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: , ,\r\n\r\n0\r\n\r\n"), 400},
+    {"te empty elements around gzip",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ,gzip,\r\n\r\n0\r\n\r\n"),
+     400},
+    {"te chunked twice with an empty element",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked,,chunked\r\n\r\n0\r\n\r\n"),
+     400},
+    {"te unknown coding before chunked",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+     501},
     /* CONNECT: http-parser stops after the head, so a body would be read
      * as the next request */
-    {"connect with a body", RAW("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 28\r\n\r\n"
-                                "GET /s HTTP/1.1\r\nHost: a\r\n\r\n"), 400},
-    {"connect with a chunked body", RAW("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400},
+    {"connect with a body",
+     RAW("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 28\r\n\r\n"
+         "GET /s HTTP/1.1\r\nHost: a\r\n\r\n"),
+     400},
+    {"connect with a chunked body",
+     RAW("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+     400},
     /* chunk framing */
-    {"chunk size overflow", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000001\r\nx\r\n"), 400},
-    {"chunk size sign", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n+1\r\nx\r\n0\r\n\r\n"), 400},
-    {"chunk size space", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1 \r\nx\r\n0\r\n\r\n"), 400},
-    {"last chunk space", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0 \r\n\r\n"), 400},
-    {"chunk data without CRLF", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxYZ0\r\n\r\n"), 400},
-    {"chunk size bare CR", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\rx\r\n0\r\n\r\n"), 400},
-    {"chunk extension control byte", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;a=\x01" "\r\nx\r\n0\r\n\r\n"), 400},
-    {"trailer white space before colon", RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nT : 1\r\n\r\n"), 400},
+    {"chunk size overflow",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000001\r\nx\r\n"),
+     400},
+    {"chunk size sign",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n+1\r\nx\r\n0\r\n\r\n"),
+     400},
+    {"chunk size space",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1 \r\nx\r\n0\r\n\r\n"),
+     400},
+    {"last chunk space",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0 \r\n\r\n"),
+     400},
+    {"chunk data without CRLF",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxYZ0\r\n\r\n"),
+     400},
+    {"chunk size bare CR",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\rx\r\n0\r\n\r\n"),
+     400},
+    {"chunk extension control byte",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;a=\x01"
+         "\r\nx\r\n0\r\n\r\n"),
+     400},
+    {"trailer white space before colon",
+     RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nT : 1\r\n\r\n"),
+     400},
     /* field syntax */
     {"white space before colon", RAW("GET / HTTP/1.1\r\nHost : x\r\n\r\n"), 400},
     {"tab before colon", RAW("GET / HTTP/1.1\r\nHost: x\r\nX-A\t: 1\r\n\r\n"), 400},
-    {"obs-fold after empty value", RAW("GET / HTTP/1.1\r\nHost: x\r\nX-A:\r\n b\r\n\r\n"), 400},
+    {"obs-fold after empty value", RAW("GET / HTTP/1.1\r\nHost: x\r\nX-A:\r\n b\r\n\r\n"),
+     400},
     {"white space before first field", RAW("GET / HTTP/1.1\r\n Host: x\r\n\r\n"), 400},
     {"NUL in field value", RAW("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n"), 400},
     {"NUL in request target", RAW("GET /a\0b HTTP/1.1\r\nHost: x\r\n\r\n"), 400},
-    {"bare CR in field value", RAW("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n"), 400},
+    {"bare CR in field value", RAW("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n"),
+     400},
     {"bare CR ending a field", RAW("GET / HTTP/1.1\r\nHost: x\rX-A: b\r\n\r\n"), 400},
     {"bare CR ending the request line", RAW("GET / HTTP/1.1\rHost: x\r\n\r\n"), 400},
-    {"control byte in field value", RAW("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01" "b\r\n\r\n"), 400},
-    {"DEL in field value", RAW("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x7f" "b\r\n\r\n"), 400},
-    {"control byte in field name", RAW("GET / HTTP/1.1\r\nHost: x\r\nX\x0b" "A: b\r\n\r\n"), 400},
+    {"control byte in field value",
+     RAW("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01"
+         "b\r\n\r\n"),
+     400},
+    {"DEL in field value",
+     RAW("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x7f"
+         "b\r\n\r\n"),
+     400},
+    {"control byte in field name",
+     RAW("GET / HTTP/1.1\r\nHost: x\r\nX\x0b"
+         "A: b\r\n\r\n"),
+     400},
     {"empty field name", RAW("GET / HTTP/1.1\r\nHost: x\r\n: b\r\n\r\n"), 400},
     /* request line */
     {"tab in request line", RAW("GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n"), 400},
@@ -214,7 +287,8 @@ static const struct {
     {"version 3.0", RAW("GET / HTTP/3.0\r\nHost: x\r\n\r\n"), 505},
     {"asterisk without OPTIONS", RAW("GET * HTTP/1.1\r\nHost: x\r\n\r\n"), 400},
     {"authority form without CONNECT", RAW("GET x:80 HTTP/1.1\r\nHost: x\r\n\r\n"), 400},
-    {"absolute form without host", RAW("GET s://]ufd/: HTTP/1.1\r\nHost: x\r\n\r\n"), 400},
+    {"absolute form without host", RAW("GET s://]ufd/: HTTP/1.1\r\nHost: x\r\n\r\n"),
+     400},
     /* Host */
     {"host with a space", RAW("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), 400},
     {"host with a slash", RAW("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"), 400},
@@ -225,12 +299,13 @@ static const struct {
 
 /* Valid in RFC 9112 though unusual: each parses. */
 static const char *const accepts[] = {
-    "\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",       /* empty line first */
-    "GET / HTTP/1.1\nHost: x\n\n",                     /* LF line ends */
+    "\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",         /* empty line first */
+    "GET / HTTP/1.1\nHost: x\n\n",                   /* LF line ends */
     "GET / HTTP/1.1\r\nHost:x\r\nX-A:\t\tb\r\n\r\n", /* no or tab OWS */
     "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
-    "GET / HTTP/1.1\r\nHost: \r\n\r\n",                 /* empty Host */
-    "GET / HTTP/1.1\r\nHost: x\r\nX-A: caf\xc3\xa9" "\r\n\r\n", /* obs-text */
+    "GET / HTTP/1.1\r\nHost: \r\n\r\n", /* empty Host */
+    "GET / HTTP/1.1\r\nHost: x\r\nX-A: caf\xc3\xa9"
+    "\r\n\r\n", /* obs-text */
     "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
     "GET http://x:8/a?b HTTP/1.1\r\nHost: x:8\r\n\r\n",
     "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
@@ -256,8 +331,8 @@ START_TEST(test_accept)
     for (size_t step = 0; step <= 1; step++) {
         struct parsed p = parse(accepts[_i], step);
         ck_assert_msg(p.error == 0 && p.complete, "%s (step %zu): error %d",
-                      harness_printable(accepts[_i], strlen(accepts[_i]), 200),
-                      step, p.error);
+                      harness_printable(accepts[_i], strlen(accepts[_i]), 200), step,
+                      p.error);
     }
 }
 END_TEST
@@ -301,7 +376,9 @@ START_TEST(test_version_keepalive_expect)
     ck_assert_uint_eq(p.version, 11);
     ck_assert(!p.keepalive);
     /* 100-continue matters only when a body is still to come. */
-    p = parse("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", 0);
+    p = parse(
+        "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+        0);
     ck_assert(p.expect_continue);
     ck_assert(!p.complete);
     p = parse("GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n\r\n", 0);
@@ -353,8 +430,11 @@ START_TEST(test_response_head)
         {{"Date", 4}, {"yesterday", 9}},      /* dropped */
         {{"X-A", 3}, {"b", 1}},
     };
-    struct httpmsg_resp r = {.status = 404, .version = 11, .keepalive = true,
-                          .framing = FRAME_LENGTH, .content_length = 7};
+    struct httpmsg_resp r = {.status = 404,
+                             .version = 11,
+                             .keepalive = true,
+                             .framing = FRAME_LENGTH,
+                             .content_length = 7};
     int rc;
     char *t = head_text(&r, h, 4, &rc);
 
@@ -371,8 +451,10 @@ START_TEST(test_response_framing)
 {
     pf_header close_h[] = {{{"Connection", 10}, {"close", 5}}};
     pf_header bad[] = {{{"X-Evil", 6}, {"a\r\nSet-Cookie: x", 16}}};
-    struct httpmsg_resp r = {.status = 200, .version = 10, .keepalive = true,
-                          .framing = FRAME_CHUNKED};
+    struct httpmsg_resp r = {.status = 200,
+                             .version = 10,
+                             .keepalive = true,
+                             .framing = FRAME_CHUNKED};
     int rc;
     char *t = head_text(&r, NULL, 0, &rc);
 
@@ -383,11 +465,14 @@ START_TEST(test_response_framing)
     ck_assert_ptr_null(strstr(t, "chunked"));
     free(t);
 
-    r = (struct httpmsg_resp){.status = 200, .version = 11, .keepalive = true,
-                           .framing = FRAME_CHUNKED};
+    r = (struct httpmsg_resp){.status = 200,
+                              .version = 11,
+                              .keepalive = true,
+                              .framing = FRAME_CHUNKED};
     t = head_text(&r, close_h, 1, &rc);
     ck_assert(!r.keepalive);
-    ck_assert_ptr_nonnull(strstr(t, "Transfer-Encoding: chunked\r\nConnection: close\r\n"));
+    ck_assert_ptr_nonnull(
+        strstr(t, "Transfer-Encoding: chunked\r\nConnection: close\r\n"));
     free(t);
 
     r = (struct httpmsg_resp){.status = 204, .version = 11, .keepalive = true};

@@ -46,12 +46,12 @@ START_TEST(parse_ipv4)
         const char *spec, *text, *addr;
         unsigned port;
     } cases[] = {
-        { "127.0.0.1:8000", "127.0.0.1:8000", "127.0.0.1", 8000 },
-        { "0.0.0.0:80", "0.0.0.0:80", "0.0.0.0", 80 },
-        { "*:80", "0.0.0.0:80", "0.0.0.0", 80 },
-        { "10.1.2.3:0", "10.1.2.3:0", "10.1.2.3", 0 },
-        { "127.0.0.1:65535", "127.0.0.1:65535", "127.0.0.1", 65535 },
-        { "127.0.0.1:08080", "127.0.0.1:8080", "127.0.0.1", 8080 },
+        {"127.0.0.1:8000", "127.0.0.1:8000", "127.0.0.1", 8000},
+        {"0.0.0.0:80", "0.0.0.0:80", "0.0.0.0", 80},
+        {"*:80", "0.0.0.0:80", "0.0.0.0", 80},
+        {"10.1.2.3:0", "10.1.2.3:0", "10.1.2.3", 0},
+        {"127.0.0.1:65535", "127.0.0.1:65535", "127.0.0.1", 65535},
+        {"127.0.0.1:08080", "127.0.0.1:8080", "127.0.0.1", 8080},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct listen_addr a;
@@ -74,10 +74,10 @@ START_TEST(parse_ipv6)
         const char *spec, *text;
         unsigned port;
     } cases[] = {
-        { "[::1]:8000", "[::1]:8000", 8000 },
-        { "[::]:80", "[::]:80", 80 },
-        { "[0:0:0:0:0:0:0:1]:8080", "[::1]:8080", 8080 },
-        { "[2001:DB8::A]:0", "[2001:db8::a]:0", 0 },
+        {"[::1]:8000", "[::1]:8000", 8000},
+        {"[::]:80", "[::]:80", 80},
+        {"[0:0:0:0:0:0:0:1]:8080", "[::1]:8080", 8080},
+        {"[2001:DB8::A]:0", "[2001:db8::a]:0", 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct listen_addr a;
@@ -114,32 +114,32 @@ START_TEST(parse_invalid)
     static const struct {
         const char *spec, *why;
     } cases[] = {
-        { "", "empty address" },
-        { "127.0.0.1", "missing port" },
-        { "127.0.0.1:", "missing port" },
-        { "127.0.0.1:65536", "port out of range" },
-        { "127.0.0.1:99999999999999999999999", "port out of range" },
-        { "127.0.0.1:-1", "port must be a decimal number" },
-        { "127.0.0.1:+80", "port must be a decimal number" },
-        { "127.0.0.1:0x50", "port must be a decimal number" },
-        { "127.0.0.1:80a", "port must be a decimal number" },
-        { "127.0.0.1: 80", "port must be a decimal number" },
-        { "localhost:80", "host must be a numeric IPv4 or [IPv6] address" },
-        { "example.com:80", "host must be a numeric IPv4 or [IPv6] address" },
-        { "256.0.0.1:80", "host must be a numeric IPv4 or [IPv6] address" },
-        { "127.1:80", "host must be a numeric IPv4 or [IPv6] address" },
-        { ":80", "host must be a numeric IPv4 or [IPv6] address" },
-        { " 127.0.0.1:80", "host must be a numeric IPv4 or [IPv6] address" },
-        { "::1:80", "IPv6 addresses must be in brackets, e.g. [::1]:8000" },
-        { "[::1]", "missing port" },
-        { "[::1]:", "missing port" },
-        { "[::1]80", "expected ':' after ']'" },
-        { "[::1:80", "missing ']' after IPv6 address" },
-        { "[]:80", "invalid IPv6 address" },
-        { "[127.0.0.1]:80", "invalid IPv6 address" },
-        { "[localhost]:80", "invalid IPv6 address" },
-        { "[::1]:70000", "port out of range" },
-        { "unix:", "empty unix socket path" },
+        {"", "empty address"},
+        {"127.0.0.1", "missing port"},
+        {"127.0.0.1:", "missing port"},
+        {"127.0.0.1:65536", "port out of range"},
+        {"127.0.0.1:99999999999999999999999", "port out of range"},
+        {"127.0.0.1:-1", "port must be a decimal number"},
+        {"127.0.0.1:+80", "port must be a decimal number"},
+        {"127.0.0.1:0x50", "port must be a decimal number"},
+        {"127.0.0.1:80a", "port must be a decimal number"},
+        {"127.0.0.1: 80", "port must be a decimal number"},
+        {"localhost:80", "host must be a numeric IPv4 or [IPv6] address"},
+        {"example.com:80", "host must be a numeric IPv4 or [IPv6] address"},
+        {"256.0.0.1:80", "host must be a numeric IPv4 or [IPv6] address"},
+        {"127.1:80", "host must be a numeric IPv4 or [IPv6] address"},
+        {":80", "host must be a numeric IPv4 or [IPv6] address"},
+        {" 127.0.0.1:80", "host must be a numeric IPv4 or [IPv6] address"},
+        {"::1:80", "IPv6 addresses must be in brackets, e.g. [::1]:8000"},
+        {"[::1]", "missing port"},
+        {"[::1]:", "missing port"},
+        {"[::1]80", "expected ':' after ']'"},
+        {"[::1:80", "missing ']' after IPv6 address"},
+        {"[]:80", "invalid IPv6 address"},
+        {"[127.0.0.1]:80", "invalid IPv6 address"},
+        {"[localhost]:80", "invalid IPv6 address"},
+        {"[::1]:70000", "port out of range"},
+        {"unix:", "empty unix socket path"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct listen_addr a;
@@ -148,8 +148,8 @@ START_TEST(parse_invalid)
         ck_assert_msg(rc == -1, "\"%s\" was accepted", cases[i].spec);
         ck_assert_ptr_nonnull(why);
         ck_assert_msg(strcmp(why, cases[i].why) == 0,
-                      "\"%s\": got \"%s\", expected \"%s\"", cases[i].spec,
-                      why, cases[i].why);
+                      "\"%s\": got \"%s\", expected \"%s\"", cases[i].spec, why,
+                      cases[i].why);
         ck_assert_int_eq(a.family, 0); /* nothing half-filled */
     }
 }
@@ -208,8 +208,7 @@ START_TEST(open_tcp_ephemeral)
     ck_assert_int_ne(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
     ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, &olen), 0);
     ck_assert_int_eq(one, 1);
-    ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &one, &olen),
-                     0);
+    ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &one, &olen), 0);
     ck_assert_int_eq(one, 1);
 
     /* It really listens: a client connects and is accepted. */
@@ -442,21 +441,19 @@ END_TEST
 START_TEST(peer_text)
 {
     char buf[INET6_ADDRSTRLEN];
-    struct sockaddr_in sin = { .sin_family = AF_INET };
-    struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    struct sockaddr_storage other = { .ss_family = AF_PACKET };
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    struct sockaddr_storage other = {.ss_family = AF_PACKET};
 
     inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
     inet_pton(AF_INET6, "::1", &sin6.sin6_addr);
-    ck_assert_str_eq(listen_peer_text((struct sockaddr *)&sin, buf,
-                                      sizeof(buf)), "127.0.0.1");
-    ck_assert_str_eq(listen_peer_text((struct sockaddr *)&sin6, buf,
-                                      sizeof(buf)), "::1");
-    ck_assert_str_eq(listen_peer_text((struct sockaddr *)&sun, buf,
-                                      sizeof(buf)), "unix");
-    ck_assert_str_eq(listen_peer_text((struct sockaddr *)&other, buf,
-                                      sizeof(buf)), "unknown");
+    ck_assert_str_eq(listen_peer_text((struct sockaddr *)&sin, buf, sizeof(buf)),
+                     "127.0.0.1");
+    ck_assert_str_eq(listen_peer_text((struct sockaddr *)&sin6, buf, sizeof(buf)), "::1");
+    ck_assert_str_eq(listen_peer_text((struct sockaddr *)&sun, buf, sizeof(buf)), "unix");
+    ck_assert_str_eq(listen_peer_text((struct sockaddr *)&other, buf, sizeof(buf)),
+                     "unknown");
     ck_assert_ptr_eq(listen_peer_text(NULL, buf, sizeof(buf)), buf);
     ck_assert_str_eq(buf, "unknown");
 }
@@ -490,8 +487,7 @@ static Suite *listen_suite(void)
     return s;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw)
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)flag, (void)ftw;
     return remove(path);

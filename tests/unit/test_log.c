@@ -90,8 +90,10 @@ START_TEST(line_format)
 
     log_set_role("master");
     log_info("hello %d", 42);
-    snprintf(re, sizeof(re), "^" STAMP "[+-][0-9]{4} \\[info\\] \\[%ld\\] "
-             "master: hello 42\n$", (long)getpid());
+    snprintf(re, sizeof(re),
+             "^" STAMP "[+-][0-9]{4} \\[info\\] \\[%ld\\] "
+             "master: hello 42\n$",
+             (long)getpid());
     ck_assert_msg(matches(read_text(path), re), "line: %s", text);
 }
 END_TEST
@@ -134,10 +136,10 @@ START_TEST(level_names)
     log_info("i");
     log_debug("d");
     snprintf(re, sizeof(re),
-             "^" STAMP "[^ ]* \\[error\\] \\[%1$ld\\] worker 3: e\n"
-             STAMP "[^ ]* \\[warn\\] \\[%1$ld\\] worker 3: w\n"
-             STAMP "[^ ]* \\[info\\] \\[%1$ld\\] worker 3: i\n"
-             STAMP "[^ ]* \\[debug\\] \\[%1$ld\\] worker 3: d\n$",
+             "^" STAMP "[^ ]* \\[error\\] \\[%1$ld\\] worker 3: e\n" STAMP
+             "[^ ]* \\[warn\\] \\[%1$ld\\] worker 3: w\n" STAMP
+             "[^ ]* \\[info\\] \\[%1$ld\\] worker 3: i\n" STAMP
+             "[^ ]* \\[debug\\] \\[%1$ld\\] worker 3: d\n$",
              (long)getpid());
     ck_assert_msg(matches(read_text(path), re), "log: %s", text);
 }
@@ -195,11 +197,14 @@ START_TEST(errno_appended_and_preserved)
     read_text(path);
     ck_assert_int_eq(count_lines(text), 4);
     ck_assert_msg(matches(text, "\\[warn\\] \\[[0-9]+\\] master: open /x: "
-                                "No such file or directory\n"), "%s", text);
+                                "No such file or directory\n"),
+                  "%s", text);
     ck_assert_msg(matches(text, "\\[error\\] \\[[0-9]+\\] master: bind y: "
-                                "Permission denied\n"), "%s", text);
+                                "Permission denied\n"),
+                  "%s", text);
     ck_assert_msg(matches(text, "\\[warn\\] \\[[0-9]+\\] master: "
-                                "no suffix\n"), "%s", text);
+                                "no suffix\n"),
+                  "%s", text);
 }
 END_TEST
 
@@ -368,8 +373,8 @@ START_TEST(journal_stream_prefixes)
              "^<3>\\[error\\] \\[%ld\\] master: broken 1\n"
              "<4>\\[warn\\] \\[%ld\\] master: odd\n"
              "<6>\\[info\\] \\[%ld\\] master: fine\n"
-             "<7>\\[debug\\] \\[%ld\\] master: detail\n"
-             STAMP "[+-][0-9]{4} \\[error\\] \\[%ld\\] master: elsewhere\n$",
+             "<7>\\[debug\\] \\[%ld\\] master: detail\n" STAMP
+             "[+-][0-9]{4} \\[error\\] \\[%ld\\] master: elsewhere\n$",
              (long)getpid(), (long)getpid(), (long)getpid(), (long)getpid(),
              (long)getpid());
     ck_assert_msg(matches(read_text(path), re), "lines:\n%s", text);
@@ -396,9 +401,9 @@ START_TEST(pid_after_fork)
     log_info("parent again");
     read_text(path);
     snprintf(re, sizeof(re),
-             "^" STAMP "[^ ]* \\[info\\] \\[%ld\\] master: parent\n"
-             STAMP "[^ ]* \\[info\\] \\[%ld\\] worker 1: child\n"
-             STAMP "[^ ]* \\[info\\] \\[%ld\\] master: parent again\n$",
+             "^" STAMP "[^ ]* \\[info\\] \\[%ld\\] master: parent\n" STAMP
+             "[^ ]* \\[info\\] \\[%ld\\] worker 1: child\n" STAMP
+             "[^ ]* \\[info\\] \\[%ld\\] master: parent again\n$",
              (long)getpid(), (long)pid, (long)getpid());
     ck_assert_msg(matches(text, re), "log: %s", text);
 }
@@ -462,12 +467,11 @@ START_TEST(pf_log_levels)
     ck_assert_int_eq(count_lines(text), 5);
     ck_assert_ptr_nonnull(strstr(text, "[error] "));
     ck_assert_ptr_nonnull(strstr(text, "master: app e\n"));
-    ck_assert_msg(matches(text, "\\[warn\\] [^\n]*master: app w\n"), "%s",
-                  text);
+    ck_assert_msg(matches(text, "\\[warn\\] [^\n]*master: app w\n"), "%s", text);
     ck_assert_msg(matches(text, "\\[info\\] [^\n]*master: app out of "
-                                "range\n"), "%s", text);
-    ck_assert_msg(matches(text, "\\[info\\] [^\n]*master: app negative\n"),
+                                "range\n"),
                   "%s", text);
+    ck_assert_msg(matches(text, "\\[info\\] [^\n]*master: app negative\n"), "%s", text);
     ck_assert_ptr_null(strstr(text, "dropped"));
 }
 END_TEST
@@ -478,14 +482,16 @@ START_TEST(level_parse)
         const char *s;
         int level;
     } cases[] = {
-        { "error", LOG_ERROR }, { "ERROR", LOG_ERROR }, { "warn", LOG_WARN },
-        { "Warning", LOG_WARN }, { "info", LOG_INFO }, { "InFo", LOG_INFO },
-        { "debug", LOG_DEBUG }, { "", -1 }, { "verbose", -1 },
-        { "inf", -1 }, { "info ", -1 }, { "warnings", -1 },
+        {"error", LOG_ERROR}, {"ERROR", LOG_ERROR},
+        {"warn", LOG_WARN},   {"Warning", LOG_WARN},
+        {"info", LOG_INFO},   {"InFo", LOG_INFO},
+        {"debug", LOG_DEBUG}, {"", -1},
+        {"verbose", -1},      {"inf", -1},
+        {"info ", -1},        {"warnings", -1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-        ck_assert_msg(log_level_parse(cases[i].s) == cases[i].level,
-                      "\"%s\"", cases[i].s);
+        ck_assert_msg(log_level_parse(cases[i].s) == cases[i].level, "\"%s\"",
+                      cases[i].s);
     ck_assert_int_eq(log_level_parse(NULL), -1);
 }
 END_TEST
@@ -529,7 +535,8 @@ START_TEST(fatal_exits_1)
     read_text(path);
     ck_assert_int_eq(count_lines(text), 2);
     ck_assert_msg(matches(text, "\\[error\\] \\[[0-9]+\\] master: "
-                                "cannot boot\n"), "%s", text);
+                                "cannot boot\n"),
+                  "%s", text);
     ck_assert_msg(matches(text, "\\[error\\] \\[[0-9]+\\] master: bind "
                                 "127.0.0.1:80: Address already in use\n"),
                   "%s", text);
@@ -576,9 +583,10 @@ START_TEST(pidfile_refuses_live_pid)
     ck_assert_int_eq(pidfile_write(path), -1);
     ck_assert_int_eq(errno, EEXIST);
     assert_pid_in(path, live);
-    snprintf(want, sizeof(want), "[error] [%ld] master: pidfile: %s: "
-             "preforkd is already running as pid %ld\n", (long)getpid(),
-             path, live);
+    snprintf(want, sizeof(want),
+             "[error] [%ld] master: pidfile: %s: "
+             "preforkd is already running as pid %ld\n",
+             (long)getpid(), path, live);
     ck_assert_ptr_nonnull(strstr(read_text(logpath), want));
 }
 END_TEST
@@ -599,8 +607,8 @@ START_TEST(pidfile_replaces_stale)
     ck_assert_int_eq(pidfile_write(path), 0);
     assert_pid_in(path, (long)getpid());
 
-    static const char *const junk[] = { "", "\n", "hello\n", "-5\n", "0\n",
-                                        "12x\n", "99999999999999999999\n" };
+    static const char *const junk[] = {
+        "", "\n", "hello\n", "-5\n", "0\n", "12x\n", "99999999999999999999\n"};
     for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
         write_text(path, junk[i]);
         ck_assert_msg(pidfile_write(path) == 0, "\"%s\"", junk[i]);
@@ -686,8 +694,7 @@ static Suite *log_suite(void)
     return s;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw)
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)flag, (void)ftw;
     return remove(path);

@@ -30,7 +30,7 @@ static ev_tstamp fake_now(struct master *m)
     return clock_now;
 }
 
-static bool fork_pending; /* answer PID_PENDING, as a mold does */
+static bool fork_pending;  /* answer PID_PENDING, as a mold does */
 static int forked_slot[8]; /* by worker id: the slot of its last fork */
 
 static pid_t fake_fork(struct master *m, int id, int slot, int ctl_fd)
@@ -52,8 +52,8 @@ static bool fake_can_fork(struct master *m)
     return true;
 }
 
-static int fake_start_mold(struct master *m, struct mold_proc *mold, uint32_t gen, const struct config *cfg,
-                           const int *fds, size_t nfds)
+static int fake_start_mold(struct master *m, struct mold_proc *mold, uint32_t gen,
+                           const struct config *cfg, const int *fds, size_t nfds)
 {
     *mold = (struct mold_proc){.pid = next_pid++, .fd = -1, .generation = gen};
     return 0;
@@ -68,8 +68,12 @@ static pid_t fake_start_heir(struct master *m, const char *fds)
 }
 
 static const struct master_ops fake = {
-    .now = fake_now, .can_fork = fake_can_fork, .fork_worker = fake_fork,
-    .kill = fake_kill, .start_mold = fake_start_mold, .start_heir = fake_start_heir,
+    .now = fake_now,
+    .can_fork = fake_can_fork,
+    .fork_worker = fake_fork,
+    .kill = fake_kill,
+    .start_mold = fake_start_mold,
+    .start_heir = fake_start_heir,
 };
 
 static void setup(uint32_t workers, uint32_t budget)
@@ -234,10 +238,12 @@ START_TEST(test_crash_loop_backoff)
         ck_assert_int_eq(live(), 0);
         clock_now += want[k] - 0.01;
         master_step(ms);
-        ck_assert_msg(live() == 0, "respawned before %.2fs (failure %zu)", want[k], k + 1);
+        ck_assert_msg(live() == 0, "respawned before %.2fs (failure %zu)", want[k],
+                      k + 1);
         clock_now += 0.01;
         master_step(ms);
-        ck_assert_msg(live() == 1, "not respawned after %.2fs (failure %zu)", want[k], k + 1);
+        ck_assert_msg(live() == 1, "not respawned after %.2fs (failure %zu)", want[k],
+                      k + 1);
     }
     /* Serving a while ends the loop: the next crash is retried at once. */
     serve_all();
@@ -500,8 +506,9 @@ END_TEST
  * told to retire once the new one serves. */
 START_TEST(test_reload_generation)
 {
-    static const char ini[] = "[server]\nlisten = 127.0.0.1:0\nworkers = 3\nmax_workers = 8\n"
-                              "[app]\nmodule = hello\n[recycle]\nmax_concurrent_recycles = 1\n";
+    static const char ini[] =
+        "[server]\nlisten = 127.0.0.1:0\nworkers = 3\nmax_workers = 8\n"
+        "[app]\nmodule = hello\n[recycle]\nmax_concurrent_recycles = 1\n";
     struct mold_msg ready = {.type = MOLD_READY};
     pid_t old[2];
 

@@ -49,7 +49,7 @@ START_TEST(describe_statuses)
         {0x0001, "killed by signal 1 (SIGHUP)"},
         {0x008b, "killed by signal 11 (SIGSEGV), core dumped"},
         {0x0086, "killed by signal 6 (SIGABRT), core dumped"},
-        {0x0028, "killed by signal 40 (SIG?)"}, /* real-time: no name */
+        {0x0028, "killed by signal 40 (SIG?)"},    /* real-time: no name */
         {0x137f, "ended with wait status 0x137f"}, /* stopped (SIGSTOP) */
         {0xffff, "ended with wait status 0xffff"}, /* continued */
     };
@@ -109,10 +109,12 @@ START_TEST(describe_real_children)
         _exit(3);
     }
     ck_assert_int_eq(waitpid(pid, &st, WUNTRACED), pid);
-    ck_assert_str_eq(proc_describe(st, buf, sizeof(buf)), "ended with wait status 0x137f");
+    ck_assert_str_eq(proc_describe(st, buf, sizeof(buf)),
+                     "ended with wait status 0x137f");
     ck_assert_int_eq(kill(pid, SIGCONT), 0);
     ck_assert_int_eq(waitpid(pid, &st, WCONTINUED), pid);
-    ck_assert_str_eq(proc_describe(st, buf, sizeof(buf)), "ended with wait status 0xffff");
+    ck_assert_str_eq(proc_describe(st, buf, sizeof(buf)),
+                     "ended with wait status 0xffff");
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
     ck_assert_str_eq(proc_describe(st, buf, sizeof(buf)), "exited with status 3");
 }
@@ -194,7 +196,8 @@ START_TEST(fork_holds_signals)
     }
     ck_assert_int_eq(current_mask_differs(only_usr2), 0);
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert_str_eq(proc_describe(st, buf, sizeof(buf)), "killed by signal 10 (SIGUSR1)");
+    ck_assert_str_eq(proc_describe(st, buf, sizeof(buf)),
+                     "killed by signal 10 (SIGUSR1)");
     ck_assert_int_eq(handled, 0);
 }
 END_TEST
@@ -205,7 +208,7 @@ END_TEST
  * mask was. The child exits with the first signal that is wrong. */
 START_TEST(child_reset_dispositions)
 {
-    static const int caught[] = {SIGHUP, SIGINT, SIGTERM, SIGCHLD, SIGUSR1,
+    static const int caught[] = {SIGHUP,  SIGINT,   SIGTERM, SIGCHLD, SIGUSR1,
                                  SIGUSR2, SIGWINCH, SIGTTOU, SIGALRM, SIGQUIT};
     sigset_t usr2;
     int st, p[2];
@@ -307,7 +310,7 @@ struct drop_seen {
     gid_t gid[3];
     int ngroups;
     gid_t groups[16];
-    int regain;   /* setuid(0) afterwards */
+    int regain; /* setuid(0) afterwards */
 };
 
 static void drop_in_child(const char *user, const char *group, const char *then,
@@ -405,7 +408,8 @@ START_TEST(drop_to_user)
     ck_assert_int_eq(s.regain, -1);
     ck_assert_int_eq(logcap_lines(), 1);
     ck_assert_int_eq(logcap_count("] master: user/group set but not running as root: "
-                                  "keeping uid "), 1);
+                                  "keeping uid "),
+                     1);
     snprintf(want, sizeof(want), "keeping uid %u", (unsigned)uid);
     ck_assert_int_eq(logcap_count(want), 1);
     ck_assert_int_eq(logcap_count("[warn]"), 1);
@@ -463,11 +467,15 @@ START_TEST(drop_unprivileged)
     }
     logcap_start(LOG_DEBUG);
     drop_in_child(getpwuid(getuid()) && strcmp(getpwuid(getuid())->pw_name, "daemon") != 0
-                  ? "daemon" : "nobody", "nogroup", NULL, &s);
+                      ? "daemon"
+                      : "nobody",
+                  "nogroup", NULL, &s);
     ck_assert_int_eq(s.rc, 0);
     assert_ids(&s, getuid(), getgid());
-    snprintf(want, sizeof(want), "] master: user/group set but not running as root: "
-             "keeping uid %d", (int)getuid());
+    snprintf(want, sizeof(want),
+             "] master: user/group set but not running as root: "
+             "keeping uid %d",
+             (int)getuid());
     ck_assert_int_eq(logcap_lines(), 1);
     ck_assert_int_eq(logcap_count(want), 1);
     ck_assert_int_eq(logcap_count("[warn]"), 1);

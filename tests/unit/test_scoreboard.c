@@ -247,8 +247,8 @@ END_TEST
 START_TEST(duration_bounds)
 {
     static const uint64_t want[SB_DURATION_BOUNDS] = {
-        5000, 10000, 25000, 50000, 100000, 250000, 500000,
-        1000000, 2500000, 5000000, 10000000,
+        5000,   10000,   25000,   50000,   100000,   250000,
+        500000, 1000000, 2500000, 5000000, 10000000,
     };
 
     for (int i = 0; i < SB_DURATION_BOUNDS; i++)
@@ -267,9 +267,9 @@ static const struct {
 } responses[] = {
     {100, 0, 0, 0, 0},
     {199, 0.001, 0, 0, 1000},
-    {200, 0.005, 1, 0, 5000},          /* on a bound: that bucket */
-    {204, 0.0050004, 1, 0, 5000},      /* rounds down to the bound */
-    {206, 0.005001, 1, 1, 5001},       /* just above */
+    {200, 0.005, 1, 0, 5000},     /* on a bound: that bucket */
+    {204, 0.0050004, 1, 0, 5000}, /* rounds down to the bound */
+    {206, 0.005001, 1, 1, 5001},  /* just above */
     {301, 0.0000004, 2, 0, 0},
     {399, 0.000002, 2, 0, 2},
     {400, 0.1, 3, 4, 100000},
@@ -329,7 +329,8 @@ START_TEST(count_accumulates)
     ck_assert_uint_eq(SB_GET(s->http.by_class[1]), SB_DURATION_BOUNDS);
     ck_assert_uint_eq(SB_GET(s->http.by_class[4]), SB_DURATION_BOUNDS);
     ck_assert_uint_eq(SB_GET(s->http.by_class[0]) + SB_GET(s->http.by_class[2]) +
-                      SB_GET(s->http.by_class[3]), 0);
+                          SB_GET(s->http.by_class[3]),
+                      0);
     ck_assert_uint_eq(SB_GET(s->http.buckets[0]), 1);
     for (int b = 1; b < SB_DURATION_BOUNDS; b++)
         ck_assert_msg(SB_GET(s->http.buckets[b]) == 2, "bucket %d: %llu", b,

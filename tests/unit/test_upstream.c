@@ -48,7 +48,9 @@ static int count_fds(void)
     return n;
 }
 
-static void on_tick(struct ev_loop *l, ev_timer *w, int revents) {}
+static void on_tick(struct ev_loop *l, ev_timer *w, int revents)
+{
+}
 
 /* The pools for one [upstream t] with servers and extra keys. */
 static pf_upstream *start(const char *servers, const char *extra)
@@ -59,8 +61,8 @@ static pf_upstream *start(const char *servers, const char *extra)
     pf_upstream *up;
 
     ck_assert(fd >= 0);
-    dprintf(fd, "[app]\nmodule = hello\n[upstream t]\nservers = %s\n%s\n",
-            servers, extra ? extra : "");
+    dprintf(fd, "[app]\nmodule = hello\n[upstream t]\nservers = %s\n%s\n", servers,
+            extra ? extra : "");
     close(fd);
     ck_assert_msg(config_load(path, &cfg, &err) == 0, "%s", err);
     unlink(path);
@@ -124,8 +126,8 @@ struct rec {
     bool cancel_in_head, cancel_in_body, pause_in_body;
 };
 
-static void r_head(pf_upstream_req *u, void *arg, int status,
-                   const pf_header *h, size_t n)
+static void r_head(pf_upstream_req *u, void *arg, int status, const pf_header *h,
+                   size_t n)
 {
     struct rec *r = arg;
 
@@ -142,8 +144,7 @@ static void r_body(pf_upstream_req *u, void *arg, const void *data, size_t len)
     ck_assert(!r->paused);
     if (r->body_len < sizeof(r->body))
         memcpy(r->body + r->body_len, data,
-               len < sizeof(r->body) - r->body_len ? len
-                                                   : sizeof(r->body) - r->body_len);
+               len < sizeof(r->body) - r->body_len ? len : sizeof(r->body) - r->body_len);
     r->body_len += len;
     r->nbody++;
     if (r->cancel_in_body)
@@ -168,8 +169,8 @@ static const pf_upstream_callbacks rcb = {r_head, r_body, r_done};
 static void send_req(pf_upstream *up, struct rec *r, pf_str method)
 {
     r->u = pf_upstream_request(up, method, S("/x"), NULL, 0,
-                               method.len == 4 ? "body" : NULL,
-                               method.len == 4 ? 4 : 0, &rcb, r);
+                               method.len == 4 ? "body" : NULL, method.len == 4 ? 4 : 0,
+                               &rcb, r);
     ck_assert_ptr_nonnull(r->u);
     ck_assert_msg(!r->done && r->nhead == 0, "a callback ran inside the call");
 }
@@ -434,8 +435,7 @@ START_TEST(test_framings)
     struct fakeup_cfg chunked = {
         .resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                 "2\r\nok\r\n1\r\n\n\r\n0\r\n\r\n"};
-    struct fakeup_cfg eof = {.resp = "HTTP/1.1 200 OK\r\n\r\nok\n",
-                             .close_after = true};
+    struct fakeup_cfg eof = {.resp = "HTTP/1.1 200 OK\r\n\r\nok\n", .close_after = true};
     struct fakeup_cfg nm = {
         .resp = "HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n"};
     struct fakeup *f = fakeup_start(&chunked);
@@ -567,8 +567,7 @@ START_TEST(test_keepalive_requests)
     for (int i = 0; i < 7; i++) {
         get_ok(up);
         last = fakeup_last_request(f, NULL);
-        ck_assert_msg((strstr(last, "Connection: close\r\n") != NULL) ==
-                          (i % 3 == 2),
+        ck_assert_msg((strstr(last, "Connection: close\r\n") != NULL) == (i % 3 == 2),
                       "request %d:\n%s", i, last);
         free(last);
     }
@@ -627,16 +626,16 @@ START_TEST(test_round_robin_and_health)
     char servers[96];
     pf_upstream *up;
 
-    snprintf(servers, sizeof(servers), "127.0.0.1:%d, 127.0.0.1:%d",
-             fakeup_port(f1), fakeup_port(f2));
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d, 127.0.0.1:%d", fakeup_port(f1),
+             fakeup_port(f2));
     up = start(servers, "max_idle = 0");
     for (int i = 0; i < 6; i++)
         get_ok(up);
     ck_assert_int_eq(fakeup_requests(f1), 3);
     ck_assert_int_eq(fakeup_requests(f2), 3);
     stop();
-    snprintf(servers, sizeof(servers), "127.0.0.1:%d, 127.0.0.1:%d",
-             harness_free_port(), fakeup_port(f2));
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d, 127.0.0.1:%d", harness_free_port(),
+             fakeup_port(f2));
     up = start(servers, "max_fails = 1\nfail_timeout = 30s");
     for (int i = 0; i < 6; i++)
         get_ok(up);
@@ -720,7 +719,8 @@ START_TEST(test_config_keys)
     close(fd);
     ck_assert_int_eq(config_load(path, &cfg, &err), -1);
     ck_assert_msg(strstr(err, ":35: [upstream u16]: at most 16 [upstream] "
-                              "sections") != NULL, "%s", err);
+                              "sections") != NULL,
+                  "%s", err);
     free(err);
     unlink(path);
 }

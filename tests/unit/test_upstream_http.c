@@ -14,8 +14,7 @@
 
 #define S(lit) ((pf_str){lit, sizeof(lit) - 1})
 
-static char *frame(pf_str method, const pf_header *h, size_t n,
-                   const char *body, int *rc)
+static char *frame(pf_str method, const pf_header *h, size_t n, const char *body, int *rc)
 {
     struct buf b = {0};
     size_t head_len = 0;
@@ -26,8 +25,8 @@ static char *frame(pf_str method, const pf_header *h, size_t n,
     if (*rc < 0)
         return NULL;
     /* What goes on the wire: head, the blank line, body. */
-    ck_assert(asprintf(&s, "%.*s\r\n%.*s", (int)head_len, b.p,
-                       (int)(b.len - head_len), b.p + head_len) > 0);
+    ck_assert(asprintf(&s, "%.*s\r\n%.*s", (int)head_len, b.p, (int)(b.len - head_len),
+                       b.p + head_len) > 0);
     buf_free(&b);
     return s;
 }
@@ -35,9 +34,9 @@ static char *frame(pf_str method, const pf_header *h, size_t n,
 START_TEST(test_frame_request)
 {
     const pf_header h[] = {
-        {S("Host"), S("example.org")}, {S("Connection"), S("keep-alive")},
+        {S("Host"), S("example.org")},  {S("Connection"), S("keep-alive")},
         {S("Content-Length"), S("99")}, {S("Transfer-Encoding"), S("chunked")},
-        {S("Keep-Alive"), S("300")}, {S("X-A"), S("1")},
+        {S("Keep-Alive"), S("300")},    {S("X-A"), S("1")},
     };
     int rc;
     char *s = frame(S("GET"), h, 6, NULL, &rc);
@@ -90,8 +89,8 @@ static void p_head(void *arg, int status, const pf_header *h, size_t n)
     r->nhead++;
     for (size_t i = 0; i < n; i++)
         snprintf(r->hdrs + strlen(r->hdrs), sizeof(r->hdrs) - strlen(r->hdrs),
-                 "%.*s=%.*s;", (int)h[i].name.len, h[i].name.ptr,
-                 (int)h[i].value.len, h[i].value.ptr);
+                 "%.*s=%.*s;", (int)h[i].name.len, h[i].name.ptr, (int)h[i].value.len,
+                 h[i].value.ptr);
 }
 
 static void p_body(void *arg, const char *data, size_t len)
@@ -116,38 +115,41 @@ struct parse_case {
 };
 
 static const struct parse_case parse_cases[] = {
-    {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A:  v \r\n\r\nabc", false,
-     false, 200, "abc", true, true, false, 0},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A:  v \r\n\r\nabc", false, false, 200,
+     "abc", true, true, false, 0},
     {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
-     "2\r\nde\r\n0\r\n\r\n", false, false, 200, "abcde", true, true, false, 0},
-    {"HTTP/1.1 200 OK\r\n\r\nuntil close", false, true, 200, "until close",
-     true, false, false, 0},
-    {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", false, true, 200,
-     "abc", false, false, true, 0},
-    {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true, false, 200, "",
-     true, true, false, 0},
-    {"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\nHTTP", false,
-     false, 304, "", true, true, false, 4},
-    {"HTTP/1.1 204 No Content\r\n\r\n", false, false, 204, "", true, true,
+     "2\r\nde\r\n0\r\n\r\n",
+     false, false, 200, "abcde", true, true, false, 0},
+    {"HTTP/1.1 200 OK\r\n\r\nuntil close", false, true, 200, "until close", true, false,
      false, 0},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", false, true, 200, "abc", false,
+     false, true, 0},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true, false, 200, "", true, true,
+     false, 0},
+    {"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\nHTTP", false, false, 304, "",
+     true, true, false, 4},
+    {"HTTP/1.1 204 No Content\r\n\r\n", false, false, 204, "", true, true, false, 0},
     {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2"
-     "\r\n\r\nok", false, false, 201, "ok", true, true, false, 0},
-    {"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", false, false, 200,
-     "ok", true, false, false, 0},
-    {"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
-     false, false, 200, "ok", true, false, false, 0},
-    {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200", false,
-     false, 200, "ok", true, true, false, 12},
+     "\r\n\r\nok",
+     false, false, 201, "ok", true, true, false, 0},
+    {"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", false, false, 200, "ok", true,
+     false, false, 0},
+    {"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", false, false,
+     200, "ok", true, false, false, 0},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200", false, false, 200,
+     "ok", true, true, false, 12},
     {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade"
-     "\r\n\r\n", false, false, 0, "", false, false, true, 0},
+     "\r\n\r\n",
+     false, false, 0, "", false, false, true, 0},
     {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n"
-     "\r\n", false, false, 0, "", false, false, true, 0},
+     "\r\n",
+     false, false, 0, "", false, false, true, 0},
     {"SSH-2.0-OpenSSH_9.2\r\n", false, false, 0, "", false, false, true, 0},
     {"HTTP/1.1 200 OK\r\nContent-Le", false, true, 0, "", false, false, true, 0},
 };
 
-static void run_parse(const struct parse_case *pc, bool bytewise,
-                      struct parsed *r, struct ups_parse *ps)
+static void run_parse(const struct parse_case *pc, bool bytewise, struct parsed *r,
+                      struct ups_parse *ps)
 {
     size_t len = strlen(pc->raw), off = 0;
 
@@ -165,8 +167,7 @@ static void run_parse(const struct parse_case *pc, bool bytewise,
     if (pc->eof && ps->why == NULL)
         upstream_http_eof(ps);
     ck_assert_msg(len - off == pc->extra || ps->why != NULL,
-                  "case %s: %zu bytes left, want %zu", pc->raw, len - off,
-                  pc->extra);
+                  "case %s: %zu bytes left, want %zu", pc->raw, len - off, pc->extra);
 }
 
 START_TEST(test_parse_responses)
@@ -176,10 +177,9 @@ START_TEST(test_parse_responses)
     struct ups_parse ps;
 
     run_parse(pc, _i % 2 == 1, &r, &ps);
-    ck_assert_msg((ps.why != NULL) == pc->error, "case %d (%s): error %s", _i,
-                  pc->raw, ps.why ? ps.why : "none");
-    ck_assert_msg(ps.complete == pc->complete, "case %d: complete %d", _i,
-                  ps.complete);
+    ck_assert_msg((ps.why != NULL) == pc->error, "case %d (%s): error %s", _i, pc->raw,
+                  ps.why ? ps.why : "none");
+    ck_assert_msg(ps.complete == pc->complete, "case %d: complete %d", _i, ps.complete);
     if (!pc->error) {
         ck_assert_int_eq(r.status, pc->status);
         ck_assert_int_eq(r.nhead, 1);

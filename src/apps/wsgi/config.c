@@ -44,45 +44,43 @@ static bool is_ident_path(const char *s, size_t len)
 /* MODULE[:CALLABLE], both dotted names; CALLABLE defaults to dflt. For
  * app, CALLABLE may be a factory call, NAME(ARGS) (config_resolve checks
  * ARGS). */
-static int check_spec(const pf_app_config *cfg, const char *key,
-                      const char *v)
+static int check_spec(const pf_app_config *cfg, const char *key, const char *v)
 {
     const char *colon = strchr(v, ':');
     size_t mlen = colon ? (size_t)(colon - v) : strlen(v);
     const char *callable = colon ? colon + 1 : "";
     const char *paren = strchr(callable, '(');
     size_t clen = paren ? (size_t)(paren - callable) : strlen(callable);
-    bool call_ok = paren == NULL ||
-                   (strcmp(key, "app") == 0 && v[strlen(v) - 1] == ')');
+    bool call_ok = paren == NULL || (strcmp(key, "app") == 0 && v[strlen(v) - 1] == ')');
 
     if (!is_ident_path(v, mlen) ||
         (colon != NULL && (!is_ident_path(callable, clen) || !call_ok)))
         return pf_config_error(cfg, key,
                                "expected MODULE:CALLABLE (dotted Python "
                                "names, e.g. myproject.wsgi:application%s), "
-                               "got \"%s\"", strcmp(key, "app") == 0
-                                   ? ", or a factory: myproject:create_app()" : "",
+                               "got \"%s\"",
+                               strcmp(key, "app") == 0
+                                   ? ", or a factory: myproject:create_app()"
+                                   : "",
                                v);
     return 0;
 }
 
-static int parse_bool(const pf_app_config *cfg, const char *key, bool dflt,
-                      bool *out)
+static int parse_bool(const pf_app_config *cfg, const char *key, bool dflt, bool *out)
 {
     const char *v = pf_config_get(cfg, key);
 
     *out = dflt;
     if (v == NULL)
         return 0;
-    if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") ||
-        !strcasecmp(v, "on") || !strcmp(v, "1"))
+    if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") ||
+        !strcmp(v, "1"))
         *out = true;
-    else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") ||
-             !strcasecmp(v, "off") || !strcmp(v, "0"))
+    else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") ||
+             !strcmp(v, "0"))
         *out = false;
     else
-        return pf_config_error(cfg, key, "expected true or false, got \"%s\"",
-                               v);
+        return pf_config_error(cfg, key, "expected true or false, got \"%s\"", v);
     return 0;
 }
 
@@ -101,8 +99,7 @@ static int parse_threads(const pf_app_config *cfg, int *out)
      * and "+5". */
     if (*v < '0' || *v > '9' || errno != 0 || *end != '\0' || n < 0 || n > 256)
         return pf_config_error(cfg, "threads",
-                               "expected a number from 0 to 256, got \"%s\"",
-                               v);
+                               "expected a number from 0 to 256, got \"%s\"", v);
     *out = (int)n;
     return 0;
 }
@@ -124,13 +121,16 @@ static int check_virtualenv(const pf_app_config *cfg, const char *venv)
     FILE *f;
 
     if (venv[0] != '/')
-        return pf_config_error(cfg, "virtualenv", "expected an absolute "
-                               "path, got \"%s\"", venv);
+        return pf_config_error(cfg, "virtualenv",
+                               "expected an absolute "
+                               "path, got \"%s\"",
+                               venv);
     snprintf(path, sizeof(path), "%s/pyvenv.cfg", venv);
     if ((f = fopen(path, "r")) == NULL)
-        return pf_config_error(cfg, "virtualenv", "%s: %s (not a virtualenv "
-                               "made by python3 -m venv?)", path,
-                               strerror(errno));
+        return pf_config_error(cfg, "virtualenv",
+                               "%s: %s (not a virtualenv "
+                               "made by python3 -m venv?)",
+                               path, strerror(errno));
     while (fgets(line, sizeof(line), f) != NULL) {
         unsigned major, minor;
         char *eq = strchr(line, '=');
@@ -142,22 +142,22 @@ static int check_virtualenv(const pf_app_config *cfg, const char *venv)
             fclose(f);
             return pf_config_error(cfg, "virtualenv",
                                    "%s is for Python %u.%u, this preforkd "
-                                   "embeds Python " PY_VER_STR, venv, major,
-                                   minor);
+                                   "embeds Python " PY_VER_STR,
+                                   venv, major, minor);
         }
     }
     fclose(f);
-    snprintf(path, sizeof(path), "%s/lib/python" PY_VER_STR "/site-packages",
-             venv);
+    snprintf(path, sizeof(path), "%s/lib/python" PY_VER_STR "/site-packages", venv);
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return pf_config_error(cfg, "virtualenv", "%s: no such directory: "
+        return pf_config_error(cfg, "virtualenv",
+                               "%s: no such directory: "
                                "not a virtualenv for Python " PY_VER_STR,
                                path);
     return 0;
 }
 /* Reads every [app] key (all of them, so none is "unknown"). */
-int config_read(const pf_app_config *cfg, struct wsgi *w,
-                const char **python_path, const char **venv)
+int config_read(const pf_app_config *cfg, struct wsgi *w, const char **python_path,
+                const char **venv)
 {
     const char *app = pf_config_get(cfg, "app");
     const char *pf = pf_config_get(cfg, "post_fork");
@@ -172,7 +172,8 @@ int config_read(const pf_app_config *cfg, struct wsgi *w,
     rc |= pf_config_get_duration(cfg, "stuck_timeout", 30., &w->stuck_timeout);
     rc |= hunt_config(cfg);
     if (app == NULL || *app == '\0')
-        rc |= pf_config_error(cfg, "app", "required: the WSGI application "
+        rc |= pf_config_error(cfg, "app",
+                              "required: the WSGI application "
                               "as MODULE:CALLABLE, e.g. myproject.wsgi:"
                               "application");
     else if (check_spec(cfg, "app", app) < 0)
@@ -180,11 +181,15 @@ int config_read(const pf_app_config *cfg, struct wsgi *w,
     if (pf != NULL && check_spec(cfg, "post_fork", pf) < 0)
         rc = -1;
     if (sn != NULL && *sn != '\0' && *sn != '/')
-        rc |= pf_config_error(cfg, "script_name", "expected a path starting "
-                              "with /, got \"%s\"", sn);
+        rc |= pf_config_error(cfg, "script_name",
+                              "expected a path starting "
+                              "with /, got \"%s\"",
+                              sn);
     if (scheme != NULL && strcmp(scheme, "http") && strcmp(scheme, "https"))
-        rc |= pf_config_error(cfg, "url_scheme", "expected http or https, "
-                              "got \"%s\"", scheme);
+        rc |= pf_config_error(cfg, "url_scheme",
+                              "expected http or https, "
+                              "got \"%s\"",
+                              scheme);
     if (*venv != NULL && check_virtualenv(cfg, *venv) < 0)
         rc = -1;
     if (rc != 0)
@@ -193,12 +198,10 @@ int config_read(const pf_app_config *cfg, struct wsgi *w,
     w->post_fork = pf ? xstrdup(pf) : NULL;
     w->script_name = xstrdup(sn ? sn : "");
     w->url_scheme = xstrdup(scheme ? scheme : "http");
-    if (!w->app_spec || (pf && !w->post_fork) || !w->script_name ||
-        !w->url_scheme)
+    if (!w->app_spec || (pf && !w->post_fork) || !w->script_name || !w->url_scheme)
         return -1;
     w->script_name_len = strlen(w->script_name);
-    while (w->script_name_len > 0 &&
-           w->script_name[w->script_name_len - 1] == '/')
+    while (w->script_name_len > 0 && w->script_name[w->script_name_len - 1] == '/')
         w->script_name[--w->script_name_len] = '\0';
     return 0;
 }
@@ -251,7 +254,8 @@ static PyObject *eval_args(const char *src)
     if (globals == NULL || none == NULL ||
         PyDict_SetItemString(globals, "__builtins__", none) < 0)
         goto done;
-    if ((code = Py_CompileString(src, "<app factory arguments>", Py_eval_input)) != NULL) {
+    if ((code = Py_CompileString(src, "<app factory arguments>", Py_eval_input)) !=
+        NULL) {
         res = PyEval_EvalCode(code, globals, globals);
         Py_DECREF(code);
     }
@@ -287,9 +291,8 @@ static PyObject *get_dotted(PyObject *obj, const char *path)
  * "create_app('prod', debug=False)" -> calls ATTR with the literal
  * arguments (ast.literal_eval; keywords too) and returns what it returns.
  * NULL after logging why. */
-static PyObject *call_factory(struct wsgi *w, const pf_app_config *cfg,
-                              const char *key, const char *spec, PyObject *fn,
-                              const char *args)
+static PyObject *call_factory(struct wsgi *w, const pf_app_config *cfg, const char *key,
+                              const char *spec, PyObject *fn, const char *args)
 {
     PyObject *ast = NULL, *call = NULL, *res = NULL;
     char src[600], what[700];
@@ -301,8 +304,10 @@ static PyObject *call_factory(struct wsgi *w, const pf_app_config *cfg,
     call = PyObject_CallMethod(ast, "parse", "sss", src, "<app>", "eval");
     if (call == NULL || !check_literal_call(call)) {
         PyErr_Clear();
-        pf_config_error(cfg, key, "%s: the factory's arguments must be literals "
-                        "(numbers, strings, True, None, ...)", spec);
+        pf_config_error(cfg, key,
+                        "%s: the factory's arguments must be literals "
+                        "(numbers, strings, True, None, ...)",
+                        spec);
         goto done;
     }
     Py_CLEAR(call);
@@ -325,8 +330,8 @@ done:
  * NULL after logging why: an import failure with its traceback, a bad
  * attribute as a configuration error naming the key. CALLABLE may be a
  * factory call, "create_app()" (call_factory). */
-PyObject *config_resolve(struct wsgi *w, const pf_app_config *cfg,
-                         const char *key, const char *spec)
+PyObject *config_resolve(struct wsgi *w, const pf_app_config *cfg, const char *key,
+                         const char *spec)
 {
     const char *colon = strchr(spec, ':');
     const char *attr = colon ? colon + 1 : "application";
@@ -350,8 +355,8 @@ PyObject *config_resolve(struct wsgi *w, const pf_app_config *cfg,
              (int)(colon ? (size_t)(colon - spec) : strlen(spec)), spec);
     mod = PyImport_ImportModule(modname);
     if (mod == NULL) {
-        snprintf(what, sizeof(what),
-                 "wsgi: [app] %s: cannot import \"%s\"", key, modname);
+        snprintf(what, sizeof(what), "wsgi: [app] %s: cannot import \"%s\"", key,
+                 modname);
         wsgi_log_exception(w, what);
         return NULL;
     }
@@ -359,8 +364,7 @@ PyObject *config_resolve(struct wsgi *w, const pf_app_config *cfg,
     Py_DECREF(mod);
     if (obj == NULL) {
         PyErr_Clear();
-        pf_config_error(cfg, key, "module \"%s\" has no attribute \"%s\"",
-                        modname, attr);
+        pf_config_error(cfg, key, "module \"%s\" has no attribute \"%s\"", modname, attr);
         return NULL;
     }
     if (paren != NULL && PyCallable_Check(obj)) {

@@ -68,7 +68,8 @@ static void send_file(struct job *j)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            wsgi_log(j->w, PF_LOG_ERROR, "wsgi: %.*s: reading the file of "
+            wsgi_log(j->w, PF_LOG_ERROR,
+                     "wsgi: %.*s: reading the file of "
                      "wsgi.file_wrapper: %s: cutting the response",
                      (int)j->target.len, j->target.ptr,
                      n < 0 ? strerror(errno) : "it is shorter than it was");
@@ -98,10 +99,11 @@ static void send_file(struct job *j)
  * but not its own). The request is still open: end it with a 500. */
 static void refused(struct job *j)
 {
-    wsgi_log(j->w, PF_LOG_ERROR, "wsgi: %.*s %.*s: the daemon refused the "
+    wsgi_log(j->w, PF_LOG_ERROR,
+             "wsgi: %.*s %.*s: the daemon refused the "
              "app's response head (status %d): answering 500",
-             (int)j->method.len, j->method.ptr, (int)j->target.len,
-             j->target.ptr, j->status);
+             (int)j->method.len, j->method.ptr, (int)j->target.len, j->target.ptr,
+             j->status);
     pf_respond(j->r, 500, NULL, 0, "500 Internal Server Error\n", 26);
 }
 
@@ -183,14 +185,13 @@ static bool send_head(struct job *j, struct snap *s)
 {
     if (s->py == PY_DONE && !s->failed && !s->file_done &&
         (!j->has_cl || j->cl == s->q.len)) {
-        if (pf_respond(j->r, j->status, j->ohdrs, j->nohdrs, s->q.p,
-                       s->q.len) < 0 && !client_gone(j))
+        if (pf_respond(j->r, j->status, j->ohdrs, j->nohdrs, s->q.p, s->q.len) < 0 &&
+            !client_gone(j))
             refused(j); /* invalid use: the request is still open */
         threads_release(j);
         return false;
     }
-    if (pf_response_start(j->r, j->status, j->ohdrs, j->nohdrs) < 0 &&
-        !client_gone(j)) {
+    if (pf_response_start(j->r, j->status, j->ohdrs, j->nohdrs) < 0 && !client_gone(j)) {
         refused(j);
         lock(j->w);
         j->aborted = true; /* Python stops; the request has ended */
@@ -256,7 +257,6 @@ void response_deliver(struct job *j)
     }
     if (s.py == PY_DONE)
         end(j, s.failed, false);
-    else if (s.py == PY_IDLE && !j->file_sending &&
-             (s.file_done || !j->blocked))
+    else if (s.py == PY_IDLE && !j->file_sending && (s.file_done || !j->blocked))
         threads_schedule(j); /* parked: pull more */
 }

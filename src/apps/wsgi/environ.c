@@ -13,20 +13,27 @@
 
 #define LIT(s) s, sizeof(s) - 1
 
-static PyObject *k_method, *k_script, *k_path, *k_query, *k_ctype, *k_clen,
-    *k_sname, *k_sport, *k_proto, *k_raddr, *k_rport, *k_input;
-static PyObject *v_http10, *v_http11, *v_empty, *v_port80, *v_port443,
-    *v_localhost;
+static PyObject *k_method, *k_script, *k_path, *k_query, *k_ctype, *k_clen, *k_sname,
+    *k_sport, *k_proto, *k_raddr, *k_rport, *k_input;
+static PyObject *v_http10, *v_http11, *v_empty, *v_port80, *v_port443, *v_localhost;
 
 /* Methods seen often enough to keep their str. */
-static struct { const char *name; size_t len; PyObject *v; } methods[] = {
-    {LIT("GET"), NULL},    {LIT("POST"), NULL},  {LIT("HEAD"), NULL},
-    {LIT("PUT"), NULL},    {LIT("DELETE"), NULL}, {LIT("PATCH"), NULL},
+static struct {
+    const char *name;
+    size_t len;
+    PyObject *v;
+} methods[] = {
+    {LIT("GET"), NULL},     {LIT("POST"), NULL},   {LIT("HEAD"), NULL},
+    {LIT("PUT"), NULL},     {LIT("DELETE"), NULL}, {LIT("PATCH"), NULL},
     {LIT("OPTIONS"), NULL},
 };
 
 /* Header names seen often enough to keep their HTTP_ key. */
-static struct { const char *name; size_t len; PyObject *key; } common[] = {
+static struct {
+    const char *name;
+    size_t len;
+    PyObject *key;
+} common[] = {
     {LIT("Host"), NULL},
     {LIT("User-Agent"), NULL},
     {LIT("Accept"), NULL},
@@ -80,17 +87,12 @@ int environ_init(struct wsgi *w)
     char key[64];
     size_t i;
 
-    if (!(k_method = intern("REQUEST_METHOD")) ||
-        !(k_script = intern("SCRIPT_NAME")) ||
-        !(k_path = intern("PATH_INFO")) ||
-        !(k_query = intern("QUERY_STRING")) ||
-        !(k_ctype = intern("CONTENT_TYPE")) ||
-        !(k_clen = intern("CONTENT_LENGTH")) ||
-        !(k_sname = intern("SERVER_NAME")) ||
-        !(k_sport = intern("SERVER_PORT")) ||
-        !(k_proto = intern("SERVER_PROTOCOL")) ||
-        !(k_raddr = intern("REMOTE_ADDR")) || !(k_rport = intern("REMOTE_PORT")) ||
-        !(k_input = intern("wsgi.input")) ||
+    if (!(k_method = intern("REQUEST_METHOD")) || !(k_script = intern("SCRIPT_NAME")) ||
+        !(k_path = intern("PATH_INFO")) || !(k_query = intern("QUERY_STRING")) ||
+        !(k_ctype = intern("CONTENT_TYPE")) || !(k_clen = intern("CONTENT_LENGTH")) ||
+        !(k_sname = intern("SERVER_NAME")) || !(k_sport = intern("SERVER_PORT")) ||
+        !(k_proto = intern("SERVER_PROTOCOL")) || !(k_raddr = intern("REMOTE_ADDR")) ||
+        !(k_rport = intern("REMOTE_PORT")) || !(k_input = intern("wsgi.input")) ||
         !(v_http10 = intern("HTTP/1.0")) || !(v_http11 = intern("HTTP/1.1")) ||
         !(v_empty = intern("")) || !(v_port80 = intern("80")) ||
         !(v_port443 = intern("443")) || !(v_localhost = intern("localhost")))
@@ -106,21 +108,17 @@ int environ_init(struct wsgi *w)
     if ((d = PyDict_New()) == NULL)
         return -1;
     if (set_const(d, "wsgi.version", Py_BuildValue("(ii)", 1, 0)) < 0 ||
-        set_const(d, "wsgi.url_scheme", PyUnicode_FromString(w->url_scheme)) <
-            0 ||
-        set_const(d, "wsgi.multithread", PyBool_FromLong(w->nthreads >= 2)) <
-            0 ||
+        set_const(d, "wsgi.url_scheme", PyUnicode_FromString(w->url_scheme)) < 0 ||
+        set_const(d, "wsgi.multithread", PyBool_FromLong(w->nthreads >= 2)) < 0 ||
         set_const(d, "wsgi.multiprocess", Py_NewRef(Py_True)) < 0 ||
         set_const(d, "wsgi.run_once", Py_NewRef(Py_False)) < 0 ||
         set_const(d, "wsgi.errors", Py_NewRef(w->errors)) < 0 ||
         set_const(d, "wsgi.input_terminated", Py_NewRef(Py_True)) < 0 ||
-        set_const(d, "wsgi.file_wrapper", Py_NewRef(file_wrapper_type())) <
-            0 ||
+        set_const(d, "wsgi.file_wrapper", Py_NewRef(file_wrapper_type())) < 0 ||
         set_const(d, "SERVER_SOFTWARE", PyUnicode_FromString("preforkd")) < 0 ||
-        set_const(d, "SCRIPT_NAME", PyUnicode_DecodeLatin1(
-                                        w->script_name,
-                                        (Py_ssize_t)w->script_name_len,
-                                        NULL)) < 0) {
+        set_const(d, "SCRIPT_NAME",
+                  PyUnicode_DecodeLatin1(w->script_name, (Py_ssize_t)w->script_name_len,
+                                         NULL)) < 0) {
         Py_DECREF(d);
         return -1;
     }
@@ -187,8 +185,8 @@ static int set_path(struct job *j, PyObject *d, bool *not_found)
     /* absolute-form (a proxy's "http://host/path"): the path part only */
     if (len > 0 && p[0] != '/' && p[0] != '*') {
         const char *scheme = memchr(p, ':', len);
-        if (scheme != NULL && (size_t)(scheme - p) + 3 <= len &&
-            scheme[1] == '/' && scheme[2] == '/') {
+        if (scheme != NULL && (size_t)(scheme - p) + 3 <= len && scheme[1] == '/' &&
+            scheme[2] == '/') {
             const char *end = p + len, *slash;
             slash = memchr(scheme + 3, '/', (size_t)(end - scheme - 3));
             len = slash ? (size_t)(end - slash) : 0;
@@ -235,8 +233,7 @@ static int set_server(struct job *j, PyObject *d, pf_str host)
     }
     if (h == NULL || len == 0)
         return PyDict_SetItem(d, k_sname, v_localhost) < 0 ||
-                       PyDict_SetItem(d, k_sport, https ? v_port443 : v_port80) <
-                           0
+                       PyDict_SetItem(d, k_sport, https ? v_port443 : v_port80) < 0
                    ? -1
                    : 0;
     for (size_t i = len; i > 0; i--) {
@@ -249,8 +246,7 @@ static int set_server(struct job *j, PyObject *d, pf_str host)
     }
     if (colon != NULL) {
         if (put(d, k_sname, latin1(h, (size_t)(colon - h))) < 0 ||
-            put(d, k_sport, latin1(colon + 1, len - (size_t)(colon - h) - 1)) <
-                0)
+            put(d, k_sport, latin1(colon + 1, len - (size_t)(colon - h) - 1)) < 0)
             return -1;
         return 0;
     }
@@ -268,8 +264,7 @@ static PyObject *header_key(const pf_header *h)
         if (common[i].len == h->name.len &&
             strncasecmp(common[i].name, h->name.ptr, h->name.len) == 0)
             return Py_NewRef(common[i].key);
-    if (h->name.len + 6 > sizeof(buf) &&
-        (key = PyMem_Malloc(h->name.len + 6)) == NULL)
+    if (h->name.len + 6 > sizeof(buf) && (key = PyMem_Malloc(h->name.len + 6)) == NULL)
         return PyErr_NoMemory();
     if (http_key(h->name.ptr, h->name.len, key) < 0) {
         if (key != buf)
@@ -305,8 +300,9 @@ static int add_header(PyObject *d, const pf_header *h)
     }
     old = PyDict_GetItemWithError(d, key); /* borrowed */
     if (old != NULL) {
-        joined = PyUnicode_FromFormat(
-            name_is(h->name, LIT("cookie")) ? "%U; %U" : "%U, %U", old, v);
+        joined = PyUnicode_FromFormat(name_is(h->name, LIT("cookie")) ? "%U; %U"
+                                                                      : "%U, %U",
+                                      old, v);
         Py_DECREF(v);
         v = joined;
     } else if (PyErr_Occurred()) {
@@ -343,10 +339,9 @@ PyObject *environ_build(struct job *j, bool *not_found)
         return d;
     if (put(d, k_method, method_str(j->method)) < 0 ||
         put(d, k_query, latin1(j->query.ptr, j->query.len)) < 0 ||
-        PyDict_SetItem(d, k_proto, j->version == 10 ? v_http10 : v_http11) <
-            0 ||
-        put(d, k_raddr, PyUnicode_DecodeLatin1(j->peer, (Py_ssize_t)strlen(j->peer),
-                                               NULL)) < 0)
+        PyDict_SetItem(d, k_proto, j->version == 10 ? v_http10 : v_http11) < 0 ||
+        put(d, k_raddr,
+            PyUnicode_DecodeLatin1(j->peer, (Py_ssize_t)strlen(j->peer), NULL)) < 0)
         goto fail;
     if (j->peer_port > 0) {
         snprintf(num, sizeof(num), "%d", j->peer_port);
@@ -357,15 +352,13 @@ PyObject *environ_build(struct job *j, bool *not_found)
         const pf_header *h = &j->hdrs[i];
 
         if (name_is(h->name, LIT("content-type"))) {
-            if (!have_ctype &&
-                put(d, k_ctype, latin1(h->value.ptr, h->value.len)) < 0)
+            if (!have_ctype && put(d, k_ctype, latin1(h->value.ptr, h->value.len)) < 0)
                 goto fail;
             have_ctype = true;
             continue;
         }
         if (name_is(h->name, LIT("content-length"))) {
-            if (!have_clen &&
-                put(d, k_clen, latin1(h->value.ptr, h->value.len)) < 0)
+            if (!have_clen && put(d, k_clen, latin1(h->value.ptr, h->value.len)) < 0)
                 goto fail;
             have_clen = true;
             continue;

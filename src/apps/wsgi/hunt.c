@@ -36,7 +36,7 @@ struct tcount {
 };
 
 struct census {
-    struct tcount *t;            /* open addressing on the type's address */
+    struct tcount *t; /* open addressing on the type's address */
     size_t cap, used;
     Py_ssize_t objects;
     double ms;
@@ -44,26 +44,29 @@ struct census {
 
 static struct {
     /* [app] keys (load) */
-    bool on;                     /* hunt = true */
-    long census_after;           /* 0: no census */
+    bool on;           /* hunt = true */
+    long census_after; /* 0: no census */
     int route_segments, route_keys;
 
     /* the worker */
-    bool counting;               /* our allocator hooks are in */
+    bool counting; /* our allocator hooks are in */
     PyMemAllocatorEx mem_orig, obj_orig;
-    int64_t blocks;              /* +1 a block, -1 a free: under the GIL */
-    int64_t gc_freed;            /* blocks the collector freed */
-    int64_t gc_start;            /* blocks when a collection started */
-    long requests;               /* requests the app has finished */
-    struct census base;          /* after census_after requests */
+    int64_t blocks;     /* +1 a block, -1 a free: under the GIL */
+    int64_t gc_freed;   /* blocks the collector freed */
+    int64_t gc_start;   /* blocks when a collection started */
+    long requests;      /* requests the app has finished */
+    struct census base; /* after census_after requests */
     bool base_taken;
-    double next_figures;         /* monotonic seconds */
+    double next_figures; /* monotonic seconds */
 
     /* figures, from the Python side to the loop */
     pthread_mutex_t mu;
     bool fresh;
     double allocated, collections[3], uncollectable;
-} hunt = {.on = true, .census_after = 100, .route_segments = 2, .route_keys = 64,
+} hunt = {.on = true,
+          .census_after = 100,
+          .route_segments = 2,
+          .route_keys = 64,
           .mu = PTHREAD_MUTEX_INITIALIZER};
 
 static double mono(void)
@@ -76,8 +79,8 @@ static double mono(void)
 
 /* ---- configuration (load) ------------------------------------------------- */
 
-static int get_long(const pf_app_config *cfg, const char *key, long lo,
-                    long hi, long *out)
+static int get_long(const pf_app_config *cfg, const char *key, long lo, long hi,
+                    long *out)
 {
     const char *v = pf_config_get(cfg, key);
     char *end;
@@ -88,8 +91,10 @@ static int get_long(const pf_app_config *cfg, const char *key, long lo,
     errno = 0;
     n = strtol(v, &end, 10); /* digits only, as the daemon's own numbers */
     if (*v < '0' || *v > '9' || errno != 0 || *end != '\0' || n < lo || n > hi)
-        return pf_config_error(cfg, key, "expected a number from %ld to %ld, "
-                               "got \"%s\"", lo, hi, v);
+        return pf_config_error(cfg, key,
+                               "expected a number from %ld to %ld, "
+                               "got \"%s\"",
+                               lo, hi, v);
     *out = n;
     return 0;
 }
@@ -101,15 +106,17 @@ int hunt_config(const pf_app_config *cfg)
     int rc = 0;
 
     if (v != NULL) {
-        if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") ||
-            !strcasecmp(v, "on") || !strcmp(v, "1"))
+        if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") ||
+            !strcmp(v, "1"))
             hunt.on = true;
         else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") ||
                  !strcasecmp(v, "off") || !strcmp(v, "0"))
             hunt.on = false;
         else
-            rc = pf_config_error(cfg, "hunt", "expected true or false, got "
-                                 "\"%s\"", v);
+            rc = pf_config_error(cfg, "hunt",
+                                 "expected true or false, got "
+                                 "\"%s\"",
+                                 v);
     }
     rc |= get_long(cfg, "census_after", 0, 1000000000L, &hunt.census_after);
     rc |= get_long(cfg, "route_segments", 0, 16, &seg);
@@ -167,10 +174,10 @@ static void count_blocks(void)
 
     PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &hunt.mem_orig);
     PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &hunt.obj_orig);
-    mem = (PyMemAllocatorEx){&hunt.mem_orig, count_malloc, count_calloc,
-                             count_realloc, count_free};
-    obj = (PyMemAllocatorEx){&hunt.obj_orig, count_malloc, count_calloc,
-                             count_realloc, count_free};
+    mem = (PyMemAllocatorEx){&hunt.mem_orig, count_malloc, count_calloc, count_realloc,
+                             count_free};
+    obj = (PyMemAllocatorEx){&hunt.obj_orig, count_malloc, count_calloc, count_realloc,
+                             count_free};
     PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &mem);
     PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &obj);
     hunt.counting = true;
@@ -320,9 +327,10 @@ static int census_take(struct wsgi *w, struct census *c, const char *when)
 
     *c = (struct census){0};
     if (blocks > CENSUS_MAX_BLOCKS) {
-        wsgi_log(w, PF_LOG_WARN, "wsgi: no census of objects %s: Python has %zd "
-               "blocks, more than %ld (it would hold the GIL too long)", when,
-               blocks, CENSUS_MAX_BLOCKS);
+        wsgi_log(w, PF_LOG_WARN,
+                 "wsgi: no census of objects %s: Python has %zd "
+                 "blocks, more than %ld (it would hold the GIL too long)",
+                 when, blocks, CENSUS_MAX_BLOCKS);
         return -1;
     }
     if ((gc = PyImport_ImportModule("gc")) != NULL)
@@ -352,8 +360,7 @@ fail:
     PyErr_Clear();
     Py_XDECREF(objs);
     census_free(c);
-    wsgi_log(w, PF_LOG_WARN, "wsgi: no census of objects %s: out of memory",
-             when);
+    wsgi_log(w, PF_LOG_WARN, "wsgi: no census of objects %s: out of memory", when);
     return -1;
 }
 
@@ -385,8 +392,8 @@ static void type_name(PyTypeObject *t, char *out, size_t len)
 
 /* "dict +120431, urllib3.connectionpool.HTTPConnectionPool +3012, ...":
  * the CENSUS_TOP types that grew most from base to now. [GIL] */
-static void census_diff(const struct census *base, const struct census *now,
-                        char *out, size_t len)
+static void census_diff(const struct census *base, const struct census *now, char *out,
+                        size_t len)
 {
     struct tcount top[CENSUS_TOP];
     int ntop = 0;
@@ -457,10 +464,11 @@ void hunt_request_end(struct job *j)
     if (++hunt.requests == hunt.census_after && !hunt.base_taken) {
         if (census_take(j->w, &hunt.base, "after the first requests") == 0) {
             hunt.base_taken = true;
-            wsgi_log(j->w, PF_LOG_INFO, "wsgi: census of objects after %ld requests "
-                   "(the baseline of the census at a max_rss retirement): "
-                   "%zd objects of %zu types in %.1f ms", hunt.requests,
-                   hunt.base.objects, hunt.base.used, hunt.base.ms);
+            wsgi_log(j->w, PF_LOG_INFO,
+                     "wsgi: census of objects after %ld requests "
+                     "(the baseline of the census at a max_rss retirement): "
+                     "%zd objects of %zu types in %.1f ms",
+                     hunt.requests, hunt.base.objects, hunt.base.used, hunt.base.ms);
         }
     }
     if (mono() >= hunt.next_figures) {
@@ -482,18 +490,22 @@ void hunt_worker_exit(struct wsgi *w)
     if (!hunt.on || hunt.census_after == 0 || why == NULL || strcmp(why, "max_rss") != 0)
         return;
     if (!hunt.base_taken) {
-        pf_log(PF_LOG_INFO, "wsgi: no census at this max_rss retirement: the "
+        pf_log(PF_LOG_INFO,
+               "wsgi: no census at this max_rss retirement: the "
                "worker finished %ld requests, the baseline is taken after "
-               "census_after = %ld", hunt.requests, hunt.census_after);
+               "census_after = %ld",
+               hunt.requests, hunt.census_after);
         return;
     }
     g = PyGILState_Ensure();
     if (census_take(w, &now, "at this max_rss retirement") == 0) {
         census_diff(&hunt.base, &now, text, sizeof(text));
-        pf_log(PF_LOG_INFO, "wsgi: grew since boot: %s (objects the collector "
+        pf_log(PF_LOG_INFO,
+               "wsgi: grew since boot: %s (objects the collector "
                "tracks, %zd after %ld requests, %zd now after %ld; census in "
-               "%.1f ms)", text, hunt.base.objects, hunt.census_after, now.objects,
-               hunt.requests, now.ms);
+               "%.1f ms)",
+               text, hunt.base.objects, hunt.census_after, now.objects, hunt.requests,
+               now.ms);
         census_free(&now);
     }
     PyGILState_Release(g);

@@ -15,8 +15,7 @@
 /* ---- wsgi.input ------------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD
-    const char *data; /* the daemon's buffer: NULL once detached */
+    PyObject_HEAD const char *data; /* the daemon's buffer: NULL once detached */
     Py_ssize_t len, pos;
 } Input;
 
@@ -58,16 +57,14 @@ static int size_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *out)
 
 static PyObject *take(Input *in, Py_ssize_t n)
 {
-    PyObject *b = PyBytes_FromStringAndSize(in->data ? in->data + in->pos : "",
-                                            n);
+    PyObject *b = PyBytes_FromStringAndSize(in->data ? in->data + in->pos : "", n);
 
     if (b != NULL)
         in->pos += n;
     return b;
 }
 
-static PyObject *input_read(PyObject *self, PyObject *const *args,
-                            Py_ssize_t nargs)
+static PyObject *input_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Input *in = (Input *)self;
     Py_ssize_t n, left = in->len - in->pos;
@@ -93,8 +90,7 @@ static Py_ssize_t line_len(const Input *in, Py_ssize_t max)
     return nl != NULL ? (Py_ssize_t)(nl - p) + 1 : left;
 }
 
-static PyObject *input_readline(PyObject *self, PyObject *const *args,
-                                Py_ssize_t nargs)
+static PyObject *input_readline(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Input *in = (Input *)self;
     Py_ssize_t n;
@@ -104,8 +100,7 @@ static PyObject *input_readline(PyObject *self, PyObject *const *args,
     return take(in, line_len(in, n));
 }
 
-static PyObject *input_readlines(PyObject *self, PyObject *const *args,
-                                 Py_ssize_t nargs)
+static PyObject *input_readlines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Input *in = (Input *)self;
     Py_ssize_t hint, total = 0, n;
@@ -148,8 +143,7 @@ static PyMethodDef input_methods[] = {
 };
 
 static PyTypeObject InputType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "preforkd.Input",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "preforkd.Input",
     .tp_basicsize = sizeof(Input),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "wsgi.input: the request body, already received in full",
@@ -163,8 +157,7 @@ static PyTypeObject InputType = {
 #define ERRORS_LINE_MAX 4000
 
 typedef struct {
-    PyObject_HEAD
-    struct wsgi *w;
+    PyObject_HEAD struct wsgi *w;
     char buf[ERRORS_LINE_MAX]; /* a partial line (GIL-protected) */
     size_t len;
 } Errors;
@@ -248,8 +241,7 @@ static PyMethodDef errors_methods[] = {
 };
 
 static PyTypeObject ErrorsType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "preforkd.Errors",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "preforkd.Errors",
     .tp_basicsize = sizeof(Errors),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "wsgi.errors: each line becomes a line of the error log",
@@ -259,8 +251,7 @@ static PyTypeObject ErrorsType = {
 /* ---- wsgi.file_wrapper ---------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *filelike;
+    PyObject_HEAD PyObject *filelike;
     Py_ssize_t blksize;
 } FileWrapper;
 
@@ -274,8 +265,8 @@ static PyObject *fw_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     Py_ssize_t blksize = 8192;
     FileWrapper *fw;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|n:FileWrapper", kwlist,
-                                     &filelike, &blksize))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|n:FileWrapper", kwlist, &filelike,
+                                     &blksize))
         return NULL;
     if ((fw = (FileWrapper *)type->tp_alloc(type, 0)) == NULL)
         return NULL;
@@ -295,8 +286,7 @@ static void fw_dealloc(PyObject *self)
 static PyObject *fw_next(PyObject *self)
 {
     FileWrapper *fw = (FileWrapper *)self;
-    PyObject *data = PyObject_CallMethod(fw->filelike, "read", "n",
-                                         fw->blksize);
+    PyObject *data = PyObject_CallMethod(fw->filelike, "read", "n", fw->blksize);
 
     if (data != NULL && PyObject_Length(data) == 0) {
         Py_DECREF(data);
@@ -320,8 +310,7 @@ static PyMethodDef fw_methods[] = {
 };
 
 static PyTypeObject FileWrapperType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "preforkd.FileWrapper",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "preforkd.FileWrapper",
     .tp_basicsize = sizeof(FileWrapper),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "wsgi.file_wrapper(filelike, blksize=8192)",
@@ -365,8 +354,7 @@ int file_wrapper_fd(PyObject *o, uint64_t *off, uint64_t *len)
     if ((dup = fcntl((int)fd, F_DUPFD_CLOEXEC, 0)) < 0)
         goto no;
     *off = (uint64_t)pos;
-    *len = (uint64_t)st.st_size > (uint64_t)pos ? (uint64_t)st.st_size -
-                                                      (uint64_t)pos
+    *len = (uint64_t)st.st_size > (uint64_t)pos ? (uint64_t)st.st_size - (uint64_t)pos
                                                 : 0;
     return dup;
 no:

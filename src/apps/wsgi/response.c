@@ -15,8 +15,7 @@
 /* ---- start_response ---------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD
-    struct job *j; /* NULL once the request is over */
+    PyObject_HEAD struct job *j; /* NULL once the request is over */
 } StartResponse;
 
 static PyTypeObject StartResponseType;
@@ -24,9 +23,8 @@ static PyTypeObject StartResponseType;
 /* RFC 9110 tchar */
 static bool is_tchar(Py_UCS4 c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || (c < 128 && strchr("!#$%&'*+-.^_`|~", (int)c) &&
-                                      c != 0);
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c < 128 && strchr("!#$%&'*+-.^_`|~", (int)c) && c != 0);
 }
 
 static int check_status(PyObject *s, int *code)
@@ -52,14 +50,18 @@ static int check_status(PyObject *s, int *code)
             goto bad;
     }
     if (*code < 200) {
-        PyErr_Format(PyExc_ValueError, "status %R: the app may not send "
-                     "1xx responses", s);
+        PyErr_Format(PyExc_ValueError,
+                     "status %R: the app may not send "
+                     "1xx responses",
+                     s);
         return -1;
     }
     return 0;
 bad:
-    PyErr_Format(PyExc_ValueError, "status %R is not of the form "
-                 "\"200 OK\"", s);
+    PyErr_Format(PyExc_ValueError,
+                 "status %R is not of the form "
+                 "\"200 OK\"",
+                 s);
     return -1;
 }
 
@@ -96,8 +98,10 @@ static int check_headers(struct job *j, PyObject *h)
         if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2 ||
             !PyUnicode_Check(name = PyTuple_GET_ITEM(t, 0)) ||
             !PyUnicode_Check(value = PyTuple_GET_ITEM(t, 1))) {
-            PyErr_Format(PyExc_TypeError, "header %zd must be a (str, str) "
-                         "tuple, got %R", i, t);
+            PyErr_Format(PyExc_TypeError,
+                         "header %zd must be a (str, str) "
+                         "tuple, got %R",
+                         i, t);
             return -1;
         }
         if (PyUnicode_GET_LENGTH(name) == 0)
@@ -111,25 +115,28 @@ static int check_headers(struct job *j, PyObject *h)
                 goto bad;
         }
         if (PyUnicode_CompareWithASCIIString(name, "Content-Length") == 0 ||
-            (PyUnicode_GET_LENGTH(name) == 14 &&
-             PyUnicode_IS_ASCII(name) &&
+            (PyUnicode_GET_LENGTH(name) == 14 && PyUnicode_IS_ASCII(name) &&
              strcasecmp(PyUnicode_AsUTF8(name), "content-length") == 0)) {
             if (j->has_cl) {
                 PyErr_SetString(PyExc_ValueError, "two Content-Length "
-                                "headers");
+                                                  "headers");
                 return -1;
             }
             if (parse_cl(value, &j->cl) < 0) {
-                PyErr_Format(PyExc_ValueError, "Content-Length %R is not a "
-                             "number", value);
+                PyErr_Format(PyExc_ValueError,
+                             "Content-Length %R is not a "
+                             "number",
+                             value);
                 return -1;
             }
             j->has_cl = true;
         }
         continue;
     bad:
-        PyErr_Format(PyExc_ValueError, "header %R: invalid name or value "
-                     "(a token, and latin-1 text without CR, LF or NUL)", t);
+        PyErr_Format(PyExc_ValueError,
+                     "header %R: invalid name or value "
+                     "(a token, and latin-1 text without CR, LF or NUL)",
+                     t);
         return -1;
     }
     return 0;
@@ -147,12 +154,12 @@ static PyObject *sr_call(PyObject *self, PyObject *args, PyObject *kw)
     PyObject *status, *headers, *exc_info = Py_None;
     int code;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:start_response", kwlist,
-                                     &status, &headers, &exc_info))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:start_response", kwlist, &status,
+                                     &headers, &exc_info))
         return NULL;
     if (j == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "start_response called after "
-                        "the response ended");
+                                            "the response ended");
         return NULL;
     }
     if (exc_info != Py_None) {
@@ -171,7 +178,7 @@ static PyObject *sr_call(PyObject *self, PyObject *args, PyObject *kw)
         }
     } else if (j->sr_status != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "start_response called twice "
-                        "without exc_info");
+                                            "without exc_info");
         return NULL;
     }
     if (check_status(status, &code) < 0 || check_headers(j, headers) < 0)
@@ -183,8 +190,7 @@ static PyObject *sr_call(PyObject *self, PyObject *args, PyObject *kw)
 }
 
 static PyTypeObject StartResponseType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "preforkd.StartResponse",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "preforkd.StartResponse",
     .tp_basicsize = sizeof(StartResponse),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "start_response(status, headers, exc_info=None)",
@@ -264,7 +270,7 @@ static int commit(struct job *j)
         return 0;
     if (j->sr_status == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the app sent a body (or "
-                        "returned) without calling start_response");
+                                            "returned) without calling start_response");
         return -1;
     }
     if (build_head(j) < 0)
@@ -310,7 +316,7 @@ static PyObject *sr_write(PyObject *self, PyObject *data)
 
     if (j == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "write() after the response "
-                        "ended");
+                                            "ended");
         return NULL;
     }
     if (!PyBytes_Check(data)) {
@@ -327,8 +333,7 @@ static PyObject *sr_write(PyObject *self, PyObject *data)
         wait = (j->q.len >= WSGI_WINDOW || j->blocked) && !j->aborted;
         unlock(j->w);
         if (wait) { /* as fast as the client reads, as a generator is */
-            Py_BEGIN_ALLOW_THREADS
-            lock(j->w);
+            Py_BEGIN_ALLOW_THREADS lock(j->w);
             while ((j->q.len >= WSGI_WINDOW || j->blocked) && !j->aborted &&
                    !j->w->stopping)
                 pthread_cond_wait(&j->w->room, &j->w->mu);
@@ -521,8 +526,10 @@ static int pull(struct job *j)
             break;
         }
         if (!PyBytes_Check(chunk)) {
-            PyErr_Format(PyExc_TypeError, "the response iterable gave %s, "
-                         "not bytes", Py_TYPE(chunk)->tp_name);
+            PyErr_Format(PyExc_TypeError,
+                         "the response iterable gave %s, "
+                         "not bytes",
+                         Py_TYPE(chunk)->tp_name);
             Py_DECREF(chunk);
             app_failed(j);
             return 0;
@@ -531,8 +538,7 @@ static int pull(struct job *j)
             Py_DECREF(chunk);
             continue;
         }
-        full = emit(j, PyBytes_AS_STRING(chunk),
-                    (size_t)PyBytes_GET_SIZE(chunk));
+        full = emit(j, PyBytes_AS_STRING(chunk), (size_t)PyBytes_GET_SIZE(chunk));
         Py_DECREF(chunk);
         if (full < 0) {
             app_failed(j);

@@ -19,9 +19,9 @@
 struct route {
     uint32_t hash;
     char key[LABEL];
-    uint64_t n;      /* requests counted (the first one is not) */
-    int64_t sum;     /* their retained blocks */
-    bool seen;       /* the first request went by */
+    uint64_t n;  /* requests counted (the first one is not) */
+    int64_t sum; /* their retained blocks */
+    bool seen;   /* the first request went by */
 };
 
 static struct {
@@ -109,7 +109,10 @@ void routes_add(int i, int64_t blocks)
 
 void routes_publish(void)
 {
-    struct { char key[LABEL]; double mean; } top[TOP];
+    struct {
+        char key[LABEL];
+        double mean;
+    } top[TOP];
     int ntop = 0;
 
     pthread_mutex_lock(&routes.mu);

@@ -14,7 +14,6 @@
 
 #include "wsgi.h"
 
-
 static double mono(void)
 {
     struct timespec ts;
@@ -211,9 +210,10 @@ static void on_stuck_check(struct ev_loop *loop, ev_timer *t, int revents)
     if (age == 0)
         return;
     w->stuck_reported = true;
-    pf_log(PF_LOG_ERROR, "wsgi: request %s stuck in the app for %.0fs "
-           "(stuck_timeout %gs): asking for this worker's replacement", what, age,
-           w->stuck_timeout);
+    pf_log(PF_LOG_ERROR,
+           "wsgi: request %s stuck in the app for %.0fs "
+           "(stuck_timeout %gs): asking for this worker's replacement",
+           what, age, w->stuck_timeout);
     pf_worker_recycle();
 }
 
@@ -250,9 +250,8 @@ static void *thread_main(void *arg)
         j->py = PY_RUNNING;
         t->busy = true;
         t->since = mono();
-        snprintf(t->what, sizeof(t->what), "%.*s %.*s", (int)j->method.len,
-                 j->method.ptr, (int)(j->target.len > 120 ? 120 : j->target.len),
-                 j->target.ptr);
+        snprintf(t->what, sizeof(t->what), "%.*s %.*s", (int)j->method.len, j->method.ptr,
+                 (int)(j->target.len > 120 ? 120 : j->target.len), j->target.ptr);
         unlock(w);
         PyEval_RestoreThread(t->ts);
         response_run(j); /* j may be gone once this returns */

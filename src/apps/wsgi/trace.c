@@ -95,8 +95,8 @@ static PyObject *helper_get(void)
     if (code == NULL)
         return NULL;
     ns = PyDict_New();
-    if (ns != NULL && PyDict_SetItemString(ns, "__builtins__",
-                                           PyEval_GetBuiltins()) == 0 &&
+    if (ns != NULL &&
+        PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) == 0 &&
         (r = PyEval_EvalCode(code, ns, ns)) != NULL) {
         Py_DECREF(r);
         helper = ns;
@@ -168,8 +168,10 @@ fail:
     Py_XDECREF(r);
     if (PyErr_Occurred())
         wsgi_log_exception(NULL, "wsgi: trace failed");
-    snprintf(out, outlen, "trace %s failed on worker %d (pid %d): see the "
-             "error log\n", fn, pf_worker_id(), (int)getpid());
+    snprintf(out, outlen,
+             "trace %s failed on worker %d (pid %d): see the "
+             "error log\n",
+             fn, pf_worker_id(), (int)getpid());
     return 500;
 }
 
@@ -181,8 +183,7 @@ int trace_command(void *state, const char *cmd, const char *args, char *out,
     PyGILState_STATE g;
 
     if (strcmp(cmd, "trace") != 0) {
-        snprintf(out, outlen, "app wsgi has no command \"%s\" (it has: trace)\n",
-                 cmd);
+        snprintf(out, outlen, "app wsgi has no command \"%s\" (it has: trace)\n", cmd);
         return 404;
     }
     if (parse(args, what, opt) < 0)
@@ -202,7 +203,7 @@ int trace_command(void *state, const char *cmd, const char *args, char *out,
         pf_worker_recycle();
     return status;
 usage:
-    snprintf(out, outlen, USAGE " (frames 1..%d, top 1..%d), got \"%s\"\n",
-             FRAMES_MAX, TOP_MAX, args);
+    snprintf(out, outlen, USAGE " (frames 1..%d, top 1..%d), got \"%s\"\n", FRAMES_MAX,
+             TOP_MAX, args);
     return 400;
 }

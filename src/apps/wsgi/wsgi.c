@@ -36,8 +36,7 @@ void wsgi_log(struct wsgi *w, int level, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
-    if (w == NULL || w->loop == NULL ||
-        pthread_equal(pthread_self(), w->loop_thread)) {
+    if (w == NULL || w->loop == NULL || pthread_equal(pthread_self(), w->loop_thread)) {
         pf_log(level, "%s", buf);
         return;
     }
@@ -85,8 +84,8 @@ void wsgi_log_exception(struct wsgi *w, const char *what)
     wsgi_log(w, PF_LOG_ERROR, "%s:", what);
     if (format_exception != NULL)
         lines = PyObject_CallFunctionObjArgs(format_exception, type,
-                                             value ? value : Py_None,
-                                             tb ? tb : Py_None, NULL);
+                                             value ? value : Py_None, tb ? tb : Py_None,
+                                             NULL);
     if (lines != NULL && (sep = PyUnicode_FromString("")) != NULL)
         text = PyUnicode_Join(sep, lines);
     if (text != NULL && PyUnicode_Check(text)) {
@@ -163,8 +162,7 @@ static void signals_save(struct sigsave *s)
 
 /* Puts back every disposition of s; warns about each one that `when`
  * (NULL: quietly) changed. */
-static void signals_restore(struct wsgi *w, const struct sigsave *s,
-                            const char *when)
+static void signals_restore(struct wsgi *w, const struct sigsave *s, const char *when)
 {
     for (int sig = 1; sig < NSIG; sig++) {
         struct sigaction now;
@@ -211,9 +209,8 @@ static int config_status(PyStatus st, PyConfig *c)
 {
     if (!PyStatus_Exception(st))
         return 0;
-    pf_log(PF_LOG_ERROR, "wsgi: cannot initialise Python: %s%s%s",
-           st.func ? st.func : "", st.func ? ": " : "",
-           st.err_msg ? st.err_msg : "?");
+    pf_log(PF_LOG_ERROR, "wsgi: cannot initialise Python: %s%s%s", st.func ? st.func : "",
+           st.func ? ": " : "", st.err_msg ? st.err_msg : "?");
     PyConfig_Clear(c);
     return -1;
 }
@@ -297,11 +294,10 @@ static PyObject *post_fork_fn; /* post_fork's callable, when set */
  * name (a thread's name is all the app can recognise). */
 static void warn_import_threads(struct wsgi *w)
 {
-    PyObject *mods = PySys_GetObject("modules"), *threading, *list = NULL,
-             *main_t = NULL, *seen = NULL;
+    PyObject *mods = PySys_GetObject("modules"), *threading, *list = NULL, *main_t = NULL,
+             *seen = NULL;
 
-    if (mods == NULL ||
-        (threading = PyDict_GetItemString(mods, "threading")) == NULL)
+    if (mods == NULL || (threading = PyDict_GetItemString(mods, "threading")) == NULL)
         return; /* threading never imported: no Python thread */
     list = PyObject_CallMethod(threading, "enumerate", NULL);
     main_t = PyObject_CallMethod(threading, "main_thread", NULL);
@@ -319,7 +315,8 @@ static void warn_import_threads(struct wsgi *w)
             PySet_Add(seen, name);
             wsgi_log(w, PF_LOG_WARN,
                      "wsgi: thread '%s' started at import time will not "
-                     "exist in workers", s);
+                     "exist in workers",
+                     s);
         }
         Py_DECREF(name);
     }
@@ -347,8 +344,7 @@ static int freeze_gc(void)
     return r != NULL ? 0 : -1;
 }
 
-static int import_app(struct wsgi *w, const pf_app_config *cfg,
-                      const char *python_path)
+static int import_app(struct wsgi *w, const pf_app_config *cfg, const char *python_path)
 {
     PyObject *tb;
 
@@ -357,8 +353,8 @@ static int import_app(struct wsgi *w, const pf_app_config *cfg,
         Py_DECREF(tb);
     }
     if (format_exception == NULL || set_python_path(python_path) < 0 ||
-        input_init() < 0 || response_init() < 0 ||
-        (w->errors = errors_new(w)) == NULL || environ_init(w) < 0) {
+        input_init() < 0 || response_init() < 0 || (w->errors = errors_new(w)) == NULL ||
+        environ_init(w) < 0) {
         wsgi_log_exception(w, "wsgi: cannot set up the interpreter");
         return -1;
     }
@@ -403,9 +399,11 @@ static int wsgi_load(const pf_app_config *cfg, void **state)
     if (Py_IsInitialized()) {
         /* A second load in one process (a reload without a mold): an
          * interpreter is never finalised and started again. */
-        pf_log(PF_LOG_ERROR, "wsgi: Python is already running in this "
+        pf_log(PF_LOG_ERROR,
+               "wsgi: Python is already running in this "
                "process (pid %d): the app can only be loaded again in a "
-               "new process", (int)getpid());
+               "new process",
+               (int)getpid());
         wsgi_free(w);
         return -1;
     }
@@ -563,7 +561,7 @@ static void wsgi_unload(void *state)
 PF_APP_DEFINE(.name = "wsgi",
               .description = "a Python WSGI application (PEP 3333) on an "
                              "embedded CPython " PY_VER_STR,
-              .load = wsgi_load, .worker_init = wsgi_worker_init,
-              .handle = wsgi_handle, .worker_exit = wsgi_worker_exit,
-              .unload = wsgi_unload, .fork_prepare = wsgi_fork_prepare,
-              .fork_parent = wsgi_fork_parent, .command = trace_command);
+              .load = wsgi_load, .worker_init = wsgi_worker_init, .handle = wsgi_handle,
+              .worker_exit = wsgi_worker_exit, .unload = wsgi_unload,
+              .fork_prepare = wsgi_fork_prepare, .fork_parent = wsgi_fork_parent,
+              .command = trace_command);

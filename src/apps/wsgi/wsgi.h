@@ -20,8 +20,7 @@
 #include <preforkd.h>
 
 /* "3.11": the Python this module embeds. */
-#define PY_VER_STR                                                            \
-    Py_STRINGIFY(PY_MAJOR_VERSION) "." Py_STRINGIFY(PY_MINOR_VERSION)
+#define PY_VER_STR Py_STRINGIFY(PY_MAJOR_VERSION) "." Py_STRINGIFY(PY_MINOR_VERSION)
 
 /* Body bytes a job may have queued for the loop before its Python side
  * parks (gives the thread back) until the connection has drained. */
@@ -45,61 +44,61 @@ enum py_state {
  * request has ended and Python is done with it. */
 struct job {
     struct wsgi *w;
-    pf_request *r;               /* loop only */
-    struct job *next_run;        /* in the run queue (PY_QUEUED) */
-    struct job *next_out;        /* in the outbox (news for the loop) */
-    struct job *next_ready;      /* in the loop's ready list */
-    bool in_out;                 /* pool mutex */
-    bool in_ready;               /* loop only */
+    pf_request *r;          /* loop only */
+    struct job *next_run;   /* in the run queue (PY_QUEUED) */
+    struct job *next_out;   /* in the outbox (news for the loop) */
+    struct job *next_ready; /* in the loop's ready list */
+    bool in_out;            /* pool mutex */
+    bool in_ready;          /* loop only */
 
     /* The request, read on the loop in handle. The pf_str bytes stay
      * valid until the request ends, which happens after PY_DONE. */
     pf_str method, target, path, query, body;
     int version;
     char peer[64];
-    int peer_port;               /* 0: a unix socket */
-    char local[64];              /* the address it came in on, for a */
-    int local_port;              /* request without Host */
+    int peer_port;  /* 0: a unix socket */
+    char local[64]; /* the address it came in on, for a */
+    int local_port; /* request without Host */
     size_t nhdrs;
-    pf_header *hdrs;             /* points into this allocation */
+    pf_header *hdrs; /* points into this allocation */
 
     /* Python side (GIL). */
-    PyObject *result;            /* what the app returned */
-    PyObject *iter;              /* iter(result), for a general iterable */
-    Py_ssize_t seq_pos;          /* next item of a list or tuple result */
-    PyObject *input;             /* wsgi.input: detached at the end */
-    PyObject *sr;                /* the start_response object */
-    PyObject *sr_status;         /* from start_response (str) */
-    PyObject *sr_headers;        /* from start_response (list) */
-    bool committed;              /* the head is final (first body byte) */
-    bool has_cl;                 /* the app declared Content-Length */
-    uint64_t cl, body_out;       /* declared, and body bytes emitted */
+    PyObject *result;      /* what the app returned */
+    PyObject *iter;        /* iter(result), for a general iterable */
+    Py_ssize_t seq_pos;    /* next item of a list or tuple result */
+    PyObject *input;       /* wsgi.input: detached at the end */
+    PyObject *sr;          /* the start_response object */
+    PyObject *sr_status;   /* from start_response (str) */
+    PyObject *sr_headers;  /* from start_response (list) */
+    bool committed;        /* the head is final (first body byte) */
+    bool has_cl;           /* the app declared Content-Length */
+    uint64_t cl, body_out; /* declared, and body bytes emitted */
 
     /* Shared between Python and the loop (pool mutex). */
     enum py_state py;
-    bool started;                /* Python has seen it */
-    bool aborted;                /* the client left (or request_timeout) */
-    bool blocked;                /* the loop waits for a drain */
-    bool head_ready;             /* status + ohdrs are set */
-    bool failed;                 /* Python failed after the head: cut it */
-    struct obuf q;               /* body bytes for the loop */
-    struct obuf spare;           /* a buffer the loop is done with */
+    bool started;      /* Python has seen it */
+    bool aborted;      /* the client left (or request_timeout) */
+    bool blocked;      /* the loop waits for a drain */
+    bool head_ready;   /* status + ohdrs are set */
+    bool failed;       /* Python failed after the head: cut it */
+    struct obuf q;     /* body bytes for the loop */
+    struct obuf spare; /* a buffer the loop is done with */
     int status;
-    pf_header *ohdrs;            /* the response head, one allocation */
+    pf_header *ohdrs; /* the response head, one allocation */
     size_t nohdrs;
-    int file_fd;                 /* wsgi.file_wrapper fast path, or -1 */
+    int file_fd; /* wsgi.file_wrapper fast path, or -1 */
     uint64_t file_off, file_left;
-    bool file_sending;           /* the loop sends file_fd; Python idle */
-    bool file_done;              /* ... and has finished: close() is due */
+    bool file_sending; /* the loop sends file_fd; Python idle */
+    bool file_done;    /* ... and has finished: close() is due */
 
     /* Loop only. */
     bool head_sent;
-    bool ended_early;            /* the request was ended with a 500 */
-    bool ended;                  /* the request ended: free when unlisted */
+    bool ended_early; /* the request was ended with a 500 */
+    bool ended;       /* the request ended: free when unlisted */
 
     /* Leak hunting (hunt.c, routes.c), Python side. */
-    int hunt_route;              /* its route key, or -1: not measured */
-    int64_t hunt_blocks;         /* Python's blocks when the app was called */
+    int hunt_route;      /* its route key, or -1: not measured */
+    int64_t hunt_blocks; /* Python's blocks when the app was called */
 };
 
 /* A log line from a pool thread, on its way to the loop. */
@@ -112,20 +111,20 @@ struct logline {
 /* A Python thread of the pool. */
 struct pythread {
     struct wsgi *w;
-    int n;                       /* 1.. */
+    int n; /* 1.. */
     pthread_t tid;
     PyThreadState *ts;
-    bool busy;                   /* in Python for a job (pool mutex) */
-    double since;                /* ... since (monotonic seconds) */
-    char what[160];              /* ... which: "METHOD TARGET" */
+    bool busy;      /* in Python for a job (pool mutex) */
+    double since;   /* ... since (monotonic seconds) */
+    char what[160]; /* ... which: "METHOD TARGET" */
 };
 
 /* The module's state: one per load, inherited by every worker. */
 struct wsgi {
     /* [app] keys */
-    char *app_spec;              /* app = MODULE:CALLABLE */
-    char *post_fork;             /* post_fork = MODULE:CALLABLE */
-    char *script_name;           /* without a trailing '/', "" for none */
+    char *app_spec;    /* app = MODULE:CALLABLE */
+    char *post_fork;   /* post_fork = MODULE:CALLABLE */
+    char *script_name; /* without a trailing '/', "" for none */
     size_t script_name_len;
     char *url_scheme;
     int nthreads;
@@ -133,25 +132,25 @@ struct wsgi {
     double stuck_timeout;
 
     /* the interpreter */
-    pid_t load_pid;              /* the process that ran load */
-    PyThreadState *main_ts;      /* saved while the GIL is released */
-    PyObject *app;               /* the callable */
-    PyObject *environ_tmpl;      /* constant environ keys, copied per request */
-    PyObject *errors;            /* wsgi.errors, one per worker */
+    pid_t load_pid;         /* the process that ran load */
+    PyThreadState *main_ts; /* saved while the GIL is released */
+    PyObject *app;          /* the callable */
+    PyObject *environ_tmpl; /* constant environ keys, copied per request */
+    PyObject *errors;       /* wsgi.errors, one per worker */
 
     /* the worker: the pool and the loop's side of it */
     struct ev_loop *loop;
     pthread_t loop_thread;
     pthread_mutex_t mu;
-    pthread_cond_t cv;           /* work for the pool */
-    pthread_cond_t room;         /* the loop took a job's queued bytes */
+    pthread_cond_t cv;   /* work for the pool */
+    pthread_cond_t room; /* the loop took a job's queued bytes */
     struct job *run_head, *run_tail;
     struct job *out_head, *out_tail;
     struct job *ready_head, *ready_tail; /* loop only */
     struct logline *logs, **logs_tail;
     ev_async wake;
     ev_timer stuck;
-    ev_timer heap;               /* wsgi_publish_heap, every second */
+    ev_timer heap; /* wsgi_publish_heap, every second */
     bool stopping, stuck_reported;
     struct pythread *threads;
     int started_threads;
@@ -175,15 +174,15 @@ void wsgi_log_exception(struct wsgi *w, const char *what);
 /* Reads and checks every [app] key into w (strings copied), and returns
  * python_path and virtualenv (the config's, or NULL). 0 / -1 (reported
  * per key). [load, before the interpreter] */
-int config_read(const pf_app_config *cfg, struct wsgi *w,
-                const char **python_path, const char **venv);
+int config_read(const pf_app_config *cfg, struct wsgi *w, const char **python_path,
+                const char **venv);
 /* Imports MODULE of spec (the value of the [app] key `key`) and returns
  * CALLABLE (default "application"), called first when it is a factory
  * call "NAME(ARGS)" with literal ARGS: a new reference, or NULL after
  * logging why (a traceback, or a configuration error naming key). [load,
  * GIL] */
-PyObject *config_resolve(struct wsgi *w, const pf_app_config *cfg,
-                         const char *key, const char *spec);
+PyObject *config_resolve(struct wsgi *w, const pf_app_config *cfg, const char *key,
+                         const char *spec);
 
 /* ---- environ.c --------------------------------------------------------------- */
 
@@ -297,7 +296,13 @@ void routes_publish(void);
 int trace_command(void *state, const char *cmd, const char *args, char *out,
                   size_t outlen);
 
-static inline void lock(struct wsgi *w) { pthread_mutex_lock(&w->mu); }
-static inline void unlock(struct wsgi *w) { pthread_mutex_unlock(&w->mu); }
+static inline void lock(struct wsgi *w)
+{
+    pthread_mutex_lock(&w->mu);
+}
+static inline void unlock(struct wsgi *w)
+{
+    pthread_mutex_unlock(&w->mu);
+}
 
 #endif
