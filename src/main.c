@@ -188,34 +188,37 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-int main(int argc, char **argv)
-{
-    const char *path = DEFAULT_CONFIG, *wsgi = NULL;
-    struct config cfg;
-    char *errors = NULL, *text = NULL;
-    bool test = false, dump = false, file = false, options = false, python_path = false;
-    char *listen = NULL;
-    int opt, rc;
+/* What the command line asked for. */
+struct args {
+    const char *path, *wsgi;
+    char *listen; /* --bind, each; for --wsgi */
+    bool test, dump, file, options, python_path;
+};
 
-    proctitle_init(argc, argv);
+/* Reads argv into a. -1 to go on, or the exit code (--help, --version, a
+ * usage error). */
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    int opt;
+
     while ((opt = getopt_long(argc, argv, "c:tThvb:w:", long_options, NULL)) != -1) {
-        options |= opt != 'c' && opt != 't' && opt != 'T' && opt != OPT_WSGI;
+        a->options |= opt != 'c' && opt != 't' && opt != 'T' && opt != OPT_WSGI;
         switch (opt) {
         case 'c':
-            path = optarg;
-            file = true;
+            a->path = optarg;
+            a->file = true;
             break;
-        case 't': test = true; break;
-        case 'T': test = dump = true; break;
+        case 't': a->test = true; break;
+        case 'T': a->test = a->dump = true; break;
         case 'v': printf("preforkd " PF_VERSION "\n"); return 0;
         case 'h': usage(stdout); return 0;
-        case OPT_WSGI: wsgi = optarg; break;
-        case 'b': cat_printf(&listen, "%s%s", listen ? ", " : "", optarg); break;
+        case OPT_WSGI: a->wsgi = optarg; break;
+        case 'b': cat_printf(&a->listen, "%s%s", a->listen ? ", " : "", optarg); break;
         case 'w': cli_set("server", "workers", optarg); break;
         case OPT_THREADS: cli_set("app", "threads", optarg); break;
         case OPT_PYPATH:
             cli_set("app", "python_path", optarg);
-            python_path = true;
+            a->python_path = true;
             break;
         case OPT_VENV: cli_set("app", "virtualenv", optarg); break;
         case OPT_MAXREQ: cli_set("recycle", "max_requests", optarg); break;
@@ -227,41 +230,66 @@ int main(int argc, char **argv)
         default: usage(stderr); return 1;
         }
     }
-    if (optind != argc || (wsgi != NULL && file) || (wsgi == NULL && options)) {
-        if (wsgi != NULL && file)
+    if (optind != argc || (a->wsgi != NULL && a->file) ||
+        (a->wsgi == NULL && a->options)) {
+        if (a->wsgi != NULL && a->file)
             fprintf(stderr, "preforkd: -c and --wsgi exclude each other\n");
-        else if (wsgi == NULL && options)
+        else if (a->wsgi == NULL && a->options)
             fprintf(stderr, "preforkd: these options go with --wsgi (with -c, "
                             "the file says it all)\n");
         usage(stderr);
         return 1;
     }
-    if (wsgi != NULL) {
-        if (listen != NULL)
-            cli_set("server", "listen", listen);
-        free(listen);
-        path = "preforkd --wsgi";
-        text = cli_text(wsgi, python_path);
+    return -1;
+}
+
+/* The configuration: the file, or the one --wsgi and its options make.
+ * 0, or EXIT_CONFIG after printing every error and "configuration invalid". */
+static int load(struct args *a, struct config *cfg)
+{
+    char *errors = NULL, *text = NULL;
+    int rc;
+
+    if (a->wsgi != NULL) {
+        if (a->listen != NULL)
+            cli_set("server", "listen", a->listen);
+        a->path = "preforkd --wsgi";
+        text = cli_text(a->wsgi, a->python_path);
     }
-    if ((text != NULL ? config_load_text(path, text, &cfg, &errors)
-                      : config_load(path, &cfg, &errors)) < 0) {
-        free(text);
-        fprintf(stderr, "%s", errors);
-        if (errors[0] && errors[strlen(errors) - 1] != '\n')
-            fputc('\n', stderr);
-        fprintf(stderr, "preforkd: %s: configuration invalid\n", path);
-        free(errors);
-        return EXIT_CONFIG;
-    }
+    free(a->listen);
+    a->listen = NULL;
+    rc = text != NULL ? config_load_text(a->path, text, cfg, &errors)
+                      : config_load(a->path, cfg, &errors);
     free(text);
+    if (rc == 0)
+        return 0;
+    fprintf(stderr, "%s", errors);
+    if (errors[0] && errors[strlen(errors) - 1] != '\n')
+        fputc('\n', stderr);
+    fprintf(stderr, "preforkd: %s: configuration invalid\n", a->path);
+    free(errors);
+    return EXIT_CONFIG;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a = {.path = DEFAULT_CONFIG};
+    struct config cfg;
+    int rc;
+
+    proctitle_init(argc, argv);
+    if ((rc = parse_args(argc, argv, &a)) >= 0 || (rc = load(&a, &cfg)) != 0) {
+        free(a.listen);
+        return rc;
+    }
     log_set_level(cfg.log.level);
-    if (test) {
-        rc = check_only(&cfg, dump);
+    if (a.test) {
+        rc = check_only(&cfg, a.dump);
         config_free(&cfg);
         return rc;
     }
     if (check_access_log(&cfg) < 0) {
-        fprintf(stderr, "preforkd: %s: configuration invalid\n", path);
+        fprintf(stderr, "preforkd: %s: configuration invalid\n", a.path);
         config_free(&cfg);
         return EXIT_CONFIG;
     }

@@ -581,13 +581,11 @@ static void tell_master(uint16_t type, uint16_t reason)
         log_warn("worker: telling the master");
 }
 
-void worker_main(const struct worker_boot *b)
+/* 1. Identity: the slot, the log prefix, the process title. */
+static void take_identity(const struct worker_boot *b)
 {
-    const struct config *cfg = b->cfg;
     char role[32];
-    double beat;
 
-    /* 1. Identity: the slot, the log prefix, the process title. */
     wk.boot = b;
     wk.loop = EV_DEFAULT;
     wk.slot = scoreboard_slot(b->sb, b->slot);
@@ -597,12 +595,14 @@ void worker_main(const struct worker_boot *b)
     SB_SET(wk.slot->heartbeat_ms, scoreboard_mono_ms());
     SB_SET(wk.slot->pid, (int32_t)getpid());
     metrics_init(wk.slot);
-    /* 2. Signals: the mold's handlers are gone; install ours. They stay
-     *    blocked until the loop is about to run. */
-    proc_child_reset_signals();
-    start_signals();
-    /* 3. Privileges, before any app code runs in this process (the mold
-     *    has usually dropped them already). */
+}
+
+/* 3. Privileges, before any app code runs in this process (the mold has
+ *    usually dropped them already); then the master's death is ours. */
+static void become_user(const struct worker_boot *b)
+{
+    const struct config *cfg = b->cfg;
+
     if (proc_drop_privileges(cfg->server.user, cfg->server.group) < 0)
         exit(EXIT_CONFIG);
     /* A master killed outright (SIGKILL, a crash) must not leave workers
@@ -611,12 +611,14 @@ void worker_main(const struct worker_boot *b)
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != b->master)
         exit(1); /* it died before prctl took effect */
-    /* 4. The app: load (without preload) and per-worker init, after the
-     *    upstream pools, which worker_init may look up. */
-    if (upstream_worker_init(wk.loop, cfg, wk.slot) < 0)
-        fatal("worker: cannot allocate the upstream pools");
-    boot_app();
-    /* 5. Connections and timers. */
+}
+
+/* 5. Connections and timers. */
+static void start_connections(const struct worker_boot *b)
+{
+    const struct config *cfg = b->cfg;
+    double beat;
+
     wk.srv = (struct conn_server){
         .loop = wk.loop,
         .cfg = cfg,
@@ -648,17 +650,11 @@ void worker_main(const struct worker_boot *b)
     ev_init(&wk.graceful, on_graceful_over);
     start_accepting();
     command_start(wk.loop, b->ctl_fd, b->app, builtin_command);
-    /* 6. Serving. */
-    proc_child_signals_done();
-    SB_SET(wk.slot->state, SLOT_SERVING);
-    SB_SET(wk.slot->boot_us, since_fork_us());
-    tell_master(MSG_SERVING, 0);
-    if (SB_GET(wk.slot->quiet))
-        log_debug("serving");
-    else
-        log_info("serving");
-    ev_run(wk.loop, 0);
-    /* 7. Leaving. */
+}
+
+/* 7. Leaving: what the worker opened, closed in the reverse order. */
+static void __attribute__((noreturn)) leave(const struct worker_boot *b)
+{
     wk.leaving = true;
     if (wk.srv.handed_off > 0)
         log_debug("handed %llu idle connections to serving workers in all",
@@ -672,4 +668,31 @@ void worker_main(const struct worker_boot *b)
     if (wk.app_in_worker)
         app_close(b->app);
     exit(0);
+}
+
+void worker_main(const struct worker_boot *b)
+{
+    take_identity(b);
+    /* 2. Signals: the mold's handlers are gone; install ours. They stay
+     *    blocked until the loop is about to run. */
+    proc_child_reset_signals();
+    start_signals();
+    become_user(b);
+    /* 4. The app: load (without preload) and per-worker init, after the
+     *    upstream pools, which worker_init may look up. */
+    if (upstream_worker_init(wk.loop, b->cfg, wk.slot) < 0)
+        fatal("worker: cannot allocate the upstream pools");
+    boot_app();
+    start_connections(b);
+    /* 6. Serving. */
+    proc_child_signals_done();
+    SB_SET(wk.slot->state, SLOT_SERVING);
+    SB_SET(wk.slot->boot_us, since_fork_us());
+    tell_master(MSG_SERVING, 0);
+    if (SB_GET(wk.slot->quiet))
+        log_debug("serving");
+    else
+        log_info("serving");
+    ev_run(wk.loop, 0);
+    leave(b);
 }
