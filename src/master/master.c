@@ -629,21 +629,16 @@ static void step_stopping(struct master *ms, ev_tstamp now)
 static void step_reap(struct master *ms)
 {
     struct intent *in = &ms->intent;
+    pid_t pid = in->exit_pid;
 
-    for (uint32_t k = 0; k < in->nexits; k++) {
-        pid_t pid = in->exits[k].pid;
-        int wstatus = in->exits[k].status;
-
-        if (master_upgrade_reaped(ms, pid, wstatus) ||
-            master_mold_reaped(ms, pid, wstatus))
-            continue;
+    in->exit_pid = 0;
+    if (pid > 0 && !master_upgrade_reaped(ms, pid, in->exit_status) &&
+        !master_mold_reaped(ms, pid, in->exit_status))
         for (uint32_t i = 0; i < ms->nslots; i++)
             if (ms->w[i].pid == pid) {
-                master_reaped(ms, &ms->w[i], wstatus);
+                master_reaped(ms, &ms->w[i], in->exit_status);
                 break;
             }
-    }
-    in->nexits = 0;
     for (uint32_t i = 0; i < ms->nslots; i++) {
         int sig = ms->w[i].deferred_sig;
 

@@ -88,11 +88,8 @@ struct intent {
     bool reload, winch, upgrade, reopen; /* HUP, WINCH, USR2, USR1 */
     int scale;                           /* TTIN +1, TTOU -1 each */
     bool tick;       /* the 1 s timer: hard limits, deadlines, reports */
-    uint32_t nexits; /* children reaped by ev_child */
-    struct {
-        pid_t pid;
-        int status;
-    } exits[4];
+    pid_t exit_pid;  /* a child ev_child reaped (0: none); each is acted */
+    int exit_status; /* on before the next callback runs */
 };
 
 struct master_ops;

@@ -81,10 +81,8 @@ static void on_child(struct ev_loop *loop, ev_child *c, int revents)
      * from its mold, a worker's last message before its slot is reused. */
     spawn_read_all(ms);
     master_read_messages(ms);
-    if (in->nexits == sizeof(in->exits) / sizeof(in->exits[0]))
-        master_step(ms); /* never, as each exit is acted on at once: but safe */
-    in->exits[in->nexits].pid = c->rpid;
-    in->exits[in->nexits++].status = c->rstatus;
+    in->exit_pid = c->rpid;
+    in->exit_status = c->rstatus;
     master_step(ms);
 }
 

@@ -353,19 +353,6 @@ void httpmsg_parse_next(struct httpmsg_parse *hp)
     http_parser_pause(&hp->p, 0);
 }
 
-int httpmsg_find_header(const struct httpmsg_parse *hp, const char *base,
-                        const char *name)
-{
-    size_t n = strlen(name);
-
-    for (uint32_t i = 0; i < hp->req.nhdrs; i++) {
-        const struct httpmsg_hdr *h = &hp->req.hdrs[i];
-        if (h->name_len == n && strncasecmp(base + h->name_off, name, n) == 0)
-            return (int)i;
-    }
-    return -1;
-}
-
 const char *httpmsg_reason(int status)
 {
     const char *s = http_status_str((enum http_status)status);

@@ -78,10 +78,6 @@ size_t httpmsg_feed(struct httpmsg_parse *hp, char *base, size_t off, size_t len
 /* After a complete request has been answered: forget it, unpause. */
 void httpmsg_parse_next(struct httpmsg_parse *hp);
 
-/* Case-insensitive lookup among the parsed headers; -1 when absent. */
-int httpmsg_find_header(const struct httpmsg_parse *hp, const char *base,
-                        const char *name);
-
 /* FRAME_NONE: a status that has no body (1xx, 204, 304). */
 enum httpmsg_framing { FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE, FRAME_NONE };
 

@@ -877,7 +877,7 @@ int main(void)
         return 1;
     }
     /* LeakSanitizer walking what the leak app holds on purpose at every
-     * worker exit would only slow the recycles down (as in test_recycle). */
+     * worker exit would only slow the recycles down (as in test_recycling). */
     snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "", asan ? ":" : "");
     setenv("ASAN_OPTIONS", opts, 1);
     find_base();

@@ -700,7 +700,7 @@ int main(void)
 
     /* In a sanitizer build, LeakSanitizer's scan at every worker exit walks
      * all the memory the leak app holds on purpose: tens of milliseconds per
-     * worker, which distorts the hand-overs measured here. test_daemon and
+     * worker, which distorts the replacements measured here. test_daemon and
      * the unit tests keep leak detection on preforkd's own code. */
     snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "", asan ? ":" : "");
     setenv("ASAN_OPTIONS", opts, 1);

@@ -566,9 +566,8 @@ START_TEST(test_upgrade_heir)
     master_step(ms);
     ck_assert_int_eq(heirs_started, 1);
     /* The heir fails: the sockets are this master's again, it goes on. */
-    ms->intent.exits[0].pid = heir;
-    ms->intent.exits[0].status = W_EXITCODE(1, 0);
-    ms->intent.nexits = 1;
+    ms->intent.exit_pid = heir;
+    ms->intent.exit_status = W_EXITCODE(1, 0);
     master_step(ms);
     ck_assert_int_eq(ms->heir_pid, 0);
     ck_assert(master_owns_paths(ms));
